@@ -1,0 +1,164 @@
+//! The converter traits: how messages become bytes on the wire and back.
+//!
+//! A [`Converter`] fixes the wire protocol of a connector. For every outgoing
+//! message it makes one [`Serializer`], and for every incoming message one
+//! [`Deserializer`]. Both are plain state machines driven by the connection:
+//!
+//! ```text
+//!  send(msg) ──► queue ──► Serializer::get_bytes(&msg, &mut WriteBuf) ──► write buffer ──► socket
+//!  socket ──► read bytes ──► Deserializer::put_bytes(&[u8]) ──► Decoded::Done(msg) ──► event
+//! ```
+//!
+//! Either side may pause with "wait for callback": it keeps a clone of the
+//! [`Waker`] it was handed and calls [`Waker::wake`] (from any thread) once it
+//! can go on. Until then the connection does not call it again; other
+//! connections are not affected. A wake may arrive early or more than once, so
+//! a serializer or deserializer that is called while still not ready simply
+//! returns [`Encoded::Pending`] / [`Decoded::Pending`] again.
+
+use std::fmt;
+use std::task::Waker;
+
+use crate::error::{ProtocolError, SerializeError};
+
+/// A factory of serializers and deserializers: it fixes the message type and
+/// the wire protocol of a connector.
+///
+/// One converter is shared by every connection of a connector, from the
+/// network thread, so it must be `Send + Sync`.
+pub trait Converter: Send + Sync + 'static {
+    /// The type of the messages sent and received.
+    type Message: Send + 'static;
+    /// Turns one message into bytes.
+    type Serializer: Serializer<Message = Self::Message>;
+    /// Turns bytes into one message.
+    type Deserializer: Deserializer<Message = Self::Message>;
+
+    /// Returns a serializer for `message`. The message itself stays with the
+    /// connection (so that it can be handed back whole if it is not sent) and
+    /// is passed to every [`Serializer::get_bytes`] call.
+    fn serializer(&self, message: &Self::Message) -> Self::Serializer;
+
+    /// Returns a deserializer for the next incoming message.
+    fn deserializer(&self) -> Self::Deserializer;
+}
+
+/// What [`Serializer::get_bytes`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// The message is fully serialized (including whatever this call wrote).
+    Done,
+    /// More bytes follow; call again when the write buffer has room. A call
+    /// that wrote nothing although the write buffer was empty is a contract
+    /// violation and closes the connection.
+    More,
+    /// More bytes follow but are not ready yet: the serializer keeps the
+    /// waker and wakes it when they are. Bytes written by this call are kept.
+    Pending,
+}
+
+/// Serializes one message, possibly over many calls.
+pub trait Serializer: Send + 'static {
+    /// The message type this serializer reads.
+    type Message;
+
+    /// Writes the next bytes of `message` into `out`, never more than
+    /// [`WriteBuf::remaining`]. It is called whenever the connection's write
+    /// buffer has room, with the same message every time.
+    ///
+    /// An error before any byte of the message reached the socket hands the
+    /// message back to the application and the connection carries on; after
+    /// that the stream is broken and the connection closes.
+    fn get_bytes(
+        &mut self,
+        message: &Self::Message,
+        out: &mut WriteBuf<'_>,
+        waker: &Waker,
+    ) -> Result<Encoded, SerializeError>;
+}
+
+/// What [`Deserializer::put_bytes`] achieved, besides how many bytes it took.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<M> {
+    /// A message is complete. Bytes after the consumed ones belong to the
+    /// next message and go to a fresh deserializer.
+    Done(M),
+    /// Call again when more bytes arrive. Bytes not consumed are kept and
+    /// passed again, in front of the new ones.
+    NeedMore,
+    /// Do not call again until the waker is woken (for instance while
+    /// consumed bytes are written to a slow sink). Bytes not consumed are
+    /// kept and passed again; the call after the wake may get no bytes at all.
+    Pending,
+}
+
+/// Deserializes one message from bytes as they arrive.
+pub trait Deserializer: Send + 'static {
+    /// The message type this deserializer produces.
+    type Message;
+
+    /// Consumes a prefix of `data` and says what it achieved: returns the
+    /// number of bytes consumed (at most `data.len()`) and the outcome.
+    ///
+    /// A [`ProtocolError`] closes the connection with that reason. It must
+    /// never panic, loop or allocate more than the converter's limits allow,
+    /// whatever the bytes.
+    fn put_bytes(
+        &mut self,
+        data: &[u8],
+        waker: &Waker,
+    ) -> Result<(usize, Decoded<Self::Message>), ProtocolError>;
+}
+
+/// The free part of a connection's bounded write buffer, lent to a
+/// [`Serializer`].
+///
+/// Writes beyond [`remaining`](Self::remaining) are cut short: [`put`](Self::put)
+/// reports how much it took, so a serializer can resume where it stopped.
+pub struct WriteBuf<'a> {
+    buf: &'a mut Vec<u8>,
+    limit: usize,
+}
+
+impl<'a> WriteBuf<'a> {
+    /// Lends the room between `buf.len()` and `limit` to a serializer.
+    pub fn new(buf: &'a mut Vec<u8>, limit: usize) -> Self {
+        Self { buf, limit }
+    }
+
+    /// How many more bytes fit.
+    pub fn remaining(&self) -> usize {
+        self.limit.saturating_sub(self.buf.len())
+    }
+
+    /// Appends as much of `data` as fits and returns how many bytes that was.
+    pub fn put(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.remaining());
+        self.buf.extend_from_slice(&data[..n]);
+        n
+    }
+}
+
+impl fmt::Debug for WriteBuf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBuf")
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_buf_cuts_at_limit() {
+        let mut v = b"ab".to_vec();
+        let mut w = WriteBuf::new(&mut v, 5);
+        assert_eq!(w.remaining(), 3);
+        assert_eq!(w.put(b"cdef"), 3);
+        assert_eq!(w.remaining(), 0);
+        assert_eq!(w.put(b"x"), 0);
+        assert_eq!(v, b"abcde");
+    }
+}

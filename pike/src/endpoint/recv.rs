@@ -1,0 +1,170 @@
+//! The incoming side of a connection: bytes from the socket feed one
+//! deserializer after another.
+//!
+//! Bytes are fed straight from the caller's slice; only what a deserializer
+//! leaves unconsumed (it waits for a callback, or wants more bytes in one
+//! piece) is copied into `pending`, and fed again first. An idle connection
+//! holds no buffer at all.
+//!
+//! | state    | `wants_read` | on bytes                          | on wake              |
+//! |----------|--------------|-----------------------------------|----------------------|
+//! | ready    | yes          | feed; keep what is left unconsumed| (nothing)            |
+//! | waiting  | no           | append to `pending` (bounded)     | feed `pending`, even if empty |
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Waker;
+
+use crate::converter::{Converter, Decoded, Deserializer};
+use crate::error::{DisconnectReason, ProtocolError, panic_message};
+
+/// The incoming half of an [`Endpoint`](super::Endpoint).
+#[derive(Debug)]
+pub(crate) struct Inbox<C: Converter> {
+    deserializer: Option<C::Deserializer>,
+    /// Bytes the current deserializer consumed so far.
+    consumed: usize,
+    /// Unconsumed input, fed again before new bytes.
+    pending: Vec<u8>,
+    /// The deserializer waits for its waker.
+    waiting: bool,
+    max_pending: usize,
+}
+
+impl<C: Converter> Inbox<C> {
+    pub(crate) fn new(max_pending: usize) -> Self {
+        Self {
+            deserializer: None,
+            consumed: 0,
+            pending: Vec::new(),
+            waiting: false,
+            max_pending,
+        }
+    }
+
+    /// The deserializer waits for a callback: do not read.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// Part of a message has been received but not all of it.
+    pub(crate) fn mid_message(&self) -> bool {
+        self.consumed > 0 || !self.pending.is_empty()
+    }
+
+    /// Feeds `data`; every completed message goes to `deliver`.
+    pub(crate) fn feed(
+        &mut self,
+        converter: &C,
+        waker: &Waker,
+        data: &[u8],
+        deliver: &mut impl FnMut(C::Message),
+    ) -> Result<(), DisconnectReason> {
+        if self.pending.is_empty() && !self.waiting {
+            let used = self.run(converter, waker, data, false, deliver)?;
+            self.keep(&data[used..])
+        } else {
+            self.keep(data)?;
+            if self.waiting {
+                return Ok(());
+            }
+            self.run_pending(converter, waker, false, deliver)
+        }
+    }
+
+    /// The deserializer's waker fired: feed it what is pending, even nothing.
+    pub(crate) fn wake(
+        &mut self,
+        converter: &C,
+        waker: &Waker,
+        deliver: &mut impl FnMut(C::Message),
+    ) -> Result<(), DisconnectReason> {
+        if !self.waiting {
+            return Ok(());
+        }
+        self.waiting = false;
+        self.run_pending(converter, waker, true, deliver)
+    }
+
+    fn keep(&mut self, rest: &[u8]) -> Result<(), DisconnectReason> {
+        if self.pending.len() + rest.len() > self.max_pending {
+            return Err(ProtocolError::Stalled {
+                limit: self.max_pending,
+            }
+            .into());
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(())
+    }
+
+    fn run_pending(
+        &mut self,
+        converter: &C,
+        waker: &Waker,
+        call_if_empty: bool,
+        deliver: &mut impl FnMut(C::Message),
+    ) -> Result<(), DisconnectReason> {
+        let mut pending = std::mem::take(&mut self.pending);
+        let result = self.run(converter, waker, &pending, call_if_empty, deliver);
+        if let Ok(used) = result {
+            pending.drain(..used);
+        }
+        // Give the allocation back once it is empty: idle connections hold none.
+        if !pending.is_empty() {
+            self.pending = pending;
+        }
+        result.map(drop)
+    }
+
+    /// Runs deserializers over `input` until it is used up or one waits.
+    /// Returns how many bytes were consumed.
+    fn run(
+        &mut self,
+        converter: &C,
+        waker: &Waker,
+        input: &[u8],
+        mut call_if_empty: bool,
+        deliver: &mut impl FnMut(C::Message),
+    ) -> Result<usize, DisconnectReason> {
+        let mut off = 0;
+        while off < input.len() || call_if_empty {
+            call_if_empty = false;
+            let deserializer = self
+                .deserializer
+                .get_or_insert_with(|| converter.deserializer());
+            let rest = &input[off..];
+            let (used, outcome) =
+                match catch_unwind(AssertUnwindSafe(|| deserializer.put_bytes(rest, waker))) {
+                    Err(payload) => {
+                        return Err(DisconnectReason::DeserializerPanicked(panic_message(
+                            payload.as_ref(),
+                        )));
+                    }
+                    Ok(result) => result?,
+                };
+            if used > rest.len() {
+                return Err(DisconnectReason::DeserializerPanicked(format!(
+                    "consumed {used} bytes of {}",
+                    rest.len()
+                )));
+            }
+            off += used;
+            self.consumed += used;
+            match outcome {
+                Decoded::Done(message) => {
+                    if self.consumed == 0 {
+                        return Err(ProtocolError::EmptyMessage.into());
+                    }
+                    self.deserializer = None;
+                    self.consumed = 0;
+                    deliver(message);
+                }
+                Decoded::NeedMore => break,
+                Decoded::Pending => {
+                    self.waiting = true;
+                    break;
+                }
+            }
+        }
+        Ok(off)
+    }
+}

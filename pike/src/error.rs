@@ -1,0 +1,151 @@
+//! Error types.
+//!
+//! Errors are sorted by whose fault they are: [`ProtocolError`] is the peer's
+//! (bytes that do not follow the wire format), [`SerializeError`] is a local
+//! serializer's, and [`DisconnectReason`] says why a connection ended without
+//! the application asking.
+
+use std::error::Error as StdError;
+use std::io;
+
+/// The peer sent bytes that do not follow the wire format, or more than the
+/// configured limits allow. It closes that one connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A bool was neither `True` nor `False`.
+    #[error("invalid bool: expected `True` or `False`")]
+    InvalidBool,
+    /// A decimal number held something other than digits (and a leading `-`
+    /// where allowed), or no digit at all.
+    #[error("invalid decimal number")]
+    InvalidNumber,
+    /// A decimal number does not fit its type.
+    #[error("number out of range")]
+    NumberOverflow,
+    /// A space-terminated field ran past its longest valid length.
+    #[error("field longer than {limit} bytes without its terminating space")]
+    FieldTooLong {
+        /// The longest valid field, in bytes.
+        limit: usize,
+    },
+    /// A float's text does not parse.
+    #[error("invalid float")]
+    InvalidFloat,
+    /// A length prefix announced more than the maximum message size. Nothing
+    /// was allocated for it.
+    #[error("message of {length} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The announced length (a lower bound if it did not fit in a `u64`).
+        length: u64,
+        /// The configured maximum message size.
+        limit: usize,
+    },
+    /// A string message is not valid UTF-8.
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A file name that could write outside the receiving directory.
+    #[error("unsafe file name {0:?}")]
+    UnsafeFileName(String),
+    /// The peer closed the connection in the middle of a message.
+    #[error("connection closed in the middle of a message")]
+    UnexpectedEof,
+    /// A deserializer finished a message without consuming any byte, which
+    /// would let it produce messages forever (a converter bug).
+    #[error("deserializer produced a message from no input")]
+    EmptyMessage,
+    /// A deserializer left bytes unconsumed while asking for more beyond the
+    /// connection's pending-input bound (a converter bug or a hostile peer).
+    #[error("deserializer holds more than {limit} unconsumed bytes")]
+    Stalled {
+        /// The bound on unconsumed input.
+        limit: usize,
+    },
+    /// A custom converter's error.
+    #[error("{0}")]
+    Other(Box<dyn StdError + Send + Sync>),
+}
+
+/// A serializer could not produce a message's bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SerializeError {
+    /// Reading the message's data failed (for instance an unreadable file).
+    #[error("i/o error while serializing: {0}")]
+    Io(#[from] io::Error),
+    /// A custom converter's error.
+    #[error("{0}")]
+    Other(Box<dyn StdError + Send + Sync>),
+}
+
+/// Why a connection ended, or why a local disconnect was cut short.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer closed its side of the connection.
+    #[error("peer closed the connection")]
+    PeerClosed,
+    /// The socket failed (reset by the peer, broken pipe, …).
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the wire protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A serializer failed after part of its message was already written, so
+    /// the stream could not go on.
+    #[error("serializer failed mid-message: {0}")]
+    Serialize(SerializeError),
+    /// A serializer wrote nothing into an empty write buffer yet asked to be
+    /// called again (a converter bug that would otherwise spin).
+    #[error("serializer made no progress")]
+    SerializerStalled,
+    /// A serializer panicked.
+    #[error("serializer panicked: {0}")]
+    SerializerPanicked(String),
+    /// A deserializer panicked.
+    #[error("deserializer panicked: {0}")]
+    DeserializerPanicked(String),
+}
+
+/// Why a `connect` attempt did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The address could not be resolved.
+    #[error("cannot resolve address: {0}")]
+    Resolve(io::Error),
+    /// Connecting failed (refused, unreachable, …).
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    /// `disconnect` or `shutdown` cancelled the attempt.
+    #[error("connect cancelled")]
+    Cancelled,
+}
+
+/// Why a message handed to `send` came back in a
+/// [`RejectedMessage`](crate::event::RejectedMessage) event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The connection is disconnecting.
+    #[error("connection is disconnecting")]
+    Disconnecting,
+    /// The connection is closed or was never known.
+    #[error("connection is closed or unknown")]
+    Closed,
+    /// Its serializer failed before any of its bytes reached the socket; the
+    /// connection carries on.
+    #[error("serializer failed: {0}")]
+    Serialize(SerializeError),
+}
+
+/// Describes a panic payload for a [`DisconnectReason`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,147 @@
+//! Events: what the network side tells the application.
+//!
+//! Every message passed to `send` is either written to its socket in full or
+//! comes back exactly once, inside one of these events (or `send`'s error).
+
+use std::fmt;
+
+use crate::error::{ConnectError, DisconnectReason, RejectReason};
+
+/// An opaque id of one socket to one endpoint. Ids are never reused within a
+/// connector.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Connection(pub(crate) u64);
+
+impl Connection {
+    /// The id as a number (unique within its connector), for logs.
+    pub fn id(self) -> u64 {
+        self.0
+    }
+
+    /// Makes an id from a number. Only the connector hands out ids that mean
+    /// something; this exists for tests of the sans-IO core.
+    pub fn from_id(id: u64) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Connection({})", self.0)
+    }
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One event of a connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<M> {
+    /// A `connect` attempt ended.
+    FinishConnect(FinishConnect<M>),
+    /// A local `disconnect` or `shutdown` of the connection completed.
+    FinishDisconnect(FinishDisconnect<M>),
+    /// The connection ended without a local disconnect: the peer closed,
+    /// reset or broke the protocol, or a converter failed.
+    RemoteDisconnect(RemoteDisconnect<M>),
+    /// A message was fully received.
+    MessageReceived(MessageReceived<M>),
+    /// A message handed to `send` could not be sent.
+    RejectedMessage(RejectedMessage<M>),
+}
+
+impl<M> Event<M> {
+    /// The connection this event is about.
+    pub fn connection(&self) -> Connection {
+        match self {
+            Event::FinishConnect(e) => e.connection,
+            Event::FinishDisconnect(e) => e.connection,
+            Event::RemoteDisconnect(e) => e.connection,
+            Event::MessageReceived(e) => e.connection,
+            Event::RejectedMessage(e) => e.connection,
+        }
+    }
+
+    /// Whether this is the connection's last event (nothing follows it).
+    pub fn is_final(&self) -> bool {
+        match self {
+            Event::FinishConnect(e) => !e.success(),
+            Event::FinishDisconnect(_) | Event::RemoteDisconnect(_) => true,
+            Event::MessageReceived(_) | Event::RejectedMessage(_) => false,
+        }
+    }
+}
+
+/// A `connect` attempt ended, in success or failure.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FinishConnect<M> {
+    /// The connection.
+    pub connection: Connection,
+    /// Why connecting failed; `None` on success.
+    pub error: Option<ConnectError>,
+    /// On failure, every message sent while connecting, in order.
+    pub queued: Vec<M>,
+}
+
+impl<M> FinishConnect<M> {
+    /// Whether the connection is now established.
+    pub fn success(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// A local disconnect completed. Messages not written are handed back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FinishDisconnect<M> {
+    /// The connection.
+    pub connection: Connection,
+    /// The message that was partly written, if the disconnect left one.
+    pub incomplete: Option<M>,
+    /// Messages of which nothing was written, in order.
+    pub queued: Vec<M>,
+    /// Set when the disconnect could not finish as asked (for instance the
+    /// peer reset the connection during a `FinishQueue` disconnect).
+    pub error: Option<DisconnectReason>,
+}
+
+/// The connection ended without a local disconnect.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RemoteDisconnect<M> {
+    /// The connection.
+    pub connection: Connection,
+    /// The message that was partly written, if any.
+    pub incomplete: Option<M>,
+    /// Messages of which nothing was written, in order.
+    pub queued: Vec<M>,
+    /// Why the connection ended.
+    pub reason: DisconnectReason,
+}
+
+/// A message was fully received.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct MessageReceived<M> {
+    /// The connection it came from.
+    pub connection: Connection,
+    /// The message.
+    pub message: M,
+}
+
+/// A message handed to `send` came back unsent.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RejectedMessage<M> {
+    /// The connection it was sent to.
+    pub connection: Connection,
+    /// The message, untouched.
+    pub message: M,
+    /// Why it was not sent.
+    pub reason: RejectReason,
+}

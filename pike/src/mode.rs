@@ -1,0 +1,38 @@
+//! How connections and the connector are closed.
+
+/// How [`disconnect`](crate::endpoint::Endpoint::disconnect) treats messages
+/// not yet written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DisconnectMode {
+    /// Close at once: the partly written message comes back as
+    /// `incomplete`, every other one as `queued`.
+    Now,
+    /// Finish writing the partly written message, then close; the others
+    /// come back as `queued`.
+    FinishMessage,
+    /// Write every enqueued message, then close; nothing comes back.
+    #[default]
+    FinishQueue,
+}
+
+/// How a connector's shutdown treats each established connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ShutdownMode {
+    /// Disconnect every connection with [`DisconnectMode::Now`].
+    Now,
+    /// Disconnect every connection with [`DisconnectMode::FinishMessage`].
+    FinishMessages,
+    /// Disconnect every connection with [`DisconnectMode::FinishQueue`].
+    #[default]
+    FinishQueues,
+}
+
+impl From<ShutdownMode> for DisconnectMode {
+    fn from(mode: ShutdownMode) -> Self {
+        match mode {
+            ShutdownMode::Now => DisconnectMode::Now,
+            ShutdownMode::FinishMessages => DisconnectMode::FinishMessage,
+            ShutdownMode::FinishQueues => DisconnectMode::FinishQueue,
+        }
+    }
+}
