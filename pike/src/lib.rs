@@ -13,7 +13,7 @@
 //!          └──────────── events (MPMC queues) ◄── Endpoint (sans-IO) ◄───┘ one per connection
 //! ```
 //!
-//! * [`converter`]: the [`Converter`](converter::Converter) traits that fix
+//! * [`converter`]: the [`Converter`] traits that fix
 //!   the wire protocol; [`converters`] has ready-made ones, wire-compatible
 //!   with the Python original.
 //! * [`endpoint`]: the per-connection state machine. It has no networking

@@ -80,7 +80,11 @@ fn decode_one<C: Converter>(c: &C, data: &[u8]) -> Result<(C::Message, usize), P
         (used, other) => panic!(
             "expected a message from {:?}, got {} after {used} bytes",
             String::from_utf8_lossy(data),
-            if matches!(other, Decoded::NeedMore) { "NeedMore" } else { "Pending" },
+            if matches!(other, Decoded::NeedMore) {
+                "NeedMore"
+            } else {
+                "Pending"
+            },
         ),
     }
 }
@@ -230,7 +234,10 @@ fn python_repr_forms_parse_and_print() {
     assert!(decode_one(&FloatConverter, b"nan ").unwrap().0.is_nan());
     // Other spellings Python's float() also reads.
     assert_eq!(decode_one(&FloatConverter, b"1E5 ").unwrap().0, 1e5);
-    assert_eq!(decode_one(&FloatConverter, b"Infinity ").unwrap().0, f64::INFINITY);
+    assert_eq!(
+        decode_one(&FloatConverter, b"Infinity ").unwrap().0,
+        f64::INFINITY
+    );
 }
 
 #[test]
@@ -248,8 +255,16 @@ fn multibyte_utf8() {
 
 #[test]
 fn bytes_and_vec_share_the_string_framing() {
-    assert_wire(&VecConverter::new(), vec![0u8, 255, b' ', 7], b"4 \x00\xff \x07");
-    assert_wire(&BytesConverter::new(), Bytes::from_static(b"\xff\x00"), b"2 \xff\x00");
+    assert_wire(
+        &VecConverter::new(),
+        vec![0u8, 255, b' ', 7],
+        b"4 \x00\xff \x07",
+    );
+    assert_wire(
+        &BytesConverter::new(),
+        Bytes::from_static(b"\xff\x00"),
+        b"2 \xff\x00",
+    );
     assert_wire(&BytesConverter::new(), Bytes::new(), b"0 ");
 }
 
@@ -260,7 +275,10 @@ fn serializers_resume_in_a_tight_buffer() {
     for room in 1..6 {
         assert_eq!(encode_with_room(&c, &s, room), encode(&c, &s));
     }
-    assert_eq!(encode_with_room(&IntConverter, &i64::MIN, 1), b"-9223372036854775808 ");
+    assert_eq!(
+        encode_with_room(&IntConverter, &i64::MIN, 1),
+        b"-9223372036854775808 "
+    );
     assert_eq!(encode_with_room(&FloatConverter, &0.1, 2), b"0.1 ");
     assert_eq!(encode_with_room(&BoolConverter, &false, 1), b"False");
 }
@@ -284,7 +302,11 @@ where
 {
     for chunk in [wire.len(), 1] {
         match decode_chunked(c, wire, &[chunk]) {
-            Err(e) => assert!(check(&e), "{:?}: wrong error {e:?}", String::from_utf8_lossy(wire)),
+            Err(e) => assert!(
+                check(&e),
+                "{:?}: wrong error {e:?}",
+                String::from_utf8_lossy(wire)
+            ),
             Ok(m) => panic!("{:?} decoded to {m:?}", String::from_utf8_lossy(wire)),
         }
     }
@@ -293,18 +315,32 @@ where
 #[test]
 fn bad_bools() {
     for wire in [&b"x"[..], b"true", b"Tru ", b"Fals3", b"FALSE", b" True"] {
-        assert_rejects(&BoolConverter, wire, |e| matches!(e, ProtocolError::InvalidBool));
+        assert_rejects(&BoolConverter, wire, |e| {
+            matches!(e, ProtocolError::InvalidBool)
+        });
     }
 }
 
 #[test]
 fn bad_ints() {
     use ProtocolError::*;
-    for wire in [&b"12a "[..], b"--1 ", b"- ", b" ", b"+5 ", b"1-2 ", b"0x10 ", b"1.0 "] {
+    for wire in [
+        &b"12a "[..],
+        b"--1 ",
+        b"- ",
+        b" ",
+        b"+5 ",
+        b"1-2 ",
+        b"0x10 ",
+        b"1.0 ",
+    ] {
         assert_rejects(&IntConverter, wire, |e| matches!(e, InvalidNumber));
     }
-    for wire in [&b"9223372036854775808 "[..], b"-9223372036854775809 ", b"99999999999999999999 "]
-    {
+    for wire in [
+        &b"9223372036854775808 "[..],
+        b"-9223372036854775809 ",
+        b"99999999999999999999 ",
+    ] {
         assert_rejects(&IntConverter, wire, |e| matches!(e, NumberOverflow));
     }
     // 21 bytes without a space: refused without reading further.
@@ -320,7 +356,9 @@ fn bad_floats() {
         assert_rejects(&FloatConverter, wire, |e| matches!(e, InvalidFloat));
     }
     let long = [b'1'; 40];
-    assert_rejects(&FloatConverter, &long, |e| matches!(e, FieldTooLong { limit: 32 }));
+    assert_rejects(&FloatConverter, &long, |e| {
+        matches!(e, FieldTooLong { limit: 32 })
+    });
 }
 
 #[test]
@@ -355,7 +393,10 @@ fn an_oversized_length_is_refused_before_allocating() {
     let mut d = c.deserializer();
     assert!(matches!(
         d.put_bytes(b"10485760", Waker::noop()),
-        Err(ProtocolError::TooLarge { length: 10485760, .. })
+        Err(ProtocolError::TooLarge {
+            length: 10485760,
+            ..
+        })
     ));
     // Exactly the limit is fine; one more is not.
     let ok = format!("{limit} ");
@@ -365,11 +406,23 @@ fn an_oversized_length_is_refused_before_allocating() {
         (ok.len(), Decoded::NeedMore)
     );
     let over = format!("{} ", limit + 1);
-    assert_rejects(&c, over.as_bytes(), |e| matches!(e, ProtocolError::TooLarge { .. }));
-    // The same for bytes.
-    assert_rejects(&VecConverter::new().with_max_message_size(3), b"4 abcd", |e| {
-        matches!(e, ProtocolError::TooLarge { length: 4, limit: 3 })
+    assert_rejects(&c, over.as_bytes(), |e| {
+        matches!(e, ProtocolError::TooLarge { .. })
     });
+    // The same for bytes.
+    assert_rejects(
+        &VecConverter::new().with_max_message_size(3),
+        b"4 abcd",
+        |e| {
+            matches!(
+                e,
+                ProtocolError::TooLarge {
+                    length: 4,
+                    limit: 3
+                }
+            )
+        },
+    );
 }
 
 #[test]
@@ -381,7 +434,10 @@ fn an_announced_body_commits_memory_as_it_arrives() {
         let mut d = c.deserializer();
         d.put_bytes(b"67108864 x", Waker::noop()).unwrap()
     });
-    assert!(bytes <= 256 * 1024 + 1024, "allocated {bytes} bytes up front");
+    assert!(
+        bytes <= 256 * 1024 + 1024,
+        "allocated {bytes} bytes up front"
+    );
 }
 
 #[test]
@@ -391,10 +447,16 @@ fn encoding_a_primitive_allocates_nothing() {
         for (i, x) in [0.1, -1.5e300, f64::NAN].iter().enumerate() {
             let mut s = FloatConverter.serializer(x);
             let mut out = WriteBuf::new(&mut buf, 64);
-            assert_eq!(s.get_bytes(x, &mut out, Waker::noop()).unwrap(), Encoded::Done);
+            assert_eq!(
+                s.get_bytes(x, &mut out, Waker::noop()).unwrap(),
+                Encoded::Done
+            );
             let mut s = IntConverter.serializer(&(i as i64 - 7));
             let mut out = WriteBuf::new(&mut buf, 64);
-            assert_eq!(s.get_bytes(&0, &mut out, Waker::noop()).unwrap(), Encoded::Done);
+            assert_eq!(
+                s.get_bytes(&0, &mut out, Waker::noop()).unwrap(),
+                Encoded::Done
+            );
             buf.clear();
         }
     });
@@ -479,7 +541,7 @@ fn floats_match_cpython_repr() {
         })
         .filter(|x| !x.is_nan())
         .collect();
-    values.extend([0.1, 1e16, 1e-5, 9.999999999999999e15, 1e-4, 0.5, 1e300]);
+    values.extend([0.1, 1e16, 1e-5, 9_999_999_999_999_998.0, 1e-4, 0.5, 1e300]);
     let script = "import struct,sys\n\
         for line in sys.stdin:\n    \
         print(repr(struct.unpack('<d', int(line).to_bytes(8, 'little'))[0]))\n";
@@ -492,7 +554,10 @@ fn floats_match_cpython_repr() {
         eprintln!("python3 not found: skipping the CPython cross-check");
         return;
     };
-    let input: String = values.iter().map(|x| format!("{}\n", x.to_bits())).collect();
+    let input: String = values
+        .iter()
+        .map(|x| format!("{}\n", x.to_bits()))
+        .collect();
     child
         .stdin
         .take()
@@ -506,8 +571,26 @@ fn floats_match_cpython_repr() {
     assert_eq!(reprs.len(), values.len());
     for (x, py) in values.iter().zip(reprs) {
         let ours = encode(&FloatConverter, x);
-        assert_eq!(String::from_utf8_lossy(&ours), format!("{py} "), "bits {:#x}", x.to_bits());
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            format!("{py} "),
+            "bits {:#x}",
+            x.to_bits()
+        );
         let (back, _) = decode_one(&FloatConverter, &ours).unwrap();
         assert_eq!(back.to_bits(), x.to_bits());
+    }
+}
+
+// The fuzz targets' entry points, run on random input here so they cannot rot.
+proptest! {
+    #[test]
+    fn fuzz_entry_points_hold(data in prop::collection::vec(any::<u8>(), 0..64)) {
+        use pike::converters::fuzzing::deserialize_chunked;
+        deserialize_chunked(&BoolConverter, &data);
+        deserialize_chunked(&IntConverter, &data);
+        deserialize_chunked(&FloatConverter, &data);
+        deserialize_chunked(&StringConverter::new().with_max_message_size(64), &data);
+        deserialize_chunked(&BytesConverter::new().with_max_message_size(64), &data);
     }
 }

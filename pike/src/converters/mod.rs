@@ -9,3 +9,69 @@ pub use primitives::{
     BoolConverter, BytesConverter, DEFAULT_MAX_MESSAGE_SIZE, FloatConverter, IntConverter,
     LengthPrefixed, Payload, StringConverter, VecConverter,
 };
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets in `fuzz/`; not a stable API.
+
+    use std::fmt::Debug;
+    use std::task::Waker;
+
+    use crate::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+
+    /// Feeds `data[1..]` to deserializers in chunks of `data[0] % 16 + 1`
+    /// bytes. Checks the contract (never consume more than given; the
+    /// primitives consume everything when they ask for more) and that every
+    /// message decoded re-encodes to something that decodes to it again.
+    pub fn deserialize_chunked<C: Converter>(converter: &C, data: &[u8])
+    where
+        C::Message: Debug,
+    {
+        let Some((&first, data)) = data.split_first() else {
+            return;
+        };
+        let chunk = usize::from(first % 16) + 1;
+        let mut d = converter.deserializer();
+        for piece in data.chunks(chunk) {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let Ok((used, status)) = d.put_bytes(piece, Waker::noop()) else {
+                    return;
+                };
+                assert!(used <= piece.len());
+                piece = &piece[used..];
+                match status {
+                    Decoded::Done(m) => {
+                        check_roundtrip(converter, &m);
+                        d = converter.deserializer();
+                    }
+                    Decoded::NeedMore => assert!(piece.is_empty()),
+                    Decoded::Pending => panic!("primitives never wait"),
+                }
+            }
+        }
+    }
+
+    fn check_roundtrip<C: Converter>(converter: &C, message: &C::Message)
+    where
+        C::Message: Debug,
+    {
+        let mut s = converter.serializer(message);
+        let mut wire = Vec::new();
+        loop {
+            let mut out = WriteBuf::new(&mut wire, usize::MAX);
+            match s.get_bytes(message, &mut out, Waker::noop()) {
+                Ok(Encoded::Done) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut d = converter.deserializer();
+        match d.put_bytes(&wire, Waker::noop()) {
+            Ok((used, Decoded::Done(again))) => {
+                assert_eq!(used, wire.len());
+                assert_eq!(format!("{again:?}"), format!("{message:?}"));
+            }
+            other => panic!("re-encoded {message:?} does not decode: {other:?}"),
+        }
+    }
+}

@@ -739,7 +739,10 @@ mod tests {
     #[test]
     fn staged_encodings() {
         let c = IntConverter;
-        assert_eq!(c.serializer(&i64::MIN).staged.as_bytes(), b"-9223372036854775808 ");
+        assert_eq!(
+            c.serializer(&i64::MIN).staged.as_bytes(),
+            b"-9223372036854775808 "
+        );
         assert_eq!(c.serializer(&0).staged.as_bytes(), b"0 ");
     }
 }

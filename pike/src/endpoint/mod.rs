@@ -308,9 +308,11 @@ impl<C: Converter> Endpoint<C> {
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let connection = self.connection;
                 let events = &mut self.events;
-                let result = self.inbox.feed(&self.converter, &self.waker, data, &mut |m| {
-                    events.push_back(received(connection, m));
-                });
+                let result = self
+                    .inbox
+                    .feed(&self.converter, &self.waker, data, &mut |m| {
+                        events.push_back(received(connection, m));
+                    });
                 if let Err(reason) = result {
                     self.fail(reason);
                 }
@@ -383,11 +385,12 @@ impl<C: Converter> Endpoint<C> {
         let start_new = self.state != State::Disconnecting(DisconnectMode::FinishMessage);
         let result = self.outbox.fill(&self.converter, &self.waker, start_new);
         for (message, error) in self.outbox.take_failed() {
-            self.events.push_back(Event::RejectedMessage(RejectedMessage {
-                connection: self.connection,
-                message,
-                reason: RejectReason::Serialize(error),
-            }));
+            self.events
+                .push_back(Event::RejectedMessage(RejectedMessage {
+                    connection: self.connection,
+                    message,
+                    reason: RejectReason::Serialize(error),
+                }));
         }
         match result {
             Ok(()) => self.progress(),
@@ -489,4 +492,94 @@ fn received<M>(connection: Connection, message: M) -> Event<M> {
         connection,
         message,
     })
+}
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! The entry point for the `endpoint` fuzz target; not a stable API.
+
+    use std::io;
+    use std::sync::Arc;
+    use std::task::Waker;
+
+    use super::{Endpoint, EndpointConfig, State};
+    use crate::converters::StringConverter;
+    use crate::error::ConnectError;
+    use crate::event::{Connection, Event};
+    use crate::mode::DisconnectMode;
+
+    /// Interprets `data` as socket events, sends and incoming bytes, then
+    /// ends the connection and checks that every message sent was written
+    /// in full or handed back exactly once, with exactly one final event.
+    pub fn drive(data: &[u8]) {
+        let Some((&first, mut data)) = data.split_first() else {
+            return;
+        };
+        let config = EndpointConfig {
+            write_buffer_size: usize::from(first % 32) + 1,
+            max_pending_input: 64,
+        };
+        let converter = Arc::new(StringConverter::new().with_max_message_size(32));
+        let waker = Waker::noop().clone();
+        let id = Connection(0);
+        let mut ep = if first & 0x80 == 0 {
+            Endpoint::open(id, converter, waker, config)
+        } else {
+            Endpoint::connecting(id, converter, waker, config)
+        };
+        let mut sent = 0usize;
+        let mut returned = 0usize;
+        let mut finals = 0usize;
+        let mut drain = |ep: &mut Endpoint<StringConverter>| {
+            while let Some(e) = ep.poll_event() {
+                finals += usize::from(e.is_final());
+                returned += match e {
+                    Event::FinishConnect(f) => f.queued.len(),
+                    Event::FinishDisconnect(f) => {
+                        f.queued.len() + usize::from(f.incomplete.is_some())
+                    }
+                    Event::RemoteDisconnect(r) => {
+                        r.queued.len() + usize::from(r.incomplete.is_some())
+                    }
+                    Event::RejectedMessage(_) => 1,
+                    Event::MessageReceived(_) => 0,
+                };
+            }
+        };
+        while let Some((&op, rest)) = data.split_first() {
+            data = rest;
+            let arg = usize::from(op >> 4);
+            match op % 10 {
+                0 | 1 => {
+                    ep.send("m".repeat(arg));
+                    sent += 1;
+                }
+                2 | 3 => {
+                    let n = ep.transmit().len().min(arg * 3);
+                    ep.handle_written(n);
+                }
+                4 => {
+                    let n = arg.min(data.len());
+                    ep.handle_read(&data[..n]);
+                    data = &data[n..];
+                }
+                5 => ep.handle_wake(),
+                6 => ep.disconnect(match arg % 3 {
+                    0 => DisconnectMode::Now,
+                    1 => DisconnectMode::FinishMessage,
+                    _ => DisconnectMode::FinishQueue,
+                }),
+                7 => ep.handle_eof(),
+                8 => ep.handle_connected(),
+                _ => ep.handle_connect_failed(ConnectError::Cancelled),
+            }
+            assert!(ep.transmit().len() <= config.write_buffer_size);
+            drain(&mut ep);
+        }
+        ep.handle_error(io::ErrorKind::ConnectionReset.into());
+        drain(&mut ep);
+        assert_eq!(ep.state(), State::Closed);
+        assert_eq!(finals, 1);
+        assert_eq!(ep.messages_written() as usize + returned, sent);
+    }
 }

@@ -128,7 +128,11 @@ impl<C: Converter> Outbox<C> {
 
     /// Drops the messages whose last byte the socket has taken.
     fn retire(&mut self) {
-        while self.in_flight.front().is_some_and(|m| m.end <= self.flushed) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|m| m.end <= self.flushed)
+        {
             self.in_flight.pop_front();
             self.written += 1;
         }
@@ -255,7 +259,8 @@ impl<C: Converter> Outbox<C> {
         let mut rest = Vec::with_capacity(self.unwritten());
         if partial_in_flight {
             let keep = self.in_flight.pop_front().expect("checked");
-            self.buf.truncate(self.head + (keep.end - self.flushed) as usize);
+            self.buf
+                .truncate(self.head + (keep.end - self.flushed) as usize);
             rest.extend(self.in_flight.drain(..).map(|m| m.message));
             self.in_flight.push_back(keep);
             rest.extend(self.active.take().map(|a| a.message));

@@ -1,0 +1,931 @@
+//! The connection core driven byte by byte, with no socket: the test plays
+//! the socket ("took n bytes", "these bytes arrived", "the peer closed").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Wake, Waker};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::converter::{Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+use crate::converters::StringConverter;
+use crate::error::{ProtocolError, SerializeError};
+
+// ----- test converters -------------------------------------------------------
+
+/// The connector suite's pausing serializer: writes `abc`, waits for a
+/// callback, writes the message, writes `123`. Messages starting with `!`
+/// fail to serialize; `panic` panics. Incoming bytes: every byte is one
+/// message, except that `~` waits for a callback after consuming it.
+#[derive(Debug, Default)]
+struct Pausing;
+
+#[derive(Debug)]
+struct PausingSerializer {
+    step: u8,
+    pos: usize,
+}
+
+impl Converter for Pausing {
+    type Message = String;
+    type Serializer = PausingSerializer;
+    type Deserializer = ByteDeserializer;
+
+    fn serializer(&self, _message: &String) -> PausingSerializer {
+        PausingSerializer { step: 0, pos: 0 }
+    }
+
+    fn deserializer(&self) -> ByteDeserializer {
+        ByteDeserializer { waited: false }
+    }
+}
+
+impl Serializer for PausingSerializer {
+    type Message = String;
+
+    fn get_bytes(
+        &mut self,
+        message: &String,
+        out: &mut WriteBuf<'_>,
+        _waker: &Waker,
+    ) -> Result<Encoded, SerializeError> {
+        if message.starts_with('!') {
+            return Err(SerializeError::Other("refused by the test".into()));
+        }
+        assert!(message != "panic", "serializer panics on purpose");
+        let parts: [&[u8]; 3] = [b"abc", message.as_bytes(), b"123"];
+        while self.step < 3 {
+            let part = parts[self.step as usize];
+            self.pos += out.put(&part[self.pos..]);
+            if self.pos < part.len() {
+                return Ok(Encoded::More);
+            }
+            self.step += 1;
+            self.pos = 0;
+            if self.step == 1 {
+                self.step = 10; // waiting
+                return Ok(Encoded::Pending);
+            }
+        }
+        if self.step == 10 {
+            // Called after the wake.
+            self.step = 1;
+            return self.get_bytes(message, out, _waker);
+        }
+        Ok(Encoded::Done)
+    }
+}
+
+#[derive(Debug)]
+struct ByteDeserializer {
+    waited: bool,
+}
+
+impl Deserializer for ByteDeserializer {
+    type Message = String;
+
+    fn put_bytes(
+        &mut self,
+        data: &[u8],
+        _waker: &Waker,
+    ) -> Result<(usize, Decoded<String>), ProtocolError> {
+        if self.waited {
+            return Ok((0, Decoded::Done("~".to_owned())));
+        }
+        match data.first() {
+            None => Ok((0, Decoded::NeedMore)),
+            Some(b'~') => {
+                self.waited = true;
+                Ok((1, Decoded::Pending))
+            }
+            Some(b'#') => Err(ProtocolError::InvalidNumber),
+            Some(b'P') => panic!("deserializer panics on purpose"),
+            Some(&b) => Ok((1, Decoded::Done((b as char).to_string()))),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn endpoint<C: Converter + Default>(buffer: usize, open: bool) -> Endpoint<C> {
+    let config = EndpointConfig {
+        write_buffer_size: buffer,
+        ..EndpointConfig::default()
+    };
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let converter = Arc::new(C::default());
+    if open {
+        Endpoint::open(Connection(1), converter, waker, config)
+    } else {
+        Endpoint::connecting(Connection(1), converter, waker, config)
+    }
+}
+
+/// Plays a socket that takes at most `max` bytes; returns them.
+fn write_some<C: Converter>(ep: &mut Endpoint<C>, max: usize) -> Vec<u8> {
+    let n = ep.transmit().len().min(max);
+    let bytes = ep.transmit()[..n].to_vec();
+    ep.handle_written(n);
+    bytes
+}
+
+/// Plays a socket that takes everything offered until nothing is left.
+fn write_all<C: Converter>(ep: &mut Endpoint<C>) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while ep.wants_write() {
+        wire.extend(write_some(ep, usize::MAX));
+    }
+    wire
+}
+
+fn events<C: Converter>(ep: &mut Endpoint<C>) -> Vec<Event<C::Message>> {
+    std::iter::from_fn(|| ep.poll_event()).collect()
+}
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+fn strings(xs: &[&str]) -> Vec<String> {
+    xs.iter().map(|x| s(x)).collect()
+}
+
+/// The single event, which must be a `FinishDisconnect`.
+fn take_finish_disconnect<C: Converter<Message = String>>(
+    ep: &mut Endpoint<C>,
+) -> FinishDisconnect<String> {
+    let mut evs = events(ep);
+    assert_eq!(evs.len(), 1, "expected one event, got {evs:?}");
+    match evs.pop() {
+        Some(Event::FinishDisconnect(e)) => e,
+        other => panic!("expected FinishDisconnect, got {other:?}"),
+    }
+}
+
+fn take_remote_disconnect<C: Converter<Message = String>>(
+    ep: &mut Endpoint<C>,
+) -> (Vec<String>, RemoteDisconnect<String>) {
+    let mut received = Vec::new();
+    let mut last = None;
+    for e in events(ep) {
+        assert!(last.is_none(), "an event after RemoteDisconnect: {e:?}");
+        match e {
+            Event::MessageReceived(m) => received.push(m.message),
+            Event::RemoteDisconnect(r) => last = Some(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (received, last.expect("a RemoteDisconnect"))
+}
+
+// ----- the three disconnect modes with a message partly written ---------------
+
+/// `ONE` has written `abc` and waits for its callback; `TWO` is queued.
+fn paused_mid_message() -> Endpoint<Pausing> {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    ep.send(s("ONE"));
+    ep.send(s("TWO"));
+    assert_eq!(write_all(&mut ep), b"abc");
+    assert!(events(&mut ep).is_empty());
+    ep
+}
+
+#[test]
+fn disconnect_now_mid_message() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::Now);
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (Some(s("ONE")), strings(&["TWO"]))
+    );
+    assert!(e.error.is_none());
+    assert_eq!(ep.state(), State::Closed);
+    assert!(!ep.wants_write() && !ep.wants_read());
+}
+
+#[test]
+fn disconnect_finish_message_mid_message() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::FinishMessage);
+    assert!(
+        events(&mut ep).is_empty(),
+        "not complete before ONE is written"
+    );
+    ep.handle_wake();
+    assert_eq!(write_all(&mut ep), b"ONE123");
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!((e.incomplete, e.queued), (None, strings(&["TWO"])));
+    assert_eq!(ep.state(), State::Draining);
+    assert_eq!(ep.messages_written(), 1);
+}
+
+#[test]
+fn disconnect_finish_queue_mid_message() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.handle_wake();
+    let mut wire = b"abc".to_vec();
+    wire.extend(write_all(&mut ep));
+    assert!(
+        events(&mut ep).is_empty(),
+        "TWO still waits for its callback"
+    );
+    ep.handle_wake();
+    wire.extend(write_all(&mut ep));
+    assert_eq!(wire, b"abcONE123abcTWO123");
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!((e.incomplete, e.queued), (None, vec![]));
+    assert_eq!(ep.state(), State::Draining);
+    // Draining: input is read and discarded until the peer closes.
+    assert!(ep.wants_read() && !ep.wants_write());
+    ep.handle_read(b"xyz");
+    assert!(events(&mut ep).is_empty());
+    ep.handle_eof();
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn a_second_disconnect_is_a_no_op() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.disconnect(DisconnectMode::Now);
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(
+        ep.state(),
+        State::Disconnecting(DisconnectMode::FinishQueue)
+    );
+}
+
+#[test]
+fn disconnect_modes_with_bytes_in_flight() {
+    // Two messages fully serialized into the buffer; the socket took 3 bytes.
+    let setup = || {
+        let mut ep = endpoint::<StringConverter>(1024, true);
+        ep.send(s("hello"));
+        ep.send(s("world"));
+        ep.send(s("again"));
+        assert_eq!(write_some(&mut ep, 3), b"5 h");
+        ep
+    };
+
+    let mut ep = setup();
+    ep.disconnect(DisconnectMode::Now);
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (Some(s("hello")), strings(&["world", "again"]))
+    );
+
+    let mut ep = setup();
+    ep.disconnect(DisconnectMode::FinishMessage);
+    assert_eq!(
+        write_all(&mut ep),
+        b"ello",
+        "only the partly written message"
+    );
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (None, strings(&["world", "again"]))
+    );
+
+    let mut ep = setup();
+    ep.disconnect(DisconnectMode::FinishQueue);
+    assert_eq!(write_all(&mut ep), b"ello5 world5 again");
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!((e.incomplete, e.queued), (None, vec![]));
+
+    // On a message boundary nothing is partly written: FinishMessage
+    // completes at once and every buffered message comes back whole.
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    ep.send(s("hello"));
+    ep.send(s("world"));
+    assert_eq!(write_some(&mut ep, 7), b"5 hello");
+    ep.disconnect(DisconnectMode::FinishMessage);
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!((e.incomplete, e.queued), (None, strings(&["world"])));
+    assert!(!ep.wants_write());
+}
+
+// ----- connecting ----------------------------------------------------------------
+
+#[test]
+fn messages_sent_while_connecting_are_written_once_connected() {
+    let mut ep = endpoint::<StringConverter>(1024, false);
+    ep.send(s("a"));
+    ep.send(s("bc"));
+    assert!(!ep.wants_write() && !ep.wants_read());
+    ep.handle_connected();
+    match events(&mut ep).as_slice() {
+        [Event::FinishConnect(f)] => assert!(f.success() && f.queued.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(write_all(&mut ep), b"1 a2 bc");
+}
+
+#[test]
+fn connect_failure_returns_every_queued_message() {
+    let mut ep = endpoint::<StringConverter>(1024, false);
+    for m in ["x", "y", "z"] {
+        ep.send(s(m));
+    }
+    ep.handle_connect_failed(ConnectError::Io(io::ErrorKind::ConnectionRefused.into()));
+    let mut evs = events(&mut ep);
+    match evs.pop() {
+        Some(Event::FinishConnect(f)) => {
+            assert!(!f.success());
+            assert!(matches!(f.error, Some(ConnectError::Io(_))));
+            assert_eq!(f.queued, strings(&["x", "y", "z"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(evs.is_empty());
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn disconnect_while_connecting_cancels() {
+    let mut ep = endpoint::<StringConverter>(1024, false);
+    ep.send(s("x"));
+    ep.disconnect(DisconnectMode::FinishQueue);
+    match events(&mut ep).as_slice() {
+        [Event::FinishConnect(f)] => {
+            assert!(matches!(f.error, Some(ConnectError::Cancelled)));
+            assert_eq!(f.queued, strings(&["x"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A late connect result changes nothing.
+    ep.handle_connected();
+    assert!(events(&mut ep).is_empty());
+}
+
+// ----- rejected sends ---------------------------------------------------------------
+
+#[test]
+fn sends_after_disconnect_are_rejected() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.send(s("late"));
+    match events(&mut ep).as_slice() {
+        [Event::RejectedMessage(r)] => {
+            assert_eq!(r.message, "late");
+            assert!(matches!(r.reason, RejectReason::Disconnecting));
+        }
+        other => panic!("{other:?}"),
+    }
+    ep.disconnect(DisconnectMode::Now); // no-op: already disconnecting
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    let _ = events(&mut ep);
+    ep.send(s("later"));
+    match events(&mut ep).as_slice() {
+        [Event::RejectedMessage(r)] => assert!(matches!(r.reason, RejectReason::Closed)),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ----- remote close and errors ---------------------------------------------------------
+
+#[test]
+fn remote_close_with_a_message_partly_written() {
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    ep.send(s("hello"));
+    ep.send(s("world"));
+    write_some(&mut ep, 4);
+    ep.handle_read(b"2 hi1 ");
+    ep.handle_eof();
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["hi"]));
+    // The peer stopped mid-message ("1 " without its byte).
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+    ));
+    assert_eq!(
+        (r.incomplete, r.queued),
+        (Some(s("hello")), strings(&["world"]))
+    );
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn messages_received_before_a_clean_close_come_first() {
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    ep.handle_read(b"6 plango0 7 hi mom!");
+    ep.handle_eof();
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["plango", "", "hi mom!"]));
+    assert!(matches!(r.reason, DisconnectReason::PeerClosed));
+    assert_eq!((r.incomplete, r.queued), (None, vec![]));
+}
+
+#[test]
+fn a_protocol_error_closes_with_its_reason_after_earlier_messages() {
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    ep.send(s("queued"));
+    ep.handle_read(b"1 a1 bx c1 d");
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["a", "b"]));
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+    ));
+    assert_eq!((r.incomplete, r.queued), (None, strings(&["queued"])));
+    // Nothing more is read or written.
+    assert!(!ep.wants_read() && !ep.wants_write());
+}
+
+#[test]
+fn a_reset_during_finish_queue_hands_everything_back() {
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    ep.send(s("hello"));
+    ep.send(s("world"));
+    write_some(&mut ep, 2);
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (Some(s("hello")), strings(&["world"]))
+    );
+    assert!(matches!(e.error, Some(DisconnectReason::Io(_))));
+}
+
+#[test]
+fn a_half_close_during_finish_queue_lets_writing_finish() {
+    let mut ep = endpoint::<StringConverter>(4, true);
+    ep.send(s("hello"));
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.handle_eof();
+    assert!(!ep.wants_read());
+    assert_eq!(write_all(&mut ep), b"5 hello");
+    let e = take_finish_disconnect(&mut ep);
+    assert!(e.error.is_none() && e.queued.is_empty());
+}
+
+#[test]
+fn a_finish_message_disconnect_reset_midway_keeps_the_set_aside_messages() {
+    let mut ep = endpoint::<StringConverter>(1024, true);
+    for m in ["one", "two", "six"] {
+        ep.send(s(m));
+    }
+    write_some(&mut ep, 2);
+    ep.disconnect(DisconnectMode::FinishMessage);
+    ep.handle_error(io::ErrorKind::BrokenPipe.into());
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (Some(s("one")), strings(&["two", "six"]))
+    );
+}
+
+// ----- converter failures ----------------------------------------------------------------
+
+#[test]
+fn a_serializer_error_before_any_byte_rejects_only_that_message() {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    ep.send(s("!bad"));
+    ep.send(s("ok"));
+    match events(&mut ep).as_slice() {
+        [Event::RejectedMessage(r)] => {
+            assert_eq!(r.message, "!bad");
+            assert!(matches!(r.reason, RejectReason::Serialize(_)));
+        }
+        other => panic!("{other:?}"),
+    }
+    ep.handle_wake();
+    assert_eq!(write_all(&mut ep), b"abcok123");
+    assert_eq!(ep.state(), State::Open);
+}
+
+#[test]
+fn a_panicking_serializer_closes_only_its_connection() {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    ep.send(s("first"));
+    ep.send(s("panic"));
+    assert_eq!(write_all(&mut ep), b"abc");
+    ep.handle_wake();
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose"))
+    );
+    assert_eq!(
+        (r.incomplete, r.queued),
+        (Some(s("first")), strings(&["panic"]))
+    );
+    // The connection is closed: later sends come back.
+    ep.send(s("next"));
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [Event::RejectedMessage(RejectedMessage {
+            reason: RejectReason::Closed,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn a_panicking_deserializer_closes_the_connection() {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    ep.handle_read(b"abP");
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["a", "b"]));
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::DeserializerPanicked(_)
+    ));
+}
+
+#[test]
+fn a_stalled_serializer_closes_instead_of_spinning() {
+    #[derive(Debug, Default)]
+    struct Stall;
+    #[derive(Debug)]
+    struct StallSerializer;
+    impl Converter for Stall {
+        type Message = String;
+        type Serializer = StallSerializer;
+        type Deserializer = ByteDeserializer;
+        fn serializer(&self, _: &String) -> StallSerializer {
+            StallSerializer
+        }
+        fn deserializer(&self) -> ByteDeserializer {
+            ByteDeserializer { waited: false }
+        }
+    }
+    impl Serializer for StallSerializer {
+        type Message = String;
+        fn get_bytes(
+            &mut self,
+            _: &String,
+            _: &mut WriteBuf<'_>,
+            _: &Waker,
+        ) -> Result<Encoded, SerializeError> {
+            Ok(Encoded::More)
+        }
+    }
+    let mut ep = endpoint::<Stall>(16, true);
+    ep.send(s("x"));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(matches!(r.reason, DisconnectReason::SerializerStalled));
+    assert_eq!(r.queued, strings(&["x"]));
+}
+
+// ----- a deserializer that waits for a callback ----------------------------------------------
+
+#[test]
+fn a_waiting_deserializer_pauses_reading_and_holds_the_close_back() {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    ep.handle_read(b"a~bc");
+    assert!(
+        !ep.wants_read(),
+        "reading pauses while the deserializer waits"
+    );
+    let first: Vec<_> = events(&mut ep);
+    assert_eq!(first.len(), 1);
+    // The peer closes meanwhile: the close waits for the pending input.
+    ep.handle_eof();
+    assert!(events(&mut ep).is_empty());
+    ep.handle_wake();
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["~", "b", "c"]));
+    assert!(matches!(r.reason, DisconnectReason::PeerClosed));
+}
+
+#[test]
+fn unconsumed_input_is_bounded() {
+    let config = EndpointConfig {
+        max_pending_input: 8,
+        ..EndpointConfig::default()
+    };
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut ep = Endpoint::open(Connection(1), Arc::new(Pausing), waker, config);
+    ep.handle_read(b"~12345678");
+    // The reactor should have stopped reading; if it reads anyway, past the
+    // bound the connection closes instead of growing without end.
+    ep.handle_read(b"9");
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::Protocol(ProtocolError::Stalled { limit: 8 })
+    ));
+}
+
+// ----- the write buffer bound -----------------------------------------------------------------
+
+#[test]
+fn the_write_buffer_stays_within_its_bound() {
+    let bound = 64;
+    let mut ep = endpoint::<StringConverter>(bound, true);
+    let big = "x".repeat(1000);
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let m = if i % 7 == 0 {
+            big.clone()
+        } else {
+            format!("m{i}")
+        };
+        expected.extend(format!("{} {m}", m.len()).into_bytes());
+        ep.send(m);
+        assert!(ep.transmit().len() <= bound);
+    }
+    let mut wire = Vec::new();
+    let mut step = 1;
+    while ep.wants_write() {
+        assert!(
+            ep.transmit().len() <= bound,
+            "{} > {bound}",
+            ep.transmit().len()
+        );
+        wire.extend(write_some(&mut ep, step));
+        step = step % 13 + 1;
+    }
+    assert_eq!(wire, expected);
+    assert_eq!(ep.messages_written(), 50);
+}
+
+#[test]
+fn the_serializer_is_only_asked_when_there_is_room() {
+    /// Records the room each call was offered.
+    #[derive(Debug, Default)]
+    struct Recording(std::sync::Mutex<Vec<usize>>);
+    #[derive(Debug)]
+    struct RecordingSerializer(Arc<Recording>, usize);
+    #[derive(Debug, Default)]
+    struct Rec(Arc<Recording>);
+    impl Converter for Rec {
+        type Message = String;
+        type Serializer = RecordingSerializer;
+        type Deserializer = ByteDeserializer;
+        fn serializer(&self, _: &String) -> RecordingSerializer {
+            RecordingSerializer(self.0.clone(), 0)
+        }
+        fn deserializer(&self) -> ByteDeserializer {
+            ByteDeserializer { waited: false }
+        }
+    }
+    impl Serializer for RecordingSerializer {
+        type Message = String;
+        fn get_bytes(
+            &mut self,
+            m: &String,
+            out: &mut WriteBuf<'_>,
+            _: &Waker,
+        ) -> Result<Encoded, SerializeError> {
+            self.0.0.lock().unwrap().push(out.remaining());
+            self.1 += out.put(&m.as_bytes()[self.1..]);
+            Ok(if self.1 == m.len() {
+                Encoded::Done
+            } else {
+                Encoded::More
+            })
+        }
+    }
+    let converter = Rec::default();
+    let log = converter.0.clone();
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let config = EndpointConfig {
+        write_buffer_size: 32,
+        ..EndpointConfig::default()
+    };
+    let mut ep = Endpoint::open(Connection(1), Arc::new(converter), waker, config);
+    ep.send("y".repeat(100));
+    let mut wire = Vec::new();
+    while ep.wants_write() {
+        wire.extend(write_some(&mut ep, 1));
+    }
+    assert_eq!(wire.len(), 100);
+    let rooms = log.0.lock().unwrap();
+    assert!(
+        rooms.iter().all(|&r| r > 0),
+        "asked with no room: {rooms:?}"
+    );
+    // A trickling socket does not cause a call per byte.
+    assert!(rooms.len() < 30, "{} calls for 100 bytes", rooms.len());
+}
+
+// ----- the nothing-lost rule --------------------------------------------------------------------
+
+/// Like [`StringConverter`] on the wire, but each serializer waits for a
+/// callback once, after the length prefix.
+#[derive(Debug, Default)]
+struct PausingStrings;
+
+#[derive(Debug)]
+struct PausingStringSerializer {
+    inner: <StringConverter as Converter>::Serializer,
+    paused: bool,
+}
+
+impl Converter for PausingStrings {
+    type Message = String;
+    type Serializer = PausingStringSerializer;
+    type Deserializer = <StringConverter as Converter>::Deserializer;
+    fn serializer(&self, m: &String) -> PausingStringSerializer {
+        PausingStringSerializer {
+            inner: StringConverter::new().serializer(m),
+            paused: false,
+        }
+    }
+    fn deserializer(&self) -> Self::Deserializer {
+        StringConverter::new().deserializer()
+    }
+}
+
+impl Serializer for PausingStringSerializer {
+    type Message = String;
+    fn get_bytes(
+        &mut self,
+        m: &String,
+        out: &mut WriteBuf<'_>,
+        waker: &Waker,
+    ) -> Result<Encoded, SerializeError> {
+        if !self.paused && out.remaining() > 0 {
+            // Write one byte, then wait.
+            let mut tiny = Vec::new();
+            let mut one = WriteBuf::new(&mut tiny, 1);
+            let status = self.inner.get_bytes(m, &mut one, waker)?;
+            out.put(&tiny);
+            self.paused = true;
+            if status == Encoded::Done {
+                return Ok(Encoded::Done);
+            }
+            return Ok(Encoded::Pending);
+        }
+        self.inner.get_bytes(m, out, waker)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send,
+    Write(usize),
+    Wake,
+    Connected,
+    ConnectFailed,
+    Disconnect(DisconnectMode),
+    PeerClosed,
+    Reset,
+    Read(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => Just(Op::Send),
+        6 => (0usize..40).prop_map(Op::Write),
+        2 => Just(Op::Wake),
+        1 => Just(Op::Connected),
+        1 => Just(Op::ConnectFailed),
+        1 => prop_oneof![
+            Just(DisconnectMode::Now),
+            Just(DisconnectMode::FinishMessage),
+            Just(DisconnectMode::FinishQueue),
+        ]
+        .prop_map(Op::Disconnect),
+        1 => Just(Op::PeerClosed),
+        1 => Just(Op::Reset),
+        1 => prop::collection::vec(any::<u8>(), 0..8).prop_map(Op::Read),
+    ]
+}
+
+/// Runs `ops`, then ends the connection, and checks that every message sent
+/// was either written in full or handed back exactly once.
+fn check_nothing_lost<C: Converter<Message = String> + Default>(
+    ops: &[Op],
+    buffer: usize,
+    open: bool,
+) -> Result<(), TestCaseError> {
+    let mut ep = endpoint::<C>(buffer, open);
+    let mut sent = Vec::new();
+    let mut wire = Vec::new();
+    let mut evs = Vec::new();
+    for op in ops {
+        match op {
+            Op::Send => {
+                let m = format!("m{}", sent.len());
+                sent.push(m.clone());
+                ep.send(m);
+            }
+            Op::Write(n) => wire.extend(write_some(&mut ep, *n)),
+            Op::Wake => ep.handle_wake(),
+            Op::Connected => ep.handle_connected(),
+            Op::ConnectFailed => {
+                ep.handle_connect_failed(ConnectError::Io(io::ErrorKind::ConnectionRefused.into()))
+            }
+            Op::Disconnect(mode) => ep.disconnect(*mode),
+            Op::PeerClosed => ep.handle_eof(),
+            Op::Reset => ep.handle_error(io::ErrorKind::ConnectionReset.into()),
+            Op::Read(data) => ep.handle_read(data),
+        }
+        prop_assert!(ep.transmit().len() <= buffer.max(1));
+        evs.extend(events(&mut ep));
+    }
+    // End it: a reset ends every state but Connecting, where it fails the
+    // connect.
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    evs.extend(events(&mut ep));
+    prop_assert_eq!(ep.state(), State::Closed);
+
+    // What the peer got: whole messages, then at most one partial one.
+    let mut written = Vec::new();
+    let mut d = C::default().deserializer();
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        let (used, status) = d.put_bytes(rest, Waker::noop()).expect("valid wire bytes");
+        rest = &rest[used..];
+        if let Decoded::Done(m) = status {
+            written.push(m);
+            d = C::default().deserializer();
+        }
+    }
+    let partial_on_wire = !wire.is_empty() && {
+        // Partial iff the last deserializer started but did not finish.
+        let last_complete: usize = written
+            .iter()
+            .map(|m| format!("{} {m}", m.len()).len())
+            .sum();
+        last_complete < wire.len()
+    };
+    prop_assert_eq!(ep.messages_written() as usize, written.len());
+
+    let mut handed_back = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut finals = 0;
+    for e in evs {
+        finals += usize::from(e.is_final());
+        match e {
+            Event::FinishConnect(f) => handed_back.extend(f.queued),
+            Event::FinishDisconnect(f) => {
+                incomplete.extend(f.incomplete);
+                handed_back.extend(f.queued);
+            }
+            Event::RemoteDisconnect(r) => {
+                incomplete.extend(r.incomplete);
+                handed_back.extend(r.queued);
+            }
+            Event::RejectedMessage(r) => handed_back.push(r.message),
+            Event::MessageReceived(_) => {}
+        }
+    }
+    prop_assert_eq!(finals, 1, "exactly one final event");
+    prop_assert_eq!(incomplete.len(), usize::from(partial_on_wire));
+    if let Some(m) = incomplete.first() {
+        let full = format!("{} {m}", m.len());
+        let last_complete: usize = written
+            .iter()
+            .map(|m| format!("{} {m}", m.len()).len())
+            .sum();
+        prop_assert!(full.as_bytes().starts_with(&wire[last_complete..]));
+    }
+    // Written messages keep their order.
+    let order: Vec<usize> = written.iter().map(|m| m[1..].parse().unwrap()).collect();
+    prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "order {:?}", order);
+
+    let mut all: Vec<String> = written;
+    all.extend(incomplete);
+    all.extend(handed_back);
+    all.sort();
+    let mut expected = sent;
+    expected.sort();
+    prop_assert_eq!(all, expected, "every message exactly once");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn nothing_is_lost(
+        ops in prop::collection::vec(op(), 0..60),
+        buffer in 1usize..48,
+        open in any::<bool>(),
+    ) {
+        check_nothing_lost::<StringConverter>(&ops, buffer, open)?;
+    }
+
+    #[test]
+    fn nothing_is_lost_with_pausing_serializers(
+        ops in prop::collection::vec(op(), 0..60),
+        buffer in 1usize..48,
+        open in any::<bool>(),
+    ) {
+        check_nothing_lost::<PausingStrings>(&ops, buffer, open)?;
+    }
+}
+
+// The fuzz target's entry point, run on random input here so it cannot rot.
+proptest! {
+    #[test]
+    fn fuzz_entry_point_holds(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        fuzzing::drive(&data);
+    }
+}
