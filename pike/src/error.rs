@@ -120,6 +120,9 @@ pub enum ConnectError {
     /// `disconnect` or `shutdown` cancelled the attempt.
     #[error("connect cancelled")]
     Cancelled,
+    /// `connect_waiting` gave up at its timeout.
+    #[error("connect timed out")]
+    TimedOut,
 }
 
 /// Why a message handed to `send` came back in a
@@ -137,6 +140,46 @@ pub enum RejectReason {
     /// connection carries on.
     #[error("serializer failed: {0}")]
     Serialize(SerializeError),
+}
+
+/// The connector has stopped: no event can be delivered any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the connector has stopped")]
+pub struct StoppedError;
+
+/// `send` after the connector stopped: the message comes straight back.
+#[derive(PartialEq, Eq, thiserror::Error)]
+#[error("the connector has stopped; the message was not sent")]
+pub struct SendError<M>(pub M);
+
+impl<M> std::fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+/// Why `try_recv` returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// No event is ready now.
+    #[error("no event ready")]
+    Empty,
+    /// The queue is closed and empty: the connector stopped, or the
+    /// separate connection was merged or finished.
+    #[error("queue closed")]
+    Disconnected,
+}
+
+/// Why `recv_timeout` returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// No event came in time.
+    #[error("timed out waiting for an event")]
+    Timeout,
+    /// The queue is closed and empty: the connector stopped, or the
+    /// separate connection was merged or finished.
+    #[error("queue closed")]
+    Disconnected,
 }
 
 /// Describes a panic payload for a [`DisconnectReason`].

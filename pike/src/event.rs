@@ -4,8 +4,13 @@
 //! comes back exactly once, inside one of these events (or `send`'s error).
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::error::{ConnectError, DisconnectReason, RejectReason};
+use crate::mode::Delivery;
+use crate::reactor::Shared;
+use crate::reactor::command::Command;
 
 /// An opaque id of one socket to one endpoint. Ids are never reused within a
 /// connector.
@@ -45,6 +50,10 @@ pub enum Event<M> {
     FinishConnect(FinishConnect<M>),
     /// A local `disconnect` or `shutdown` of the connection completed.
     FinishDisconnect(FinishDisconnect<M>),
+    /// A peer connected to the listener: accept it with
+    /// [`finish_accept`](RemoteConnect::finish_accept) or
+    /// [`reject`](RemoteConnect::reject). Dropping it rejects.
+    RemoteConnect(RemoteConnect<M>),
     /// The connection ended without a local disconnect: the peer closed,
     /// reset or broke the protocol, or a converter failed.
     RemoteDisconnect(RemoteDisconnect<M>),
@@ -60,6 +69,7 @@ impl<M> Event<M> {
         match self {
             Event::FinishConnect(e) => e.connection,
             Event::FinishDisconnect(e) => e.connection,
+            Event::RemoteConnect(e) => e.connection,
             Event::RemoteDisconnect(e) => e.connection,
             Event::MessageReceived(e) => e.connection,
             Event::RejectedMessage(e) => e.connection,
@@ -71,7 +81,9 @@ impl<M> Event<M> {
         match self {
             Event::FinishConnect(e) => !e.success(),
             Event::FinishDisconnect(_) | Event::RemoteDisconnect(_) => true,
-            Event::MessageReceived(_) | Event::RejectedMessage(_) => false,
+            Event::RemoteConnect(_) | Event::MessageReceived(_) | Event::RejectedMessage(_) => {
+                false
+            }
         }
     }
 }
@@ -144,4 +156,77 @@ pub struct RejectedMessage<M> {
     pub message: M,
     /// Why it was not sent.
     pub reason: RejectReason,
+}
+
+/// A peer connected to the listener. Until [`finish_accept`](Self::finish_accept)
+/// nothing is read from it or written to it (messages sent to it meanwhile
+/// wait); [`reject`](Self::reject), or dropping this event, closes it.
+#[non_exhaustive]
+pub struct RemoteConnect<M> {
+    /// The new connection.
+    pub connection: Connection,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    shared: Option<Arc<Shared<M>>>,
+}
+
+impl<M> RemoteConnect<M> {
+    pub(crate) fn new(connection: Connection, peer: SocketAddr, shared: Arc<Shared<M>>) -> Self {
+        Self {
+            connection,
+            peer,
+            shared: Some(shared),
+        }
+    }
+
+    /// Accepts the connection. Its events go to the main queue
+    /// ([`Delivery::Merged`]) or to its own ([`Delivery::Separate`], read
+    /// with `recv_connection`), starting with the messages that arrived
+    /// before this call.
+    pub fn finish_accept(mut self, delivery: Delivery) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let connection = self.connection;
+        let route = match delivery {
+            Delivery::Merged => crate::reactor::queues::Route::Main,
+            Delivery::Separate => shared.separate.open(connection),
+        };
+        if shared
+            .commands
+            .push(Command::Accept { connection, route })
+            .is_err()
+        {
+            shared.separate.remove(connection);
+        }
+    }
+
+    /// Rejects the connection: it is closed at once.
+    pub fn reject(mut self) {
+        self.reject_now();
+    }
+
+    fn reject_now(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let _ = shared.commands.push(Command::Reject {
+                connection: self.connection,
+            });
+        }
+    }
+}
+
+impl<M> Drop for RemoteConnect<M> {
+    fn drop(&mut self) {
+        self.reject_now();
+    }
+}
+
+impl<M> fmt::Debug for RemoteConnect<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteConnect")
+            .field("connection", &self.connection)
+            .field("peer", &self.peer)
+            .field("pending", &self.shared.is_some())
+            .finish()
+    }
 }

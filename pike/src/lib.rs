@@ -35,14 +35,20 @@
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+pub mod connector;
 pub mod converter;
 pub mod converters;
 pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod mode;
+mod reactor;
 
+pub use connector::{Address, Connector, ConnectorBuilder};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
-pub use error::{ConnectError, DisconnectReason, ProtocolError, RejectReason, SerializeError};
+pub use error::{
+    ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,
+    SerializeError, StoppedError, TryRecvError,
+};
 pub use event::{Connection, Event};
-pub use mode::{DisconnectMode, ShutdownMode};
+pub use mode::{Delivery, DisconnectMode, ShutdownMode};

@@ -1,4 +1,16 @@
-//! How connections and the connector are closed.
+//! How a connection's events are delivered, and how connections and the
+//! connector are closed.
+
+/// Which queue a connection's events go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Delivery {
+    /// The connector's main queue, read with `recv`.
+    #[default]
+    Merged,
+    /// The connection's own queue, read with `recv_connection`, until
+    /// `merge_connection`.
+    Separate,
+}
 
 /// How [`disconnect`](crate::endpoint::Endpoint::disconnect) treats messages
 /// not yet written.

@@ -19,7 +19,8 @@
 //! * outputs: [`poll_event`](Endpoint::poll_event).
 //!
 //! ```text
-//!  Connecting ──connected──► Open ──disconnect(FinishMessage|FinishQueue)──► Disconnecting
+//!  Connecting ──connected──► Open
+//!  Accepting ───accept()────►  │ ──disconnect(FinishMessage|FinishQueue)──► Disconnecting
 //!      │                      │                                                  │ all written
 //!      │ failed / cancelled   │ peer closed, reset, protocol error,              ▼
 //!      │                      │ disconnect(Now)                               Draining
@@ -87,6 +88,9 @@ impl Default for EndpointConfig {
 pub enum State {
     /// Waiting for the socket to connect; sends are queued.
     Connecting,
+    /// A peer connected; waiting for the application to accept or reject
+    /// it. Sends are queued; nothing is read or written.
+    Accepting,
     /// Sending and receiving.
     Open,
     /// A local disconnect is writing what it must before closing.
@@ -154,7 +158,20 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
-    /// A connection whose socket is already connected (an accepted one).
+    /// A connection a peer opened, waiting for [`accept`](Self::accept) or
+    /// [`reject`](Self::reject). No `FinishConnect` event is produced for it.
+    pub fn accepting(
+        connection: Connection,
+        converter: Arc<C>,
+        waker: Waker,
+        config: EndpointConfig,
+    ) -> Self {
+        let mut endpoint = Self::connecting(connection, converter, waker, config);
+        endpoint.state = State::Accepting;
+        endpoint
+    }
+
+    /// A connection whose socket is already connected and accepted.
     /// No `FinishConnect` event is produced for it.
     pub fn open(
         connection: Connection,
@@ -187,7 +204,7 @@ impl<C: Converter> Endpoint<C> {
                 self.peer_gone.is_none() && !self.read_closed && !self.inbox.is_waiting()
             }
             State::Draining => true,
-            State::Connecting | State::Closed => false,
+            State::Connecting | State::Accepting | State::Closed => false,
         }
     }
 
@@ -230,7 +247,7 @@ impl<C: Converter> Endpoint<C> {
     /// comes back at once as a `RejectedMessage` event.
     pub fn send(&mut self, message: C::Message) {
         let reason = match self.state {
-            State::Connecting | State::Open => {
+            State::Connecting | State::Accepting | State::Open => {
                 self.outbox.push(message);
                 self.fill();
                 return;
@@ -253,6 +270,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn disconnect(&mut self, mode: DisconnectMode) {
         match self.state {
             State::Connecting => self.connect_failed(ConnectError::Cancelled),
+            State::Accepting => self.finish_disconnect(None),
             State::Open => match mode {
                 DisconnectMode::Now => self.finish_disconnect(None),
                 DisconnectMode::FinishMessage => {
@@ -267,6 +285,46 @@ impl<C: Converter> Endpoint<C> {
             },
             State::Disconnecting(_) | State::Draining | State::Closed => {}
         }
+    }
+
+    /// Ends the connection at once, whatever it is doing: a connect is
+    /// cancelled, a connection not yet accepted is rejected, and an open or
+    /// disconnecting one completes its disconnect now, handing back what is
+    /// unwritten. Used by a `Now` shutdown, which must not wait on a peer.
+    pub fn abort(&mut self) {
+        match self.state {
+            State::Connecting => self.connect_failed(ConnectError::Cancelled),
+            State::Accepting => self.reject(),
+            State::Open | State::Disconnecting(_) => self.finish_disconnect(None),
+            State::Draining => self.close(),
+            State::Closed => {}
+        }
+    }
+
+    /// Accepts a connection a peer opened: reading and writing start.
+    pub fn accept(&mut self) {
+        if self.state == State::Accepting {
+            self.state = State::Open;
+            self.fill();
+        }
+    }
+
+    /// Rejects a connection a peer opened: it closes, and any message sent
+    /// to it meanwhile comes back as a `RejectedMessage`.
+    pub fn reject(&mut self) {
+        if self.state != State::Accepting {
+            return;
+        }
+        let (_, queued) = self.outbox.take_all_unsent();
+        for message in queued {
+            self.events
+                .push_back(Event::RejectedMessage(RejectedMessage {
+                    connection: self.connection,
+                    message,
+                    reason: RejectReason::Closed,
+                }));
+        }
+        self.close();
     }
 
     // ----- inputs from the socket ---------------------------------------
@@ -330,7 +388,7 @@ impl<C: Converter> Endpoint<C> {
     /// half-closed.
     pub fn handle_eof(&mut self) {
         match self.state {
-            State::Open => self.peer_gone(DisconnectReason::PeerClosed),
+            State::Open | State::Accepting => self.peer_gone(DisconnectReason::PeerClosed),
             State::Disconnecting(_) => self.read_closed = true,
             State::Draining => self.state = State::Closed,
             State::Connecting => self.connect_failed(ConnectError::Io(io::Error::new(
@@ -344,7 +402,9 @@ impl<C: Converter> Endpoint<C> {
     /// The socket failed (reset, broken pipe, …).
     pub fn handle_error(&mut self, error: io::Error) {
         match self.state {
-            State::Open | State::Disconnecting(_) => self.peer_gone(DisconnectReason::Io(error)),
+            State::Open | State::Accepting | State::Disconnecting(_) => {
+                self.peer_gone(DisconnectReason::Io(error))
+            }
             State::Draining => self.state = State::Closed,
             State::Connecting => self.connect_failed(ConnectError::Io(error)),
             State::Closed => {}
@@ -430,7 +490,7 @@ impl<C: Converter> Endpoint<C> {
     /// message.
     fn fail(&mut self, reason: DisconnectReason) {
         match self.state {
-            State::Open => {
+            State::Open | State::Accepting => {
                 let (incomplete, queued) = self.outbox.take_all_unsent();
                 self.events
                     .push_back(Event::RemoteDisconnect(RemoteDisconnect {
@@ -542,7 +602,7 @@ pub mod fuzzing {
                         r.queued.len() + usize::from(r.incomplete.is_some())
                     }
                     Event::RejectedMessage(_) => 1,
-                    Event::MessageReceived(_) => 0,
+                    Event::MessageReceived(_) | Event::RemoteConnect(_) => 0,
                 };
             }
         };

@@ -873,7 +873,7 @@ fn check_nothing_lost<C: Converter<Message = String> + Default>(
                 handed_back.extend(r.queued);
             }
             Event::RejectedMessage(r) => handed_back.push(r.message),
-            Event::MessageReceived(_) => {}
+            Event::MessageReceived(_) | Event::RemoteConnect(_) => {}
         }
     }
     prop_assert_eq!(finals, 1, "exactly one final event");
@@ -928,4 +928,53 @@ proptest! {
     fn fuzz_entry_point_holds(data in prop::collection::vec(any::<u8>(), 0..200)) {
         fuzzing::drive(&data);
     }
+}
+
+#[test]
+fn an_accepting_connection_queues_until_accepted() {
+    let config = EndpointConfig::default();
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut ep = Endpoint::accepting(
+        Connection(1),
+        Arc::new(StringConverter::new()),
+        waker,
+        config,
+    );
+    ep.send(s("early"));
+    assert!(!ep.wants_read() && !ep.wants_write());
+    ep.accept();
+    assert_eq!(write_all(&mut ep), b"5 early");
+    assert!(ep.wants_read());
+    assert!(
+        events(&mut ep).is_empty(),
+        "no FinishConnect for an accepted connection"
+    );
+
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut ep = Endpoint::accepting(
+        Connection(2),
+        Arc::new(StringConverter::new()),
+        waker,
+        config,
+    );
+    ep.send(s("early"));
+    ep.reject();
+    match events(&mut ep).as_slice() {
+        [Event::RejectedMessage(r)] => assert_eq!(r.message, "early"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn abort_ends_a_finish_queue_disconnect_at_once() {
+    let mut ep = paused_mid_message();
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.abort();
+    let e = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        (e.incomplete, e.queued),
+        (Some(s("ONE")), strings(&["TWO"]))
+    );
+    assert_eq!(ep.state(), State::Closed);
 }

@@ -1,0 +1,574 @@
+//! The connector: the handle application threads use.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+//! use pike::converters::StringConverter;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+//! let client = Connector::builder(StringConverter::new()).spawn()?;
+//! let addr = server.local_addr().expect("listening");
+//!
+//! let conn = client.connect(addr, Delivery::Merged).expect("running");
+//! client.send(&conn, "hello".to_owned()).expect("running");
+//! client.disconnect(&conn, DisconnectMode::FinishQueue);
+//!
+//! while let Some(event) = server.recv_timeout(Duration::from_secs(5)).ok() {
+//!     match event {
+//!         Event::RemoteConnect(remote) => remote.finish_accept(Delivery::Merged),
+//!         Event::MessageReceived(m) => println!("{}: {}", m.connection, m.message),
+//!         Event::RemoteDisconnect(_) => break,
+//!         _ => {}
+//!     }
+//! }
+//! server.shutdown(ShutdownMode::Now);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
+use crossbeam_channel::TryRecvError as ChannelTryRecv;
+
+use crate::converter::Converter;
+use crate::endpoint::EndpointConfig;
+use crate::error::{ConnectError, RecvTimeoutError, SendError, StoppedError, TryRecvError};
+use crate::event::{Connection, Event};
+use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
+use crate::reactor::command::{Command, ConnectWait, Target};
+use crate::reactor::queues::{Envelope, Route};
+use crate::reactor::{Config, Reactor, Shared};
+
+/// The default bound on a connection's events produced but not yet taken,
+/// past which reading from its socket pauses.
+pub const DEFAULT_MAX_UNDELIVERED_EVENTS: usize = 8192;
+/// The default time a closed connection waits for its peer to close after
+/// `FinishMessage`/`FinishQueue`, reading and discarding its input.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
+/// Where `connect` goes: a socket address, or a `host:port` name resolved
+/// off the network thread.
+#[derive(Debug, Clone)]
+pub struct Address(Target);
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address(Target::Addrs(vec![addr]))
+    }
+}
+
+impl From<(IpAddr, u16)> for Address {
+    fn from(addr: (IpAddr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<(Ipv4Addr, u16)> for Address {
+    fn from(addr: (Ipv4Addr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<(Ipv6Addr, u16)> for Address {
+    fn from(addr: (Ipv6Addr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<&str> for Address {
+    /// `"127.0.0.1:80"`, `"[::1]:80"` or `"example.org:80"`.
+    fn from(addr: &str) -> Self {
+        match addr.parse::<SocketAddr>() {
+            Ok(addr) => addr.into(),
+            Err(_) => Address(Target::Name(addr.to_owned())),
+        }
+    }
+}
+
+impl From<String> for Address {
+    fn from(addr: String) -> Self {
+        addr.as_str().into()
+    }
+}
+
+impl From<(&str, u16)> for Address {
+    fn from((host, port): (&str, u16)) -> Self {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => (ip, port).into(),
+            Err(_) => Address(Target::Name(format!("{host}:{port}"))),
+        }
+    }
+}
+
+/// Configures and starts a [`Connector`]. Every setting has a documented
+/// default.
+pub struct ConnectorBuilder<C> {
+    converter: C,
+    listen: Option<io::Result<Vec<SocketAddr>>>,
+    config: Config,
+}
+
+impl<C> fmt::Debug for ConnectorBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> ConnectorBuilder<C> {
+    /// Listens on `addr` (port 0 picks a free port; see
+    /// [`Connector::local_addr`]). Default: not listening.
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
+        self.listen = Some(addr.to_socket_addrs().map(Iterator::collect));
+        self
+    }
+
+    /// Bound of each connection's write buffer, in bytes. Default 256 KiB.
+    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.endpoint.write_buffer_size = bytes.max(1);
+        self
+    }
+
+    /// Bound on received bytes a deserializer may leave pending. Default 1 MiB.
+    pub fn max_pending_input(mut self, bytes: usize) -> Self {
+        self.config.endpoint.max_pending_input = bytes.max(1);
+        self
+    }
+
+    /// Bound on a connection's events queued but not yet taken by the
+    /// application; reading from its socket pauses there and resumes once
+    /// half are taken. Default [`DEFAULT_MAX_UNDELIVERED_EVENTS`].
+    pub fn max_undelivered_events(mut self, events: usize) -> Self {
+        self.config.max_undelivered = events.max(1);
+        self
+    }
+
+    /// How long a connection closed with `FinishMessage`/`FinishQueue`
+    /// waits for its peer to close, so that no reset destroys data in
+    /// flight. Default [`DEFAULT_LINGER`].
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Default true.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.config.nodelay = nodelay;
+        self
+    }
+
+    /// Size of the network thread's read buffer. Default 64 KiB.
+    pub fn read_chunk(mut self, bytes: usize) -> Self {
+        self.config.read_chunk = bytes.max(1);
+        self
+    }
+
+    /// Binds the listener, if any, and returns a connector that is not
+    /// running yet: start it with [`Connector::run`] or [`Connector::spawn`].
+    /// Commands given before that wait for it.
+    pub fn build(self) -> io::Result<Connector<C>> {
+        let listener = match self.listen {
+            None => None,
+            Some(addrs) => Some(bind(&addrs?)?),
+        };
+        let local_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let (reactor, shared) = Reactor::new(Arc::new(self.converter), self.config, listener)?;
+        Ok(Connector {
+            inner: Arc::new(Inner {
+                shared,
+                reactor: Mutex::new(Some(reactor)),
+                thread: Mutex::new(None),
+                local_addr,
+            }),
+        })
+    }
+
+    /// Builds the connector and starts its network thread in the background.
+    pub fn spawn(self) -> io::Result<Connector<C>> {
+        let connector = self.build()?;
+        connector.spawn()?;
+        Ok(connector)
+    }
+}
+
+fn bind(addrs: &[SocketAddr]) -> io::Result<std::net::TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for addr in addrs {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(*addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&(*addr).into())
+            .and_then(|()| socket.listen(1024))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The hub through which connections are made and messages sent and
+/// received. Cheap to clone, and `Send + Sync`: any number of threads may
+/// use it at once.
+///
+/// Dropping the last handle of a running connector shuts it down
+/// ([`ShutdownMode::Now`]) and joins its thread.
+pub struct Connector<C: Converter> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C: Converter> {
+    shared: Arc<Shared<C::Message>>,
+    /// The network loop until it is started.
+    reactor: Mutex<Option<Reactor<C>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl<C: Converter> Clone for Connector<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: Converter> fmt::Debug for Connector<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("local_addr", &self.inner.local_addr)
+            .field("stopped", &self.inner.shared.is_stopped())
+            .finish()
+    }
+}
+
+impl<C: Converter> Connector<C> {
+    /// Starts configuring a connector that speaks `converter`'s protocol.
+    pub fn builder(converter: C) -> ConnectorBuilder<C> {
+        ConnectorBuilder {
+            converter,
+            listen: None,
+            config: Config {
+                endpoint: EndpointConfig::default(),
+                max_undelivered: DEFAULT_MAX_UNDELIVERED_EVENTS,
+                linger: DEFAULT_LINGER,
+                nodelay: true,
+                read_chunk: 64 * 1024,
+            },
+        }
+    }
+
+    /// The address the connector listens on, if it listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// Gives the calling thread to the network loop until shutdown
+    /// completes (Pike's `run(block=True)`). Fails if already started.
+    pub fn run(&self) -> io::Result<()> {
+        let reactor = self.take_reactor()?;
+        reactor.run();
+        Ok(())
+    }
+
+    /// Starts the network loop on a background thread (Pike's
+    /// `run(block=False)`). Fails if already started.
+    pub fn spawn(&self) -> io::Result<()> {
+        let reactor = self.take_reactor()?;
+        let handle = std::thread::Builder::new()
+            .name("pike-network".into())
+            .spawn(move || reactor.run())?;
+        *lock(&self.inner.thread) = Some(handle);
+        Ok(())
+    }
+
+    fn take_reactor(&self) -> io::Result<Reactor<C>> {
+        lock(&self.inner.reactor)
+            .take()
+            .ok_or_else(|| io::Error::other("connector already started"))
+    }
+
+    /// Whether the connector has fully stopped (no event will come).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.shared.is_stopped()
+    }
+
+    // ----- connections ----------------------------------------------------------
+
+    /// Starts connecting to `addr` and returns the connection at once. The
+    /// outcome arrives as a `FinishConnect` event; messages sent meanwhile
+    /// are written once connected, or come back in that event.
+    pub fn connect(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+    ) -> Result<Connection, StoppedError> {
+        self.start_connect(addr.into(), delivery, None)
+    }
+
+    /// Connects, blocking until connected, failed or `timeout`. No
+    /// `FinishConnect` event is produced. On timeout the attempt is
+    /// abandoned (and closed whenever it completes).
+    pub fn connect_waiting(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+        timeout: Duration,
+    ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        self.connect_waiting_with(addr, delivery, timeout, |_| {})
+    }
+
+    /// Like [`connect_waiting`](Self::connect_waiting), and on success runs
+    /// `callback` on the calling thread before any event of the connection
+    /// is delivered.
+    pub fn connect_waiting_with(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+        timeout: Duration,
+        callback: impl FnOnce(Connection),
+    ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        let deadline = Instant::now() + timeout;
+        let waiter = Arc::new(ConnectWait::default());
+        let connection = self.start_connect(addr.into(), delivery, Some(waiter.clone()))?;
+        let shared = &self.inner.shared;
+        match waiter.wait(deadline) {
+            Some(Ok(())) => {
+                callback(connection);
+                let _ = shared.commands.push(Command::Release { connection });
+                Ok((connection, Ok(())))
+            }
+            Some(Err(e)) => {
+                shared.separate.remove(connection);
+                Ok((connection, Err(e)))
+            }
+            None => {
+                shared.separate.remove(connection);
+                Ok((connection, Err(ConnectError::TimedOut)))
+            }
+        }
+    }
+
+    fn start_connect(
+        &self,
+        addr: Address,
+        delivery: Delivery,
+        waiter: Option<Arc<ConnectWait>>,
+    ) -> Result<Connection, StoppedError> {
+        let shared = &self.inner.shared;
+        let connection = Connection(
+            shared
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let route = match delivery {
+            Delivery::Merged => Route::Main,
+            Delivery::Separate => shared.separate.open(connection),
+        };
+        let command = Command::Connect {
+            connection,
+            target: addr.0,
+            route,
+            waiter,
+        };
+        if shared.commands.push(command).is_err() {
+            shared.separate.remove(connection);
+            return Err(StoppedError);
+        }
+        Ok(connection)
+    }
+
+    /// Enqueues `message`; never waits for the network. If the connection
+    /// is disconnecting, closed or unknown, the message comes back in a
+    /// `RejectedMessage` event. Once the connector has stopped it comes
+    /// straight back as the error.
+    pub fn send(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
+        self.inner
+            .shared
+            .commands
+            .push(Command::Send {
+                connection: *connection,
+                message,
+            })
+            .map_err(|command| match command {
+                Command::Send { message, .. } => SendError(message),
+                _ => unreachable!("the queue hands back what it was given"),
+            })
+    }
+
+    /// Starts closing `connection` in `mode`; a `FinishDisconnect` event
+    /// follows (or an unsuccessful `FinishConnect` if it was still
+    /// connecting). A second call is a no-op.
+    pub fn disconnect(&self, connection: &Connection, mode: DisconnectMode) {
+        let _ = self.inner.shared.commands.push(Command::Disconnect {
+            connection: *connection,
+            mode,
+        });
+    }
+
+    // ----- events ---------------------------------------------------------------
+
+    /// Blocks for the next event of the main queue; `None` once the
+    /// connector has stopped and every event was taken.
+    pub fn recv(&self) -> Option<Event<C::Message>> {
+        let shared = &self.inner.shared;
+        shared.main.recv().ok().map(|e| shared.open_envelope(e))
+    }
+
+    /// The next event of the main queue, if one is ready.
+    pub fn try_recv(&self) -> Result<Event<C::Message>, TryRecvError> {
+        let shared = &self.inner.shared;
+        shared
+            .main
+            .try_recv()
+            .map(|e| shared.open_envelope(e))
+            .map_err(try_recv_error)
+    }
+
+    /// Blocks for the next event of the main queue, at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
+        let shared = &self.inner.shared;
+        shared
+            .main
+            .recv_timeout(timeout)
+            .map(|e| shared.open_envelope(e))
+            .map_err(recv_timeout_error)
+    }
+
+    /// Blocks for the next event of a [separate](Delivery::Separate)
+    /// connection. `None` if the connection is merged, unknown, or its final
+    /// event was taken.
+    pub fn recv_connection(&self, connection: &Connection) -> Option<Event<C::Message>> {
+        let rx = self.inner.shared.separate.receiver(*connection)?;
+        rx.recv().ok().map(|e| self.open_separate(e))
+    }
+
+    /// The next event of a separate connection, if one is ready.
+    pub fn try_recv_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Event<C::Message>, TryRecvError> {
+        let rx = self
+            .inner
+            .shared
+            .separate
+            .receiver(*connection)
+            .ok_or(TryRecvError::Disconnected)?;
+        rx.try_recv()
+            .map(|e| self.open_separate(e))
+            .map_err(try_recv_error)
+    }
+
+    /// Blocks for the next event of a separate connection, at most `timeout`.
+    pub fn recv_connection_timeout(
+        &self,
+        connection: &Connection,
+        timeout: Duration,
+    ) -> Result<Event<C::Message>, RecvTimeoutError> {
+        let rx = self
+            .inner
+            .shared
+            .separate
+            .receiver(*connection)
+            .ok_or(RecvTimeoutError::Disconnected)?;
+        rx.recv_timeout(timeout)
+            .map(|e| self.open_separate(e))
+            .map_err(recv_timeout_error)
+    }
+
+    fn open_separate(&self, envelope: Envelope<C::Message>) -> Event<C::Message> {
+        let shared = &self.inner.shared;
+        let event = shared.open_envelope(envelope);
+        if event.is_final() {
+            shared.separate.remove(event.connection());
+        }
+        event
+    }
+
+    /// Sends a separate connection's events to the main queue from now on.
+    /// When this returns, every event still queued for it has moved, in
+    /// order, to the main queue, and threads blocked in `recv_connection`
+    /// for it return `None`. (After the connector has stopped, the events
+    /// stay where `recv_connection` still finds them.)
+    pub fn merge_connection(&self, connection: &Connection) {
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let command = Command::Merge {
+            connection: *connection,
+            done,
+        };
+        if self.inner.shared.commands.push(command).is_ok() {
+            // Err means the network thread died, dropping `done`.
+            let _ = finished.recv();
+        }
+    }
+
+    // ----- shutdown -------------------------------------------------------------
+
+    /// Closes the listener, cancels connections still connecting,
+    /// disconnects every established connection in `mode`, and blocks until
+    /// all of that is done. Events produced before the end are still
+    /// delivered; then `recv` returns `None`. Idempotent, and safe from
+    /// several threads at once.
+    pub fn shutdown(&self, mode: ShutdownMode) {
+        self.inner.shutdown(mode);
+    }
+}
+
+impl<C: Converter> Inner<C> {
+    fn shutdown(&self, mode: ShutdownMode) {
+        let _ = self.shared.commands.push(Command::Shutdown { mode });
+        // Never started: run the loop here until the shutdown completes, so
+        // that commands already given are answered.
+        let not_started = lock(&self.reactor).take();
+        if let Some(reactor) = not_started {
+            reactor.run();
+        }
+        self.shared.wait_stopped();
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<C: Converter> Drop for Inner<C> {
+    fn drop(&mut self) {
+        self.shutdown(ShutdownMode::Now);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_recv_error(e: ChannelTryRecv) -> TryRecvError {
+    match e {
+        ChannelTryRecv::Empty => TryRecvError::Empty,
+        ChannelTryRecv::Disconnected => TryRecvError::Disconnected,
+    }
+}
+
+fn recv_timeout_error(e: ChannelTimeout) -> RecvTimeoutError {
+    match e {
+        ChannelTimeout::Timeout => RecvTimeoutError::Timeout,
+        ChannelTimeout::Disconnected => RecvTimeoutError::Disconnected,
+    }
+}

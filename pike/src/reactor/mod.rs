@@ -1,0 +1,946 @@
+//! The network thread: the only code that touches sockets.
+//!
+//! The reactor is a thin shell around one [`Endpoint`] per connection. Each
+//! [`turn`](Reactor::turn) polls `mio`, takes the application's commands,
+//! and then drives every connection that has something to do: write what the
+//! endpoint offers, read what it wants, and pass its events on.
+//!
+//! Invariants, in the spirit of `mio`'s own contract:
+//!
+//! * Sockets are registered once for reading and writing, edge-triggered.
+//!   A connection's `readable`/`writable` flags remember readiness until an
+//!   operation returns `WouldBlock`, so no edge is ever lost, even while the
+//!   endpoint does not want to read (backpressure, a waiting deserializer,
+//!   a connection not yet accepted).
+//! * No connection is served for long at once: each gets a read budget per
+//!   turn and goes back on the ready list if it has more.
+//! * Only the network thread sends events, so when it stops and drops its
+//!   senders, the application's `recv` ends after the last event.
+//! * No peer behaviour and no converter can panic this thread: converter
+//!   panics are caught by the endpoint and close that one connection.
+
+pub(crate) mod command;
+pub(crate) mod queues;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::converter::Converter;
+use crate::endpoint::{Endpoint, EndpointConfig, State};
+use crate::error::{ConnectError, RejectReason};
+use crate::event::{Connection, Event, FinishConnect, RejectedMessage, RemoteConnect};
+use crate::mode::{DisconnectMode, ShutdownMode};
+
+use command::{Command, CommandQueue, ConnectWait, ConnectionWaker, Credit, Target};
+use queues::{Envelope, Route, Separate, merge_into};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Reads per connection per turn before others get their go.
+const READ_BUDGET: usize = 16;
+/// How long accepting pauses after an error such as running out of file
+/// descriptors, instead of spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The reactor's settings (see the builder for what each means).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) endpoint: EndpointConfig,
+    pub(crate) max_undelivered: usize,
+    pub(crate) linger: Duration,
+    pub(crate) nodelay: bool,
+    pub(crate) read_chunk: usize,
+}
+
+/// What application threads and the network thread share.
+#[derive(Debug)]
+pub(crate) struct Shared<M> {
+    pub(crate) commands: Arc<CommandQueue<M>>,
+    pub(crate) main: Receiver<Envelope<M>>,
+    pub(crate) separate: Separate<M>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) max_undelivered: usize,
+    stopped: Mutex<bool>,
+    stopped_changed: Condvar,
+}
+
+impl<M> Shared<M> {
+    pub(crate) fn is_stopped(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wait_stopped(&self) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            stopped = self
+                .stopped_changed
+                .wait(stopped)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn set_stopped(&self) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stopped_changed.notify_all();
+    }
+
+    /// Takes an envelope out of a queue: gives its credit back, asking the
+    /// network thread to read again if that connection was paused.
+    pub(crate) fn open_envelope(&self, envelope: Envelope<M>) -> Event<M> {
+        if let Some(credit) = &envelope.credit
+            && credit.taken(self.max_undelivered)
+        {
+            let _ = self.commands.push(Command::Resume {
+                connection: credit.connection,
+            });
+        }
+        envelope.event
+    }
+}
+
+/// One connection as the network thread sees it.
+struct Conn<C: Converter> {
+    endpoint: Endpoint<C>,
+    /// `None` while the name is being resolved.
+    socket: Option<TcpStream>,
+    readable: bool,
+    writable: bool,
+    in_ready: bool,
+    route: Route<C::Message>,
+    /// `connect_waiting`: events held until its callback returned.
+    held: Option<Vec<Event<C::Message>>>,
+    credit: Arc<Credit>,
+    /// Addresses still to try, and the last failure, while connecting.
+    addrs: VecDeque<SocketAddr>,
+    last_error: Option<io::Error>,
+    waiter: Option<Arc<ConnectWait>>,
+    /// Reading paused for backpressure until a `Resume`.
+    paused: bool,
+    /// Draining: the write side is shut down; give up at this instant.
+    linger_until: Option<Instant>,
+}
+
+/// The network loop's state. It runs on whichever thread calls [`run`](Self::run).
+pub(crate) struct Reactor<C: Converter> {
+    poll: Poll,
+    events: Events,
+    shared: Arc<Shared<C::Message>>,
+    commands: Receiver<Command<C::Message>>,
+    main: Sender<Envelope<C::Message>>,
+    converter: Arc<C>,
+    config: Config,
+    listener: Option<TcpListener>,
+    accept_paused_until: Option<Instant>,
+    conns: HashMap<Connection, Conn<C>>,
+    ready: Vec<Connection>,
+    draining: Vec<Connection>,
+    scratch: Vec<u8>,
+    shutdown: Option<ShutdownMode>,
+    resolvers: Vec<JoinHandle<()>>,
+    /// Dropped last: marks the connector stopped however the reactor ends
+    /// (after its loop, by a panic, or never run at all).
+    _stop: StopGuard<C::Message>,
+}
+
+impl<C: Converter> std::fmt::Debug for Reactor<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("connections", &self.conns.len())
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> Reactor<C> {
+    /// Sets up the poller, the optional listener and the shared state.
+    pub(crate) fn new(
+        converter: Arc<C>,
+        config: Config,
+        listener: Option<std::net::TcpListener>,
+    ) -> io::Result<(Self, Arc<Shared<C::Message>>)> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let (commands, command_rx) = CommandQueue::new(waker);
+        let (main_tx, main_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            commands: Arc::new(commands),
+            main: main_rx,
+            separate: Separate::default(),
+            next_id: AtomicU64::new(1),
+            max_undelivered: config.max_undelivered,
+            stopped: Mutex::new(false),
+            stopped_changed: Condvar::new(),
+        });
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let reactor = Self {
+            poll,
+            events: Events::with_capacity(1024),
+            shared: shared.clone(),
+            commands: command_rx,
+            main: main_tx,
+            converter,
+            config,
+            listener,
+            accept_paused_until: None,
+            conns: HashMap::new(),
+            ready: Vec::new(),
+            draining: Vec::new(),
+            scratch: vec![0; config.read_chunk],
+            shutdown: None,
+            resolvers: Vec::new(),
+            _stop: StopGuard(shared.clone()),
+        };
+        Ok((reactor, shared))
+    }
+
+    /// Runs the loop until shutdown completes, then closes the queues.
+    pub(crate) fn run(mut self) {
+        while self.turn() {}
+        self.finish();
+    }
+
+    /// One turn of the loop: poll, take commands, drive ready connections,
+    /// fire timers. Returns false once shutdown has completed.
+    pub(crate) fn turn(&mut self) -> bool {
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!("poll failed, shutting down: {e}");
+                self.begin_shutdown(ShutdownMode::Now);
+                self.abort_all();
+                return false;
+            }
+        }
+        let mut accept = false;
+        for event in self.events.iter() {
+            match event.token() {
+                WAKER => {}
+                LISTENER => accept = true,
+                token => {
+                    let id = Connection(token.0 as u64);
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.readable = true;
+                        }
+                        if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            conn.writable = true;
+                        }
+                        if !conn.in_ready {
+                            conn.in_ready = true;
+                            self.ready.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        if accept {
+            self.accept();
+        }
+        self.take_commands();
+        self.drive_ready();
+        self.fire_timers();
+        self.resolvers.retain(|r| !r.is_finished());
+        !(self.shutdown.is_some() && self.conns.is_empty())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = self
+            .draining
+            .iter()
+            .filter_map(|id| self.conns.get(id)?.linger_until)
+            .chain(self.accept_paused_until)
+            .min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    // ----- accepting -----------------------------------------------------
+
+    fn accept(&mut self) {
+        if self.shutdown.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.add_remote(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // Out of file descriptors or memory: back off instead of
+                    // spinning on a listener that stays readable.
+                    tracing::warn!("accept failed, pausing: {e}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_remote(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let id = self.new_id();
+        if self.config.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!("cannot register accepted socket: {e}");
+            return;
+        }
+        let endpoint = Endpoint::accepting(
+            id,
+            self.converter.clone(),
+            self.waker(id),
+            self.config.endpoint,
+        );
+        let mut conn = self.new_conn(endpoint, Route::Main);
+        conn.socket = Some(stream);
+        self.conns.insert(id, conn);
+        let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.shared.clone()));
+        let _ = self.main.send(Envelope {
+            event,
+            credit: None,
+        });
+    }
+
+    // ----- commands ------------------------------------------------------
+
+    fn take_commands(&mut self) {
+        self.shared.commands.woken();
+        while let Ok(command) = self.commands.try_recv() {
+            self.command(command);
+        }
+    }
+
+    fn command(&mut self, command: Command<C::Message>) {
+        match command {
+            Command::Connect {
+                connection,
+                target,
+                route,
+                waiter,
+            } => self.connect(connection, target, route, waiter),
+            Command::Resolved { connection, result } => {
+                let Some(conn) = self.conns.get_mut(&connection) else {
+                    return;
+                };
+                match result {
+                    Ok(addrs) if !addrs.is_empty() => {
+                        conn.addrs = addrs.into();
+                        self.start_connect(connection);
+                    }
+                    Ok(_) => self.connect_failed(
+                        connection,
+                        ConnectError::Resolve(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "name resolved to no address",
+                        )),
+                    ),
+                    Err(e) => self.connect_failed(connection, ConnectError::Resolve(e)),
+                }
+            }
+            Command::Send {
+                connection,
+                message,
+            } => match self.conns.get_mut(&connection) {
+                Some(conn) => {
+                    conn.endpoint.send(message);
+                    self.mark_ready(connection);
+                }
+                None => self.reject_unknown(connection, message),
+            },
+            Command::Disconnect { connection, mode } => {
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    conn.endpoint.disconnect(mode);
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Accept { connection, route } => match self.conns.get_mut(&connection) {
+                Some(conn) if conn.endpoint.state() == State::Accepting => {
+                    conn.route = route;
+                    conn.endpoint.accept();
+                    self.mark_ready(connection);
+                }
+                _ => {
+                    // Gone meanwhile (shutdown): forget its separate queue.
+                    self.shared.separate.remove(connection);
+                }
+            },
+            Command::Reject { connection } => {
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    conn.endpoint.reject();
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Release { connection } => {
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    for event in conn.held.take().unwrap_or_default() {
+                        route_event(conn, &self.main, event);
+                    }
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Merge { connection, done } => {
+                if let Some(rx) = self.shared.separate.remove(connection) {
+                    merge_into(&rx, &self.main);
+                }
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    conn.route = Route::Main;
+                }
+                let _ = done.send(());
+            }
+            Command::Resume { connection } => {
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    conn.paused = false;
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Wake { connection } => {
+                if let Some(conn) = self.conns.get_mut(&connection) {
+                    conn.endpoint.handle_wake();
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Shutdown { mode } => self.begin_shutdown(mode),
+        }
+    }
+
+    fn reject_unknown(&self, connection: Connection, message: C::Message) {
+        let event = Event::RejectedMessage(RejectedMessage {
+            connection,
+            message,
+            reason: RejectReason::Closed,
+        });
+        let _ = self.main.send(Envelope {
+            event,
+            credit: None,
+        });
+    }
+
+    // ----- connecting ----------------------------------------------------
+
+    fn connect(
+        &mut self,
+        id: Connection,
+        target: Target,
+        route: Route<C::Message>,
+        waiter: Option<Arc<ConnectWait>>,
+    ) {
+        let endpoint = Endpoint::connecting(
+            id,
+            self.converter.clone(),
+            self.waker(id),
+            self.config.endpoint,
+        );
+        let mut conn = self.new_conn(endpoint, route);
+        conn.waiter = waiter;
+        self.conns.insert(id, conn);
+        if self.shutdown.is_some() {
+            return self.connect_failed(id, ConnectError::Cancelled);
+        }
+        match target {
+            Target::Addrs(addrs) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.addrs = addrs.into();
+                }
+                self.start_connect(id);
+            }
+            Target::Name(name) => {
+                let commands = self.shared.commands.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("pike-resolve".into())
+                    .spawn(move || {
+                        let result = name.to_socket_addrs().map(Iterator::collect);
+                        let _ = commands.push(Command::Resolved {
+                            connection: id,
+                            result,
+                        });
+                    });
+                match spawned {
+                    Ok(handle) => self.resolvers.push(handle),
+                    Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
+                }
+            }
+        }
+    }
+
+    /// Tries the next address of a connecting connection.
+    fn start_connect(&mut self, id: Connection) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Some(mut old) = conn.socket.take() {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        conn.readable = false;
+        conn.writable = false;
+        while let Some(addr) = conn.addrs.pop_front() {
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    match self.poll.registry().register(
+                        &mut stream,
+                        token(id),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        Ok(()) => {
+                            conn.socket = Some(stream);
+                            return;
+                        }
+                        Err(e) => conn.last_error = Some(e),
+                    }
+                }
+                Err(e) => conn.last_error = Some(e),
+            }
+        }
+        let error = conn
+            .last_error
+            .take()
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
+        self.connect_failed(id, ConnectError::Io(error));
+    }
+
+    /// A connecting socket became ready: did it connect?
+    fn check_connect(&mut self, id: Connection) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(stream) = &conn.socket else {
+            return;
+        };
+        let outcome = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                if self.config.nodelay {
+                    let _ = stream.set_nodelay(true);
+                }
+                conn.endpoint.handle_connected();
+                if let Some(waiter) = conn.waiter.take() {
+                    // connect_waiting: no FinishConnect; events wait for the
+                    // callback.
+                    let _ = conn.endpoint.poll_event();
+                    if waiter.finish(Ok(())) {
+                        conn.held = Some(Vec::new());
+                    } else {
+                        conn.endpoint.disconnect(DisconnectMode::Now);
+                        let _ = conn.endpoint.poll_event();
+                    }
+                }
+            }
+            Err(e) => {
+                conn.last_error = Some(e);
+                if conn.addrs.is_empty() {
+                    let error = conn.last_error.take().expect("set above");
+                    self.connect_failed(id, ConnectError::Io(error));
+                } else {
+                    self.start_connect(id);
+                }
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, id: Connection, error: ConnectError) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match conn.waiter.take() {
+            None => conn.endpoint.handle_connect_failed(error),
+            Some(waiter) => {
+                // connect_waiting reports through its return value; a
+                // FinishConnect is only needed to hand messages back.
+                conn.endpoint.handle_connect_failed(ConnectError::Cancelled);
+                if let Some(Event::FinishConnect(mut f)) = conn.endpoint.poll_event()
+                    && !f.queued.is_empty()
+                {
+                    f.error = Some(copy_connect_error(&error));
+                    route_event(conn, &self.main, Event::FinishConnect(f));
+                }
+                waiter.finish(Err(error));
+            }
+        }
+        self.mark_ready(id);
+    }
+
+    // ----- driving connections ----------------------------------------------
+
+    fn drive_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for &id in &ready {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.in_ready = false;
+            }
+            self.drive(id);
+        }
+        // Hand the allocation back if nothing was queued meanwhile.
+        if self.ready.is_empty() {
+            self.ready = ready;
+            self.ready.clear();
+        }
+    }
+
+    /// Does all the I/O a connection can do now, within its read budget.
+    fn drive(&mut self, id: Connection) {
+        if self.conns.get(&id).is_some_and(|c| {
+            c.endpoint.state() == State::Connecting
+                && c.socket.is_some()
+                && (c.readable || c.writable)
+        }) {
+            self.check_connect(id);
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut budget = READ_BUDGET;
+        loop {
+            let mut progress = false;
+            if let Some(socket) = &mut conn.socket {
+                progress |= write_out(&mut conn.endpoint, socket, &mut conn.writable);
+            }
+            if conn.endpoint.state() == State::Draining && conn.linger_until.is_none() {
+                if let Some(socket) = &conn.socket {
+                    let _ = socket.shutdown(Shutdown::Write);
+                }
+                conn.linger_until = Some(Instant::now() + self.config.linger);
+                self.draining.push(id);
+            }
+            let may_read =
+                conn.endpoint.wants_read() && conn.readable && !conn.paused && conn.held.is_none();
+            if may_read {
+                if conn.endpoint.state() != State::Draining
+                    && conn.credit.should_pause(self.config.max_undelivered)
+                {
+                    conn.paused = true;
+                } else if budget == 0 {
+                    // More to read: come back next turn, after the others.
+                    if !conn.in_ready {
+                        conn.in_ready = true;
+                        self.ready.push(id);
+                    }
+                } else if let Some(socket) = &mut conn.socket {
+                    budget -= 1;
+                    match socket.read(&mut self.scratch) {
+                        Ok(0) => conn.endpoint.handle_eof(),
+                        Ok(n) => conn.endpoint.handle_read(&self.scratch[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => conn.endpoint.handle_error(e),
+                    }
+                    progress = true;
+                }
+            }
+            deliver(conn, &self.main);
+            if conn.endpoint.state() == State::Closed {
+                self.close(id);
+                return;
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, id: Connection) {
+        if let Some(conn) = self.conns.get_mut(&id)
+            && !conn.in_ready
+        {
+            conn.in_ready = true;
+            self.ready.push(id);
+        }
+    }
+
+    fn close(&mut self, id: Connection) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            deliver(&mut conn, &self.main);
+            if let Some(mut socket) = conn.socket.take() {
+                let _ = self.poll.registry().deregister(&mut socket);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+        if self.draining.is_empty() {
+            return;
+        }
+        let mut expired = Vec::new();
+        self.draining.retain(|id| match self.conns.get(id) {
+            Some(c) if c.endpoint.state() == State::Draining => {
+                if c.linger_until.is_some_and(|t| t <= now) {
+                    expired.push(*id);
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        });
+        for id in expired {
+            tracing::debug!("{id}: peer did not close within the linger time");
+            self.close(id);
+        }
+    }
+
+    // ----- shutdown ------------------------------------------------------------
+
+    fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        if self
+            .shutdown
+            .is_some_and(|m| m == ShutdownMode::Now || m == mode)
+        {
+            return;
+        }
+        self.shutdown = Some(mode);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.accept_paused_until = None;
+        let ids: Vec<Connection> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            match conn.endpoint.state() {
+                State::Connecting => self.connect_failed(id, ConnectError::Cancelled),
+                State::Accepting => conn.endpoint.reject(),
+                State::Open => conn.endpoint.disconnect(mode.into()),
+                State::Disconnecting(_) | State::Draining if mode == ShutdownMode::Now => {
+                    conn.endpoint.abort();
+                }
+                State::Disconnecting(_) | State::Draining | State::Closed => {}
+            }
+            self.mark_ready(id);
+        }
+    }
+
+    fn abort_all(&mut self) {
+        let ids: Vec<Connection> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.endpoint.abort();
+            }
+            self.close(id);
+        }
+    }
+
+    /// After the last turn: refuse further commands, answer the ones that
+    /// got in, and close the queues.
+    fn finish(mut self) {
+        self.shared.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Send {
+                    connection,
+                    message,
+                } => self.reject_unknown(connection, message),
+                Command::Connect {
+                    connection,
+                    route,
+                    waiter,
+                    ..
+                } => {
+                    let cancelled = waiter.is_some_and(|w| !w.finish(Err(ConnectError::Cancelled)));
+                    if !cancelled {
+                        let event = Event::FinishConnect(FinishConnect {
+                            connection,
+                            error: Some(ConnectError::Cancelled),
+                            queued: Vec::new(),
+                        });
+                        let envelope = Envelope {
+                            event,
+                            credit: None,
+                        };
+                        let _ = match route {
+                            Route::Main => self.main.send(envelope),
+                            Route::Separate(tx) => tx
+                                .send(envelope)
+                                .map_err(|e| crossbeam_channel::SendError(e.into_inner())),
+                        };
+                    }
+                }
+                Command::Merge { connection, done } => {
+                    if let Some(rx) = self.shared.separate.remove(connection) {
+                        merge_into(&rx, &self.main);
+                    }
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        for resolver in self.resolvers.drain(..) {
+            let _ = resolver.join();
+        }
+    }
+
+    // ----- helpers ---------------------------------------------------------------
+
+    fn new_id(&self) -> Connection {
+        Connection(
+            self.shared
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn waker(&self, id: Connection) -> Waker {
+        Waker::from(Arc::new(ConnectionWaker {
+            connection: id,
+            commands: self.shared.commands.clone(),
+        }))
+    }
+
+    fn new_conn(&self, endpoint: Endpoint<C>, route: Route<C::Message>) -> Conn<C> {
+        let id = endpoint.connection();
+        Conn {
+            endpoint,
+            socket: None,
+            readable: false,
+            writable: false,
+            in_ready: false,
+            route,
+            held: None,
+            credit: Arc::new(Credit::new(id)),
+            addrs: VecDeque::new(),
+            last_error: None,
+            waiter: None,
+            paused: false,
+            linger_until: None,
+        }
+    }
+}
+
+/// Marks the connector stopped when the network loop ends, even by a panic.
+struct StopGuard<M>(Arc<Shared<M>>);
+
+impl<M> Drop for StopGuard<M> {
+    fn drop(&mut self) {
+        self.0.commands.close();
+        self.0.set_stopped();
+    }
+}
+
+fn token(id: Connection) -> Token {
+    Token(id.0 as usize)
+}
+
+/// Writes what the endpoint offers until it has nothing or the socket is
+/// full. Returns whether anything happened.
+fn write_out<C: Converter>(
+    endpoint: &mut Endpoint<C>,
+    socket: &mut TcpStream,
+    writable: &mut bool,
+) -> bool {
+    let mut progress = false;
+    while *writable && endpoint.wants_write() {
+        match socket.write(endpoint.transmit()) {
+            Ok(0) => {
+                endpoint.handle_error(io::ErrorKind::WriteZero.into());
+                return true;
+            }
+            Ok(n) => {
+                endpoint.handle_written(n);
+                progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                endpoint.handle_error(e);
+                return true;
+            }
+        }
+    }
+    progress
+}
+
+/// Passes a connection's new events on: held, or to its queue.
+fn deliver<C: Converter>(conn: &mut Conn<C>, main: &Sender<Envelope<C::Message>>) {
+    while let Some(event) = conn.endpoint.poll_event() {
+        match &mut conn.held {
+            Some(held) => held.push(event),
+            None => route_event(conn, main, event),
+        }
+    }
+}
+
+fn route_event<C: Converter>(
+    conn: &mut Conn<C>,
+    main: &Sender<Envelope<C::Message>>,
+    event: Event<C::Message>,
+) {
+    let last = event.is_final();
+    conn.credit.produced();
+    let envelope = Envelope {
+        event,
+        credit: Some(conn.credit.clone()),
+    };
+    match &conn.route {
+        Route::Main => {
+            let _ = main.send(envelope);
+        }
+        Route::Separate(tx) => {
+            if let Err(e) = tx.send(envelope) {
+                // Its receiver is gone (cannot happen before merge): do not
+                // drop the event.
+                let _ = main.send(e.into_inner());
+            }
+        }
+    }
+    if last {
+        // Nothing follows the final event; later rejections go to main.
+        conn.route = Route::Main;
+    }
+}
+
+/// A copy of a connect error, for reporting it in two places.
+fn copy_connect_error(error: &ConnectError) -> ConnectError {
+    let copy = |e: &io::Error| match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    match error {
+        ConnectError::Resolve(e) => ConnectError::Resolve(copy(e)),
+        ConnectError::Io(e) => ConnectError::Io(copy(e)),
+        _ => ConnectError::Cancelled,
+    }
+}

@@ -1,0 +1,81 @@
+//! Network thread → application threads: the main event queue and the
+//! queues of separate connections.
+//!
+//! Both are MPMC channels: each event goes to exactly one taker. Only the
+//! network thread sends, so once it stops and drops its senders, takers get
+//! the remaining events and then `None`.
+//!
+//! A separate connection's receiver sits in [`Separate`] from the moment its
+//! `connect` or `finish_accept` returns until its final event is taken or it
+//! is merged; the network thread keeps the sender in the connection's
+//! [`Route`]. Merging is done by the network thread, the only sender: it
+//! moves what is left to the main queue, in order, then drops the sender,
+//! which releases every thread blocked in `recv_connection` with `None`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::event::{Connection, Event};
+use crate::reactor::command::Credit;
+
+/// An event on its way to the application, with the credit it consumes.
+#[derive(Debug)]
+pub(crate) struct Envelope<M> {
+    pub(crate) event: Event<M>,
+    pub(crate) credit: Option<Arc<Credit>>,
+}
+
+/// Where a connection's events go.
+#[derive(Debug)]
+pub(crate) enum Route<M> {
+    Main,
+    Separate(Sender<Envelope<M>>),
+}
+
+/// The receivers of separate connections, by connection.
+#[derive(Debug)]
+pub(crate) struct Separate<M> {
+    receivers: Mutex<HashMap<Connection, Receiver<Envelope<M>>>>,
+}
+
+impl<M> Default for Separate<M> {
+    fn default() -> Self {
+        Self {
+            receivers: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<M> Separate<M> {
+    /// Opens a separate queue for `connection`; the sender goes to the
+    /// network thread in a [`Route`].
+    pub(crate) fn open(&self, connection: Connection) -> Route<M> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.lock().insert(connection, rx);
+        Route::Separate(tx)
+    }
+
+    /// The receiver of `connection`, if it is separate and not finished.
+    pub(crate) fn receiver(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
+        self.lock().get(&connection).cloned()
+    }
+
+    /// Forgets `connection`'s queue (merged, or its final event taken).
+    pub(crate) fn remove(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
+        self.lock().remove(&connection)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Connection, Receiver<Envelope<M>>>> {
+        self.receivers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Moves what is left in a separate queue to the main queue, in order.
+pub(crate) fn merge_into<M>(separate: &Receiver<Envelope<M>>, main: &Sender<Envelope<M>>) {
+    for envelope in separate.try_iter() {
+        // The main receiver lives in the shared state as long as any sender.
+        let _ = main.send(envelope);
+    }
+}

@@ -1,0 +1,731 @@
+//! The connector over real loopback sockets; a plain `TcpStream` plays the
+//! peer. The first part ports every test of the Python original's
+//! `tornado_connector_test.py`, including those it skipped or left empty.
+
+mod util;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use pike::converters::StringConverter;
+use pike::error::{ConnectError, DisconnectReason, ProtocolError, RejectReason};
+use pike::{Connector, Delivery, DisconnectMode, Event, RecvTimeoutError, ShutdownMode};
+use util::*;
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+// ----- ported from the original suite -------------------------------------------
+
+#[test]
+fn not_listening_refuses_a_raw_connect() {
+    let c = client(StringConverter::new());
+    assert_eq!(c.local_addr(), None);
+    let addr = dead_address();
+    assert!(TcpStream::connect_timeout(&addr, WAIT).is_err());
+    c.shutdown(ShutdownMode::Now);
+}
+
+#[test]
+fn listening_gives_remote_connect_then_shutdown_closes_it() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    let closer = {
+        let c = c.clone();
+        std::thread::spawn(move || c.shutdown(ShutdownMode::FinishQueues))
+    };
+    assert_eq!(read_to_eof(&mut peer), b"");
+    drop(peer);
+    match next(&c) {
+        Event::FinishDisconnect(f) => {
+            assert_eq!(f.connection, conn);
+            assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    closer.join().unwrap();
+    assert!(c.recv_timeout(WAIT).is_err(), "no event after the last");
+    assert!(c.is_stopped());
+    // The listener is closed.
+    assert!(TcpStream::connect_timeout(&c.local_addr().unwrap(), WAIT).is_err());
+}
+
+#[test]
+fn connect_to_nothing_fails() {
+    let c = client(StringConverter::new());
+    let conn = c.connect(dead_address(), Delivery::Merged).unwrap();
+    c.send(&conn, s("lost?")).unwrap();
+    match next(&c) {
+        Event::FinishConnect(f) => {
+            assert_eq!(f.connection, conn);
+            assert!(!f.success());
+            assert!(
+                matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+            );
+            assert_eq!(f.queued, vec![s("lost?")]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn connect_then_disconnect() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let mut peer = raw_accept(&l);
+    assert_eq!(connected(&c), conn);
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    assert_eq!(read_to_eof(&mut peer), b"");
+    drop(peer);
+    match next(&c) {
+        Event::FinishDisconnect(f) => {
+            assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn connect_waiting_succeeds() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let (conn, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+    result.unwrap();
+    let mut peer = raw_accept(&l);
+    c.send(&conn, s("hi")).unwrap();
+    assert_eq!(read_exactly(&mut peer, 4), b"2 hi");
+    // No FinishConnect for it.
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+}
+
+#[test]
+fn connect_waiting_fails() {
+    let c = client(StringConverter::new());
+    let (_, result) = c
+        .connect_waiting(dead_address(), Delivery::Merged, WAIT)
+        .unwrap();
+    assert!(matches!(result, Err(ConnectError::Io(_))));
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+}
+
+#[test]
+fn connect_waiting_times_out() {
+    // A listener whose accept queue is full drops further SYNs, so a connect
+    // to it hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&any_local_address().into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    let filler = |fillers: &mut Vec<TcpStream>| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s.into());
+    };
+    for _ in 0..4 {
+        filler(&mut fillers);
+    }
+    let c = client(StringConverter::new());
+    let started = std::time::Instant::now();
+    let (_, result) = c
+        .connect_waiting(addr, Delivery::Merged, Duration::from_millis(300))
+        .unwrap();
+    assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The abandoned attempt produces no event, and shutdown does not wait on it.
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    c.shutdown(ShutdownMode::Now);
+    assert!(c.recv_timeout(WAIT).is_err());
+}
+
+#[test]
+fn connect_waiting_runs_the_callback_before_any_event() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let peer_thread = std::thread::spawn(move || {
+        let mut peer = raw_accept(&l);
+        write_all(&mut peer, &wire(&["early"]));
+        peer
+    });
+    let mut kept_peer = None;
+    let (conn, result) = c
+        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+            // The peer has sent its message; it must not be delivered yet.
+            kept_peer = Some(peer_thread.join().unwrap());
+            assert!(matches!(
+                c.recv_timeout(Duration::from_millis(200)),
+                Err(RecvTimeoutError::Timeout)
+            ));
+            c.send(&conn, s("from the callback")).unwrap();
+        })
+        .unwrap();
+    result.unwrap();
+    let mut peer = kept_peer.expect("the callback ran");
+    let expected = wire(&["from the callback"]);
+    assert_eq!(read_exactly(&mut peer, expected.len()), expected);
+    match next(&c) {
+        Event::MessageReceived(m) => {
+            assert_eq!(m.connection, conn);
+            assert_eq!(m.message, "early");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn three_strings_from_a_raw_peer_then_close() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    write_all(&mut peer, &wire(&["plango", "", "hi mom!"]));
+    drop(peer);
+    for expected in ["plango", "", "hi mom!"] {
+        match next(&c) {
+            Event::MessageReceived(m) => {
+                assert_eq!((m.connection, m.message.as_str()), (conn, expected));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match next(&c) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, conn);
+            assert!(matches!(r.reason, DisconnectReason::PeerClosed));
+            assert!(r.incomplete.is_none() && r.queued.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn three_strings_sent_then_disconnect() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    // Sent while connecting: written once connected.
+    for m in ["plango", "", "hi mom!"] {
+        c.send(&conn, s(m)).unwrap();
+    }
+    let mut peer = raw_accept(&l);
+    // (A disconnect before the connect completes would cancel it.)
+    assert_eq!(connected(&c), conn);
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    assert_eq!(read_to_eof(&mut peer), wire(&["plango", "", "hi mom!"]));
+    drop(peer);
+    assert!(
+        matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty() && f.incomplete.is_none())
+    );
+}
+
+/// `ONE` has written `abc` (read by the peer) and waits for its callback;
+/// `TWO` is queued behind it.
+fn paused_mid_message() -> (
+    Connector<Pausing>,
+    pike::Connection,
+    TcpStream,
+    crossbeam_channel::Receiver<std::task::Waker>,
+) {
+    let (l, addr) = raw_listener();
+    let (converter, wakers) = Pausing::new();
+    let c = client(converter);
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let mut peer = raw_accept(&l);
+    assert_eq!(connected(&c), conn);
+    c.send(&conn, s("ONE")).unwrap();
+    c.send(&conn, s("TWO")).unwrap();
+    assert_eq!(read_exactly(&mut peer, 3), b"abc");
+    (c, conn, peer, wakers)
+}
+
+#[test]
+fn disconnect_now_mid_message() {
+    let (c, conn, mut peer, _wakers) = paused_mid_message();
+    c.disconnect(&conn, DisconnectMode::Now);
+    match next(&c) {
+        Event::FinishDisconnect(f) => {
+            assert_eq!((f.incomplete, f.queued), (Some(s("ONE")), vec![s("TWO")]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read_to_eof(&mut peer), b"");
+}
+
+#[test]
+fn disconnect_finish_message_mid_message() {
+    let (c, conn, mut peer, wakers) = paused_mid_message();
+    c.disconnect(&conn, DisconnectMode::FinishMessage);
+    wake_next(&wakers);
+    assert_eq!(read_to_eof(&mut peer), b"ONE123");
+    drop(peer);
+    match next(&c) {
+        Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![s("TWO")])),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn disconnect_finish_queue_mid_message() {
+    let (c, conn, mut peer, wakers) = paused_mid_message();
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    wake_next(&wakers); // ONE
+    wake_next(&wakers); // TWO
+    assert_eq!(read_to_eof(&mut peer), b"ONE123abcTWO123");
+    drop(peer);
+    match next(&c) {
+        Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![])),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn recv_connection_gets_a_separate_connections_events() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Separate);
+    write_all(&mut peer, &wire(&["to the side"]));
+    match next_of(&c, &conn) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "to the side"),
+        other => panic!("{other:?}"),
+    }
+    // Nothing of it reaches the main queue.
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    drop(peer);
+    assert!(matches!(next_of(&c, &conn), Event::RemoteDisconnect(_)));
+    // After its final event, recv_connection returns None at once.
+    assert!(c.recv_connection(&conn).is_none());
+}
+
+#[test]
+fn merge_connection_moves_queued_events_in_order() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Separate);
+    // One write: the network thread reads all three in one go, so once the
+    // first is taken the others are queued before any merge is handled.
+    write_all(&mut peer, &wire(&["a", "b", "c"]));
+    match next_of(&c, &conn) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "a"),
+        other => panic!("{other:?}"),
+    }
+    // A thread blocked on the (otherwise empty) queue is released by merge.
+    let blocked = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(e) = c.recv_connection(&conn) {
+                got.push(e);
+            }
+            got.len()
+        })
+    };
+    c.merge_connection(&conn);
+    let taken_by_blocked = blocked.join().unwrap();
+    let mut rest = Vec::new();
+    for _ in 0..(2 - taken_by_blocked) {
+        match next(&c) {
+            Event::MessageReceived(m) => rest.push(m.message),
+            other => panic!("{other:?}"),
+        }
+    }
+    if taken_by_blocked == 0 {
+        assert_eq!(rest, vec![s("b"), s("c")]);
+    }
+    assert!(c.recv_connection(&conn).is_none());
+    // Later events go to the main queue.
+    write_all(&mut peer, &wire(&["d"]));
+    assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "d"));
+}
+
+#[test]
+fn merge_connection_with_nothing_blocked_moves_everything() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Separate);
+    write_all(&mut peer, &wire(&["a", "b", "c"]));
+    drop(peer);
+    assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "a"));
+    c.merge_connection(&conn);
+    let mut got = Vec::new();
+    loop {
+        match next(&c) {
+            Event::MessageReceived(m) => got.push(m.message),
+            Event::RemoteDisconnect(_) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, vec![s("b"), s("c")]);
+    assert!(c.recv_connection(&conn).is_none());
+}
+
+#[test]
+fn a_separate_outgoing_connection() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let conn = c.connect(addr, Delivery::Separate).unwrap();
+    let mut peer = raw_accept(&l);
+    assert!(matches!(next_of(&c, &conn), Event::FinishConnect(f) if f.success()));
+    write_all(&mut peer, &wire(&["x"]));
+    assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "x"));
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+}
+
+/// Several connections with messages in flight; the peers read everything
+/// until EOF. Returns, per connection, what the peer read and what came
+/// back.
+fn shutdown_with_traffic(
+    mode: ShutdownMode,
+) -> Vec<(Vec<String>, usize, Option<String>, Vec<String>)> {
+    let (l, addr) = raw_listener();
+    let c = Connector::builder(StringConverter::new())
+        .write_buffer_size(16 * 1024)
+        .spawn()
+        .unwrap();
+    let big = "z".repeat(50_000);
+    let mut conns = Vec::new();
+    for i in 0..3 {
+        let conn = c.connect(addr, Delivery::Merged).unwrap();
+        for j in 0..40 {
+            c.send(&conn, format!("{i}-{j}-{big}")).unwrap();
+        }
+        conns.push(conn);
+    }
+    let peers: Vec<_> = (0..3).map(|_| raw_accept(&l)).collect();
+    // Peers start reading only after the shutdown started: messages are in
+    // flight.
+    let closer = {
+        let c = c.clone();
+        std::thread::spawn(move || c.shutdown(mode))
+    };
+    let readers: Vec<_> = peers
+        .into_iter()
+        .map(|mut p| std::thread::spawn(move || read_to_eof(&mut p)))
+        .collect();
+    let mut results = vec![(Vec::new(), 0, None, Vec::new()); 3];
+    let received: Vec<Vec<u8>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    closer.join().unwrap();
+    let mut finished = 0;
+    while let Some(event) = c.recv_timeout(WAIT).ok() {
+        let i = conns.iter().position(|x| *x == event.connection()).unwrap();
+        match event {
+            Event::FinishConnect(f) => assert!(f.success()),
+            Event::FinishDisconnect(f) => {
+                finished += 1;
+                results[i].2 = f.incomplete;
+                results[i].3 = f.queued;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(finished, 3);
+    // The peers may have connected in any order: match them by content.
+    for bytes in received {
+        let (messages, partial) = decode_strings(&bytes);
+        let i: usize = match messages.first() {
+            Some(m) => m[..1].parse().unwrap(),
+            None => continue,
+        };
+        results[i].0 = messages;
+        results[i].1 = partial;
+    }
+    results
+}
+
+#[test]
+fn shutdown_finish_queues_writes_everything() {
+    for (read, partial, incomplete, queued) in shutdown_with_traffic(ShutdownMode::FinishQueues) {
+        assert_eq!(read.len(), 40);
+        assert_eq!((partial, incomplete, queued.len()), (0, None, 0));
+    }
+}
+
+#[test]
+fn shutdown_finish_messages_completes_the_partial_one() {
+    for (read, partial, incomplete, queued) in shutdown_with_traffic(ShutdownMode::FinishMessages) {
+        assert_eq!(partial, 0, "no partial message on the wire");
+        assert!(incomplete.is_none());
+        assert_eq!(
+            read.len() + queued.len(),
+            40,
+            "each message read or returned"
+        );
+        let mut all = read.clone();
+        all.extend(queued);
+        assert!(
+            all.windows(2)
+                .all(|w| w[0] < w[1] || w[0].len() != w[1].len())
+        );
+    }
+}
+
+#[test]
+fn shutdown_now_returns_what_was_not_written() {
+    for (read, partial, incomplete, queued) in shutdown_with_traffic(ShutdownMode::Now) {
+        assert_eq!(
+            read.len() + usize::from(incomplete.is_some()) + queued.len(),
+            40
+        );
+        // A partial message on the wire is exactly the incomplete one. (The
+        // peer may also have read nothing of it if the socket buffer took
+        // none of its bytes.)
+        if partial > 0 {
+            assert!(incomplete.is_some());
+        }
+    }
+}
+
+// ----- beyond the original --------------------------------------------------------
+
+#[test]
+fn a_remote_connect_dropped_is_rejected() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    match next(&c) {
+        Event::RemoteConnect(r) => drop(r),
+        other => panic!("{other:?}"),
+    }
+    let mut buf = Vec::new();
+    // EOF or reset, but nothing else and no hang.
+    let _ = std::io::Read::read_to_end(&mut peer, &mut buf);
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn send_to_an_unknown_connection_is_rejected() {
+    let c = client(StringConverter::new());
+    let (l, addr) = raw_listener();
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let mut peer = raw_accept(&l);
+    connected(&c);
+    c.disconnect(&conn, DisconnectMode::Now);
+    assert!(matches!(next(&c), Event::FinishDisconnect(_)));
+    assert_eq!(read_to_eof(&mut peer), b"");
+    c.send(&conn, s("too late")).unwrap();
+    match next(&c) {
+        Event::RejectedMessage(r) => {
+            assert_eq!(r.message, "too late");
+            assert!(matches!(r.reason, RejectReason::Closed));
+        }
+        other => panic!("{other:?}"),
+    }
+    c.shutdown(ShutdownMode::Now);
+    // Fully stopped: the message comes straight back.
+    let back = c.send(&conn, s("after stop")).unwrap_err();
+    assert_eq!(back.0, "after stop");
+    assert!(c.recv().is_none());
+}
+
+#[test]
+fn a_peer_breaking_the_protocol_closes_only_its_connection() {
+    let c = listening(StringConverter::new().with_max_message_size(1024));
+    let mut bad = raw_connect(c.local_addr().unwrap());
+    let bad_conn = accept(&c, Delivery::Merged);
+    let mut good = raw_connect(c.local_addr().unwrap());
+    let good_conn = accept(&c, Delivery::Merged);
+    write_all(&mut bad, b"1 a99999999999999999999 ");
+    assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == bad_conn));
+    match next(&c) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, bad_conn);
+            assert!(matches!(
+                r.reason,
+                DisconnectReason::Protocol(ProtocolError::TooLarge { .. })
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    c.send(&good_conn, s("still here")).unwrap();
+    let expected = wire(&["still here"]);
+    assert_eq!(read_exactly(&mut good, expected.len()), expected);
+    write_all(&mut good, &wire(&["me too"]));
+    assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "me too"));
+}
+
+#[test]
+fn a_reset_is_reported_with_its_reason() {
+    let c = listening(StringConverter::new());
+    let peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer); // RST
+    match next(&c) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, conn);
+            assert!(
+                matches!(r.reason, DisconnectReason::Io(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+                "{:?}",
+                r.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_panicking_serializer_closes_only_its_connection() {
+    let (converter, _wakers) = Pausing::new();
+    let c = listening(converter);
+    let mut p1 = raw_connect(c.local_addr().unwrap());
+    let c1 = accept(&c, Delivery::Merged);
+    let mut p2 = raw_connect(c.local_addr().unwrap());
+    let c2 = accept(&c, Delivery::Merged);
+    c.send(&c1, s("panic")).unwrap();
+    match next(&c) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, c1);
+            assert!(matches!(r.reason, DisconnectReason::SerializerPanicked(_)));
+            assert_eq!(r.queued, vec![s("panic")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read_to_eof(&mut p1), b"");
+    // The other connection and the network thread carry on.
+    write_all(&mut p2, &wire(&["alive"]));
+    assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == c2));
+}
+
+#[test]
+fn ipv6_loopback_and_name_resolution() {
+    let c = match Connector::builder(StringConverter::new())
+        .listen("[::1]:0")
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("no IPv6 loopback here ({e}): skipping");
+            return;
+        }
+    };
+    let port = c.local_addr().unwrap().port();
+    let cl = client(StringConverter::new());
+    let conn = cl.connect(("::1", port), Delivery::Merged).unwrap();
+    accept(&c, Delivery::Merged);
+    assert_eq!(connected(&cl), conn);
+
+    // A name is resolved off the network thread.
+    let v4 = listening(StringConverter::new());
+    let name = format!("localhost:{}", v4.local_addr().unwrap().port());
+    let conn = cl.connect(name.as_str(), Delivery::Merged).unwrap();
+    match next(&cl) {
+        // localhost may resolve to ::1 first, where nothing listens on this
+        // port; the next address is tried.
+        Event::FinishConnect(f) => assert!(f.success(), "{:?}", f.error),
+        other => panic!("{other:?}"),
+    }
+    let _ = conn;
+    accept(&v4, Delivery::Merged);
+    let bad = cl
+        .connect("no-such-host.invalid:1", Delivery::Merged)
+        .unwrap();
+    match next(&cl) {
+        Event::FinishConnect(f) => {
+            assert_eq!(f.connection, bad);
+            assert!(matches!(f.error, Some(ConnectError::Resolve(_))));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_last_handle_shuts_down() {
+    let c = listening(StringConverter::new());
+    let addr = c.local_addr().unwrap();
+    let c2 = c.clone();
+    drop(c);
+    // Still running through the clone.
+    let _p = raw_connect(addr);
+    drop(c2);
+    // Shut down and joined: the listener is gone.
+    assert!(TcpStream::connect_timeout(&addr, WAIT).is_err());
+}
+
+#[test]
+fn run_blocks_the_calling_thread_until_shutdown() {
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .build()
+        .unwrap();
+    let runner = {
+        let c = c.clone();
+        std::thread::spawn(move || c.run())
+    };
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    c.send(&conn, s("ran")).unwrap();
+    assert_eq!(read_exactly(&mut peer, 5), b"3 ran");
+    c.shutdown(ShutdownMode::Now);
+    runner.join().unwrap().unwrap();
+    assert!(c.run().is_err(), "a connector runs once");
+}
+
+#[test]
+fn a_graceful_close_delivers_everything_despite_unread_input() {
+    // The peer sends a lot that the connector never reads (its application
+    // takes no events, so reading pauses), and reads nothing until the
+    // connector has closed. A plain close() with unread input would send a
+    // reset and destroy data still in flight.
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .max_undelivered_events(4)
+        .spawn()
+        .unwrap();
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    let mut writer = peer.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let chunk = wire(&[&"u".repeat(1000)]);
+        // Stops when the connector closes; errors are expected then.
+        for _ in 0..4000 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown(Shutdown::Write);
+    });
+    let body = "d".repeat(10_000);
+    let n = 300; // 3 MB, more than the socket buffers hold
+    for i in 0..n {
+        c.send(&conn, format!("{i:04}{body}")).unwrap();
+    }
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    let got = read_to_eof(&mut peer);
+    let (messages, partial) = decode_strings(&got);
+    assert_eq!((messages.len(), partial), (n, 0));
+    drop(peer);
+    flood.join().unwrap();
+    loop {
+        match next(&c) {
+            Event::FinishDisconnect(f) => {
+                assert!(
+                    f.queued.is_empty() && f.incomplete.is_none(),
+                    "{:?}",
+                    f.error
+                );
+                break;
+            }
+            Event::MessageReceived(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Helpers for loopback tests: every wait has a timeout, every port is 0.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use pike::converter::{Converter, Encoded, Serializer, WriteBuf};
+use pike::converters::StringConverter;
+use pike::error::SerializeError;
+use pike::{Connection, Connector, Delivery, Event};
+
+/// The longest any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A loopback address with port 0.
+pub fn any_local_address() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A spawned connector listening on an ephemeral loopback port.
+pub fn listening<C: Converter>(converter: C) -> Connector<C> {
+    Connector::builder(converter)
+        .listen(any_local_address())
+        .spawn()
+        .expect("start a listening connector")
+}
+
+/// A spawned connector that does not listen.
+pub fn client<C: Converter>(converter: C) -> Connector<C> {
+    Connector::builder(converter)
+        .spawn()
+        .expect("start a connector")
+}
+
+/// A raw listener playing the peer, and its address.
+pub fn raw_listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind(any_local_address()).unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// Accepts one connection on a raw listener, with read/write timeouts.
+pub fn raw_accept(l: &TcpListener) -> TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return with_timeouts(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection to accept");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// A raw client socket to `addr`, with read/write timeouts.
+pub fn raw_connect(addr: SocketAddr) -> TcpStream {
+    with_timeouts(TcpStream::connect_timeout(&addr, WAIT).expect("raw connect"))
+}
+
+pub fn with_timeouts(s: TcpStream) -> TcpStream {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// An address nothing listens on (bound, then closed at once).
+pub fn dead_address() -> SocketAddr {
+    let (l, addr) = raw_listener();
+    drop(l);
+    addr
+}
+
+/// Reads until EOF; fails on a timeout or an error.
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read to EOF");
+    out
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    s.read_exact(&mut out).expect("read the expected bytes");
+    out
+}
+
+/// Writes `bytes` in full.
+pub fn write_all(s: &mut TcpStream, bytes: &[u8]) {
+    s.write_all(bytes).expect("write");
+}
+
+/// The next main-queue event; fails the test after [`WAIT`].
+pub fn next<C: Converter>(c: &Connector<C>) -> Event<C::Message> {
+    c.recv_timeout(WAIT).expect("an event in time")
+}
+
+/// The next event of a separate connection; fails after [`WAIT`].
+pub fn next_of<C: Converter>(c: &Connector<C>, conn: &Connection) -> Event<C::Message> {
+    c.recv_connection_timeout(conn, WAIT)
+        .expect("an event of the connection in time")
+}
+
+/// Waits for a `RemoteConnect` and accepts it.
+pub fn accept<C: Converter>(c: &Connector<C>, delivery: Delivery) -> Connection
+where
+    C::Message: std::fmt::Debug,
+{
+    match next(c) {
+        Event::RemoteConnect(r) => {
+            let conn = r.connection;
+            r.finish_accept(delivery);
+            conn
+        }
+        other => panic!("expected RemoteConnect, got {other:?}"),
+    }
+}
+
+/// Waits for a successful `FinishConnect`.
+pub fn connected<C: Converter>(c: &Connector<C>) -> Connection
+where
+    C::Message: std::fmt::Debug,
+{
+    match next(c) {
+        Event::FinishConnect(f) if f.success() => f.connection,
+        other => panic!("expected a successful FinishConnect, got {other:?}"),
+    }
+}
+
+/// The wire form of a string message.
+pub fn wire(messages: &[&str]) -> Vec<u8> {
+    messages
+        .iter()
+        .flat_map(|m| format!("{} {m}", m.len()).into_bytes())
+        .collect()
+}
+
+/// Decodes string messages from a byte stream: complete ones, then the
+/// number of bytes of a trailing partial one.
+pub fn decode_strings(mut bytes: &[u8]) -> (Vec<String>, usize) {
+    let mut out = Vec::new();
+    loop {
+        let Some(space) = bytes.iter().position(|&b| b == b' ') else {
+            return (out, bytes.len());
+        };
+        let len: usize = std::str::from_utf8(&bytes[..space])
+            .unwrap()
+            .parse()
+            .unwrap();
+        if bytes.len() < space + 1 + len {
+            return (out, bytes.len());
+        }
+        out.push(String::from_utf8(bytes[space + 1..space + 1 + len].to_vec()).unwrap());
+        bytes = &bytes[space + 1 + len..];
+    }
+}
+
+/// The connector suite's pausing serializer: writes `abc`, waits for a
+/// callback (handing its waker to the test), writes the message, writes
+/// `123`. Messages named `panic` panic. Incoming messages are strings.
+#[derive(Debug, Clone)]
+pub struct Pausing {
+    wakers: Sender<Waker>,
+}
+
+impl Pausing {
+    /// The converter, and where its wakers arrive.
+    pub fn new() -> (Self, Receiver<Waker>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Self { wakers: tx }, rx)
+    }
+}
+
+/// Waits for the next waker a pausing serializer handed out and wakes it,
+/// from this (non-network) thread.
+pub fn wake_next(wakers: &Receiver<Waker>) {
+    wakers
+        .recv_timeout(WAIT)
+        .expect("a serializer waiting for its callback")
+        .wake();
+}
+
+#[derive(Debug)]
+pub struct PausingSerializer {
+    wakers: Sender<Waker>,
+    step: u8,
+    pos: usize,
+    woken: bool,
+}
+
+impl Converter for Pausing {
+    type Message = String;
+    type Serializer = PausingSerializer;
+    type Deserializer = <StringConverter as Converter>::Deserializer;
+
+    fn serializer(&self, _: &String) -> PausingSerializer {
+        PausingSerializer {
+            wakers: self.wakers.clone(),
+            step: 0,
+            pos: 0,
+            woken: false,
+        }
+    }
+
+    fn deserializer(&self) -> Self::Deserializer {
+        StringConverter::new().deserializer()
+    }
+}
+
+impl Serializer for PausingSerializer {
+    type Message = String;
+
+    fn get_bytes(
+        &mut self,
+        message: &String,
+        out: &mut WriteBuf<'_>,
+        waker: &Waker,
+    ) -> Result<Encoded, SerializeError> {
+        assert!(message != "panic", "serializer panics on purpose");
+        loop {
+            let part: &[u8] = match self.step {
+                0 => b"abc",
+                1 => message.as_bytes(),
+                2 => b"123",
+                _ => return Ok(Encoded::Done),
+            };
+            self.pos += out.put(&part[self.pos..]);
+            if self.pos < part.len() {
+                return Ok(Encoded::More);
+            }
+            if self.step == 0 && !self.woken {
+                self.woken = true;
+                self.step = 1;
+                self.pos = 0;
+                let _ = self.wakers.send(waker.clone());
+                return Ok(Encoded::Pending);
+            }
+            self.step += 1;
+            self.pos = 0;
+        }
+    }
+}
