@@ -48,7 +48,7 @@ use crate::reactor::{Config, Reactor, Shared};
 
 /// The default bound on a connection's events produced but not yet taken,
 /// past which reading from its socket pauses.
-pub const DEFAULT_MAX_UNDELIVERED_EVENTS: usize = 8192;
+pub const DEFAULT_MAX_UNDELIVERED_EVENTS: usize = 1024;
 /// The default time a closed connection waits for its peer to close after
 /// `FinishMessage`/`FinishQueue`, reading and discarding its input.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);

@@ -58,12 +58,10 @@ pub mod fuzzing {
     {
         let mut s = converter.serializer(message);
         let mut wire = Vec::new();
-        loop {
-            let mut out = WriteBuf::new(&mut wire, usize::MAX);
-            match s.get_bytes(message, &mut out, Waker::noop()) {
-                Ok(Encoded::Done) => break,
-                other => panic!("unexpected {other:?}"),
-            }
+        let mut out = WriteBuf::new(&mut wire, usize::MAX);
+        match s.get_bytes(message, &mut out, Waker::noop()) {
+            Ok(Encoded::Done) => {}
+            other => panic!("unexpected {other:?}"),
         }
         let mut d = converter.deserializer();
         match d.put_bytes(&wire, Waker::noop()) {

@@ -641,12 +641,14 @@ impl<C: Converter> Reactor<C> {
                 conn.linger_until = Some(Instant::now() + self.config.linger);
                 self.draining.push(id);
             }
-            let may_read =
-                conn.endpoint.wants_read() && conn.readable && !conn.paused && conn.held.is_none();
+            // Draining input is discarded, so backpressure does not apply.
+            let draining = conn.endpoint.state() == State::Draining;
+            let may_read = conn.endpoint.wants_read()
+                && conn.readable
+                && (draining || !conn.paused)
+                && conn.held.is_none();
             if may_read {
-                if conn.endpoint.state() != State::Draining
-                    && conn.credit.should_pause(self.config.max_undelivered)
-                {
+                if !draining && conn.credit.should_pause(self.config.max_undelivered) {
                     conn.paused = true;
                 } else if budget == 0 {
                     // More to read: come back next turn, after the others.

@@ -1,0 +1,304 @@
+//! Many threads, many connections, random failures: exactly-once delivery,
+//! whole messages, read backpressure and the nothing-lost rule.
+
+mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pike::converters::StringConverter;
+use pike::{Connection, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+use util::*;
+
+#[test]
+fn eight_receivers_four_peers_exactly_once_in_order() {
+    const PEERS: usize = 4;
+    const EACH: usize = 10_000;
+    let c = listening(StringConverter::new());
+    let addr = c.local_addr().unwrap();
+    let total = Arc::new(AtomicUsize::new(0));
+    let receivers: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, total) = (c.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut seen: Vec<(Connection, String)> = Vec::new();
+                let deadline = Instant::now() + WAIT;
+                while total.load(Ordering::SeqCst) < PEERS * EACH {
+                    assert!(Instant::now() < deadline, "messages missing");
+                    match c.recv_timeout(Duration::from_millis(20)) {
+                        Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+                        Ok(Event::MessageReceived(m)) => {
+                            seen.push((m.connection, m.message));
+                            total.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(other) => panic!("{other:?}"),
+                        Err(_) => {}
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let peers: Vec<_> = (0..PEERS)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut s = raw_connect(addr);
+                let msgs: Vec<String> = (0..EACH).map(|i| format!("{p}:{i}")).collect();
+                let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+                write_all(&mut s, &wire(&refs));
+                s
+            })
+        })
+        .collect();
+    let _streams: Vec<TcpStream> = peers.into_iter().map(|p| p.join().unwrap()).collect();
+    let mut all = HashSet::new();
+    for r in receivers {
+        // Each taker sees each connection's messages in increasing order.
+        let mut last: HashMap<Connection, usize> = HashMap::new();
+        for (conn, m) in r.join().unwrap() {
+            let (_, seq) = m.split_once(':').unwrap();
+            let seq: usize = seq.parse().unwrap();
+            if let Some(prev) = last.insert(conn, seq) {
+                assert!(prev < seq, "{conn}: {seq} after {prev}");
+            }
+            assert!(all.insert(m), "delivered twice");
+        }
+    }
+    assert_eq!(all.len(), PEERS * EACH);
+}
+
+#[test]
+fn eight_senders_on_one_connection_never_interleave() {
+    const THREADS: usize = 8;
+    const EACH: usize = 2_000;
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let mut peer = raw_accept(&l);
+    let expected_bytes: usize = (0..THREADS)
+        .flat_map(|t| (0..EACH).map(move |i| format!("{t}:{i}:{}", "p".repeat(i % 50))))
+        .map(|m| wire(&[&m]).len())
+        .sum();
+    let reader = std::thread::spawn(move || read_exactly(&mut peer, expected_bytes));
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    c.send(&conn, format!("{t}:{i}:{}", "p".repeat(i % 50)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let (messages, partial) = decode_strings(&reader.join().unwrap());
+    assert_eq!((messages.len(), partial), (THREADS * EACH, 0));
+    let mut next = [0usize; THREADS];
+    for m in messages {
+        let mut parts = m.split(':');
+        let t: usize = parts.next().unwrap().parse().unwrap();
+        let i: usize = parts.next().unwrap().parse().unwrap();
+        assert_eq!(
+            parts.next().unwrap(),
+            "p".repeat(i % 50),
+            "message cut or mixed"
+        );
+        assert_eq!(i, next[t], "thread {t}'s messages out of order");
+        next[t] += 1;
+    }
+}
+
+#[test]
+fn reading_pauses_while_the_application_falls_behind() {
+    const TOTAL: usize = 64 * 1024; // 64 MB of 1 KiB messages
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .max_undelivered_events(64)
+        .spawn()
+        .unwrap();
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let written = written.clone();
+        std::thread::spawn(move || {
+            let msg = wire(&[&"w".repeat(1018)]);
+            let batch: Vec<u8> = msg.iter().copied().cycle().take(msg.len() * 64).collect();
+            for _ in 0..TOTAL / 64 {
+                write_all(&mut peer, &batch);
+                written.fetch_add(64, Ordering::SeqCst);
+            }
+            peer
+        })
+    };
+    // Let the flood run into the pause: wait until the writer stalls.
+    let deadline = Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    loop {
+        std::thread::park_timeout(Duration::from_millis(300));
+        let now = written.load(Ordering::SeqCst);
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    let stalled_at = written.load(Ordering::SeqCst);
+    assert!(
+        stalled_at < TOTAL / 2,
+        "the peer wrote {stalled_at} of {TOTAL} messages: reading did not pause"
+    );
+    // Taking events resumes reading until everything has arrived.
+    let mut got = 0;
+    while got < TOTAL {
+        match next(&c) {
+            Event::MessageReceived(m) => {
+                assert_eq!((m.connection, m.message.len()), (conn, 1018));
+                got += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let _peer = writer.join().unwrap();
+}
+
+/// How a stress peer behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Peer {
+    /// Reads until EOF.
+    ReadAll,
+    /// Reads this many bytes, then closes.
+    CloseAfter(usize),
+    /// Reads this many bytes, then resets the connection.
+    ResetAfter(usize),
+}
+
+fn run_peer(mut s: TcpStream, behaviour: Peer) -> Vec<u8> {
+    use std::io::Read;
+    let limit = match behaviour {
+        Peer::ReadAll => usize::MAX,
+        Peer::CloseAfter(n) | Peer::ResetAfter(n) => n,
+    };
+    let mut got = Vec::new();
+    let mut buf = vec![0; 8192];
+    while got.len() < limit {
+        let want = buf.len().min(limit - got.len());
+        match s.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("peer read: {e}"),
+        }
+    }
+    if let Peer::ResetAfter(_) = behaviour {
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    got
+}
+
+/// One round of the nothing-lost stress test.
+fn nothing_lost_round(seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (l, addr) = raw_listener();
+    let c = Connector::builder(StringConverter::new())
+        .write_buffer_size(1 + rng.below(64 * 1024))
+        .spawn()
+        .unwrap();
+    let k = 1 + rng.below(4);
+    let behaviours: Vec<Peer> = (0..k)
+        .map(|_| match rng.below(4) {
+            0 => Peer::CloseAfter(rng.below(200_000)),
+            1 => Peer::ResetAfter(rng.below(200_000)),
+            _ => Peer::ReadAll,
+        })
+        .collect();
+    let mut conns = Vec::new();
+    let mut peers = Vec::new();
+    for &b in &behaviours {
+        let conn = c.connect(addr, Delivery::Merged).unwrap();
+        let s = raw_accept(&l);
+        // The peer learns which connection it is from its first message.
+        peers.push(std::thread::spawn(move || run_peer(s, b)));
+        conns.push(conn);
+    }
+    let mut sent: HashMap<Connection, Vec<String>> = HashMap::new();
+    let n = 50 + rng.below(300);
+    for id in 0..n {
+        let i = rng.below(k);
+        let m = format!("{id}:{}", "x".repeat(rng.below(5000)));
+        c.send(&conns[i], m.clone()).unwrap();
+        sent.entry(conns[i]).or_default().push(m);
+        if rng.below(60) == 0 {
+            let mode = [
+                DisconnectMode::Now,
+                DisconnectMode::FinishMessage,
+                DisconnectMode::FinishQueue,
+            ][rng.below(3)];
+            c.disconnect(&conns[rng.below(k)], mode);
+        }
+    }
+    let mode = [
+        ShutdownMode::Now,
+        ShutdownMode::FinishMessages,
+        ShutdownMode::FinishQueues,
+    ][rng.below(3)];
+    c.shutdown(mode);
+
+    let mut back: HashMap<Connection, Vec<String>> = HashMap::new();
+    let mut finals: HashMap<Connection, usize> = HashMap::new();
+    while let Some(event) = c.recv() {
+        let conn = event.connection();
+        *finals.entry(conn).or_default() += usize::from(event.is_final());
+        let returned = back.entry(conn).or_default();
+        match event {
+            Event::FinishConnect(f) => returned.extend(f.queued),
+            Event::FinishDisconnect(f) => {
+                returned.extend(f.incomplete);
+                returned.extend(f.queued);
+            }
+            Event::RemoteDisconnect(r) => {
+                returned.extend(r.incomplete);
+                returned.extend(r.queued);
+            }
+            Event::RejectedMessage(r) => returned.push(r.message),
+            other => panic!("seed {seed}: {other:?}"),
+        }
+    }
+    for (i, peer) in peers.into_iter().enumerate() {
+        let conn = conns[i];
+        let (read, _) = decode_strings(&peer.join().unwrap());
+        let sent = sent.remove(&conn).unwrap_or_default();
+        let back = back.remove(&conn).unwrap_or_default();
+        assert_eq!(finals.get(&conn), Some(&1), "seed {seed}: one final event");
+        let mut seen = HashSet::new();
+        for m in read.iter().chain(&back) {
+            assert!(
+                seen.insert(m),
+                "seed {seed}: a message both read and returned, or twice"
+            );
+        }
+        let sent_set: HashSet<&String> = sent.iter().collect();
+        assert!(
+            seen.iter().all(|m| sent_set.contains(m)),
+            "seed {seed}: unknown message"
+        );
+        if behaviours[i] == Peer::ReadAll {
+            // Nothing can be lost in the network: every message was read by
+            // the peer or handed back.
+            assert_eq!(seen.len(), sent.len(), "seed {seed}: {behaviours:?}");
+        }
+    }
+}
+
+#[test]
+fn nothing_is_lost_under_random_disconnects_shutdowns_and_peer_failures() {
+    for seed in 0..40 {
+        nothing_lost_round(seed);
+    }
+}
