@@ -346,8 +346,10 @@ impl<C: Converter> Connector<C> {
         let shared = &self.inner.shared;
         match waiter.wait(deadline) {
             Some(Ok(())) => {
+                // Released even if the callback panics, or the connection's
+                // events would be held forever.
+                let _release = ReleaseOnDrop { shared, connection };
                 callback(connection);
-                let _ = shared.commands.push(Command::Release { connection });
                 Ok((connection, Ok(())))
             }
             Some(Err(e)) => {
@@ -552,6 +554,20 @@ impl<C: Converter> Inner<C> {
 impl<C: Converter> Drop for Inner<C> {
     fn drop(&mut self) {
         self.shutdown(ShutdownMode::Now);
+    }
+}
+
+/// Lets a `connect_waiting` connection's held events go when dropped.
+struct ReleaseOnDrop<'a, M> {
+    shared: &'a Shared<M>,
+    connection: Connection,
+}
+
+impl<M> Drop for ReleaseOnDrop<'_, M> {
+    fn drop(&mut self) {
+        let _ = self.shared.commands.push(Command::Release {
+            connection: self.connection,
+        });
     }
 }
 

@@ -728,3 +728,49 @@ fn a_graceful_close_delivers_everything_despite_unread_input() {
         }
     }
 }
+
+#[test]
+fn events_of_a_connection_closed_inside_the_callback_are_not_lost() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let (conn, result) = c
+        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+            c.disconnect(&conn, DisconnectMode::Now);
+            c.send(&conn, s("after the disconnect")).unwrap();
+            // A round trip through the network thread: both commands above
+            // are done (the connection is closed) before this returns.
+            c.merge_connection(&conn);
+        })
+        .unwrap();
+    result.unwrap();
+    drop(raw_accept(&l));
+    assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
+    match next(&c) {
+        Event::RejectedMessage(r) => assert_eq!(r.message, "after the disconnect"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_panicking_callback_still_releases_the_connection() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let mut conn = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.connect_waiting_with(addr, Delivery::Merged, WAIT, |cn| {
+            conn = Some(cn);
+            panic!("callback panics on purpose");
+        })
+    }));
+    assert!(outcome.is_err());
+    let conn = conn.expect("the callback ran");
+    let mut peer = raw_accept(&l);
+    write_all(&mut peer, &wire(&["still delivered"]));
+    match next(&c) {
+        Event::MessageReceived(m) => assert_eq!(
+            (m.connection, m.message.as_str()),
+            (conn, "still delivered")
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -409,7 +409,11 @@ impl<C: Converter> Reactor<C> {
                     for event in conn.held.take().unwrap_or_default() {
                         route_event(conn, &self.main, event);
                     }
-                    self.mark_ready(connection);
+                    if conn.endpoint.state() == State::Closed {
+                        self.close(connection);
+                    } else {
+                        self.mark_ready(connection);
+                    }
                 }
             }
             Command::Merge { connection, done } => {
@@ -688,12 +692,19 @@ impl<C: Converter> Reactor<C> {
         }
     }
 
+    /// Closes a connection's socket and forgets it, once its events are
+    /// passed on. Events held for a `connect_waiting` callback keep the
+    /// entry until its `Release`.
     fn close(&mut self, id: Connection) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            deliver(&mut conn, &self.main);
-            if let Some(mut socket) = conn.socket.take() {
-                let _ = self.poll.registry().deregister(&mut socket);
-            }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        deliver(conn, &self.main);
+        if let Some(mut socket) = conn.socket.take() {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
+        if conn.held.is_none() {
+            self.conns.remove(&id);
         }
     }
 
