@@ -60,7 +60,7 @@ fn accept_backs_off_when_out_of_file_descriptors() {
             }
         }
     });
-    let mut line = |child: &mut std::process::Child| match rx.recv_timeout(WAIT) {
+    let line = |child: &mut std::process::Child| match rx.recv_timeout(WAIT) {
         Ok(l) => l,
         Err(_) => {
             let _ = child.kill();
