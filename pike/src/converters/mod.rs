@@ -1,10 +1,12 @@
 //! Ready-made converters.
 //!
 //! The primitives are wire-compatible with the Python original: see
-//! [`primitives`] for the exact formats.
+//! [`primitives`] for the exact formats. [`file`] streams files.
 
+pub mod file;
 pub mod primitives;
 
+pub use file::FileConverter;
 pub use primitives::{
     BoolConverter, BytesConverter, DEFAULT_MAX_MESSAGE_SIZE, FloatConverter, IntConverter,
     LengthPrefixed, Payload, StringConverter, VecConverter,
