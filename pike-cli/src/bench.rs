@@ -1,0 +1,274 @@
+//! `pike bench`: an in-process loopback benchmark of the library.
+//!
+//! Every run checks what arrived (count and sizes); a run that does not
+//! add up is an error, not a figure.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use pike::converters::BytesConverter;
+use pike::{Connection, Connector, Delivery, Event, ShutdownMode};
+
+/// The longest any wait inside the benchmark may take.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One line of the results table.
+struct Row {
+    test: String,
+    messages: usize,
+    seconds: f64,
+    bytes: usize,
+}
+
+pub(crate) fn run(quick: bool, connections: usize) -> Result<(), String> {
+    let scale = if quick { 10 } else { 1 };
+    let steps = 5;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(steps).with_style(
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
+                .expect("a valid template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let mut rows = Vec::new();
+    for (size, count) in [(16, 2_000_000), (256, 1_000_000), (64 * 1024, 20_000)] {
+        bar.set_message(format!("throughput, {} messages", human_size(size)));
+        rows.push(throughput(size, count / scale)?);
+        bar.inc(1);
+    }
+    bar.set_message("round-trip latency, 16 B");
+    let latency = latency(20_000 / scale)?;
+    bar.inc(1);
+    bar.set_message(format!("{connections} connections"));
+    rows.push(many_connections(connections, 100)?);
+    bar.inc(1);
+    bar.finish_and_clear();
+
+    println!(
+        "pike bench (loopback, one process; {} mode)",
+        if quick { "quick" } else { "full" }
+    );
+    println!();
+    println!(
+        "{:<44} {:>10} {:>9} {:>14} {:>11}",
+        "test", "messages", "seconds", "messages/s", "MB/s"
+    );
+    for r in &rows {
+        println!(
+            "{:<44} {:>10} {:>9.3} {:>14.0} {:>11.1}",
+            r.test,
+            r.messages,
+            r.seconds,
+            r.messages as f64 / r.seconds,
+            r.bytes as f64 / r.seconds / 1e6
+        );
+    }
+    println!();
+    println!(
+        "round trip, 16 B, {} samples: p50 {:.1} µs, p99 {:.1} µs",
+        latency.0, latency.1, latency.2
+    );
+    Ok(())
+}
+
+fn human_size(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn converter() -> BytesConverter {
+    BytesConverter::new().with_max_message_size(1 << 20)
+}
+
+/// A listening connector and a client connected to it: (server, client,
+/// the client's connection, the server's connection).
+fn connected_pair() -> Result<
+    (
+        Connector<BytesConverter>,
+        Connector<BytesConverter>,
+        Connection,
+        Connection,
+    ),
+    String,
+> {
+    let server = Connector::builder(converter())
+        .listen("127.0.0.1:0")
+        .spawn()
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let client = Connector::builder(converter())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let addr = server.local_addr().expect("listening");
+    let (conn, result) = client
+        .connect_waiting(addr, Delivery::Merged, WAIT)
+        .map_err(|e| e.to_string())?;
+    result.map_err(|e| format!("cannot connect: {e}"))?;
+    let remote = match server.recv_timeout(WAIT) {
+        Ok(Event::RemoteConnect(r)) => {
+            let id = r.connection;
+            r.finish_accept(Delivery::Merged);
+            id
+        }
+        other => return Err(format!("expected a connection, got {other:?}")),
+    };
+    Ok((server, client, conn, remote))
+}
+
+/// One connection, `count` messages of `size` bytes one way. The sender
+/// keeps a bounded window of messages in flight, as an application would.
+fn throughput(size: usize, count: usize) -> Result<Row, String> {
+    let (server, client, conn, _) = connected_pair()?;
+    let received = Arc::new(AtomicUsize::new(0));
+    let receiver = {
+        let (server, received) = (server.clone(), received.clone());
+        std::thread::spawn(move || -> Result<Instant, String> {
+            for _ in 0..count {
+                match server.recv_timeout(WAIT) {
+                    Ok(Event::MessageReceived(m)) if m.message.len() == size => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => return Err(format!("unexpected {other:?}")),
+                }
+            }
+            Ok(Instant::now())
+        })
+    };
+    let payload = Bytes::from(vec![b'p'; size]);
+    let window = (64 << 20) / size.max(1);
+    let window = window.clamp(64, 65_536);
+    let start = Instant::now();
+    for sent in 0..count {
+        while sent - received.load(Ordering::Relaxed) >= window {
+            if start.elapsed() > WAIT * 4 {
+                return Err("the receiver stopped making progress".into());
+            }
+            std::thread::yield_now();
+        }
+        client
+            .send(&conn, payload.clone())
+            .map_err(|e| e.to_string())?;
+    }
+    let end = receiver
+        .join()
+        .map_err(|_| "the receiver panicked".to_string())??;
+    client.shutdown(ShutdownMode::Now);
+    server.shutdown(ShutdownMode::Now);
+    Ok(Row {
+        test: format!("throughput, {}, one connection", human_size(size)),
+        messages: count,
+        seconds: (end - start).as_secs_f64(),
+        bytes: count * size,
+    })
+}
+
+/// Ping-pong of 16-byte messages: samples, p50 and p99 in microseconds.
+fn latency(samples: usize) -> Result<(usize, f64, f64), String> {
+    let (server, client, conn, _) = connected_pair()?;
+    let echo = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            while let Some(event) = server.recv() {
+                if let Event::MessageReceived(m) = event {
+                    let _ = server.send(&m.connection, m.message);
+                }
+            }
+        })
+    };
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    let mut rtts = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = Instant::now();
+        client
+            .send(&conn, payload.clone())
+            .map_err(|e| e.to_string())?;
+        match client.recv_timeout(WAIT) {
+            Ok(Event::MessageReceived(m)) if m.message == payload => rtts.push(start.elapsed()),
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+    client.shutdown(ShutdownMode::Now);
+    server.shutdown(ShutdownMode::Now);
+    let _ = echo.join();
+    rtts.sort();
+    let at =
+        |q: f64| rtts[((rtts.len() as f64 * q) as usize).min(rtts.len() - 1)].as_secs_f64() * 1e6;
+    Ok((samples, at(0.50), at(0.99)))
+}
+
+/// `n` connections each sending `each` 16-byte messages, interleaved.
+fn many_connections(n: usize, each: usize) -> Result<Row, String> {
+    let server = Connector::builder(converter())
+        .listen("127.0.0.1:0")
+        .spawn()
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let client = Connector::builder(converter())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let addr = server.local_addr().expect("listening");
+    let total = n * each;
+    let receiver = {
+        let server = server.clone();
+        std::thread::spawn(move || -> Result<Instant, String> {
+            let mut per_conn = std::collections::HashMap::new();
+            let mut got = 0;
+            while got < total {
+                match server.recv_timeout(WAIT) {
+                    Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+                    Ok(Event::MessageReceived(m)) if m.message.len() == 16 => {
+                        *per_conn.entry(m.connection).or_insert(0) += 1;
+                        got += 1;
+                    }
+                    other => return Err(format!("unexpected {other:?}")),
+                }
+            }
+            if per_conn.len() != n || per_conn.values().any(|&c| c != each) {
+                return Err("messages missing on some connection".into());
+            }
+            Ok(Instant::now())
+        })
+    };
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(
+            client
+                .connect(addr, Delivery::Merged)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mut connected = 0;
+    while connected < n {
+        match client.recv_timeout(WAIT) {
+            Ok(Event::FinishConnect(f)) if f.success() => connected += 1,
+            other => return Err(format!("connecting: {other:?}")),
+        }
+    }
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    for _ in 0..each {
+        for conn in &conns {
+            client
+                .send(conn, payload.clone())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let end = receiver
+        .join()
+        .map_err(|_| "the receiver panicked".to_string())??;
+    client.shutdown(ShutdownMode::Now);
+    server.shutdown(ShutdownMode::Now);
+    Ok(Row {
+        test: format!("{n} connections x {each}, 16 B (incl. connect)"),
+        messages: total,
+        seconds: (end - start).as_secs_f64(),
+        bytes: total * 16,
+    })
+}
