@@ -2,106 +2,15 @@
 //! over loopback sockets. Every wait has a timeout; children are killed on
 //! drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use testkit::{Proc, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A running `pike`, with its output lines arriving on channels.
-struct Pike {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
-impl Pike {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pike"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pike");
-        let stdin = child.stdin.take();
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        Self {
-            child,
-            stdin,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stdout_line(&self) -> String {
-        self.stdout.recv_timeout(WAIT).expect("a line on stdout")
-    }
-
-    /// The next stderr line containing `needle`.
-    fn stderr_line_with(&self, needle: &str) -> String {
-        loop {
-            let l = self.stderr.recv_timeout(WAIT).expect("a line on stderr");
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
-
-    /// The address a `listen`/`recv-files` reported.
-    fn listening_addr(&self) -> SocketAddr {
-        let l = self.stderr_line_with("listening on ");
-        l["listening on ".len()..].parse().unwrap()
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the exit code.
-    fn wait(&mut self) -> i32 {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(std::time::Instant::now() < deadline, "pike did not exit");
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
-    }
-
-    /// All of stderr after exit.
-    fn rest_of_stderr(&self) -> Vec<String> {
-        self.stderr.iter().collect()
-    }
-}
-
-impl Drop for Pike {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Runs the `pike` binary.
+fn run_pike(args: &[&str]) -> Proc {
+    Proc::spawn(env!("CARGO_BIN_EXE_pike"), args)
 }
 
 fn raw(addr: SocketAddr) -> TcpStream {
@@ -118,7 +27,7 @@ fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 #[test]
 fn listen_prints_messages_and_broadcasts_stdin() {
-    let mut pike = Pike::spawn(&["listen", "127.0.0.1:0"]);
+    let mut pike = run_pike(&["listen", "127.0.0.1:0"]);
     let addr = pike.listening_addr();
     let mut peer = raw(addr);
     pike.stderr_line_with("connected from");
@@ -139,7 +48,7 @@ fn listen_prints_messages_and_broadcasts_stdin() {
 fn connect_sends_stdin_lines_and_prints_messages() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let mut pike = Pike::spawn(&["connect", &addr]);
+    let mut pike = run_pike(&["connect", &addr]);
     let (mut peer, _) = l.accept().unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();
     pike.stderr_line_with("connected to");
@@ -160,7 +69,7 @@ fn connect_sends_stdin_lines_and_prints_messages() {
 fn connect_with_the_int_converter_skips_bad_lines() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let mut pike = Pike::spawn(&["connect", &addr, "--converter", "int"]);
+    let mut pike = run_pike(&["connect", &addr, "--converter", "int"]);
     let (mut peer, _) = l.accept().unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();
     pike.type_line("x");
@@ -177,7 +86,7 @@ fn a_refused_connection_is_a_one_line_error() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let mut pike = Pike::spawn(&["connect", &addr]);
+    let mut pike = run_pike(&["connect", &addr]);
     assert_eq!(pike.wait(), 1);
     let err = pike.rest_of_stderr();
     assert_eq!(err.len(), 1, "{err:?}");
@@ -191,7 +100,7 @@ fn a_refused_connection_is_a_one_line_error() {
 fn an_address_in_use_is_a_one_line_error() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let mut pike = Pike::spawn(&["listen", &addr]);
+    let mut pike = run_pike(&["listen", &addr]);
     assert_eq!(pike.wait(), 1);
     let err = pike.rest_of_stderr();
     assert_eq!(err.len(), 1, "{err:?}");
@@ -203,11 +112,11 @@ fn an_address_in_use_is_a_one_line_error() {
 
 #[test]
 fn bad_arguments_exit_with_usage() {
-    let mut pike = Pike::spawn(&["connect"]);
+    let mut pike = run_pike(&["connect"]);
     assert_eq!(pike.wait(), 2);
-    let mut pike = Pike::spawn(&["listen", "127.0.0.1:0", "--converter", "yaml"]);
+    let mut pike = run_pike(&["listen", "127.0.0.1:0", "--converter", "yaml"]);
     assert_eq!(pike.wait(), 2);
-    let mut pike = Pike::spawn(&["send-file", "127.0.0.1:1", "/no/such/file"]);
+    let mut pike = run_pike(&["send-file", "127.0.0.1:1", "/no/such/file"]);
     assert_eq!(pike.wait(), 1);
     assert!(pike.rest_of_stderr()[0].contains("cannot read /no/such/file"));
 }
@@ -223,7 +132,7 @@ fn send_file_to_recv_files() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&b, &big).unwrap();
 
-    let mut recv = Pike::spawn(&[
+    let mut recv = run_pike(&[
         "recv-files",
         "127.0.0.1:0",
         "--dir",
@@ -232,7 +141,7 @@ fn send_file_to_recv_files() {
         "2",
     ]);
     let addr = recv.listening_addr().to_string();
-    let mut send = Pike::spawn(&["send-file", &addr, a.to_str().unwrap(), b.to_str().unwrap()]);
+    let mut send = run_pike(&["send-file", &addr, a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(send.wait(), 0, "{:?}", send.rest_of_stderr());
     let saved = [recv.stdout_line(), recv.stdout_line()];
     assert_eq!(recv.wait(), 0);
@@ -244,7 +153,7 @@ fn send_file_to_recv_files() {
 
 #[test]
 fn bench_prints_a_table() {
-    let mut pike = Pike::spawn(&["bench", "--quick", "--connections", "20"]);
+    let mut pike = run_pike(&["bench", "--quick", "--connections", "20"]);
     let mut out = Vec::new();
     while let Ok(l) = pike.stdout.recv_timeout(Duration::from_secs(120)) {
         out.push(l);

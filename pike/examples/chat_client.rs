@@ -1,0 +1,73 @@
+//! A chat client: asks for a nickname, sends it (the server answers with
+//! its own), then sends every line typed and prints every line received.
+//! `quit` or the end of input leaves.
+//!
+//! ```text
+//! cargo run --example chat_client -- --host 127.0.0.1 --port 3453
+//! ```
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use clap::Parser;
+use pike::converters::StringConverter;
+use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Server host.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 3453)]
+    port: u16,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let chat = Connector::builder(StringConverter::new()).spawn()?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let (conn, result) =
+        chat.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
+    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+
+    print!("nickname: ");
+    std::io::stdout().flush()?;
+    let mut lines = std::io::stdin().lock().lines();
+    let Some(Ok(nickname)) = lines.next() else {
+        return Ok(());
+    };
+    chat.send(&conn, nickname.trim().to_owned())?;
+    match chat.recv_timeout(Duration::from_secs(10)) {
+        Ok(Event::MessageReceived(m)) => println!("connected to {}", m.message),
+        other => return Err(format!("no answer from the server: {other:?}").into()),
+    }
+
+    // Print what comes in while this thread reads what is typed.
+    let printer = {
+        let chat = chat.clone();
+        std::thread::spawn(move || {
+            while let Some(event) = chat.recv() {
+                match event {
+                    Event::MessageReceived(m) => println!("{}", m.message),
+                    Event::RemoteDisconnect(_) => {
+                        println!("the server closed the chat");
+                        std::process::exit(0);
+                    }
+                    Event::FinishDisconnect(_) => break,
+                    _ => {}
+                }
+            }
+        })
+    };
+    for line in lines.map_while(Result::ok) {
+        if line.trim() == "quit" {
+            break;
+        }
+        chat.send(&conn, line)?;
+    }
+    chat.disconnect(&conn, DisconnectMode::FinishQueue);
+    let _ = printer.join();
+    chat.shutdown(ShutdownMode::Now);
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! A chat server: each client first sends its nickname on a separate queue
+//! (the handshake), gets the server's nickname back, and is then merged into
+//! the main queue. Every line a client sends is shown and relayed to the
+//! others as `<nick> says: <text>`; lines typed here are broadcast the same
+//! way. `quit` or the end of input shuts the server down.
+//!
+//! ```text
+//! cargo run --example chat_server -- --port 3453 --server-nickname server
+//! ```
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use pike::converters::StringConverter;
+use pike::{Connection, Connector, Delivery, Event, ShutdownMode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3453)]
+    port: u16,
+    /// The name the server's own lines go out under.
+    #[arg(long, default_value = "server")]
+    server_nickname: String,
+}
+
+/// Nicknames of the clients that finished the handshake.
+type Clients = Arc<Mutex<HashMap<Connection, String>>>;
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let chat = Connector::builder(StringConverter::new())
+        .listen(("0.0.0.0", args.port))
+        .spawn()?;
+    eprintln!("listening on {}", chat.local_addr().expect("listening"));
+    let clients: Clients = Arc::default();
+
+    // Lines typed here go to everybody.
+    {
+        let (chat, clients, nick) = (chat.clone(), clients.clone(), args.server_nickname.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if line.trim() == "quit" {
+                    break;
+                }
+                broadcast(&chat, &clients, None, &format!("{nick} says: {line}"));
+            }
+            chat.shutdown(ShutdownMode::FinishQueues);
+        });
+    }
+
+    while let Some(event) = chat.recv() {
+        match event {
+            Event::RemoteConnect(remote) => {
+                let conn = remote.connection;
+                remote.finish_accept(Delivery::Separate);
+                let (chat, clients, nick) =
+                    (chat.clone(), clients.clone(), args.server_nickname.clone());
+                std::thread::spawn(move || handshake(&chat, &clients, conn, &nick));
+            }
+            Event::MessageReceived(m) => {
+                let nick = clients.lock().unwrap().get(&m.connection).cloned();
+                if let Some(nick) = nick {
+                    let line = format!("{nick} says: {}", m.message);
+                    println!("{line}");
+                    broadcast(&chat, &clients, Some(m.connection), &line);
+                }
+            }
+            Event::RemoteDisconnect(r) => {
+                // (Not in the `if let`: its lock would be held while broadcasting.)
+                let left = clients.lock().unwrap().remove(&r.connection);
+                if let Some(nick) = left {
+                    let line = format!("{nick} left");
+                    println!("{line}");
+                    broadcast(&chat, &clients, None, &line);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Takes the client's nickname from its own queue, answers with ours, then
+/// merges the connection into the main queue.
+fn handshake(chat: &Connector<StringConverter>, clients: &Clients, conn: Connection, nick: &str) {
+    match chat.recv_connection_timeout(&conn, Duration::from_secs(60)) {
+        Ok(Event::MessageReceived(m)) => {
+            let _ = chat.send(&conn, nick.to_owned());
+            let joined = format!("{} joined", m.message);
+            clients.lock().unwrap().insert(conn, m.message);
+            println!("{joined}");
+            broadcast(chat, clients, Some(conn), &joined);
+            chat.merge_connection(&conn);
+        }
+        // No nickname in time, or gone: drop the connection.
+        _ => chat.disconnect(&conn, pike::DisconnectMode::Now),
+    }
+}
+
+fn broadcast(
+    chat: &Connector<StringConverter>,
+    clients: &Clients,
+    except: Option<Connection>,
+    line: &str,
+) {
+    for conn in clients.lock().unwrap().keys() {
+        if Some(*conn) != except {
+            let _ = chat.send(conn, line.to_owned());
+        }
+    }
+}

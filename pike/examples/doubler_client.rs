@@ -1,0 +1,50 @@
+//! Sends each number typed to the doubler server and prints the answer.
+//! `quit` or the end of input leaves.
+//!
+//! ```text
+//! cargo run --example doubler_client -- --host 127.0.0.1 --port 3453
+//! ```
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use clap::Parser;
+use pike::converters::FloatConverter;
+use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Server host.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 3453)]
+    port: u16,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let doubler = Connector::builder(FloatConverter).spawn()?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let (conn, result) =
+        doubler.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
+    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        let line = line.trim();
+        if line == "quit" {
+            break;
+        }
+        let Ok(x) = line.parse::<f64>() else {
+            eprintln!("not a number: {line:?}");
+            continue;
+        };
+        doubler.send(&conn, x)?;
+        match doubler.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::MessageReceived(m)) => println!("{:?}", m.message),
+            other => return Err(format!("no answer: {other:?}").into()),
+        }
+    }
+    doubler.disconnect(&conn, DisconnectMode::FinishQueue);
+    doubler.shutdown(ShutdownMode::FinishQueues);
+    Ok(())
+}

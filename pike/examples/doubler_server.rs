@@ -1,0 +1,57 @@
+//! Doubles every float it receives and sends it back, with several worker
+//! threads all taking events from the same queue. `quit` or the end of input
+//! shuts it down.
+//!
+//! ```text
+//! cargo run --example doubler_server -- --port 3453 --num-threads 10
+//! ```
+
+use std::io::BufRead;
+
+use clap::Parser;
+use pike::converters::FloatConverter;
+use pike::{Connector, Delivery, Event, ShutdownMode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3453)]
+    port: u16,
+    /// Worker threads, all calling `recv`.
+    #[arg(long, default_value_t = 10)]
+    num_threads: usize,
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let doubler = Connector::builder(FloatConverter)
+        .listen(("0.0.0.0", args.port))
+        .spawn()?;
+    eprintln!("listening on {}", doubler.local_addr().expect("listening"));
+    let workers: Vec<_> = (0..args.num_threads.max(1))
+        .map(|_| {
+            let doubler = doubler.clone();
+            std::thread::spawn(move || {
+                while let Some(event) = doubler.recv() {
+                    match event {
+                        Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                        Event::MessageReceived(m) => {
+                            let _ = doubler.send(&m.connection, m.message * 2.0);
+                        }
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        if line.trim() == "quit" {
+            break;
+        }
+    }
+    doubler.shutdown(ShutdownMode::FinishQueues);
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Sends one file to the filecopy server and waits until it is written.
+//!
+//! ```text
+//! cargo run --example filecopy_client -- --host 127.0.0.1 --port 3453 --filename notes.txt
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use pike::converters::FileConverter;
+use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Server host.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 3453)]
+    port: u16,
+    /// The file to send.
+    #[arg(long)]
+    filename: PathBuf,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let client = Connector::builder(FileConverter::new(".")).spawn()?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let (conn, result) =
+        client.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
+    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    client.send(&conn, args.filename.clone())?;
+    client.disconnect(&conn, DisconnectMode::FinishQueue);
+    let outcome = loop {
+        match client.recv() {
+            Some(Event::RejectedMessage(r)) => break Err(format!("cannot send: {}", r.reason)),
+            Some(Event::FinishDisconnect(f)) => match f.error {
+                None => break Ok(()),
+                Some(e) => break Err(format!("cut short: {e}")),
+            },
+            Some(Event::RemoteDisconnect(r)) => {
+                break Err(format!("server disconnected: {}", r.reason));
+            }
+            Some(_) => {}
+            None => break Err("connector stopped".to_owned()),
+        }
+    };
+    client.shutdown(ShutdownMode::Now);
+    outcome?;
+    eprintln!("sent {}", args.filename.display());
+    Ok(())
+}
