@@ -1,7 +1,7 @@
 //! Ready-made converters.
 //!
 //! The primitives are wire-compatible with the Python original: see
-//! [`primitives`] for the exact formats. [`file`] streams files.
+//! [`primitives`] for the exact formats. [`file`](mod@file) streams files.
 
 pub mod file;
 pub mod primitives;

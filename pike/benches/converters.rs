@@ -1,0 +1,58 @@
+//! Nanoseconds per encode and decode of every primitive converter.
+//!
+//! `cargo bench -p pike --bench converters`
+
+use std::hint::black_box;
+use std::task::Waker;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pike::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+use pike::converters::{
+    BoolConverter, BytesConverter, FloatConverter, IntConverter, StringConverter, VecConverter,
+};
+
+/// Encodes `message` into a reused buffer.
+fn encode<C: Converter>(c: &C, message: &C::Message, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut s = c.serializer(message);
+    let mut out = WriteBuf::new(buf, usize::MAX);
+    let status = s.get_bytes(message, &mut out, Waker::noop());
+    assert_eq!(status.ok(), Some(Encoded::Done));
+}
+
+/// Decodes one message from `wire`.
+fn decode<C: Converter>(c: &C, wire: &[u8]) -> C::Message {
+    let mut d = c.deserializer();
+    match d.put_bytes(wire, Waker::noop()) {
+        Ok((_, Decoded::Done(m))) => m,
+        _ => panic!("bad wire bytes"),
+    }
+}
+
+fn bench_one<C: Converter>(crit: &mut Criterion, name: &str, c: C, message: C::Message) {
+    let mut buf = Vec::with_capacity(1 << 17);
+    encode(&c, &message, &mut buf);
+    let wire = buf.clone();
+    let mut group = crit.benchmark_group(name);
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("encode", |b| {
+        b.iter(|| encode(&c, black_box(&message), &mut buf));
+    });
+    group.bench_function("decode", |b| b.iter(|| decode(&c, black_box(&wire))));
+    group.finish();
+}
+
+fn converters(crit: &mut Criterion) {
+    bench_one(crit, "bool", BoolConverter, true);
+    bench_one(crit, "int", IntConverter, -1_234_567_890_123);
+    bench_one(crit, "float", FloatConverter, 22.0 / 7.0);
+    bench_one(crit, "string_16B", StringConverter::new(), "0123456789abcdef".to_owned());
+    bench_one(crit, "string_64KiB", StringConverter::new(), "s".repeat(64 * 1024));
+    bench_one(crit, "bytes_16B", BytesConverter::new(), Bytes::from_static(b"0123456789abcdef"));
+    bench_one(crit, "bytes_64KiB", BytesConverter::new(), Bytes::from(vec![7u8; 64 * 1024]));
+    bench_one(crit, "vec_256B", VecConverter::new(), vec![1u8; 256]);
+}
+
+criterion_group!(benches, converters);
+criterion_main!(benches);
