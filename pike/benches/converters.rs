@@ -47,10 +47,30 @@ fn converters(crit: &mut Criterion) {
     bench_one(crit, "bool", BoolConverter, true);
     bench_one(crit, "int", IntConverter, -1_234_567_890_123);
     bench_one(crit, "float", FloatConverter, 22.0 / 7.0);
-    bench_one(crit, "string_16B", StringConverter::new(), "0123456789abcdef".to_owned());
-    bench_one(crit, "string_64KiB", StringConverter::new(), "s".repeat(64 * 1024));
-    bench_one(crit, "bytes_16B", BytesConverter::new(), Bytes::from_static(b"0123456789abcdef"));
-    bench_one(crit, "bytes_64KiB", BytesConverter::new(), Bytes::from(vec![7u8; 64 * 1024]));
+    bench_one(
+        crit,
+        "string_16B",
+        StringConverter::new(),
+        "0123456789abcdef".to_owned(),
+    );
+    bench_one(
+        crit,
+        "string_64KiB",
+        StringConverter::new(),
+        "s".repeat(64 * 1024),
+    );
+    bench_one(
+        crit,
+        "bytes_16B",
+        BytesConverter::new(),
+        Bytes::from_static(b"0123456789abcdef"),
+    );
+    bench_one(
+        crit,
+        "bytes_64KiB",
+        BytesConverter::new(),
+        Bytes::from(vec![7u8; 64 * 1024]),
+    );
     bench_one(crit, "vec_256B", VecConverter::new(), vec![1u8; 256]);
 }
 
