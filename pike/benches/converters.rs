@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p pike --bench converters`
 
+// `criterion_group!` generates undocumented items.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::task::Waker;
 
