@@ -1,0 +1,214 @@
+//! `pike-compare`: Pike against raw sockets, ZeroMQ, message-io and tokio on
+//! 127.0.0.1, interleaved (A B C A B C) so that drift on a shared machine
+//! hits every system alike.
+//!
+//! Every run verifies what arrived (count and sizes) and is bounded in time;
+//! a run that fails is reported as a failure, never as a figure.
+//!
+//! ```text
+//! bench/run            # installs libzmq, builds with ZeroMQ, runs
+//! cargo run --release -p pike-compare -- [--quick] [--runs N]
+//! ```
+
+mod systems;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use systems::System;
+
+/// The longest a single run may take.
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Metric {
+    /// One-way throughput of messages of this many bytes, one connection.
+    Throughput(usize),
+    /// Ping-pong round trip of 16-byte messages.
+    Latency,
+}
+
+/// The figure of one run.
+#[derive(Debug, Clone, Copy)]
+enum Figure {
+    /// Messages per second.
+    Rate(f64),
+    /// p50 and p99 round trip in microseconds.
+    RoundTrip(f64, f64),
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(3);
+    let scale = if quick { 10 } else { 1 };
+    let metrics = [
+        (Metric::Throughput(16), 2_000_000 / scale),
+        (Metric::Throughput(256), 1_000_000 / scale),
+        (Metric::Throughput(64 * 1024), 20_000 / scale),
+        (Metric::Latency, 20_000 / scale),
+    ];
+    let systems = systems::all();
+    let mut results: HashMap<(&str, Metric), Vec<Figure>> = HashMap::new();
+    let mut failures = Vec::new();
+    for run in 0..runs {
+        for &(metric, count) in &metrics {
+            for system in &systems {
+                eprint!(
+                    "\rrun {}/{runs}: {:<10} {metric:?}          ",
+                    run + 1,
+                    system.name()
+                );
+                let outcome = match metric {
+                    Metric::Throughput(size) => system
+                        .throughput(size, count)
+                        .map(|d| Figure::Rate(count as f64 / d.as_secs_f64())),
+                    Metric::Latency => system.latency(count).map(|mut rtts| {
+                        rtts.sort();
+                        let at = |q: f64| {
+                            rtts[((rtts.len() as f64 * q) as usize).min(rtts.len() - 1)]
+                                .as_secs_f64()
+                                * 1e6
+                        };
+                        Figure::RoundTrip(at(0.5), at(0.99))
+                    }),
+                };
+                match outcome {
+                    Ok(f) => results.entry((system.name(), metric)).or_default().push(f),
+                    Err(e) => failures.push(format!("{} {metric:?}: {e}", system.name())),
+                }
+            }
+        }
+    }
+    eprintln!();
+    report(&systems, &metrics, &results, runs);
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAILED: {f}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn report(
+    systems: &[Box<dyn System>],
+    metrics: &[(Metric, usize)],
+    results: &HashMap<(&str, Metric), Vec<Figure>>,
+    runs: usize,
+) {
+    let rate = |name: &str, m: Metric| -> Option<f64> {
+        let figs = results.get(&(name, m))?;
+        Some(median(
+            figs.iter()
+                .filter_map(|f| match f {
+                    Figure::Rate(r) => Some(*r),
+                    Figure::RoundTrip(..) => None,
+                })
+                .collect(),
+        ))
+    };
+    let rtt = |name: &str| -> Option<(f64, f64)> {
+        let figs = results.get(&(name, Metric::Latency))?;
+        let p = |i: usize| {
+            median(
+                figs.iter()
+                    .filter_map(|f| match f {
+                        Figure::RoundTrip(a, b) => Some([*a, *b][i]),
+                        Figure::Rate(_) => None,
+                    })
+                    .collect(),
+            )
+        };
+        Some((p(0), p(1)))
+    };
+    let peers: Vec<&str> = systems
+        .iter()
+        .map(|s| s.name())
+        .filter(|n| *n != "pike" && *n != "raw")
+        .collect();
+    println!("pike-compare: 127.0.0.1, medians of {runs} interleaved runs");
+    println!();
+    println!(
+        "{:<22} {}",
+        "throughput (msg/s)",
+        systems
+            .iter()
+            .map(|s| format!("{:>14}", s.name()))
+            .collect::<String>()
+            + "   pike/raw  pike/best-peer"
+    );
+    let mut summary = HashMap::new();
+    for &(metric, _) in metrics {
+        let Metric::Throughput(size) = metric else {
+            continue;
+        };
+        let mut line = format!("{:<22}", format!("{size} B"));
+        for s in systems {
+            line += &match rate(s.name(), metric) {
+                Some(r) => format!("{r:>14.0}"),
+                None => format!("{:>14}", "failed"),
+            };
+        }
+        let pike = rate("pike", metric);
+        let raw = rate("raw", metric);
+        let best_peer = peers
+            .iter()
+            .filter_map(|p| rate(p, metric))
+            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+        let (vs_raw, vs_peer) = (ratio(pike, raw), ratio(pike, best_peer));
+        line += &format!(
+            "   {:>8}  {:>14}",
+            vs_raw.map_or("-".into(), |r| format!("{r:.2}")),
+            vs_peer.map_or("-".into(), |r| format!("{r:.2}"))
+        );
+        println!("{line}");
+        summary.insert(size, (vs_raw, vs_peer));
+        let mb = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.0}", r * size as f64 / 1e6));
+        if size >= 1024 {
+            println!(
+                "{:<22} {}",
+                "  (MB/s)",
+                systems
+                    .iter()
+                    .map(|s| format!("{:>14}", mb(rate(s.name(), metric))))
+                    .collect::<String>()
+            );
+        }
+    }
+    println!();
+    println!("round trip, 16 B (µs): p50 / p99");
+    for s in systems {
+        match rtt(s.name()) {
+            Some((p50, p99)) => println!("  {:<12} {p50:>8.1} / {p99:>8.1}", s.name()),
+            None => println!("  {:<12} failed", s.name()),
+        }
+    }
+    let pike_p50 = rtt("pike").map(|r| r.0);
+    let raw_p50 = rtt("raw").map(|r| r.0);
+    let best_peer_p50 = peers
+        .iter()
+        .filter_map(|p| rtt(p).map(|r| r.0))
+        .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.min(r))));
+    let fmt = |x: Option<f64>| x.map_or("nan".to_owned(), |x| format!("{x:.2}"));
+    let div = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    println!();
+    println!(
+        "summary thr16_raw={} thr16_peer={} thr64k_raw={} lat16_raw={} lat16_peer={}",
+        fmt(summary.get(&16).and_then(|s| s.0)),
+        fmt(summary.get(&16).and_then(|s| s.1)),
+        fmt(summary.get(&(64 * 1024)).and_then(|s| s.0)),
+        fmt(div(pike_p50, raw_p50)),
+        fmt(div(pike_p50, best_peer_p50)),
+    );
+}

@@ -1,0 +1,540 @@
+//! One implementation of each measurement per system. Sender and receiver
+//! run on separate threads in every system.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::RUN_LIMIT;
+
+type Result<T> = std::result::Result<T, String>;
+
+/// A system under comparison.
+pub(crate) trait System {
+    fn name(&self) -> &'static str;
+    /// Sends `count` messages of `size` bytes one way; the time from the
+    /// first send to the last verified receipt.
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration>;
+    /// `samples` ping-pong round trips of 16 bytes.
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>>;
+}
+
+pub(crate) fn all() -> Vec<Box<dyn System>> {
+    let systems: Vec<Box<dyn System>> = vec![
+        Box::new(Pike),
+        Box::new(Raw),
+        Box::new(Tokio),
+        Box::new(MessageIo),
+    ];
+    #[cfg(feature = "zmq")]
+    let systems = {
+        let mut systems = systems;
+        systems.push(Box::new(zmq_system::Zmq));
+        systems
+    };
+    systems
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn join<T>(h: JoinHandle<Result<T>>) -> Result<T> {
+    h.join().map_err(|_| "a thread panicked".to_string())?
+}
+
+const PING: &[u8; 16] = b"0123456789abcdef";
+
+// ----- Pike ----------------------------------------------------------------
+
+struct Pike;
+
+type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
+
+fn pike_pair() -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
+    use pike::converters::BytesConverter;
+    use pike::{Connector, Delivery, Event};
+    let conv = || BytesConverter::new().with_max_message_size(1 << 20);
+    let server = Connector::builder(conv())
+        .listen("127.0.0.1:0")
+        .spawn()
+        .map_err(err)?;
+    let client = Connector::builder(conv()).spawn().map_err(err)?;
+    let addr = server.local_addr().ok_or("not listening")?;
+    let (conn, result) = client
+        .connect_waiting(addr, Delivery::Merged, RUN_LIMIT)
+        .map_err(err)?;
+    result.map_err(err)?;
+    match server.recv_timeout(RUN_LIMIT) {
+        Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+        other => return Err(format!("expected a connection, got {other:?}")),
+    }
+    Ok((server, client, conn))
+}
+
+impl System for Pike {
+    fn name(&self) -> &'static str {
+        "pike"
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        use pike::{Event, ShutdownMode};
+        let (server, client, conn) = pike_pair()?;
+        let received = Arc::new(AtomicUsize::new(0));
+        let rx = {
+            let (server, received) = (server.clone(), received.clone());
+            std::thread::spawn(move || -> Result<Instant> {
+                for _ in 0..count {
+                    match server.recv_timeout(RUN_LIMIT) {
+                        Ok(Event::MessageReceived(m)) if m.message.len() == size => {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => return Err(format!("unexpected {other:?}")),
+                    }
+                }
+                Ok(Instant::now())
+            })
+        };
+        let payload = Bytes::from(vec![b'p'; size]);
+        // A bounded window in flight, as an application would keep.
+        let window = ((64 << 20) / size).clamp(64, 65_536);
+        let start = Instant::now();
+        for sent in 0..count {
+            while sent - received.load(Ordering::Relaxed) >= window {
+                if start.elapsed() > RUN_LIMIT {
+                    return Err("timed out".into());
+                }
+                std::thread::yield_now();
+            }
+            client.send(&conn, payload.clone()).map_err(err)?;
+        }
+        let end = join(rx)?;
+        client.shutdown(ShutdownMode::Now);
+        server.shutdown(ShutdownMode::Now);
+        Ok(end - start)
+    }
+
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+        use pike::{Event, ShutdownMode};
+        let (server, client, conn) = pike_pair()?;
+        let echo = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                while let Some(e) = server.recv() {
+                    if let Event::MessageReceived(m) = e {
+                        let _ = server.send(&m.connection, m.message);
+                    }
+                }
+            })
+        };
+        let payload = Bytes::from_static(PING);
+        let mut rtts = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            client.send(&conn, payload.clone()).map_err(err)?;
+            match client.recv_timeout(RUN_LIMIT) {
+                Ok(Event::MessageReceived(m)) if m.message == payload => rtts.push(t.elapsed()),
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+        client.shutdown(ShutdownMode::Now);
+        server.shutdown(ShutdownMode::Now);
+        let _ = echo.join();
+        Ok(rtts)
+    }
+}
+
+// ----- raw std::net with a 4-byte length prefix -----------------------------
+
+struct Raw;
+
+fn raw_pair() -> Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    let client = TcpStream::connect(l.local_addr().map_err(err)?).map_err(err)?;
+    let (server, _) = l.accept().map_err(err)?;
+    for s in [&client, &server] {
+        s.set_nodelay(true).map_err(err)?;
+        s.set_read_timeout(Some(RUN_LIMIT)).map_err(err)?;
+        s.set_write_timeout(Some(RUN_LIMIT)).map_err(err)?;
+    }
+    Ok((client, server))
+}
+
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<()> {
+    let mut len = [0; 4];
+    r.read_exact(&mut len).map_err(err)?;
+    buf.resize(u32::from_le_bytes(len) as usize, 0);
+    r.read_exact(buf).map_err(err)
+}
+
+fn write_frame(w: &mut impl Write, data: &[u8]) -> Result<()> {
+    w.write_all(&(data.len() as u32).to_le_bytes())
+        .map_err(err)?;
+    w.write_all(data).map_err(err)
+}
+
+impl System for Raw {
+    fn name(&self) -> &'static str {
+        "raw"
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        let (client, server) = raw_pair()?;
+        let rx = std::thread::spawn(move || -> Result<Instant> {
+            let mut r = BufReader::with_capacity(1 << 20, server);
+            let mut buf = Vec::new();
+            for _ in 0..count {
+                read_frame(&mut r, &mut buf)?;
+                if buf.len() != size {
+                    return Err("wrong size".into());
+                }
+            }
+            Ok(Instant::now())
+        });
+        let payload = vec![b'r'; size];
+        let start = Instant::now();
+        let mut w = BufWriter::with_capacity(1 << 20, client);
+        for _ in 0..count {
+            write_frame(&mut w, &payload)?;
+        }
+        w.flush().map_err(err)?;
+        Ok(join(rx)? - start)
+    }
+
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+        let (client, server) = raw_pair()?;
+        let echo = std::thread::spawn(move || -> Result<()> {
+            let mut r = BufReader::new(server.try_clone().map_err(err)?);
+            let mut w = BufWriter::new(server);
+            let mut buf = Vec::new();
+            for _ in 0..samples {
+                read_frame(&mut r, &mut buf)?;
+                write_frame(&mut w, &buf)?;
+                w.flush().map_err(err)?;
+            }
+            Ok(())
+        });
+        let mut r = BufReader::new(client.try_clone().map_err(err)?);
+        let mut w = BufWriter::new(client);
+        let mut buf = Vec::new();
+        let mut rtts = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            write_frame(&mut w, PING)?;
+            w.flush().map_err(err)?;
+            read_frame(&mut r, &mut buf)?;
+            if buf != PING {
+                return Err("wrong echo".into());
+            }
+            rtts.push(t.elapsed());
+        }
+        join(echo)?;
+        Ok(rtts)
+    }
+}
+
+// ----- tokio + LengthDelimitedCodec, one runtime per peer thread -------------
+
+struct Tokio;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err)
+}
+
+/// A connected std pair handed to tokio on each side.
+fn tokio_stream(s: TcpStream) -> Result<tokio::net::TcpStream> {
+    s.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpStream::from_std(s).map_err(err)
+}
+
+impl System for Tokio {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+        let (client, server) = raw_pair()?;
+        let rx = std::thread::spawn(move || -> Result<Instant> {
+            runtime()?.block_on(async move {
+                let mut frames =
+                    FramedRead::new(tokio_stream(server)?, LengthDelimitedCodec::new());
+                for _ in 0..count {
+                    let next = tokio::time::timeout(RUN_LIMIT, frames.next()).await;
+                    match next {
+                        Ok(Some(Ok(f))) if f.len() == size => {}
+                        _ => return Err("missing or wrong frame".to_string()),
+                    }
+                }
+                Ok(Instant::now())
+            })
+        });
+        let payload = Bytes::from(vec![b't'; size]);
+        let start = Instant::now();
+        runtime()?.block_on(async move {
+            let mut sink = FramedWrite::new(tokio_stream(client)?, LengthDelimitedCodec::new());
+            for _ in 0..count {
+                sink.feed(payload.clone()).await.map_err(err)?;
+            }
+            SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)
+        })?;
+        Ok(join(rx)? - start)
+    }
+
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_util::codec::{Framed, LengthDelimitedCodec};
+        let (client, server) = raw_pair()?;
+        let echo = std::thread::spawn(move || -> Result<()> {
+            runtime()?.block_on(async move {
+                let mut f = Framed::new(tokio_stream(server)?, LengthDelimitedCodec::new());
+                for _ in 0..samples {
+                    let Ok(Some(Ok(m))) = tokio::time::timeout(RUN_LIMIT, f.next()).await else {
+                        return Err("echo: no frame".to_string());
+                    };
+                    f.send(m.freeze()).await.map_err(err)?;
+                }
+                Ok(())
+            })
+        });
+        let rtts = runtime()?.block_on(async move {
+            let mut f = Framed::new(tokio_stream(client)?, LengthDelimitedCodec::new());
+            let mut rtts = Vec::with_capacity(samples);
+            for _ in 0..samples {
+                let t = Instant::now();
+                f.send(Bytes::from_static(PING)).await.map_err(err)?;
+                match tokio::time::timeout(RUN_LIMIT, f.next()).await {
+                    Ok(Some(Ok(m))) if m[..] == PING[..] => rtts.push(t.elapsed()),
+                    _ => return Err("no echo".to_string()),
+                }
+            }
+            Ok(rtts)
+        })?;
+        join(echo)?;
+        Ok(rtts)
+    }
+}
+
+// ----- message-io FramedTcp ------------------------------------------------------
+
+struct MessageIo;
+
+/// A message-io node listening, and one connected to it; events of each go
+/// to the given callbacks on their own threads.
+struct MioPair {
+    server: message_io::node::NodeHandler<()>,
+    client: message_io::node::NodeHandler<()>,
+    endpoint: message_io::network::Endpoint,
+    _tasks: Vec<message_io::node::NodeTask>,
+}
+
+fn mio_pair(
+    mut on_server_message: impl FnMut(
+        &message_io::node::NodeHandler<()>,
+        message_io::network::Endpoint,
+        &[u8],
+    ) + Send
+    + 'static,
+    mut on_client_message: impl FnMut(&[u8]) + Send + 'static,
+) -> Result<MioPair> {
+    use message_io::network::{NetEvent, Transport};
+    use message_io::node::{self, NodeEvent};
+    let (server, server_events) = node::split::<()>();
+    let (_, addr) = server
+        .network()
+        .listen(Transport::FramedTcp, "127.0.0.1:0")
+        .map_err(err)?;
+    let handler = server.clone();
+    let server_task = server_events.for_each_async(move |e| {
+        if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = e {
+            on_server_message(&handler, endpoint, data);
+        }
+    });
+    let (client, client_events) = node::split::<()>();
+    let (connected_tx, connected) = crossbeam_channel::bounded(1);
+    let (endpoint, _) = client
+        .network()
+        .connect(Transport::FramedTcp, addr)
+        .map_err(err)?;
+    let client_task = client_events.for_each_async(move |e| match e {
+        NodeEvent::Network(NetEvent::Connected(_, ok)) => {
+            let _ = connected_tx.send(ok);
+        }
+        NodeEvent::Network(NetEvent::Message(_, data)) => on_client_message(data),
+        _ => {}
+    });
+    match connected.recv_timeout(RUN_LIMIT) {
+        Ok(true) => {}
+        _ => return Err("message-io did not connect".into()),
+    }
+    Ok(MioPair {
+        server,
+        client,
+        endpoint,
+        _tasks: vec![server_task, client_task],
+    })
+}
+
+impl Drop for MioPair {
+    fn drop(&mut self) {
+        self.server.stop();
+        self.client.stop();
+    }
+}
+
+impl System for MessageIo {
+    fn name(&self) -> &'static str {
+        "message-io"
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        use message_io::network::SendStatus;
+        let received = Arc::new(AtomicUsize::new(0));
+        let wrong = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let pair = {
+            let (received, wrong) = (received.clone(), wrong.clone());
+            mio_pair(
+                move |_, _, data| {
+                    if data.len() != size {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if received.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                        let _ = done_tx.send(Instant::now());
+                    }
+                },
+                |_| {},
+            )?
+        };
+        let payload = vec![b'm'; size];
+        let window = ((64 << 20) / size).clamp(64, 65_536);
+        let start = Instant::now();
+        for sent in 0..count {
+            while sent - received.load(Ordering::Relaxed) >= window {
+                if start.elapsed() > RUN_LIMIT {
+                    return Err("timed out".into());
+                }
+                std::thread::yield_now();
+            }
+            match pair.client.network().send(pair.endpoint, &payload) {
+                SendStatus::Sent => {}
+                other => return Err(format!("send: {other:?}")),
+            }
+        }
+        let end = done.recv_timeout(RUN_LIMIT).map_err(err)?;
+        if wrong.load(Ordering::Relaxed) > 0 {
+            return Err("wrong sizes".into());
+        }
+        Ok(end - start)
+    }
+
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+        let (echo_tx, echoes) = crossbeam_channel::unbounded::<Vec<u8>>();
+        let pair = mio_pair(
+            |handler, endpoint, data| {
+                handler.network().send(endpoint, data);
+            },
+            move |data| {
+                let _ = echo_tx.send(data.to_vec());
+            },
+        )?;
+        let mut rtts = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            pair.client.network().send(pair.endpoint, PING);
+            match echoes.recv_timeout(RUN_LIMIT) {
+                Ok(m) if m == PING => rtts.push(t.elapsed()),
+                _ => return Err("no echo".into()),
+            }
+        }
+        Ok(rtts)
+    }
+}
+
+// ----- ZeroMQ: PUSH/PULL and REQ/REP ----------------------------------------------
+
+#[cfg(feature = "zmq")]
+mod zmq_system {
+    use super::*;
+
+    pub(crate) struct Zmq;
+
+    fn bound(ctx: &zmq::Context, kind: zmq::SocketType) -> Result<(zmq::Socket, String)> {
+        let s = ctx.socket(kind).map_err(err)?;
+        s.set_rcvtimeo(RUN_LIMIT.as_millis() as i32).map_err(err)?;
+        s.set_sndtimeo(RUN_LIMIT.as_millis() as i32).map_err(err)?;
+        s.bind("tcp://127.0.0.1:*").map_err(err)?;
+        let endpoint = s
+            .get_last_endpoint()
+            .map_err(err)?
+            .map_err(|_| "endpoint".to_string())?;
+        Ok((s, endpoint))
+    }
+
+    impl System for Zmq {
+        fn name(&self) -> &'static str {
+            "zmq"
+        }
+
+        fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+            let ctx = zmq::Context::new();
+            let (pull, endpoint) = bound(&ctx, zmq::PULL)?;
+            let rx = std::thread::spawn(move || -> Result<Instant> {
+                for _ in 0..count {
+                    let m = pull.recv_bytes(0).map_err(err)?;
+                    if m.len() != size {
+                        return Err("wrong size".into());
+                    }
+                }
+                Ok(Instant::now())
+            });
+            let push = ctx.socket(zmq::PUSH).map_err(err)?;
+            push.set_sndtimeo(RUN_LIMIT.as_millis() as i32)
+                .map_err(err)?;
+            push.connect(&endpoint).map_err(err)?;
+            let payload = vec![b'z'; size];
+            let start = Instant::now();
+            for _ in 0..count {
+                push.send(&payload[..], 0).map_err(err)?;
+            }
+            Ok(join(rx)? - start)
+        }
+
+        fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+            let ctx = zmq::Context::new();
+            let (rep, endpoint) = bound(&ctx, zmq::REP)?;
+            let echo = std::thread::spawn(move || -> Result<()> {
+                for _ in 0..samples {
+                    let m = rep.recv_bytes(0).map_err(err)?;
+                    rep.send(&m[..], 0).map_err(err)?;
+                }
+                Ok(())
+            });
+            let req = ctx.socket(zmq::REQ).map_err(err)?;
+            req.set_rcvtimeo(RUN_LIMIT.as_millis() as i32)
+                .map_err(err)?;
+            req.connect(&endpoint).map_err(err)?;
+            let mut rtts = Vec::with_capacity(samples);
+            for _ in 0..samples {
+                let t = Instant::now();
+                req.send(&PING[..], 0).map_err(err)?;
+                let m = req.recv_bytes(0).map_err(err)?;
+                if m != PING {
+                    return Err("wrong echo".into());
+                }
+                rtts.push(t.elapsed());
+            }
+            join(echo)?;
+            Ok(rtts)
+        }
+    }
+}
