@@ -84,34 +84,52 @@ impl System for Pike {
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
         use pike::{Event, ShutdownMode};
+        /// Messages per `send_batch` and at most per `recv_batch`.
+        const BATCH: usize = 256;
         let (server, client, conn) = pike_pair()?;
         let received = Arc::new(AtomicUsize::new(0));
         let rx = {
             let (server, received) = (server.clone(), received.clone());
             std::thread::spawn(move || -> Result<Instant> {
-                for _ in 0..count {
-                    match server.recv_timeout(RUN_LIMIT) {
-                        Ok(Event::MessageReceived(m)) if m.message.len() == size => {
-                            received.fetch_add(1, Ordering::Relaxed);
-                        }
-                        other => return Err(format!("unexpected {other:?}")),
+                let mut events = Vec::with_capacity(BATCH);
+                let mut got = 0;
+                while got < count {
+                    events.clear();
+                    if server
+                        .recv_batch(&mut events, BATCH, RUN_LIMIT)
+                        .map_err(err)?
+                        == 0
+                    {
+                        return Err("timed out".into());
                     }
+                    for e in events.drain(..) {
+                        match e {
+                            Event::MessageReceived(m) if m.message.len() == size => got += 1,
+                            other => return Err(format!("unexpected {other:?}")),
+                        }
+                    }
+                    received.store(got, Ordering::Relaxed);
                 }
                 Ok(Instant::now())
             })
         };
         let payload = Bytes::from(vec![b'p'; size]);
         // A bounded window in flight, as an application would keep.
-        let window = ((64 << 20) / size).clamp(64, 65_536);
+        let window = ((64 << 20) / size).clamp(BATCH * 4, 65_536);
         let start = Instant::now();
-        for sent in 0..count {
+        let mut sent = 0;
+        while sent < count {
             while sent - received.load(Ordering::Relaxed) >= window {
                 if start.elapsed() > RUN_LIMIT {
                     return Err("timed out".into());
                 }
                 std::thread::yield_now();
             }
-            client.send(&conn, payload.clone()).map_err(err)?;
+            let n = BATCH.min(count - sent);
+            client
+                .send_batch(&conn, std::iter::repeat_n(payload.clone(), n))
+                .map_err(|_| "stopped".to_string())?;
+            sent += n;
         }
         let end = join(rx)?;
         client.shutdown(ShutdownMode::Now);

@@ -39,7 +39,10 @@ pub(crate) fn run(quick: bool, connections: usize) -> Result<(), String> {
     let mut rows = Vec::new();
     for (size, count) in [(16, 2_000_000), (256, 1_000_000), (64 * 1024, 20_000)] {
         bar.set_message(format!("throughput, {} messages", human_size(size)));
-        rows.push(throughput(size, count / scale)?);
+        rows.push(throughput(size, count / scale, 1)?);
+        if size < 1024 {
+            rows.push(throughput(size, count / scale, BATCH)?);
+        }
         bar.inc(1);
     }
     bar.set_message("round-trip latency, 16 B");
@@ -123,47 +126,75 @@ fn connected_pair() -> Result<
     Ok((server, client, conn, remote))
 }
 
-/// One connection, `count` messages of `size` bytes one way. The sender
-/// keeps a bounded window of messages in flight, as an application would.
-fn throughput(size: usize, count: usize) -> Result<Row, String> {
+/// Messages per `send_batch`/`recv_batch` in the batched rows.
+const BATCH: usize = 256;
+
+/// One connection, `count` messages of `size` bytes one way, sent with
+/// `send` (batch 1) or `send_batch` and taken with `recv` or `recv_batch`.
+/// The sender keeps a bounded window of messages in flight, as an
+/// application would.
+fn throughput(size: usize, count: usize, batch: usize) -> Result<Row, String> {
     let (server, client, conn, _) = connected_pair()?;
     let received = Arc::new(AtomicUsize::new(0));
     let receiver = {
         let (server, received) = (server.clone(), received.clone());
         std::thread::spawn(move || -> Result<Instant, String> {
-            for _ in 0..count {
-                match server.recv_timeout(WAIT) {
-                    Ok(Event::MessageReceived(m)) if m.message.len() == size => {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => return Err(format!("unexpected {other:?}")),
+            let mut events = Vec::with_capacity(batch);
+            let mut got = 0;
+            while got < count {
+                events.clear();
+                let n = server
+                    .recv_batch(&mut events, batch, WAIT)
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("no message in time".into());
                 }
+                for event in events.drain(..) {
+                    match event {
+                        Event::MessageReceived(m) if m.message.len() == size => got += 1,
+                        other => return Err(format!("unexpected {other:?}")),
+                    }
+                }
+                received.store(got, Ordering::Relaxed);
             }
             Ok(Instant::now())
         })
     };
     let payload = Bytes::from(vec![b'p'; size]);
-    let window = (64 << 20) / size.max(1);
-    let window = window.clamp(64, 65_536);
+    let window = ((64 << 20) / size.max(1)).clamp(64.max(batch * 4), 65_536);
     let start = Instant::now();
-    for sent in 0..count {
+    let mut sent = 0;
+    while sent < count {
         while sent - received.load(Ordering::Relaxed) >= window {
             if start.elapsed() > WAIT * 4 {
                 return Err("the receiver stopped making progress".into());
             }
             std::thread::yield_now();
         }
-        client
-            .send(&conn, payload.clone())
-            .map_err(|e| e.to_string())?;
+        let n = batch.min(count - sent);
+        if n == 1 {
+            client
+                .send(&conn, payload.clone())
+                .map_err(|e| e.to_string())?;
+        } else {
+            client
+                .send_batch(&conn, std::iter::repeat_n(payload.clone(), n))
+                .map_err(|e| e.to_string())?;
+        }
+        sent += n;
     }
     let end = receiver
         .join()
         .map_err(|_| "the receiver panicked".to_string())??;
     client.shutdown(ShutdownMode::Now);
     server.shutdown(ShutdownMode::Now);
+    let how = if batch == 1 {
+        "one by one".to_owned()
+    } else {
+        format!("batches of {batch}")
+    };
     Ok(Row {
-        test: format!("throughput, {}, one connection", human_size(size)),
+        test: format!("throughput, {}, {how}", human_size(size)),
         messages: count,
         seconds: (end - start).as_secs_f64(),
         bytes: count * size,

@@ -774,3 +774,52 @@ fn a_panicking_callback_still_releases_the_connection() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn send_batch_and_recv_batch() {
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    let batch: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
+    c.send_batch(&conn, batch.clone()).unwrap();
+    c.send_batch(&conn, Vec::new()).unwrap();
+    let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+    let expected = wire(&refs);
+    assert_eq!(read_exactly(&mut peer, expected.len()), expected);
+
+    // Many events, taken in a few batches, in order, never more than max.
+    write_all(&mut peer, &expected);
+    let mut got = Vec::new();
+    let mut events = Vec::new();
+    while got.len() < 500 {
+        events.clear();
+        let n = c.recv_batch(&mut events, 64, WAIT).unwrap();
+        assert!((1..=64).contains(&n) && n == events.len());
+        for e in events.drain(..) {
+            match e {
+                Event::MessageReceived(m) => got.push(m.message),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(got, batch);
+    assert_eq!(
+        c.recv_batch(&mut events, 64, Duration::from_millis(20)),
+        Ok(0)
+    );
+
+    // To an unknown connection: each message comes back.
+    let stranger = pike::Connection::from_id(999_999);
+    c.send_batch(&stranger, vec![s("x"), s("y")]).unwrap();
+    for expected in ["x", "y"] {
+        assert!(matches!(next(&c), Event::RejectedMessage(r) if r.message == expected));
+    }
+    // After stopping: all come straight back, and recv_batch says stopped.
+    c.shutdown(ShutdownMode::Now);
+    let back = c.send_batch(&conn, vec![s("a"), s("b")]).unwrap_err();
+    assert_eq!(back.0, vec![s("a"), s("b")]);
+    let mut rest = Vec::new();
+    while let Ok(n) = c.recv_batch(&mut rest, 16, WAIT) {
+        assert!(n > 0, "a stopped connector does not time out");
+    }
+}

@@ -243,6 +243,24 @@ impl<C: Converter> Endpoint<C> {
 
     // ----- commands from the application --------------------------------
 
+    /// Enqueues several messages, in order, asking serializers for bytes
+    /// once for all of them. Same outcome as [`send`](Self::send) for each.
+    pub fn send_all(&mut self, messages: impl IntoIterator<Item = C::Message>) {
+        if matches!(
+            self.state,
+            State::Connecting | State::Accepting | State::Open
+        ) {
+            for message in messages {
+                self.outbox.push(message);
+            }
+            self.fill();
+        } else {
+            for message in messages {
+                self.send(message);
+            }
+        }
+    }
+
     /// Enqueues a message. If the connection no longer takes messages, it
     /// comes back at once as a `RejectedMessage` event.
     pub fn send(&mut self, message: C::Message) {

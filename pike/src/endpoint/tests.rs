@@ -978,3 +978,27 @@ fn abort_ends_a_finish_queue_disconnect_at_once() {
     );
     assert_eq!(ep.state(), State::Closed);
 }
+
+#[test]
+fn send_all_is_send_for_each() {
+    let mut ep = endpoint::<StringConverter>(8, true);
+    ep.send_all(strings(&["one", "two", "three"]));
+    let mut step = 3;
+    let mut wire = Vec::new();
+    while ep.wants_write() {
+        wire.extend(write_some(&mut ep, step));
+        step = step % 5 + 1;
+    }
+    assert_eq!(wire, b"3 one3 two5 three");
+    ep.disconnect(DisconnectMode::FinishQueue);
+    let _ = events(&mut ep);
+    ep.send_all(strings(&["late", "later"]));
+    let rejected: Vec<String> = events(&mut ep)
+        .into_iter()
+        .map(|e| match e {
+            Event::RejectedMessage(r) => r.message,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(rejected, strings(&["late", "later"]));
+}

@@ -1,8 +1,14 @@
 //! Application threads → network thread: commands, and the waker.
 //!
 //! Commands go through one MPSC queue. The network thread is woken through a
-//! `mio::Waker` only when no wake is pending already: a burst of sends costs
-//! one wake, not one per message.
+//! `mio::Waker` only when it is about to sleep in `poll` and no wake is
+//! pending already: while it is busy it finds new commands by itself, and a
+//! burst of sends costs at most one wake.
+//!
+//! `sleeping` is the other half of a Dekker handshake: the network thread
+//! sets it, then looks at the queue once more before sleeping; a pusher
+//! enqueues, then reads it. With a fence on each side, one of them sees the
+//! other, so no command is left waiting for a wake that never comes.
 //!
 //! Closing is exact: once the network thread stops, a command either reached
 //! it (and is answered by an event) or its push fails and the caller gets the
@@ -12,7 +18,7 @@
 //! queue for the last time.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Wake;
 use std::time::Instant;
@@ -40,6 +46,10 @@ pub(crate) enum Command<M> {
     Send {
         connection: Connection,
         message: M,
+    },
+    SendBatch {
+        connection: Connection,
+        messages: Vec<M>,
     },
     Disconnect {
         connection: Connection,
@@ -79,6 +89,7 @@ impl<M> fmt::Debug for Command<M> {
             Command::Connect { .. } => "Connect",
             Command::Resolved { .. } => "Resolved",
             Command::Send { .. } => "Send",
+            Command::SendBatch { .. } => "SendBatch",
             Command::Disconnect { .. } => "Disconnect",
             Command::Accept { .. } => "Accept",
             Command::Reject { .. } => "Reject",
@@ -105,6 +116,7 @@ pub(crate) struct CommandQueue<M> {
     tx: Sender<Command<M>>,
     waker: mio::Waker,
     wake_pending: AtomicBool,
+    sleeping: AtomicBool,
     closed: AtomicBool,
     pushing: AtomicUsize,
 }
@@ -124,6 +136,7 @@ impl<M> CommandQueue<M> {
             tx,
             waker,
             wake_pending: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             pushing: AtomicUsize::new(0),
         };
@@ -139,7 +152,11 @@ impl<M> CommandQueue<M> {
             self.tx.send(command).map_err(|e| e.into_inner())
         };
         self.pushing.fetch_sub(1, Ordering::SeqCst);
-        if result.is_ok() && !self.wake_pending.swap(true, Ordering::AcqRel) {
+        fence(Ordering::SeqCst);
+        if result.is_ok()
+            && self.sleeping.load(Ordering::SeqCst)
+            && !self.wake_pending.swap(true, Ordering::AcqRel)
+        {
             // A failed wake means the poller is gone, so nobody waits.
             let _ = self.waker.wake();
         }
@@ -150,6 +167,23 @@ impl<M> CommandQueue<M> {
     /// after the drain wakes it again.
     pub(crate) fn woken(&self) {
         self.wake_pending.store(false, Ordering::Release);
+    }
+
+    /// Network thread: about to sleep in `poll`. Returns false if commands
+    /// came in meanwhile, in which case it must not sleep.
+    pub(crate) fn going_to_sleep(&self, commands: &Receiver<Command<M>>) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if commands.is_empty() {
+            return true;
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+        false
+    }
+
+    /// Network thread: awake again.
+    pub(crate) fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
     }
 
     /// Network thread: refuse every later push, and wait until the pushes

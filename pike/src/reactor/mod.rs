@@ -221,8 +221,14 @@ impl<C: Converter> Reactor<C> {
     /// One turn of the loop: poll, take commands, drive ready connections,
     /// fire timers. Returns false once shutdown has completed.
     pub(crate) fn turn(&mut self) -> bool {
-        let timeout = self.poll_timeout();
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        let mut timeout = self.poll_timeout();
+        let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping && !self.shared.commands.going_to_sleep(&self.commands) {
+            timeout = Some(Duration::ZERO);
+        }
+        let polled = self.poll.poll(&mut self.events, timeout);
+        self.shared.commands.awake();
+        if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("poll failed, shutting down: {e}");
                 self.begin_shutdown(ShutdownMode::Now);
@@ -380,6 +386,20 @@ impl<C: Converter> Reactor<C> {
                     self.mark_ready(connection);
                 }
                 None => self.reject_unknown(connection, message),
+            },
+            Command::SendBatch {
+                connection,
+                messages,
+            } => match self.conns.get_mut(&connection) {
+                Some(conn) => {
+                    conn.endpoint.send_all(messages);
+                    self.mark_ready(connection);
+                }
+                None => {
+                    for message in messages {
+                        self.reject_unknown(connection, message);
+                    }
+                }
             },
             Command::Disconnect { connection, mode } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
@@ -787,6 +807,14 @@ impl<C: Converter> Reactor<C> {
                     connection,
                     message,
                 } => self.reject_unknown(connection, message),
+                Command::SendBatch {
+                    connection,
+                    messages,
+                } => {
+                    for message in messages {
+                        self.reject_unknown(connection, message);
+                    }
+                }
                 Command::Connect {
                     connection,
                     route,
