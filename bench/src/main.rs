@@ -6,10 +6,11 @@
 //! a run that fails is reported as a failure, never as a figure.
 //!
 //! ```text
-//! bench/run            # installs libzmq, builds with ZeroMQ, runs
-//! cargo run --release -p pike-compare -- [--quick] [--runs N]
+//! bench/run            # installs libzmq, builds with ZeroMQ, runs, draws the chart
+//! cargo run --release -p pike-compare -- [--quick] [--runs N] [--csv FILE]
 //! ```
 
+mod extras;
 mod systems;
 
 use std::collections::HashMap;
@@ -40,6 +41,12 @@ enum Figure {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, addr, n] = &args[..]
+        && flag == "--idle-clients"
+    {
+        extras::hold_idle_clients(addr, n.parse().unwrap_or(0));
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let runs: usize = args
         .iter()
@@ -87,12 +94,78 @@ fn main() {
     }
     eprintln!();
     report(&systems, &metrics, &results, runs);
+    let idle: usize = args
+        .iter()
+        .position(|a| a == "--idle")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if quick { 1000 } else { 10_000 });
+    println!();
+    match extras::idle_connections(idle) {
+        Ok(bytes) => {
+            println!("idle connections: {idle} on one connector, {bytes:.0} bytes of RSS each")
+        }
+        Err(e) => failures.push(format!(
+            "idle connections: {e} (raise the fd limit: bench/run does)"
+        )),
+    }
+    let secs = if quick { 1 } else { 5 };
+    match extras::doubler(100, 8, Duration::from_secs(secs)) {
+        Ok(rate) => println!("doubler: 100 connections, 8 workers in recv: {rate:.0} requests/s"),
+        Err(e) => failures.push(format!("doubler: {e}")),
+    }
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--csv")
+        .and_then(|i| args.get(i + 1))
+    {
+        if let Err(e) = write_csv(path, &systems, &metrics, &results) {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("FAILED: {f}");
         }
         std::process::exit(1);
     }
+}
+
+/// Medians as `system,metric,value` lines: `thr<size>` in messages/s,
+/// `p50`/`p99` in microseconds. `bench/chart.py` draws them.
+fn write_csv(
+    path: &str,
+    systems: &[Box<dyn System>],
+    metrics: &[(Metric, usize)],
+    results: &HashMap<(&str, Metric), Vec<Figure>>,
+) -> std::io::Result<()> {
+    let mut out = String::from("system,metric,value\n");
+    for s in systems {
+        for &(metric, _) in metrics {
+            let Some(figs) = results.get(&(s.name(), metric)) else {
+                continue;
+            };
+            match metric {
+                Metric::Throughput(size) => {
+                    let rates = figs.iter().filter_map(|f| match f {
+                        Figure::Rate(r) => Some(*r),
+                        Figure::RoundTrip(..) => None,
+                    });
+                    out += &format!("{},thr{size},{:.0}\n", s.name(), median(rates.collect()));
+                }
+                Metric::Latency => {
+                    for (i, name) in ["p50", "p99"].iter().enumerate() {
+                        let xs = figs.iter().filter_map(|f| match f {
+                            Figure::RoundTrip(a, b) => Some([*a, *b][i]),
+                            Figure::Rate(_) => None,
+                        });
+                        out += &format!("{},{name},{:.1}\n", s.name(), median(xs.collect()));
+                    }
+                }
+            }
+        }
+    }
+    std::fs::write(path, out)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -14,6 +14,16 @@ use crate::RUN_LIMIT;
 
 type Result<T> = std::result::Result<T, String>;
 
+/// A latency run stops taking samples after this long (with at least
+/// [`MIN_SAMPLES`]), so that a system with a slow round trip stays bounded.
+const LATENCY_BUDGET: Duration = Duration::from_secs(5);
+const MIN_SAMPLES: usize = 50;
+
+/// Whether a latency run has enough samples for its time budget.
+fn enough(started: Instant, taken: usize) -> bool {
+    taken >= MIN_SAMPLES && started.elapsed() > LATENCY_BUDGET
+}
+
 /// A system under comparison.
 pub(crate) trait System {
     fn name(&self) -> &'static str;
@@ -152,7 +162,11 @@ impl System for Pike {
         };
         let payload = Bytes::from_static(PING);
         let mut rtts = Vec::with_capacity(samples);
+        let started = Instant::now();
         for _ in 0..samples {
+            if enough(started, rtts.len()) {
+                break;
+            }
             let t = Instant::now();
             client.send(&conn, payload.clone()).map_err(err)?;
             match client.recv_timeout(RUN_LIMIT) {
@@ -241,7 +255,11 @@ impl System for Raw {
         let mut w = BufWriter::new(client);
         let mut buf = Vec::new();
         let mut rtts = Vec::with_capacity(samples);
+        let started = Instant::now();
         for _ in 0..samples {
+            if enough(started, rtts.len()) {
+                break;
+            }
             let t = Instant::now();
             write_frame(&mut w, PING)?;
             w.flush().map_err(err)?;
@@ -251,7 +269,10 @@ impl System for Raw {
             }
             rtts.push(t.elapsed());
         }
-        join(echo)?;
+        // The echo side ends when the client goes; the client checked every
+        // echo itself.
+        drop((r, w));
+        let _ = echo.join();
         Ok(rtts)
     }
 }
@@ -327,7 +348,11 @@ impl System for Tokio {
         let rtts = runtime()?.block_on(async move {
             let mut f = Framed::new(tokio_stream(client)?, LengthDelimitedCodec::new());
             let mut rtts = Vec::with_capacity(samples);
+            let started = Instant::now();
             for _ in 0..samples {
+                if enough(started, rtts.len()) {
+                    break;
+                }
                 let t = Instant::now();
                 f.send(Bytes::from_static(PING)).await.map_err(err)?;
                 match tokio::time::timeout(RUN_LIMIT, f.next()).await {
@@ -337,7 +362,8 @@ impl System for Tokio {
             }
             Ok(rtts)
         })?;
-        join(echo)?;
+        // The client's stream is closed: the echo side ends.
+        let _ = echo.join();
         Ok(rtts)
     }
 }
@@ -466,7 +492,11 @@ impl System for MessageIo {
             },
         )?;
         let mut rtts = Vec::with_capacity(samples);
+        let started = Instant::now();
         for _ in 0..samples {
+            if enough(started, rtts.len()) {
+                break;
+            }
             let t = Instant::now();
             pair.client.network().send(pair.endpoint, PING);
             match echoes.recv_timeout(RUN_LIMIT) {
@@ -542,7 +572,11 @@ mod zmq_system {
                 .map_err(err)?;
             req.connect(&endpoint).map_err(err)?;
             let mut rtts = Vec::with_capacity(samples);
+            let started = Instant::now();
             for _ in 0..samples {
+                if enough(started, rtts.len()) {
+                    break;
+                }
                 let t = Instant::now();
                 req.send(&PING[..], 0).map_err(err)?;
                 let m = req.recv_bytes(0).map_err(err)?;
@@ -551,7 +585,10 @@ mod zmq_system {
                 }
                 rtts.push(t.elapsed());
             }
-            join(echo)?;
+            // Ending the context ends the echo's blocked receive.
+            drop(req);
+            drop(ctx);
+            let _ = echo.join();
             Ok(rtts)
         }
     }
