@@ -16,7 +16,7 @@ value = {(r["system"], r["metric"]): float(r["value"]) for r in rows}
 colors = ["#d6452b", "#555555", "#3a7bd5", "#2aa876", "#e0a100", "#8e44ad"]
 groups = [("thr16", "16 B"), ("thr256", "256 B"), ("thr65536", "64 KiB")]
 
-W, H = 900, 420
+W, H = 1000, 420
 left, top, plot_h = 70, 40, 260
 group_w = 170
 bar_w = group_w / (len(systems) + 1)
@@ -45,13 +45,13 @@ lx = left + group_w * len(groups) + 40
 out.append(f'<text x="{lx}" y="20" font-size="14">Round trip p50, 16 B (µs)</text>')
 p50 = [(s, value.get((s, "p50"))) for s in systems]
 finite = [v for _, v in p50 if v is not None and v < 5000]
-scale = 200 / max(finite) if finite else 1
+scale = 160 / max(finite) if finite else 1
 for i, (s, v) in enumerate(p50):
     yy = top + 10 + i * 32
     out.append(f'<text x="{lx}" y="{yy + 14}">{s}</text>')
     if v is None:
         continue
-    width = min(v * scale, 220)
+    width = min(v * scale, 170)
     out.append(f'<rect x="{lx + 80}" y="{yy}" width="{width:.1f}" height="20" fill="{colors[i % len(colors)]}"/>')
     label = f"{v:.0f}" + (" (off scale)" if v >= 5000 else "")
     out.append(f'<text x="{lx + 86 + width:.1f}" y="{yy + 14}">{label}</text>')

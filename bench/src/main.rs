@@ -117,11 +117,10 @@ fn main() {
         .iter()
         .position(|a| a == "--csv")
         .and_then(|i| args.get(i + 1))
+        && let Err(e) = write_csv(path, &systems, &metrics, &results)
     {
-        if let Err(e) = write_csv(path, &systems, &metrics, &results) {
-            eprintln!("cannot write {path}: {e}");
-            std::process::exit(1);
-        }
+        eprintln!("cannot write {path}: {e}");
+        std::process::exit(1);
     }
     if !failures.is_empty() {
         for f in &failures {
