@@ -60,6 +60,23 @@ fn join<T>(h: JoinHandle<Result<T>>) -> Result<T> {
 
 const PING: &[u8; 16] = b"0123456789abcdef";
 
+/// Waits until fewer than `window` of the `sent` messages are unreceived,
+/// as an application keeping a bounded number in flight would.
+fn wait_for_window(
+    sent: usize,
+    received: &AtomicUsize,
+    window: usize,
+    start: Instant,
+) -> Result<()> {
+    while sent - received.load(Ordering::Relaxed) >= window {
+        if start.elapsed() > RUN_LIMIT {
+            return Err("timed out".into());
+        }
+        std::thread::yield_now();
+    }
+    Ok(())
+}
+
 // ----- Pike ----------------------------------------------------------------
 
 struct Pike;
@@ -129,12 +146,7 @@ impl System for Pike {
         let start = Instant::now();
         let mut sent = 0;
         while sent < count {
-            while sent - received.load(Ordering::Relaxed) >= window {
-                if start.elapsed() > RUN_LIMIT {
-                    return Err("timed out".into());
-                }
-                std::thread::yield_now();
-            }
+            wait_for_window(sent, &received, window, start)?;
             let n = BATCH.min(count - sent);
             client
                 .send_batch(&conn, std::iter::repeat_n(payload.clone(), n))
@@ -463,12 +475,7 @@ impl System for MessageIo {
         let window = ((64 << 20) / size).clamp(64, 65_536);
         let start = Instant::now();
         for sent in 0..count {
-            while sent - received.load(Ordering::Relaxed) >= window {
-                if start.elapsed() > RUN_LIMIT {
-                    return Err("timed out".into());
-                }
-                std::thread::yield_now();
-            }
+            wait_for_window(sent, &received, window, start)?;
             match pair.client.network().send(pair.endpoint, &payload) {
                 SendStatus::Sent => {}
                 other => return Err(format!("send: {other:?}")),

@@ -92,14 +92,12 @@ fn converter() -> BytesConverter {
     BytesConverter::new().with_max_message_size(1 << 20)
 }
 
-/// A listening connector and a client connected to it: (server, client,
-/// the client's connection, the server's connection).
-fn connected_pair() -> Result<
+/// A listening connector, a client connector, and the listening address.
+fn server_and_client() -> Result<
     (
         Connector<BytesConverter>,
         Connector<BytesConverter>,
-        Connection,
-        Connection,
+        std::net::SocketAddr,
     ),
     String,
 > {
@@ -111,6 +109,21 @@ fn connected_pair() -> Result<
         .spawn()
         .map_err(|e| format!("cannot start: {e}"))?;
     let addr = server.local_addr().expect("listening");
+    Ok((server, client, addr))
+}
+
+/// A listening connector and a client connected to it: (server, client,
+/// the client's connection, the server's connection).
+fn connected_pair() -> Result<
+    (
+        Connector<BytesConverter>,
+        Connector<BytesConverter>,
+        Connection,
+        Connection,
+    ),
+    String,
+> {
+    let (server, client, addr) = server_and_client()?;
     let (conn, result) = client
         .connect_waiting(addr, Delivery::Merged, WAIT)
         .map_err(|e| e.to_string())?;
@@ -237,14 +250,7 @@ fn latency(samples: usize) -> Result<(usize, f64, f64), String> {
 
 /// `n` connections each sending `each` 16-byte messages, interleaved.
 fn many_connections(n: usize, each: usize) -> Result<Row, String> {
-    let server = Connector::builder(converter())
-        .listen("127.0.0.1:0")
-        .spawn()
-        .map_err(|e| format!("cannot listen: {e}"))?;
-    let client = Connector::builder(converter())
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let addr = server.local_addr().expect("listening");
+    let (server, client, addr) = server_and_client()?;
     let total = n * each;
     let receiver = {
         let server = server.clone();

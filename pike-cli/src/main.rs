@@ -202,10 +202,11 @@ where
     Ok(())
 }
 
-fn connect<C: Converter>(converter: C, addr: &str) -> Result<(), String>
-where
-    C::Message: LineMessage + std::fmt::Debug,
-{
+/// Starts a connector and connects it to `addr`, or says why not.
+fn connect_to<C: Converter>(
+    converter: C,
+    addr: &str,
+) -> Result<(Connector<C>, Connection), String> {
     let c = Connector::builder(converter)
         .spawn()
         .map_err(|e| format!("cannot start: {e}"))?;
@@ -213,6 +214,14 @@ where
         .connect_waiting(addr, Delivery::Merged, CONNECT_TIMEOUT)
         .map_err(|e| e.to_string())?;
     result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok((c, conn))
+}
+
+fn connect<C: Converter>(converter: C, addr: &str) -> Result<(), String>
+where
+    C::Message: LineMessage + std::fmt::Debug,
+{
+    let (c, conn) = connect_to(converter, addr)?;
     eprintln!("connected to {addr}");
     {
         let (c, c2) = (c.clone(), c.clone());
@@ -269,13 +278,7 @@ fn send_files(addr: &str, files: &[PathBuf]) -> Result<(), String> {
     }
     let converter = Counting::new(FileConverter::new("."));
     let sent = converter.sent.clone();
-    let c = Connector::builder(converter)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let (conn, result) = c
-        .connect_waiting(addr, Delivery::Merged, CONNECT_TIMEOUT)
-        .map_err(|e| e.to_string())?;
-    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let (c, conn) = connect_to(converter, addr)?;
     for f in files {
         c.send(&conn, f.clone()).map_err(|e| e.to_string())?;
     }

@@ -144,18 +144,7 @@ impl<C: Converter> Endpoint<C> {
         waker: Waker,
         config: EndpointConfig,
     ) -> Self {
-        Self {
-            connection,
-            converter,
-            waker,
-            state: State::Connecting,
-            outbox: Outbox::new(config.write_buffer_size),
-            inbox: Inbox::new(config.max_pending_input),
-            set_aside: Vec::new(),
-            peer_gone: None,
-            read_closed: false,
-            events: VecDeque::new(),
-        }
+        Self::new(State::Connecting, connection, converter, waker, config)
     }
 
     /// A connection a peer opened, waiting for [`accept`](Self::accept) or
@@ -166,9 +155,7 @@ impl<C: Converter> Endpoint<C> {
         waker: Waker,
         config: EndpointConfig,
     ) -> Self {
-        let mut endpoint = Self::connecting(connection, converter, waker, config);
-        endpoint.state = State::Accepting;
-        endpoint
+        Self::new(State::Accepting, connection, converter, waker, config)
     }
 
     /// A connection whose socket is already connected and accepted.
@@ -179,9 +166,28 @@ impl<C: Converter> Endpoint<C> {
         waker: Waker,
         config: EndpointConfig,
     ) -> Self {
-        let mut endpoint = Self::connecting(connection, converter, waker, config);
-        endpoint.state = State::Open;
-        endpoint
+        Self::new(State::Open, connection, converter, waker, config)
+    }
+
+    fn new(
+        state: State,
+        connection: Connection,
+        converter: Arc<C>,
+        waker: Waker,
+        config: EndpointConfig,
+    ) -> Self {
+        Self {
+            connection,
+            converter,
+            waker,
+            state,
+            outbox: Outbox::new(config.write_buffer_size),
+            inbox: Inbox::new(config.max_pending_input),
+            set_aside: Vec::new(),
+            peer_gone: None,
+            read_closed: false,
+            events: VecDeque::new(),
+        }
     }
 
     // ----- getters -------------------------------------------------------
