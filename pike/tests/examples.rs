@@ -10,7 +10,9 @@ use testkit::Proc;
 use util::*;
 
 /// Runs a cargo example of this crate, built (once per run, so never stale)
-/// by the cargo that runs this test, into the same target directory.
+/// by the cargo that runs this test, into the same target directory. Built
+/// for the whole workspace, as the README's test command builds: the same
+/// feature set, so under `cargo test --workspace` this finds them built.
 fn example(name: &str, args: &[&str]) -> Proc {
     static BUILT: std::sync::Once = std::sync::Once::new();
     // target/<profile>/deps/<test> -> target/<profile>
@@ -22,9 +24,8 @@ fn example(name: &str, args: &[&str]) -> Proc {
             .args([
                 "build",
                 "--quiet",
+                "--workspace",
                 "--examples",
-                "-p",
-                "pike",
                 "--target-dir",
             ])
             .arg(target_dir)
