@@ -586,6 +586,12 @@ impl<C: Converter> Connector<C> {
     /// all of that is done. Events produced before the end are still
     /// delivered; then `recv` returns `None`. Idempotent, and safe from
     /// several threads at once.
+    ///
+    /// How long it blocks: [`ShutdownMode::Now`] closes at once.
+    /// `FinishMessages` and `FinishQueues` wait as long as the peers take to
+    /// read what is still to be written, then up to the builder's `linger`
+    /// for each peer to close (so that no reset destroys data in flight). A
+    /// later `shutdown(Now)` from another thread cuts that short.
     pub fn shutdown(&self, mode: ShutdownMode) {
         self.inner.shutdown(mode);
     }

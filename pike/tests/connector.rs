@@ -823,3 +823,34 @@ fn send_batch_and_recv_batch() {
         assert!(n > 0, "a stopped connector does not time out");
     }
 }
+
+#[test]
+fn shutdown_now_cuts_a_finishing_shutdown_short() {
+    let (l, addr) = raw_listener();
+    let c = client(StringConverter::new());
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let _peer = raw_accept(&l); // never reads
+    connected(&c);
+    let big = "q".repeat(100_000);
+    for _ in 0..300 {
+        c.send(&conn, big.clone()).unwrap(); // 30 MB: more than the sockets hold
+    }
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            c.shutdown(ShutdownMode::FinishQueues);
+            let _ = done_tx.send(());
+        });
+    }
+    c.shutdown(ShutdownMode::Now);
+    done.recv_timeout(WAIT)
+        .expect("the finishing shutdown returned too");
+    match next(&c) {
+        Event::FinishDisconnect(f) => {
+            let back = usize::from(f.incomplete.is_some()) + f.queued.len();
+            assert!(back > 0, "a peer that never reads cannot have taken 30 MB");
+        }
+        other => panic!("{other:?}"),
+    }
+}
