@@ -311,7 +311,8 @@ fn send_files(addr: &str, files: &[PathBuf]) -> Result<(), String> {
     if failed > 0 {
         return Err(format!("{failed} of {} files not sent", files.len()));
     }
-    eprintln!("sent {} files ({total} bytes)", files.len());
+    let plural = if files.len() == 1 { "" } else { "s" };
+    eprintln!("sent {} file{plural} ({total} bytes)", files.len());
     Ok(())
 }
 
