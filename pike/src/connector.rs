@@ -45,6 +45,7 @@ use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::command::{Command, ConnectWait, Target};
 use crate::reactor::queues::{Envelope, Route};
 use crate::reactor::{Config, Reactor, Shared};
+use crate::sync::lock;
 
 /// The default bound on a connection's events produced but not yet taken,
 /// past which reading from its socket pauses.
@@ -370,11 +371,7 @@ impl<C: Converter> Connector<C> {
         waiter: Option<Arc<ConnectWait>>,
     ) -> Result<Connection, StoppedError> {
         let shared = &self.inner.shared;
-        let connection = Connection(
-            shared
-                .next_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
+        let connection = shared.new_connection();
         let route = match delivery {
             Delivery::Merged => Route::Main,
             Delivery::Separate => shared.separate.open(connection),
@@ -634,10 +631,6 @@ impl<M> Drop for ReleaseOnDrop<'_, M> {
             connection: self.connection,
         });
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn try_recv_error(e: ChannelTryRecv) -> TryRecvError {

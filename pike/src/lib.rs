@@ -43,6 +43,7 @@ pub mod error;
 pub mod event;
 pub mod mode;
 mod reactor;
+mod sync;
 
 pub use connector::{Address, Connector, ConnectorBuilder};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};

@@ -36,6 +36,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use super::primitives::{LengthPrefixed, LengthPrefixedDeserializer};
 use crate::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 use crate::error::{ProtocolError, SerializeError};
+use crate::sync::lock;
 
 /// The default size of one chunk of file contents: 64 KiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
@@ -127,11 +128,11 @@ struct WakeSlot(Mutex<Option<Waker>>);
 
 impl WakeSlot {
     fn register(&self, waker: &Waker) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+        *lock(&self.0) = Some(waker.clone());
     }
 
     fn wake(&self) {
-        let waker = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let waker = lock(&self.0).take();
         if let Some(w) = waker {
             w.wake();
         }

@@ -30,6 +30,7 @@ use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::reactor::queues::Route;
+use crate::sync::lock;
 
 /// Something the application asks of the network thread.
 pub(crate) enum Command<M> {
@@ -285,7 +286,7 @@ impl ConnectWait {
     /// Network thread: the attempt ended. Returns false if the caller gave
     /// up already, in which case the connection is to be closed silently.
     pub(crate) fn finish(&self, result: Result<(), ConnectError>) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         if matches!(*state, WaitState::Abandoned) {
             return false;
         }
@@ -297,7 +298,7 @@ impl ConnectWait {
     /// Caller: waits until `deadline`. `None` means it timed out and the
     /// attempt is now abandoned.
     pub(crate) fn wait(&self, deadline: Instant) -> Option<Result<(), ConnectError>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         loop {
             match std::mem::take(&mut *state) {
                 WaitState::Done(result) => return Some(result),

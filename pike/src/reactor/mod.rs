@@ -40,6 +40,7 @@ use crate::endpoint::{Endpoint, EndpointConfig, State};
 use crate::error::{ConnectError, RejectReason};
 use crate::event::{Connection, Event, FinishConnect, RejectedMessage, RemoteConnect};
 use crate::mode::{DisconnectMode, ShutdownMode};
+use crate::sync::lock;
 
 use command::{Command, CommandQueue, ConnectWait, ConnectionWaker, Credit, Target};
 use queues::{Envelope, Route, Separate, merge_into};
@@ -68,19 +69,27 @@ pub(crate) struct Shared<M> {
     pub(crate) commands: Arc<CommandQueue<M>>,
     pub(crate) main: Receiver<Envelope<M>>,
     pub(crate) separate: Separate<M>,
-    pub(crate) next_id: AtomicU64,
+    next_id: AtomicU64,
     pub(crate) max_undelivered: usize,
     stopped: Mutex<bool>,
     stopped_changed: Condvar,
 }
 
 impl<M> Shared<M> {
+    /// A fresh connection id; ids are never reused within a connector.
+    pub(crate) fn new_connection(&self) -> Connection {
+        Connection(
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     pub(crate) fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.stopped)
     }
 
     pub(crate) fn wait_stopped(&self) {
-        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = lock(&self.stopped);
         while !*stopped {
             stopped = self
                 .stopped_changed
@@ -90,7 +99,7 @@ impl<M> Shared<M> {
     }
 
     pub(crate) fn set_stopped(&self) {
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *lock(&self.stopped) = true;
         self.stopped_changed.notify_all();
     }
 
@@ -313,7 +322,7 @@ impl<C: Converter> Reactor<C> {
     }
 
     fn add_remote(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let id = self.new_id();
+        let id = self.shared.new_connection();
         if self.config.nodelay {
             let _ = stream.set_nodelay(true);
         }
@@ -855,14 +864,6 @@ impl<C: Converter> Reactor<C> {
     }
 
     // ----- helpers ---------------------------------------------------------------
-
-    fn new_id(&self) -> Connection {
-        Connection(
-            self.shared
-                .next_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        )
-    }
 
     fn waker(&self, id: Connection) -> Waker {
         Waker::from(Arc::new(ConnectionWaker {

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::event::{Connection, Event};
 use crate::reactor::command::Credit;
+use crate::sync::lock;
 
 /// An event on its way to the application, with the credit it consumes.
 #[derive(Debug)]
@@ -53,22 +54,18 @@ impl<M> Separate<M> {
     /// network thread in a [`Route`].
     pub(crate) fn open(&self, connection: Connection) -> Route<M> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        self.lock().insert(connection, rx);
+        lock(&self.receivers).insert(connection, rx);
         Route::Separate(tx)
     }
 
     /// The receiver of `connection`, if it is separate and not finished.
     pub(crate) fn receiver(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
-        self.lock().get(&connection).cloned()
+        lock(&self.receivers).get(&connection).cloned()
     }
 
     /// Forgets `connection`'s queue (merged, or its final event taken).
     pub(crate) fn remove(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
-        self.lock().remove(&connection)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Connection, Receiver<Envelope<M>>>> {
-        self.receivers.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.receivers).remove(&connection)
     }
 }
 
