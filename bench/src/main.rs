@@ -30,6 +30,16 @@ enum Metric {
     Latency,
 }
 
+impl Metric {
+    /// The metric's name in `--metrics` and in the CSV: `thr16`, `lat`.
+    fn key(self) -> String {
+        match self {
+            Metric::Throughput(size) => format!("thr{size}"),
+            Metric::Latency => "lat".into(),
+        }
+    }
+}
+
 /// The figure of one run.
 #[derive(Debug, Clone, Copy)]
 enum Figure {
@@ -60,7 +70,26 @@ fn main() {
         (Metric::Throughput(64 * 1024), 20_000 / scale),
         (Metric::Latency, 20_000 / scale),
     ];
-    let systems = systems::all();
+    // `--systems pike,raw` and `--metrics thr16,lat` narrow a run down,
+    // for profiling one path; the default is everything.
+    let wanted = |flag: &str| -> Option<Vec<String>> {
+        let i = args.iter().position(|a| a == flag)?;
+        Some(args.get(i + 1)?.split(',').map(str::to_owned).collect())
+    };
+    let systems: Vec<Box<dyn System>> = match wanted("--systems") {
+        Some(names) => systems::all()
+            .into_iter()
+            .filter(|s| names.iter().any(|n| n == s.name()))
+            .collect(),
+        None => systems::all(),
+    };
+    let metrics: Vec<(Metric, usize)> = match wanted("--metrics") {
+        Some(names) => metrics
+            .into_iter()
+            .filter(|(m, _)| names.iter().any(|n| *n == m.key()))
+            .collect(),
+        None => metrics.to_vec(),
+    };
     let mut results: HashMap<(&str, Metric), Vec<Figure>> = HashMap::new();
     let mut failures = Vec::new();
     for run in 0..runs {
@@ -94,24 +123,29 @@ fn main() {
     }
     eprintln!();
     report(&systems, &metrics, &results, runs);
-    let idle: usize = args
-        .iter()
-        .position(|a| a == "--idle")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(if quick { 1000 } else { 10_000 });
-    println!();
-    match extras::idle_connections(idle) {
-        Ok(bytes) => {
-            println!("idle connections: {idle} on one connector, {bytes:.0} bytes of RSS each")
+    let narrowed = wanted("--systems").is_some() || wanted("--metrics").is_some();
+    if !narrowed {
+        let idle: usize = args
+            .iter()
+            .position(|a| a == "--idle")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(if quick { 1000 } else { 10_000 });
+        println!();
+        match extras::idle_connections(idle) {
+            Ok(bytes) => {
+                println!("idle connections: {idle} on one connector, {bytes:.0} bytes of RSS each")
+            }
+            Err(e) => failures.push(format!(
+                "idle connections: {e} (raise the fd limit: bench/run does)"
+            )),
         }
-        Err(e) => failures.push(format!(
-            "idle connections: {e} (raise the fd limit: bench/run does)"
-        )),
-    }
-    let secs = if quick { 1 } else { 5 };
-    match extras::doubler(100, 8, Duration::from_secs(secs)) {
-        Ok(rate) => println!("doubler: 100 connections, 8 workers in recv: {rate:.0} requests/s"),
-        Err(e) => failures.push(format!("doubler: {e}")),
+        let secs = if quick { 1 } else { 5 };
+        match extras::doubler(100, 8, Duration::from_secs(secs)) {
+            Ok(rate) => {
+                println!("doubler: 100 connections, 8 workers in recv: {rate:.0} requests/s")
+            }
+            Err(e) => failures.push(format!("doubler: {e}")),
+        }
     }
     if let Some(path) = args
         .iter()

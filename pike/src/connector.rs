@@ -43,6 +43,7 @@ use crate::error::{ConnectError, RecvTimeoutError, SendError, StoppedError, TryR
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::command::{Command, ConnectWait, Target};
+use crate::reactor::direct::Directory;
 use crate::reactor::queues::{Envelope, Route};
 use crate::reactor::{Config, Reactor, Shared};
 use crate::sync::lock;
@@ -181,10 +182,11 @@ impl<C: Converter> ConnectorBuilder<C> {
             Some(addrs) => Some(bind(&addrs?)?),
         };
         let local_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
-        let (reactor, shared) = Reactor::new(Arc::new(self.converter), self.config, listener)?;
+        let reactor = Reactor::new(Arc::new(self.converter), self.config, listener)?;
         Ok(Connector {
             inner: Arc::new(Inner {
-                shared,
+                shared: reactor.shared(),
+                directory: reactor.directory(),
                 reactor: Mutex::new(Some(reactor)),
                 thread: Mutex::new(None),
                 local_addr,
@@ -232,6 +234,8 @@ pub struct Connector<C: Converter> {
 
 struct Inner<C: Converter> {
     shared: Arc<Shared<C::Message>>,
+    /// Where sends find their connection's endpoint and socket.
+    directory: Arc<Directory<C>>,
     /// The network loop until it is started.
     reactor: Mutex<Option<Reactor<C>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -376,13 +380,17 @@ impl<C: Converter> Connector<C> {
             Delivery::Merged => Route::Main,
             Delivery::Separate => shared.separate.open(connection),
         };
+        // Registered before the network thread hears of it, so that every
+        // send of this connection takes the same path, in order.
+        let directory = &self.inner.directory;
+        directory.insert(directory.connecting(connection), None, route);
         let command = Command::Connect {
             connection,
             target: addr.0,
-            route,
             waiter,
         };
         if shared.commands.push(command).is_err() {
+            directory.remove(connection);
             shared.separate.remove(connection);
             return Err(StoppedError);
         }
@@ -393,11 +401,24 @@ impl<C: Converter> Connector<C> {
     /// is disconnecting, closed or unknown, the message comes back in a
     /// `RejectedMessage` event. Once the connector has stopped it comes
     /// straight back as the error.
+    ///
+    /// On an open connection the calling thread serializes the message and
+    /// writes what the (non-blocking) socket takes at once, without a
+    /// hand-off to the network thread; the network thread writes the rest
+    /// when the socket has room again.
     pub fn send(
         &self,
         connection: &Connection,
         message: C::Message,
     ) -> Result<(), SendError<C::Message>> {
+        let Err(mut back) = self
+            .inner
+            .directory
+            .send(*connection, std::iter::once(message))
+        else {
+            return Ok(());
+        };
+        let message = back.next().expect("handed back untouched");
         self.inner
             .shared
             .commands
@@ -411,18 +432,25 @@ impl<C: Converter> Connector<C> {
             })
     }
 
-    /// Enqueues several messages for one connection, in order, as one
-    /// command: cheaper than one `send` each. Outcomes as for [`send`](Self::send);
-    /// once the connector has stopped, all of them come straight back.
+    /// Enqueues several messages for one connection, in order, written
+    /// with as few system calls as the socket allows: cheaper than one
+    /// `send` each. Outcomes as for [`send`](Self::send); once the connector
+    /// has stopped, all of them come straight back.
     pub fn send_batch(
         &self,
         connection: &Connection,
         messages: impl IntoIterator<Item = C::Message>,
     ) -> Result<(), SendError<Vec<C::Message>>> {
+        // Collected first: the caller's iterator must not run while the
+        // connection is locked.
         let messages: Vec<C::Message> = messages.into_iter().collect();
         if messages.is_empty() {
             return Ok(());
         }
+        let Err(back) = self.inner.directory.send(*connection, messages.into_iter()) else {
+            return Ok(());
+        };
+        let messages: Vec<C::Message> = back.collect();
         self.inner
             .shared
             .commands
@@ -440,6 +468,9 @@ impl<C: Converter> Connector<C> {
     /// follows (or an unsuccessful `FinishConnect` if it was still
     /// connecting). A second call is a no-op.
     pub fn disconnect(&self, connection: &Connection, mode: DisconnectMode) {
+        if self.inner.directory.disconnect(*connection, mode) {
+            return;
+        }
         let _ = self.inner.shared.commands.push(Command::Disconnect {
             connection: *connection,
             mode,
@@ -452,7 +483,7 @@ impl<C: Converter> Connector<C> {
     /// connector has stopped and every event was taken.
     pub fn recv(&self) -> Option<Event<C::Message>> {
         let shared = &self.inner.shared;
-        shared.main.recv().ok().map(|e| shared.open_envelope(e))
+        shared.main.recv().map(|e| shared.open_envelope(e))
     }
 
     /// The next event of the main queue, if one is ready.
@@ -486,27 +517,13 @@ impl<C: Converter> Connector<C> {
         max: usize,
         timeout: Duration,
     ) -> Result<usize, StoppedError> {
-        let shared = &self.inner.shared;
         if max == 0 {
             return Ok(0);
         }
-        let first = match shared.main.recv_timeout(timeout) {
-            Ok(e) => e,
-            Err(ChannelTimeout::Timeout) => return Ok(0),
-            Err(ChannelTimeout::Disconnected) => return Err(StoppedError),
-        };
-        out.push(shared.open_envelope(first));
-        let mut n = 1;
-        while n < max {
-            match shared.main.try_recv() {
-                Ok(e) => {
-                    out.push(shared.open_envelope(e));
-                    n += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        Ok(n)
+        self.inner
+            .shared
+            .recv_batch(out, max, timeout)
+            .map_err(|()| StoppedError)
     }
 
     /// Blocks for the next event of a [separate](Delivery::Separate)
@@ -514,7 +531,7 @@ impl<C: Converter> Connector<C> {
     /// event was taken.
     pub fn recv_connection(&self, connection: &Connection) -> Option<Event<C::Message>> {
         let rx = self.inner.shared.separate.receiver(*connection)?;
-        rx.recv().ok().map(|e| self.open_separate(e))
+        rx.recv().map(|e| self.open_separate(e))
     }
 
     /// The next event of a separate connection, if one is ready.

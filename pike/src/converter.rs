@@ -25,7 +25,13 @@ use crate::error::{ProtocolError, SerializeError};
 /// the wire protocol of a connector.
 ///
 /// One converter is shared by every connection of a connector, from the
-/// network thread, so it must be `Send + Sync`.
+/// network thread and from the threads that send, so it must be
+/// `Send + Sync`.
+///
+/// Serializers run on the thread that calls `send` (or on the network
+/// thread, when the socket was full), with that connection locked; a
+/// serializer must not call back into the connector for its own
+/// connection.
 pub trait Converter: Send + Sync + 'static {
     /// The type of the messages sent and received.
     type Message: Send + 'static;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{ConnectError, DisconnectReason, RejectReason};
 use crate::mode::Delivery;
 use crate::reactor::Shared;
-use crate::reactor::command::Command;
+use crate::reactor::direct::Admit;
 
 /// An opaque id of one socket to one endpoint. Ids are never reused within a
 /// connector.
@@ -168,14 +168,21 @@ pub struct RemoteConnect<M> {
     /// The peer's address.
     pub peer: SocketAddr,
     shared: Option<Arc<Shared<M>>>,
+    admit: Arc<dyn Admit<M>>,
 }
 
 impl<M> RemoteConnect<M> {
-    pub(crate) fn new(connection: Connection, peer: SocketAddr, shared: Arc<Shared<M>>) -> Self {
+    pub(crate) fn new(
+        connection: Connection,
+        peer: SocketAddr,
+        shared: Arc<Shared<M>>,
+        admit: Arc<dyn Admit<M>>,
+    ) -> Self {
         Self {
             connection,
             peer,
             shared: Some(shared),
+            admit,
         }
     }
 
@@ -192,11 +199,8 @@ impl<M> RemoteConnect<M> {
             Delivery::Merged => crate::reactor::queues::Route::Main,
             Delivery::Separate => shared.separate.open(connection),
         };
-        if shared
-            .commands
-            .push(Command::Accept { connection, route })
-            .is_err()
-        {
+        // Applied on this thread, in its place among the connection's sends.
+        if !self.admit.accept(connection, route) {
             shared.separate.remove(connection);
         }
     }
@@ -207,10 +211,8 @@ impl<M> RemoteConnect<M> {
     }
 
     fn reject_now(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            let _ = shared.commands.push(Command::Reject {
-                connection: self.connection,
-            });
+        if self.shared.take().is_some() {
+            self.admit.reject(self.connection);
         }
     }
 }

@@ -8,9 +8,11 @@
 //! once.
 //!
 //! ```text
-//!  application threads ──send/disconnect──► Connector ──commands──► reactor (network thread)
-//!          ▲                                                             │ owns every socket
-//!          └──────────── events (MPMC queues) ◄── Endpoint (sans-IO) ◄───┘ one per connection
+//!  application threads ──connect/merge/…──► Connector ──commands──► reactor (network thread)
+//!     │     ▲                                                          │ owns every socket,
+//!     │     └──────── events (MPMC queues, in batches) ◄───────────────┤ reads, passes events on
+//!     └──send/disconnect──► Endpoint (sans-IO) + socket, one per connection, behind a lock
+//!                           written on the sender's thread while the socket takes it
 //! ```
 //!
 //! * [`converter`]: the [`Converter`] traits that fix

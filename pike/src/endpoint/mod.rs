@@ -242,6 +242,11 @@ impl<C: Converter> Endpoint<C> {
 
     // ----- outputs -------------------------------------------------------
 
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, in the order things happened.
     pub fn poll_event(&mut self) -> Option<Event<C::Message>> {
         self.events.pop_front()

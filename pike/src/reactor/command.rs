@@ -29,7 +29,6 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
-use crate::reactor::queues::Route;
 use crate::sync::lock;
 
 /// Something the application asks of the network thread.
@@ -37,7 +36,6 @@ pub(crate) enum Command<M> {
     Connect {
         connection: Connection,
         target: Target,
-        route: Route<M>,
         waiter: Option<Arc<ConnectWait>>,
     },
     Resolved {
@@ -52,16 +50,14 @@ pub(crate) enum Command<M> {
         connection: Connection,
         messages: Vec<M>,
     },
+    /// A send on the caller's thread left events (or a new state) in the
+    /// connection's endpoint: pass them on.
+    Poke {
+        connection: Connection,
+    },
     Disconnect {
         connection: Connection,
         mode: DisconnectMode,
-    },
-    Accept {
-        connection: Connection,
-        route: Route<M>,
-    },
-    Reject {
-        connection: Connection,
     },
     /// `connect_waiting`'s callback returned: deliver the held events.
     Release {
@@ -91,9 +87,8 @@ impl<M> fmt::Debug for Command<M> {
             Command::Resolved { .. } => "Resolved",
             Command::Send { .. } => "Send",
             Command::SendBatch { .. } => "SendBatch",
+            Command::Poke { .. } => "Poke",
             Command::Disconnect { .. } => "Disconnect",
-            Command::Accept { .. } => "Accept",
-            Command::Reject { .. } => "Reject",
             Command::Release { .. } => "Release",
             Command::Merge { .. } => "Merge",
             Command::Resume { .. } => "Resume",
@@ -236,9 +231,9 @@ impl Credit {
         }
     }
 
-    /// Network thread: an event was queued.
-    pub(crate) fn produced(&self) {
-        self.undelivered.fetch_add(1, Ordering::SeqCst);
+    /// Network thread: `n` events are about to be queued.
+    pub(crate) fn produced(&self, n: usize) {
+        self.undelivered.fetch_add(n, Ordering::SeqCst);
     }
 
     /// Network thread: whether to stop reading. When it says yes, a
@@ -258,9 +253,9 @@ impl Credit {
         true
     }
 
-    /// Consumer: an event was taken. True if the taker must send `Resume`.
-    pub(crate) fn taken(&self, bound: usize) -> bool {
-        let left = self.undelivered.fetch_sub(1, Ordering::SeqCst) - 1;
+    /// Consumer: `n` events were taken. True if the taker must send `Resume`.
+    pub(crate) fn taken(&self, n: usize, bound: usize) -> bool {
+        let left = self.undelivered.fetch_sub(n, Ordering::SeqCst) - n;
         left <= bound / 2
             && self.paused.load(Ordering::SeqCst)
             && self.paused.swap(false, Ordering::SeqCst)

@@ -1,9 +1,14 @@
-//! The network thread: the only code that touches sockets.
+//! The network thread: it owns every socket (registers, reads, closes).
 //!
-//! The reactor is a thin shell around one [`Endpoint`] per connection. Each
-//! [`turn`](Reactor::turn) polls `mio`, takes the application's commands,
-//! and then drives every connection that has something to do: write what the
-//! endpoint offers, read what it wants, and pass its events on.
+//! The reactor is a thin shell around one [`Endpoint`](crate::endpoint::Endpoint)
+//! per connection. Each [`turn`](Reactor::turn) polls `mio`, takes the
+//! application's commands, and then drives every connection that has
+//! something to do: write what the endpoint offers, read what it wants, and
+//! pass its events on, in batches.
+//!
+//! Senders write too: `send` locks the connection's endpoint and socket and
+//! writes on the caller's thread what the socket takes (see [`direct`]);
+//! the network thread finishes what it could not.
 //!
 //! Invariants, in the spirit of `mio`'s own contract:
 //!
@@ -14,35 +19,38 @@
 //!   a connection not yet accepted).
 //! * No connection is served for long at once: each gets a read budget per
 //!   turn and goes back on the ready list if it has more.
-//! * Only the network thread sends events, so when it stops and drops its
-//!   senders, the application's `recv` ends after the last event.
+//! * Only the network thread sends events (sends on other threads poke it
+//!   to pass theirs on), so they stay in order, and when it stops and drops
+//!   its senders, the application's `recv` ends after the last event.
 //! * No peer behaviour and no converter can panic this thread: converter
 //!   panics are caught by the endpoint and close that one connection.
 
+pub(crate) mod channel;
 pub(crate) mod command;
+pub(crate) mod direct;
 pub(crate) mod queues;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::converter::Converter;
-use crate::endpoint::{Endpoint, EndpointConfig, State};
+use crate::endpoint::{EndpointConfig, State};
 use crate::error::{ConnectError, RejectReason};
-use crate::event::{Connection, Event, FinishConnect, RejectedMessage, RemoteConnect};
+use crate::event::{Connection, Event, RejectedMessage, RemoteConnect};
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::sync::lock;
+use direct::{Directory, Io, SharedIo, write_out};
 
-use command::{Command, CommandQueue, ConnectWait, ConnectionWaker, Credit, Target};
+use command::{Command, CommandQueue, ConnectWait, Credit, Target};
 use queues::{Envelope, Route, Separate, merge_into};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -67,7 +75,7 @@ pub(crate) struct Config {
 #[derive(Debug)]
 pub(crate) struct Shared<M> {
     pub(crate) commands: Arc<CommandQueue<M>>,
-    pub(crate) main: Receiver<Envelope<M>>,
+    pub(crate) main: channel::Receiver<Envelope<M>>,
     pub(crate) separate: Separate<M>,
     next_id: AtomicU64,
     pub(crate) max_undelivered: usize,
@@ -106,26 +114,52 @@ impl<M> Shared<M> {
     /// Takes an envelope out of a queue: gives its credit back, asking the
     /// network thread to read again if that connection was paused.
     pub(crate) fn open_envelope(&self, envelope: Envelope<M>) -> Event<M> {
-        if let Some(credit) = &envelope.credit
-            && credit.taken(self.max_undelivered)
-        {
+        if let Some(credit) = &envelope.credit {
+            self.give_back(credit, 1);
+        }
+        envelope.event
+    }
+
+    fn give_back(&self, credit: &Credit, n: usize) {
+        if credit.taken(n, self.max_undelivered) {
             let _ = self.commands.push(Command::Resume {
                 connection: credit.connection,
             });
         }
-        envelope.event
+    }
+
+    /// Waits up to `timeout` for the main queue's next event, then takes up
+    /// to `max` of those ready into `out`. Credit goes back once per run of
+    /// one connection's events, not once per event. Returns how many (0 on
+    /// timeout); Err once the queue is closed and empty.
+    pub(crate) fn recv_batch(
+        &self,
+        out: &mut Vec<Event<M>>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, ()> {
+        let mut runs: Vec<(Arc<Credit>, usize)> = Vec::new();
+        let n = self.main.recv_batch(max, Some(timeout), |envelope| {
+            out.push(envelope.event);
+            if let Some(credit) = envelope.credit {
+                match runs.last_mut() {
+                    Some((last, k)) if Arc::ptr_eq(last, &credit) => *k += 1,
+                    _ => runs.push((credit, 1)),
+                }
+            }
+        })?;
+        for (credit, k) in runs {
+            self.give_back(&credit, k);
+        }
+        Ok(n)
     }
 }
 
-/// One connection as the network thread sees it.
+/// One connection as the network thread sees it: the endpoint and socket it
+/// shares with senders, and what only the network thread uses.
 struct Conn<C: Converter> {
-    endpoint: Endpoint<C>,
-    /// `None` while the name is being resolved.
-    socket: Option<TcpStream>,
-    readable: bool,
-    writable: bool,
+    io: SharedIo<C>,
     in_ready: bool,
-    route: Route<C::Message>,
     /// `connect_waiting`: events held until its callback returned.
     held: Option<Vec<Event<C::Message>>>,
     credit: Arc<Credit>,
@@ -145,8 +179,10 @@ pub(crate) struct Reactor<C: Converter> {
     events: Events,
     shared: Arc<Shared<C::Message>>,
     commands: Receiver<Command<C::Message>>,
-    main: Sender<Envelope<C::Message>>,
-    converter: Arc<C>,
+    main: channel::Sender<Envelope<C::Message>>,
+    /// Events on their way to a queue, handed over in one go.
+    outgoing: Vec<Envelope<C::Message>>,
+    directory: Arc<Directory<C>>,
     config: Config,
     listener: Option<TcpListener>,
     accept_paused_until: Option<Instant>,
@@ -158,7 +194,7 @@ pub(crate) struct Reactor<C: Converter> {
     resolvers: Vec<JoinHandle<()>>,
     /// Dropped last: marks the connector stopped however the reactor ends
     /// (after its loop, by a panic, or never run at all).
-    _stop: StopGuard<C::Message>,
+    _stop: StopGuard<C>,
 }
 
 impl<C: Converter> std::fmt::Debug for Reactor<C> {
@@ -176,11 +212,11 @@ impl<C: Converter> Reactor<C> {
         converter: Arc<C>,
         config: Config,
         listener: Option<std::net::TcpListener>,
-    ) -> io::Result<(Self, Arc<Shared<C::Message>>)> {
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let (commands, command_rx) = CommandQueue::new(waker);
-        let (main_tx, main_rx) = crossbeam_channel::unbounded();
+        let (main_tx, main_rx) = channel::unbounded();
         let shared = Arc::new(Shared {
             commands: Arc::new(commands),
             main: main_rx,
@@ -190,6 +226,11 @@ impl<C: Converter> Reactor<C> {
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),
         });
+        let directory = Arc::new(Directory::new(
+            converter,
+            config.endpoint,
+            shared.commands.clone(),
+        ));
         let listener = match listener {
             Some(l) => {
                 l.set_nonblocking(true)?;
@@ -206,7 +247,8 @@ impl<C: Converter> Reactor<C> {
             shared: shared.clone(),
             commands: command_rx,
             main: main_tx,
-            converter,
+            outgoing: Vec::new(),
+            directory: directory.clone(),
             config,
             listener,
             accept_paused_until: None,
@@ -216,9 +258,22 @@ impl<C: Converter> Reactor<C> {
             scratch: vec![0; config.read_chunk],
             shutdown: None,
             resolvers: Vec::new(),
-            _stop: StopGuard(shared.clone()),
+            _stop: StopGuard {
+                shared: shared.clone(),
+                directory: directory.clone(),
+            },
         };
-        Ok((reactor, shared))
+        Ok(reactor)
+    }
+
+    /// What application threads share with the network thread.
+    pub(crate) fn shared(&self) -> Arc<Shared<C::Message>> {
+        self.shared.clone()
+    }
+
+    /// Where sends find their connection.
+    pub(crate) fn directory(&self) -> Arc<Directory<C>> {
+        self.directory.clone()
     }
 
     /// Runs the loop until shutdown completes, then closes the queues.
@@ -253,12 +308,14 @@ impl<C: Converter> Reactor<C> {
                 token => {
                     let id = Connection(token.0 as u64);
                     if let Some(conn) = self.conns.get_mut(&id) {
+                        let mut io = lock(&conn.io);
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            conn.readable = true;
+                            io.readable = true;
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            conn.writable = true;
+                            io.writable = true;
                         }
+                        drop(io);
                         if !conn.in_ready {
                             conn.in_ready = true;
                             self.ready.push(id);
@@ -273,7 +330,17 @@ impl<C: Converter> Reactor<C> {
         self.take_commands();
         self.drive_ready();
         self.fire_timers();
-        self.resolvers.retain(|r| !r.is_finished());
+        if self.resolvers.iter().any(JoinHandle::is_finished) {
+            // Joined, not just dropped: a finished thread may not have
+            // exited yet.
+            let (done, running) = std::mem::take(&mut self.resolvers)
+                .into_iter()
+                .partition::<Vec<_>, _>(JoinHandle::is_finished);
+            self.resolvers = running;
+            for resolver in done {
+                let _ = resolver.join();
+            }
+        }
         !(self.shutdown.is_some() && self.conns.is_empty())
     }
 
@@ -334,16 +401,17 @@ impl<C: Converter> Reactor<C> {
             tracing::warn!("cannot register accepted socket: {e}");
             return;
         }
-        let endpoint = Endpoint::accepting(
-            id,
-            self.converter.clone(),
-            self.waker(id),
-            self.config.endpoint,
-        );
-        let mut conn = self.new_conn(endpoint, Route::Main);
-        conn.socket = Some(stream);
+        let io = self
+            .directory
+            .insert(self.directory.accepting(id), Some(stream), Route::Main);
+        let conn = self.new_conn(io);
         self.conns.insert(id, conn);
-        let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.shared.clone()));
+        let event = Event::RemoteConnect(RemoteConnect::new(
+            id,
+            peer,
+            self.shared.clone(),
+            self.directory.clone(),
+        ));
         let _ = self.main.send(Envelope {
             event,
             credit: None,
@@ -364,9 +432,8 @@ impl<C: Converter> Reactor<C> {
             Command::Connect {
                 connection,
                 target,
-                route,
                 waiter,
-            } => self.connect(connection, target, route, waiter),
+            } => self.connect(connection, target, waiter),
             Command::Resolved { connection, result } => {
                 let Some(conn) = self.conns.get_mut(&connection) else {
                     return;
@@ -391,7 +458,7 @@ impl<C: Converter> Reactor<C> {
                 message,
             } => match self.conns.get_mut(&connection) {
                 Some(conn) => {
-                    conn.endpoint.send(message);
+                    lock(&conn.io).endpoint.send(message);
                     self.mark_ready(connection);
                 }
                 None => self.reject_unknown(connection, message),
@@ -401,7 +468,7 @@ impl<C: Converter> Reactor<C> {
                 messages,
             } => match self.conns.get_mut(&connection) {
                 Some(conn) => {
-                    conn.endpoint.send_all(messages);
+                    lock(&conn.io).endpoint.send_all(messages);
                     self.mark_ready(connection);
                 }
                 None => {
@@ -410,35 +477,22 @@ impl<C: Converter> Reactor<C> {
                     }
                 }
             },
+            Command::Poke { connection } => self.mark_ready(connection),
             Command::Disconnect { connection, mode } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
-                    conn.endpoint.disconnect(mode);
-                    self.mark_ready(connection);
-                }
-            }
-            Command::Accept { connection, route } => match self.conns.get_mut(&connection) {
-                Some(conn) if conn.endpoint.state() == State::Accepting => {
-                    conn.route = route;
-                    conn.endpoint.accept();
-                    self.mark_ready(connection);
-                }
-                _ => {
-                    // Gone meanwhile (shutdown): forget its separate queue.
-                    self.shared.separate.remove(connection);
-                }
-            },
-            Command::Reject { connection } => {
-                if let Some(conn) = self.conns.get_mut(&connection) {
-                    conn.endpoint.reject();
+                    lock(&conn.io).endpoint.disconnect(mode);
                     self.mark_ready(connection);
                 }
             }
             Command::Release { connection } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
+                    let mut io = lock(&conn.io);
                     for event in conn.held.take().unwrap_or_default() {
-                        route_event(conn, &self.main, event);
+                        route_event(&conn.credit, &mut io.route, &self.main, event);
                     }
-                    if conn.endpoint.state() == State::Closed {
+                    let closed = io.endpoint.state() == State::Closed;
+                    drop(io);
+                    if closed {
                         self.close(connection);
                     } else {
                         self.mark_ready(connection);
@@ -450,7 +504,7 @@ impl<C: Converter> Reactor<C> {
                     merge_into(&rx, &self.main);
                 }
                 if let Some(conn) = self.conns.get_mut(&connection) {
-                    conn.route = Route::Main;
+                    lock(&conn.io).route = Route::Main;
                 }
                 let _ = done.send(());
             }
@@ -462,7 +516,7 @@ impl<C: Converter> Reactor<C> {
             }
             Command::Wake { connection } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
-                    conn.endpoint.handle_wake();
+                    lock(&conn.io).endpoint.handle_wake();
                     self.mark_ready(connection);
                 }
             }
@@ -484,22 +538,22 @@ impl<C: Converter> Reactor<C> {
 
     // ----- connecting ----------------------------------------------------
 
-    fn connect(
-        &mut self,
-        id: Connection,
-        target: Target,
-        route: Route<C::Message>,
-        waiter: Option<Arc<ConnectWait>>,
-    ) {
-        let endpoint = Endpoint::connecting(
-            id,
-            self.converter.clone(),
-            self.waker(id),
-            self.config.endpoint,
-        );
-        let mut conn = self.new_conn(endpoint, route);
+    fn connect(&mut self, id: Connection, target: Target, waiter: Option<Arc<ConnectWait>>) {
+        // `Connector::connect` registered the connection before asking.
+        let io = match self.directory.get(id) {
+            Some(io) => io,
+            None => self
+                .directory
+                .insert(self.directory.connecting(id), None, Route::Main),
+        };
+        let cancelled = lock(&io).endpoint.state() != State::Connecting;
+        let mut conn = self.new_conn(io);
         conn.waiter = waiter;
         self.conns.insert(id, conn);
+        if cancelled {
+            // Disconnected before we got here: pass its events on.
+            return self.mark_ready(id);
+        }
         if self.shutdown.is_some() {
             return self.connect_failed(id, ConnectError::Cancelled);
         }
@@ -534,11 +588,13 @@ impl<C: Converter> Reactor<C> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if let Some(mut old) = conn.socket.take() {
+        let shared = conn.io.clone();
+        let mut io = lock(&shared);
+        if let Some(mut old) = io.socket.take() {
             let _ = self.poll.registry().deregister(&mut old);
         }
-        conn.readable = false;
-        conn.writable = false;
+        io.readable = false;
+        io.writable = false;
         while let Some(addr) = conn.addrs.pop_front() {
             match TcpStream::connect(addr) {
                 Ok(mut stream) => {
@@ -548,7 +604,7 @@ impl<C: Converter> Reactor<C> {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         Ok(()) => {
-                            conn.socket = Some(stream);
+                            io.socket = Some(stream);
                             return;
                         }
                         Err(e) => conn.last_error = Some(e),
@@ -557,6 +613,7 @@ impl<C: Converter> Reactor<C> {
                 Err(e) => conn.last_error = Some(e),
             }
         }
+        drop(io);
         let error = conn
             .last_error
             .take()
@@ -569,7 +626,10 @@ impl<C: Converter> Reactor<C> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let Some(stream) = &conn.socket else {
+        let shared = conn.io.clone();
+        let mut guard = lock(&shared);
+        let io = &mut *guard;
+        let Some(stream) = &io.socket else {
             return;
         };
         let outcome = match stream.take_error() {
@@ -585,20 +645,21 @@ impl<C: Converter> Reactor<C> {
                 if self.config.nodelay {
                     let _ = stream.set_nodelay(true);
                 }
-                conn.endpoint.handle_connected();
+                io.endpoint.handle_connected();
                 if let Some(waiter) = conn.waiter.take() {
                     // connect_waiting: no FinishConnect; events wait for the
                     // callback.
-                    let _ = conn.endpoint.poll_event();
+                    let _ = io.endpoint.poll_event();
                     if waiter.finish(Ok(())) {
                         conn.held = Some(Vec::new());
                     } else {
-                        conn.endpoint.disconnect(DisconnectMode::Now);
-                        let _ = conn.endpoint.poll_event();
+                        io.endpoint.disconnect(DisconnectMode::Now);
+                        let _ = io.endpoint.poll_event();
                     }
                 }
             }
             Err(e) => {
+                drop(guard);
                 conn.last_error = Some(e);
                 if conn.addrs.is_empty() {
                     let error = conn.last_error.take().expect("set above");
@@ -614,21 +675,29 @@ impl<C: Converter> Reactor<C> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let shared = conn.io.clone();
+        let mut io = lock(&shared);
         match conn.waiter.take() {
-            None => conn.endpoint.handle_connect_failed(error),
+            None => io.endpoint.handle_connect_failed(error),
             Some(waiter) => {
                 // connect_waiting reports through its return value; a
                 // FinishConnect is only needed to hand messages back.
-                conn.endpoint.handle_connect_failed(ConnectError::Cancelled);
-                if let Some(Event::FinishConnect(mut f)) = conn.endpoint.poll_event()
+                io.endpoint.handle_connect_failed(ConnectError::Cancelled);
+                if let Some(Event::FinishConnect(mut f)) = io.endpoint.poll_event()
                     && !f.queued.is_empty()
                 {
                     f.error = Some(copy_connect_error(&error));
-                    route_event(conn, &self.main, Event::FinishConnect(f));
+                    route_event(
+                        &conn.credit,
+                        &mut io.route,
+                        &self.main,
+                        Event::FinishConnect(f),
+                    );
                 }
                 waiter.finish(Err(error));
             }
         }
+        drop(io);
         self.mark_ready(id);
     }
 
@@ -652,32 +721,36 @@ impl<C: Converter> Reactor<C> {
     /// Does all the I/O a connection can do now, within its read budget.
     fn drive(&mut self, id: Connection) {
         if self.conns.get(&id).is_some_and(|c| {
-            c.endpoint.state() == State::Connecting
-                && c.socket.is_some()
-                && (c.readable || c.writable)
+            let io = lock(&c.io);
+            io.endpoint.state() == State::Connecting
+                && io.socket.is_some()
+                && (io.readable || io.writable)
         }) {
             self.check_connect(id);
         }
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let shared = conn.io.clone();
+        let mut guard = lock(&shared);
+        let io = &mut *guard;
         let mut budget = READ_BUDGET;
         loop {
             let mut progress = false;
-            if let Some(socket) = &mut conn.socket {
-                progress |= write_out(&mut conn.endpoint, socket, &mut conn.writable);
+            if let Some(socket) = &mut io.socket {
+                progress |= write_out(&mut io.endpoint, socket, &mut io.writable);
             }
-            if conn.endpoint.state() == State::Draining && conn.linger_until.is_none() {
-                if let Some(socket) = &conn.socket {
+            if io.endpoint.state() == State::Draining && conn.linger_until.is_none() {
+                if let Some(socket) = &io.socket {
                     let _ = socket.shutdown(Shutdown::Write);
                 }
                 conn.linger_until = Some(Instant::now() + self.config.linger);
                 self.draining.push(id);
             }
             // Draining input is discarded, so backpressure does not apply.
-            let draining = conn.endpoint.state() == State::Draining;
-            let may_read = conn.endpoint.wants_read()
-                && conn.readable
+            let draining = io.endpoint.state() == State::Draining;
+            let may_read = io.endpoint.wants_read()
+                && io.readable
                 && (draining || !conn.paused)
                 && conn.held.is_none();
             if may_read {
@@ -689,20 +762,21 @@ impl<C: Converter> Reactor<C> {
                         conn.in_ready = true;
                         self.ready.push(id);
                     }
-                } else if let Some(socket) = &mut conn.socket {
+                } else if let Some(socket) = &mut io.socket {
                     budget -= 1;
                     match socket.read(&mut self.scratch) {
-                        Ok(0) => conn.endpoint.handle_eof(),
-                        Ok(n) => conn.endpoint.handle_read(&self.scratch[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                        Ok(0) => io.endpoint.handle_eof(),
+                        Ok(n) => io.endpoint.handle_read(&self.scratch[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => conn.endpoint.handle_error(e),
+                        Err(e) => io.endpoint.handle_error(e),
                     }
                     progress = true;
                 }
             }
-            deliver(conn, &self.main);
-            if conn.endpoint.state() == State::Closed {
+            deliver(conn, io, &self.main, &mut self.outgoing);
+            if io.endpoint.state() == State::Closed {
+                drop(guard);
                 self.close(id);
                 return;
             }
@@ -728,10 +802,17 @@ impl<C: Converter> Reactor<C> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        deliver(conn, &self.main);
-        if let Some(mut socket) = conn.socket.take() {
+        let shared = conn.io.clone();
+        let mut io = lock(&shared);
+        deliver(conn, &mut io, &self.main, &mut self.outgoing);
+        if let Some(mut socket) = io.socket.take() {
             let _ = self.poll.registry().deregister(&mut socket);
         }
+        // Under the same lock as the last delivery: a later send finds the
+        // connection retired and is rejected through the command queue.
+        io.retired = true;
+        drop(io);
+        self.directory.remove(id);
         if conn.held.is_none() {
             self.conns.remove(&id);
         }
@@ -748,7 +829,7 @@ impl<C: Converter> Reactor<C> {
         }
         let mut expired = Vec::new();
         self.draining.retain(|id| match self.conns.get(id) {
-            Some(c) if c.endpoint.state() == State::Draining => {
+            Some(c) if lock(&c.io).endpoint.state() == State::Draining => {
                 if c.linger_until.is_some_and(|t| t <= now) {
                     expired.push(*id);
                     false
@@ -783,12 +864,17 @@ impl<C: Converter> Reactor<C> {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            match conn.endpoint.state() {
-                State::Connecting => self.connect_failed(id, ConnectError::Cancelled),
-                State::Accepting => conn.endpoint.reject(),
-                State::Open => conn.endpoint.disconnect(mode.into()),
+            let shared = conn.io.clone();
+            let mut io = lock(&shared);
+            match io.endpoint.state() {
+                State::Connecting => {
+                    drop(io);
+                    self.connect_failed(id, ConnectError::Cancelled);
+                }
+                State::Accepting => io.endpoint.reject(),
+                State::Open => io.endpoint.disconnect(mode.into()),
                 State::Disconnecting(_) | State::Draining if mode == ShutdownMode::Now => {
-                    conn.endpoint.abort();
+                    io.endpoint.abort();
                 }
                 State::Disconnecting(_) | State::Draining | State::Closed => {}
             }
@@ -800,7 +886,7 @@ impl<C: Converter> Reactor<C> {
         let ids: Vec<Connection> = self.conns.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.conns.get_mut(&id) {
-                conn.endpoint.abort();
+                lock(&conn.io).endpoint.abort();
             }
             self.close(id);
         }
@@ -826,28 +912,13 @@ impl<C: Converter> Reactor<C> {
                 }
                 Command::Connect {
                     connection,
-                    route,
+                    target,
                     waiter,
-                    ..
                 } => {
-                    let cancelled = waiter.is_some_and(|w| !w.finish(Err(ConnectError::Cancelled)));
-                    if !cancelled {
-                        let event = Event::FinishConnect(FinishConnect {
-                            connection,
-                            error: Some(ConnectError::Cancelled),
-                            queued: Vec::new(),
-                        });
-                        let envelope = Envelope {
-                            event,
-                            credit: None,
-                        };
-                        let _ = match route {
-                            Route::Main => self.main.send(envelope),
-                            Route::Separate(tx) => tx
-                                .send(envelope)
-                                .map_err(|e| crossbeam_channel::SendError(e.into_inner())),
-                        };
-                    }
+                    // Shutting down: this cancels it, handing back anything
+                    // sent to it meanwhile.
+                    self.connect(connection, target, waiter);
+                    self.close(connection);
                 }
                 Command::Merge { connection, done } => {
                     if let Some(rx) = self.shared.separate.remove(connection) {
@@ -865,22 +936,11 @@ impl<C: Converter> Reactor<C> {
 
     // ----- helpers ---------------------------------------------------------------
 
-    fn waker(&self, id: Connection) -> Waker {
-        Waker::from(Arc::new(ConnectionWaker {
-            connection: id,
-            commands: self.shared.commands.clone(),
-        }))
-    }
-
-    fn new_conn(&self, endpoint: Endpoint<C>, route: Route<C::Message>) -> Conn<C> {
-        let id = endpoint.connection();
+    fn new_conn(&self, io: SharedIo<C>) -> Conn<C> {
+        let id = lock(&io).endpoint.connection();
         Conn {
-            endpoint,
-            socket: None,
-            readable: false,
-            writable: false,
+            io,
             in_ready: false,
-            route,
             held: None,
             credit: Arc::new(Credit::new(id)),
             addrs: VecDeque::new(),
@@ -893,12 +953,16 @@ impl<C: Converter> Reactor<C> {
 }
 
 /// Marks the connector stopped when the network loop ends, even by a panic.
-struct StopGuard<M>(Arc<Shared<M>>);
+struct StopGuard<C: Converter> {
+    shared: Arc<Shared<C::Message>>,
+    directory: Arc<Directory<C>>,
+}
 
-impl<M> Drop for StopGuard<M> {
+impl<C: Converter> Drop for StopGuard<C> {
     fn drop(&mut self) {
-        self.0.commands.close();
-        self.0.set_stopped();
+        self.shared.commands.close();
+        self.directory.retire_all();
+        self.shared.set_stopped();
     }
 }
 
@@ -906,72 +970,70 @@ fn token(id: Connection) -> Token {
     Token(id.0 as usize)
 }
 
-/// Writes what the endpoint offers until it has nothing or the socket is
-/// full. Returns whether anything happened.
-fn write_out<C: Converter>(
-    endpoint: &mut Endpoint<C>,
-    socket: &mut TcpStream,
-    writable: &mut bool,
-) -> bool {
-    let mut progress = false;
-    while *writable && endpoint.wants_write() {
-        match socket.write(endpoint.transmit()) {
-            Ok(0) => {
-                endpoint.handle_error(io::ErrorKind::WriteZero.into());
-                return true;
-            }
-            Ok(n) => {
-                endpoint.handle_written(n);
-                progress = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                endpoint.handle_error(e);
-                return true;
-            }
-        }
-    }
-    progress
-}
-
-/// Passes a connection's new events on: held, or to its queue.
-fn deliver<C: Converter>(conn: &mut Conn<C>, main: &Sender<Envelope<C::Message>>) {
-    while let Some(event) = conn.endpoint.poll_event() {
-        match &mut conn.held {
-            Some(held) => held.push(event),
-            None => route_event(conn, main, event),
-        }
-    }
-}
-
-fn route_event<C: Converter>(
+/// Passes a connection's new events on: held, or to its queue, in one go.
+fn deliver<C: Converter>(
     conn: &mut Conn<C>,
-    main: &Sender<Envelope<C::Message>>,
-    event: Event<C::Message>,
+    io: &mut Io<C>,
+    main: &channel::Sender<Envelope<C::Message>>,
+    batch: &mut Vec<Envelope<C::Message>>,
+) {
+    while let Some(event) = io.endpoint.poll_event() {
+        if let Some(held) = &mut conn.held {
+            held.push(event);
+            continue;
+        }
+        let last = event.is_final();
+        batch.push(Envelope {
+            event,
+            credit: Some(conn.credit.clone()),
+        });
+        if last {
+            // Nothing follows the final event; later rejections go to main.
+            hand_over(batch, &conn.credit, &io.route, main);
+            io.route = Route::Main;
+        }
+    }
+    hand_over(batch, &conn.credit, &io.route, main);
+}
+
+fn route_event<M>(
+    credit: &Arc<Credit>,
+    route: &mut Route<M>,
+    main: &channel::Sender<Envelope<M>>,
+    event: Event<M>,
 ) {
     let last = event.is_final();
-    conn.credit.produced();
     let envelope = Envelope {
         event,
-        credit: Some(conn.credit.clone()),
+        credit: Some(credit.clone()),
     };
-    match &conn.route {
-        Route::Main => {
-            let _ = main.send(envelope);
-        }
-        Route::Separate(tx) => {
-            if let Err(e) = tx.send(envelope) {
-                // Its receiver is gone (cannot happen before merge): do not
-                // drop the event.
-                let _ = main.send(e.into_inner());
-            }
-        }
-    }
+    hand_over(&mut vec![envelope], credit, route, main);
     if last {
-        // Nothing follows the final event; later rejections go to main.
-        conn.route = Route::Main;
+        *route = Route::Main;
     }
+}
+
+/// Queues a connection's events where its route says, counting them
+/// against its credit first.
+fn hand_over<M>(
+    batch: &mut Vec<Envelope<M>>,
+    credit: &Credit,
+    route: &Route<M>,
+    main: &channel::Sender<Envelope<M>>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    credit.produced(batch.len());
+    if let Route::Separate(tx) = route
+        && tx.send_all(batch).is_ok()
+    {
+        return;
+    }
+    // Main, or a separate queue whose receiver is gone (cannot happen
+    // before a merge): do not drop the events.
+    let _ = main.send_all(batch);
+    batch.clear();
 }
 
 /// A copy of a connect error, for reporting it in two places.

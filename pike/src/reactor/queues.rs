@@ -1,9 +1,9 @@
 //! Network thread → application threads: the main event queue and the
 //! queues of separate connections.
 //!
-//! Both are MPMC channels: each event goes to exactly one taker. Only the
-//! network thread sends, so once it stops and drops its senders, takers get
-//! the remaining events and then `None`.
+//! Both are [`channel`](super::channel)s: each event goes to exactly one
+//! taker. Only the network thread sends, so once it stops and drops its
+//! senders, takers get the remaining events and then `None`.
 //!
 //! A separate connection's receiver sits in [`Separate`] from the moment its
 //! `connect` or `finish_accept` returns until its final event is taken or it
@@ -15,9 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::{Receiver, Sender};
-
 use crate::event::{Connection, Event};
+use crate::reactor::channel::{self, Receiver, Sender};
 use crate::reactor::command::Credit;
 use crate::sync::lock;
 
@@ -53,7 +52,7 @@ impl<M> Separate<M> {
     /// Opens a separate queue for `connection`; the sender goes to the
     /// network thread in a [`Route`].
     pub(crate) fn open(&self, connection: Connection) -> Route<M> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = channel::unbounded();
         lock(&self.receivers).insert(connection, rx);
         Route::Separate(tx)
     }
@@ -71,8 +70,6 @@ impl<M> Separate<M> {
 
 /// Moves what is left in a separate queue to the main queue, in order.
 pub(crate) fn merge_into<M>(separate: &Receiver<Envelope<M>>, main: &Sender<Envelope<M>>) {
-    for envelope in separate.try_iter() {
-        // The main receiver lives in the shared state as long as any sender.
-        let _ = main.send(envelope);
-    }
+    // The main receiver lives in the shared state as long as any sender.
+    let _ = main.send_all(&mut separate.take_all());
 }

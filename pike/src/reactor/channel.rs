@@ -1,0 +1,311 @@
+//! The event queue from the network thread to the application: one
+//! producer, any number of consumers, handed over in batches.
+//!
+//! A general-purpose channel pays a few atomic operations per item on both
+//! sides. Pike's producer finds events in bursts (every message parsed out
+//! of one read), so this queue takes a whole burst under one lock, and
+//! [`Receiver::recv_batch`] gives many to one consumer under one lock. A
+//! consumer sleeps on a condition variable, which is only signalled when
+//! someone waits.
+//!
+//! Semantics follow `crossbeam-channel`'s, which it replaced: each item goes
+//! to exactly one consumer, in order; once the [`Sender`] is dropped,
+//! consumers get what is left and then `Disconnected`; once every
+//! [`Receiver`] is dropped, sending fails and hands the items back.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub(crate) use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+
+use crate::sync::lock;
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
+    available: Condvar,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    sender: bool,
+    receivers: usize,
+    /// Consumers asleep on `available`.
+    waiting: usize,
+}
+
+/// The producing end; there is one. Dropping it disconnects the queue.
+pub(crate) struct Sender<T>(Arc<Inner<T>>);
+
+/// A consuming end; clone it for more consumers.
+pub(crate) struct Receiver<T>(Arc<Inner<T>>);
+
+/// A queue with no bound (the network thread bounds what it produces).
+pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            sender: true,
+            receivers: 1,
+            waiting: 0,
+        }),
+        available: Condvar::new(),
+    });
+    (Sender(inner.clone()), Receiver(inner))
+}
+
+impl<T> Sender<T> {
+    /// Queues one item; hands it back if no receiver is left.
+    pub(crate) fn send(&self, item: T) -> Result<(), T> {
+        let mut state = lock(&self.0.state);
+        if state.receivers == 0 {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        let waiting = state.waiting;
+        drop(state);
+        if waiting > 0 {
+            self.0.available.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues every item of `items`, in order, leaving it empty. If no
+    /// receiver is left, nothing is queued and `items` is left as it was.
+    pub(crate) fn send_all(&self, items: &mut Vec<T>) -> Result<(), ()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut state = lock(&self.0.state);
+        if state.receivers == 0 {
+            return Err(());
+        }
+        let n = items.len();
+        state.items.extend(items.drain(..));
+        let waiting = state.waiting;
+        drop(state);
+        if waiting > n {
+            for _ in 0..n {
+                self.0.available.notify_one();
+            }
+        } else if waiting > 0 {
+            self.0.available.notify_all();
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        lock(&self.0.state).sender = false;
+        self.0.available.notify_all();
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        lock(&self.0.state).receivers += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        lock(&self.0.state).receivers -= 1;
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Blocks until an item comes or the queue is disconnected and empty.
+    pub(crate) fn recv(&self) -> Option<T> {
+        let mut n = None;
+        let got = self.recv_batch(1, None, |item| n = Some(item));
+        got.ok().and(n)
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut state = lock(&self.0.state);
+        match state.items.pop_front() {
+            Some(item) => Ok(item),
+            None if state.sender => Err(TryRecvError::Empty),
+            None => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let mut n = None;
+        match self.recv_batch(1, Some(timeout), |item| n = Some(item)) {
+            Ok(_) => n.ok_or(RecvTimeoutError::Timeout),
+            Err(()) => Err(RecvTimeoutError::Disconnected),
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: for ever) for at least one item, then
+    /// passes up to `max` of those ready to `take`, in order, under one
+    /// lock. Returns how many: 0 on timeout. Err once the queue is
+    /// disconnected and empty.
+    pub(crate) fn recv_batch(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(T),
+    ) -> Result<usize, ()> {
+        let deadline = timeout.map(|t| Instant::now().checked_add(t));
+        let mut state = lock(&self.0.state);
+        loop {
+            if !state.items.is_empty() {
+                let n = max.min(state.items.len());
+                for item in state.items.drain(..n) {
+                    take(item);
+                }
+                return Ok(n);
+            }
+            if !state.sender {
+                return Err(());
+            }
+            state = match deadline {
+                None | Some(None) => self.wait(state, None),
+                Some(Some(deadline)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(0);
+                    }
+                    self.wait(state, Some(deadline - now))
+                }
+            };
+        }
+    }
+
+    fn wait<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State<T>> {
+        state.waiting += 1;
+        let mut state = match timeout {
+            None => self
+                .0
+                .available
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.0
+                    .available
+                    .wait_timeout(state, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.waiting -= 1;
+        state
+    }
+
+    /// Takes everything queued now.
+    pub(crate) fn take_all(&self) -> Vec<T> {
+        lock(&self.0.state).items.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn items_come_out_in_order_then_disconnected() {
+        let (tx, rx) = unbounded();
+        tx.send(1).unwrap();
+        tx.send_all(&mut vec![2, 3, 4]).unwrap();
+        let mut got = Vec::new();
+        assert_eq!(rx.recv_batch(2, Some(WAIT), |i| got.push(i)), Ok(2));
+        assert_eq!(rx.recv(), Some(3));
+        drop(tx);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(4));
+        assert_eq!(rx.recv_timeout(WAIT), Err(RecvTimeoutError::Disconnected));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(rx.recv(), None);
+        assert_eq!(got, [1, 2]);
+    }
+
+    #[test]
+    fn sending_without_receivers_hands_everything_back() {
+        let (tx, rx) = unbounded();
+        let rx2 = rx.clone();
+        drop(rx);
+        tx.send(1).unwrap();
+        drop(rx2);
+        assert_eq!(tx.send(2), Err(2));
+        let mut batch = vec![3, 4];
+        assert_eq!(tx.send_all(&mut batch), Err(()));
+        assert_eq!(batch, [3, 4]);
+    }
+
+    #[test]
+    fn timeouts_and_empty() {
+        let (tx, rx) = unbounded::<u32>();
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let short = Duration::from_millis(20);
+        assert_eq!(rx.recv_timeout(short), Err(RecvTimeoutError::Timeout));
+        assert_eq!(rx.recv_batch(8, Some(short), |_| {}), Ok(0));
+        // A timeout too large for an Instant waits for ever, like None.
+        tx.send(7).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::MAX), Ok(7));
+    }
+
+    #[test]
+    fn every_item_reaches_exactly_one_of_many_consumers() {
+        let (tx, rx) = unbounded::<u64>();
+        let consumers: Vec<_> = (0..4)
+            .map(|i| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        // Mix the single and the batch forms.
+                        let r = if i % 2 == 0 {
+                            rx.recv_timeout(WAIT).map(|x| got.push(x)).map(|_| 1)
+                        } else {
+                            rx.recv_batch(16, Some(WAIT), |x| got.push(x))
+                                .map_err(|()| RecvTimeoutError::Disconnected)
+                        };
+                        match r {
+                            Ok(0) | Err(RecvTimeoutError::Timeout) => panic!("stalled"),
+                            Ok(_) => {}
+                            Err(RecvTimeoutError::Disconnected) => return got,
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(rx);
+        let mut next = 0u64;
+        for round in 0..2_000 {
+            let mut batch: Vec<u64> = (next..next + round % 7).collect();
+            next += round % 7;
+            tx.send_all(&mut batch).unwrap();
+        }
+        drop(tx);
+        let mut all: Vec<u64> = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            // Each consumer sees its items in the order sent.
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..next).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,269 @@
+//! Sending on the caller's thread.
+//!
+//! Each connection's endpoint and socket sit behind a mutex ([`Io`]) shared
+//! by the network thread and the application threads. `send` locks it,
+//! queues the messages, and writes what the socket takes right away: no
+//! hand-off to the network thread, and no wake-up of it, on the common path.
+//! What the socket does not take stays in the endpoint's write buffer and
+//! queue; the socket is registered edge-triggered for writability, so the
+//! network thread gets an event once there is room, and goes on from there.
+//!
+//! Only the network thread takes events out of an endpoint and passes them
+//! on, so they stay in order. When a send on the caller's thread produces an
+//! event (a serializer error, a failed write, a disconnect that completed),
+//! it pokes the network thread, which delivers it.
+//!
+//! A connection is in the [`Directory`] from the moment its id exists
+//! (`connect` creates its endpoint on the caller's thread before it asks the
+//! network thread to connect), so every send of a connection takes the same
+//! path and none overtakes another. When the network thread lets go of a
+//! connection it marks the [`Io`] retired, under the same lock: a send
+//! either got in before (and its messages are accounted for by the
+//! connection's final events) or sees it retired and takes the command path,
+//! which rejects the messages.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::Waker;
+
+use mio::net::TcpStream;
+
+use crate::converter::Converter;
+use crate::endpoint::{Endpoint, EndpointConfig, State};
+use crate::event::Connection;
+use crate::mode::DisconnectMode;
+use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
+use crate::reactor::queues::Route;
+use crate::sync::lock;
+
+/// What the network thread and senders share of one connection.
+#[derive(Debug)]
+pub(crate) struct Io<C: Converter> {
+    pub(crate) endpoint: Endpoint<C>,
+    /// `None` while the name is being resolved.
+    pub(crate) socket: Option<TcpStream>,
+    /// Readiness seen and not yet used up by a `WouldBlock`.
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// Where the connection's events go; set by `finish_accept` and by a
+    /// merge.
+    pub(crate) route: Route<C::Message>,
+    /// The network thread let go of the connection: nothing may be queued
+    /// here any more.
+    pub(crate) retired: bool,
+}
+
+pub(crate) type SharedIo<C> = Arc<Mutex<Io<C>>>;
+
+/// Every live connection's [`Io`], by id.
+pub(crate) struct Directory<C: Converter> {
+    map: RwLock<HashMap<Connection, SharedIo<C>>>,
+    converter: Arc<C>,
+    config: EndpointConfig,
+    commands: Arc<CommandQueue<C::Message>>,
+}
+
+impl<C: Converter> std::fmt::Debug for Directory<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> Directory<C> {
+    pub(crate) fn new(
+        converter: Arc<C>,
+        config: EndpointConfig,
+        commands: Arc<CommandQueue<C::Message>>,
+    ) -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            converter,
+            config,
+            commands,
+        }
+    }
+
+    /// Registers a new connection whose endpoint is in its first state
+    /// (connecting or accepting).
+    pub(crate) fn insert(
+        &self,
+        endpoint: Endpoint<C>,
+        socket: Option<TcpStream>,
+        route: Route<C::Message>,
+    ) -> SharedIo<C> {
+        let id = endpoint.connection();
+        let io = Arc::new(Mutex::new(Io {
+            endpoint,
+            socket,
+            readable: false,
+            writable: false,
+            route,
+            retired: false,
+        }));
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, io.clone());
+        io
+    }
+
+    /// A fresh endpoint for a connection we are opening.
+    pub(crate) fn connecting(&self, id: Connection) -> Endpoint<C> {
+        Endpoint::connecting(id, self.converter.clone(), self.waker(id), self.config)
+    }
+
+    /// A fresh endpoint for a connection a peer opened.
+    pub(crate) fn accepting(&self, id: Connection) -> Endpoint<C> {
+        Endpoint::accepting(id, self.converter.clone(), self.waker(id), self.config)
+    }
+
+    fn waker(&self, id: Connection) -> Waker {
+        Waker::from(Arc::new(ConnectionWaker {
+            connection: id,
+            commands: self.commands.clone(),
+        }))
+    }
+
+    pub(crate) fn get(&self, id: Connection) -> Option<SharedIo<C>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Forgets a connection, retiring it: a sender that still holds it
+    /// finds it retired.
+    pub(crate) fn remove(&self, id: Connection) {
+        let removed = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(io) = removed {
+            lock(&io).retired = true;
+        }
+    }
+
+    /// Forgets every connection: the network thread has stopped.
+    pub(crate) fn retire_all(&self) {
+        let all: Vec<SharedIo<C>> = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, io)| io)
+            .collect();
+        for io in all {
+            lock(&io).retired = true;
+        }
+    }
+
+    /// Queues `messages` on `id` and writes what the socket takes now.
+    /// Hands them back, untouched, if the connection is not here (unknown,
+    /// or let go of by the network thread): the caller then goes through
+    /// the command queue, which rejects them.
+    pub(crate) fn send<I>(&self, id: Connection, messages: I) -> Result<(), I>
+    where
+        I: Iterator<Item = C::Message>,
+    {
+        let mut messages = Some(messages);
+        self.with_io(id, |io| {
+            io.endpoint.send_all(messages.take().expect("called once"));
+        });
+        messages.map_or(Ok(()), Err)
+    }
+
+    /// Starts a local disconnect on the caller's thread, so that it keeps
+    /// its place among the connection's sends. False if the connection is
+    /// not here.
+    pub(crate) fn disconnect(&self, id: Connection, mode: DisconnectMode) -> bool {
+        self.with_io(id, |io| io.endpoint.disconnect(mode))
+    }
+
+    /// Runs `f` on the connection, writes what its endpoint then offers,
+    /// and pokes the network thread if there are events to pass on. False,
+    /// without running `f`, if the connection is not here.
+    fn with_io(&self, id: Connection, f: impl FnOnce(&mut Io<C>)) -> bool {
+        let Some(shared) = self.get(id) else {
+            return false;
+        };
+        let mut guard = lock(&shared);
+        if guard.retired {
+            return false;
+        }
+        let io = &mut *guard;
+        let before = io.endpoint.state();
+        f(io);
+        if let Some(socket) = &mut io.socket {
+            write_out(&mut io.endpoint, socket, &mut io.writable);
+        }
+        let poke = io.endpoint.has_events() || io.endpoint.state() != before;
+        drop(guard);
+        if poke {
+            // If the network thread has stopped meanwhile, it closed this
+            // connection (passing its events on) after we let go of the lock.
+            let _ = self.commands.push(Command::Poke { connection: id });
+        }
+        true
+    }
+}
+
+/// Accepting and rejecting a connection a peer opened, for
+/// [`RemoteConnect`](crate::RemoteConnect), which knows the message type
+/// but not the converter.
+pub(crate) trait Admit<M>: Send + Sync {
+    /// Accepts `id` if it still waits for it, its events going by `route`.
+    /// False if it no longer waits (closed meanwhile).
+    fn accept(&self, id: Connection, route: Route<M>) -> bool;
+    /// Rejects `id` if it still waits for it.
+    fn reject(&self, id: Connection);
+}
+
+impl<C: Converter> Admit<C::Message> for Directory<C> {
+    fn accept(&self, id: Connection, route: Route<C::Message>) -> bool {
+        let mut accepted = false;
+        self.with_io(id, |io| {
+            if io.endpoint.state() == State::Accepting {
+                io.route = route;
+                io.endpoint.accept();
+                accepted = true;
+            }
+        });
+        accepted
+    }
+
+    fn reject(&self, id: Connection) {
+        self.with_io(id, |io| io.endpoint.reject());
+    }
+}
+
+/// Writes what the endpoint offers until it has nothing or the socket is
+/// full. Returns whether anything happened.
+pub(crate) fn write_out<C: Converter>(
+    endpoint: &mut Endpoint<C>,
+    socket: &mut TcpStream,
+    writable: &mut bool,
+) -> bool {
+    let mut progress = false;
+    while *writable && endpoint.wants_write() {
+        match socket.write(endpoint.transmit()) {
+            Ok(0) => {
+                endpoint.handle_error(io::ErrorKind::WriteZero.into());
+                return true;
+            }
+            Ok(n) => {
+                endpoint.handle_written(n);
+                progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                endpoint.handle_error(e);
+                return true;
+            }
+        }
+    }
+    progress
+}
