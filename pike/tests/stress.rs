@@ -302,3 +302,143 @@ fn nothing_is_lost_under_random_disconnects_shutdowns_and_peer_failures() {
         nothing_lost_round(seed);
     }
 }
+
+/// Sends are written on the sending thread; accepting and disconnecting are
+/// too, so a `finish_accept` racing a stream of sends, then a disconnect,
+/// keep their order: the peer reads every message, in order.
+#[test]
+fn sends_racing_finish_accept_keep_their_order() {
+    const N: usize = 2_000;
+    for round in 0..20 {
+        let c = listening(StringConverter::new());
+        let mut peer = raw_connect(c.local_addr().unwrap());
+        let remote = match next(&c) {
+            Event::RemoteConnect(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let conn = remote.connection;
+        let progress = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let sender = {
+            let (c, progress, accepted) = (c.clone(), progress.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    c.send(&conn, i.to_string()).unwrap();
+                    progress.store(i + 1, Ordering::Release);
+                }
+                // Disconnecting before the accept would reject the
+                // connection; that is not what this test is about.
+                let deadline = Instant::now() + WAIT;
+                while accepted.load(Ordering::Acquire) == 0 {
+                    assert!(Instant::now() < deadline, "never accepted");
+                    std::thread::yield_now();
+                }
+                c.disconnect(&conn, DisconnectMode::FinishQueue);
+            })
+        };
+        // Accept somewhere in the middle of the stream, differently each round.
+        let at = round * N / 20;
+        let deadline = Instant::now() + WAIT;
+        while progress.load(Ordering::Acquire) < at {
+            assert!(Instant::now() < deadline, "the sender stalled");
+            std::thread::yield_now();
+        }
+        remote.finish_accept(Delivery::Merged);
+        accepted.store(1, Ordering::Release);
+        let (read, partial) = decode_strings(&read_to_eof(&mut peer));
+        sender.join().unwrap();
+        let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+        assert_eq!(partial, 0, "round {round}");
+        assert!(
+            read == expected,
+            "round {round}: {} messages read, not 0..{N} in order",
+            read.len()
+        );
+        assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty()));
+    }
+}
+
+/// Senders on several threads keep sending while another thread shuts the
+/// connector down: every message is read by the peer or handed back (as
+/// `send`'s error or in an event), exactly once, and each sender's messages
+/// arrive in order.
+#[test]
+fn sends_racing_shutdown_lose_nothing() {
+    for seed in 0..12u64 {
+        let (l, addr) = raw_listener();
+        let c = client(StringConverter::new());
+        let conn = c.connect(addr, Delivery::Merged).unwrap();
+        let mut s = raw_accept(&l);
+        let peer = std::thread::spawn(move || read_to_eof(&mut s));
+        let started = Arc::new(AtomicUsize::new(0));
+        let senders: Vec<_> = (0..3)
+            .map(|t| {
+                let (c, started) = (c.clone(), started.clone());
+                std::thread::spawn(move || {
+                    let mut sent = 0usize;
+                    loop {
+                        let m = format!("{t}:{sent}");
+                        sent += 1;
+                        started.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = c.send(&conn, m) {
+                            return (sent, e.0);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        while started.load(Ordering::Relaxed) < 3_000 * (1 + seed as usize % 4) {
+            assert!(Instant::now() < deadline, "the senders stalled");
+            std::thread::yield_now();
+        }
+        let mode = [
+            ShutdownMode::Now,
+            ShutdownMode::FinishMessages,
+            ShutdownMode::FinishQueues,
+        ][seed as usize % 3];
+        c.shutdown(mode);
+        let mut back: Vec<String> = Vec::new();
+        while let Some(event) = c.recv() {
+            match event {
+                Event::FinishConnect(f) => back.extend(f.queued),
+                Event::FinishDisconnect(f) => {
+                    back.extend(f.incomplete);
+                    back.extend(f.queued);
+                }
+                Event::RemoteDisconnect(r) => {
+                    back.extend(r.incomplete);
+                    back.extend(r.queued);
+                }
+                Event::RejectedMessage(r) => back.push(r.message),
+                other => panic!("seed {seed}: {other:?}"),
+            }
+        }
+        let mut total = 0;
+        for sender in senders {
+            let (sent, refused) = sender.join().unwrap();
+            total += sent;
+            back.push(refused);
+        }
+        let (read, _) = decode_strings(&peer.join().unwrap());
+        let mut last = [None::<usize>; 3];
+        for m in &read {
+            let (t, i) = m.split_once(':').unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert!(last[t] < Some(i), "seed {seed}: {m} out of order");
+            last[t] = Some(i);
+        }
+        let mut seen = HashSet::new();
+        for m in read.iter().chain(&back) {
+            assert!(
+                seen.insert(m),
+                "seed {seed}: {m} read and returned, or twice"
+            );
+        }
+        assert_eq!(
+            seen.len(),
+            total,
+            "seed {seed} ({mode:?}): a message was lost"
+        );
+    }
+}
