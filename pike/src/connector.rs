@@ -167,7 +167,8 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
-    /// Size of the network thread's read buffer. Default 64 KiB.
+    /// Size of the network thread's read buffer (one per connector, not per
+    /// connection): the most one read system call takes. Default 256 KiB.
     pub fn read_chunk(mut self, bytes: usize) -> Self {
         self.config.read_chunk = bytes.max(1);
         self
@@ -270,7 +271,7 @@ impl<C: Converter> Connector<C> {
                 max_undelivered: DEFAULT_MAX_UNDELIVERED_EVENTS,
                 linger: DEFAULT_LINGER,
                 nodelay: true,
-                read_chunk: 64 * 1024,
+                read_chunk: 256 * 1024,
             },
         }
     }
