@@ -292,12 +292,14 @@ fn report(
             );
         }
     }
-    println!();
-    println!("round trip, 16 B (µs): p50 / p99");
-    for s in systems {
-        match rtt(s.name()) {
-            Some((p50, p99)) => println!("  {:<12} {p50:>8.1} / {p99:>8.1}", s.name()),
-            None => println!("  {:<12} failed", s.name()),
+    if metrics.iter().any(|(m, _)| *m == Metric::Latency) {
+        println!();
+        println!("round trip, 16 B (µs): p50 / p99");
+        for s in systems {
+            match rtt(s.name()) {
+                Some((p50, p99)) => println!("  {:<12} {p50:>8.1} / {p99:>8.1}", s.name()),
+                None => println!("  {:<12} failed", s.name()),
+            }
         }
     }
     let pike_p50 = rtt("pike").map(|r| r.0);

@@ -44,6 +44,7 @@ use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::command::{Command, ConnectWait, Target};
 use crate::reactor::direct::Directory;
+use crate::reactor::lead::Lead;
 use crate::reactor::queues::{Envelope, Route};
 use crate::reactor::{Config, Reactor, Shared};
 use crate::sync::lock;
@@ -188,7 +189,7 @@ impl<C: Converter> ConnectorBuilder<C> {
             inner: Arc::new(Inner {
                 shared: reactor.shared(),
                 directory: reactor.directory(),
-                reactor: Mutex::new(Some(reactor)),
+                lead: Arc::new(Lead::new(reactor)),
                 thread: Mutex::new(None),
                 local_addr,
             }),
@@ -237,8 +238,8 @@ struct Inner<C: Converter> {
     shared: Arc<Shared<C::Message>>,
     /// Where sends find their connection's endpoint and socket.
     directory: Arc<Directory<C>>,
-    /// The network loop until it is started.
-    reactor: Mutex<Option<Reactor<C>>>,
+    /// The network loop, and who runs it.
+    lead: Arc<Lead<C>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     local_addr: Option<SocketAddr>,
 }
@@ -284,26 +285,29 @@ impl<C: Converter> Connector<C> {
     /// Gives the calling thread to the network loop until shutdown
     /// completes (Pike's `run(block=True)`). Fails if already started.
     pub fn run(&self) -> io::Result<()> {
-        let reactor = self.take_reactor()?;
-        reactor.run();
+        self.start()?;
+        self.inner.lead.run_home();
         Ok(())
     }
 
     /// Starts the network loop on a background thread (Pike's
     /// `run(block=False)`). Fails if already started.
     pub fn spawn(&self) -> io::Result<()> {
-        let reactor = self.take_reactor()?;
+        self.start()?;
+        let lead = self.inner.lead.clone();
         let handle = std::thread::Builder::new()
             .name("pike-network".into())
-            .spawn(move || reactor.run())?;
+            .spawn(move || lead.run_home())?;
         *lock(&self.inner.thread) = Some(handle);
         Ok(())
     }
 
-    fn take_reactor(&self) -> io::Result<Reactor<C>> {
-        lock(&self.inner.reactor)
-            .take()
-            .ok_or_else(|| io::Error::other("connector already started"))
+    fn start(&self) -> io::Result<()> {
+        if self.inner.lead.start() {
+            Ok(())
+        } else {
+            Err(io::Error::other("connector already started"))
+        }
     }
 
     /// Whether the connector has fully stopped (no event will come).
@@ -483,8 +487,9 @@ impl<C: Converter> Connector<C> {
     /// Blocks for the next event of the main queue; `None` once the
     /// connector has stopped and every event was taken.
     pub fn recv(&self) -> Option<Event<C::Message>> {
-        let shared = &self.inner.shared;
-        shared.main.recv().map(|e| shared.open_envelope(e))
+        let mut out = Vec::with_capacity(1);
+        self.take_main(&mut out, 1, None).ok()?;
+        out.pop()
     }
 
     /// The next event of the main queue, if one is ready.
@@ -499,12 +504,12 @@ impl<C: Converter> Connector<C> {
 
     /// Blocks for the next event of the main queue, at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
-        let shared = &self.inner.shared;
-        shared
-            .main
-            .recv_timeout(timeout)
-            .map(|e| shared.open_envelope(e))
-            .map_err(recv_timeout_error)
+        let mut out = Vec::with_capacity(1);
+        let deadline = Instant::now().checked_add(timeout);
+        match self.take_main(&mut out, 1, deadline) {
+            Ok(_) => out.pop().ok_or(RecvTimeoutError::Timeout),
+            Err(()) => Err(RecvTimeoutError::Disconnected),
+        }
     }
 
     /// Blocks up to `timeout` for the next event of the main queue, then
@@ -521,10 +526,52 @@ impl<C: Converter> Connector<C> {
         if max == 0 {
             return Ok(0);
         }
-        self.inner
-            .shared
-            .recv_batch(out, max, timeout)
+        let deadline = Instant::now().checked_add(timeout);
+        self.take_main(out, max, deadline)
             .map_err(|()| StoppedError)
+    }
+
+    /// Takes up to `max` events of the main queue into `out`, waiting for
+    /// the first until `deadline` (`None`: for ever). While it waits, this
+    /// thread runs the network loop itself if nobody else needs it (see
+    /// `reactor::lead`), so that the event's arrival wakes it directly.
+    /// Returns how many (0 on timeout); Err once the connector stopped and
+    /// every event was taken.
+    fn take_main(
+        &self,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, ()> {
+        let shared = &self.inner.shared;
+        let ready = shared.recv_batch(out, max, Some(Duration::ZERO))?;
+        if ready > 0 {
+            return Ok(ready);
+        }
+        let nudge = || {
+            let _ = shared.commands.push(Command::Nudge);
+        };
+        if let Some(mut lent) = self.inner.lead.borrow(deadline, nudge) {
+            loop {
+                let n = shared.recv_batch(out, max, Some(Duration::ZERO))?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                let cap = match deadline {
+                    None => None,
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return Ok(0),
+                    },
+                };
+                if !lent.turn(cap) {
+                    // Shutdown completed: what is left is in the queue.
+                    break;
+                }
+            }
+        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        shared.recv_batch(out, max, timeout)
     }
 
     /// Blocks for the next event of a [separate](Delivery::Separate)
@@ -617,8 +664,7 @@ impl<C: Converter> Inner<C> {
         let _ = self.shared.commands.push(Command::Shutdown { mode });
         // Never started: run the loop here until the shutdown completes, so
         // that commands already given are answered.
-        let not_started = lock(&self.reactor).take();
-        if let Some(reactor) = not_started {
+        if let Some(reactor) = self.lead.take_unstarted() {
             reactor.run();
         }
         self.shared.wait_stopped();

@@ -854,3 +854,72 @@ fn shutdown_now_cuts_a_finishing_shutdown_short() {
         other => panic!("{other:?}"),
     }
 }
+
+// ----- who runs the network loop ------------------------------------------------
+//
+// A thread blocked in `recv` runs the network loop itself while it waits
+// (see `reactor::lead`). These check that the loop still runs for everyone
+// else when that thread goes away, and that waiting threads are released.
+
+#[test]
+fn the_loop_runs_on_after_the_thread_that_ran_it_stops_calling_recv() {
+    let server = listening(StringConverter::new());
+    let (l, addr) = raw_listener();
+    let client = client(StringConverter::new());
+    // This recv runs the loop, gets the connection, and never comes back.
+    let mut peer = raw_connect(server.local_addr().unwrap());
+    let conn = match next(&server) {
+        Event::RemoteConnect(r) => {
+            let conn = r.connection;
+            r.finish_accept(Delivery::Separate);
+            conn
+        }
+        other => panic!("{other:?}"),
+    };
+    // Reading, writing and connecting all go on without a thread in recv.
+    write_all(&mut peer, &wire(&["in"]));
+    match next_of(&server, &conn) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "in"),
+        other => panic!("{other:?}"),
+    }
+    server.send(&conn, s("out")).unwrap();
+    assert_eq!(read_exactly(&mut peer, 5), b"3 out");
+    let (_, result) = client
+        .connect_waiting(addr, Delivery::Merged, WAIT)
+        .unwrap();
+    result.unwrap();
+    drop(raw_accept(&l));
+}
+
+#[test]
+fn shutdown_releases_a_thread_blocked_in_recv() {
+    let c = listening(StringConverter::new());
+    let (started, waiting) = crossbeam_channel::bounded(1);
+    let blocked = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            started.send(()).unwrap();
+            // No timeout: only the shutdown can end this.
+            c.recv().is_none()
+        })
+    };
+    waiting.recv_timeout(WAIT).unwrap();
+    c.shutdown(ShutdownMode::Now);
+    assert!(blocked.join().unwrap(), "recv returns None after shutdown");
+}
+
+#[test]
+fn recv_timeout_returns_in_time_while_running_the_loop() {
+    let c = listening(StringConverter::new());
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(started.elapsed() < WAIT);
+    // The loop still answers afterwards.
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    c.send(&conn, s("ok")).unwrap();
+    assert_eq!(read_exactly(&mut peer, 4), b"2 ok");
+}

@@ -78,6 +78,8 @@ pub(crate) enum Command<M> {
     Shutdown {
         mode: ShutdownMode,
     },
+    /// Nothing: wakes the poller so that its thread hands the loop over.
+    Nudge,
 }
 
 impl<M> fmt::Debug for Command<M> {
@@ -94,6 +96,7 @@ impl<M> fmt::Debug for Command<M> {
             Command::Resume { .. } => "Resume",
             Command::Wake { .. } => "Wake",
             Command::Shutdown { .. } => "Shutdown",
+            Command::Nudge => "Nudge",
         };
         f.write_str(name)
     }

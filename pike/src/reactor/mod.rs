@@ -28,6 +28,7 @@
 pub(crate) mod channel;
 pub(crate) mod command;
 pub(crate) mod direct;
+pub(crate) mod lead;
 pub(crate) mod queues;
 
 use std::collections::{HashMap, VecDeque};
@@ -128,18 +129,19 @@ impl<M> Shared<M> {
         }
     }
 
-    /// Waits up to `timeout` for the main queue's next event, then takes up
-    /// to `max` of those ready into `out`. Credit goes back once per run of
-    /// one connection's events, not once per event. Returns how many (0 on
-    /// timeout); Err once the queue is closed and empty.
+    /// Waits up to `timeout` (`None`: for ever) for the main queue's next
+    /// event, then takes up to `max` of those ready into `out`. Credit goes
+    /// back once per run of one connection's events, not once per event.
+    /// Returns how many (0 on timeout); Err once the queue is closed and
+    /// empty.
     pub(crate) fn recv_batch(
         &self,
         out: &mut Vec<Event<M>>,
         max: usize,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<usize, ()> {
         let mut runs: Vec<(Arc<Credit>, usize)> = Vec::new();
-        let n = self.main.recv_batch(max, Some(timeout), |envelope| {
+        let n = self.main.recv_batch(max, timeout, |envelope| {
             out.push(envelope.event);
             if let Some(credit) = envelope.credit {
                 match runs.last_mut() {
@@ -278,14 +280,18 @@ impl<C: Converter> Reactor<C> {
 
     /// Runs the loop until shutdown completes, then closes the queues.
     pub(crate) fn run(mut self) {
-        while self.turn() {}
+        while self.turn(None) {}
         self.finish();
     }
 
-    /// One turn of the loop: poll, take commands, drive ready connections,
-    /// fire timers. Returns false once shutdown has completed.
-    pub(crate) fn turn(&mut self) -> bool {
-        let mut timeout = self.poll_timeout();
+    /// One turn of the loop: poll (sleeping at most `cap`), take commands,
+    /// drive ready connections, fire timers. Returns false once shutdown
+    /// has completed.
+    pub(crate) fn turn(&mut self, cap: Option<Duration>) -> bool {
+        let mut timeout = match (self.poll_timeout(), cap) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
         let sleeping = timeout != Some(Duration::ZERO);
         if sleeping && !self.shared.commands.going_to_sleep(&self.commands) {
             timeout = Some(Duration::ZERO);
@@ -342,6 +348,11 @@ impl<C: Converter> Reactor<C> {
             }
         }
         !(self.shutdown.is_some() && self.conns.is_empty())
+    }
+
+    /// Whether a turn would find something to do without waiting.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.ready.is_empty() || !self.commands.is_empty()
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -521,6 +532,7 @@ impl<C: Converter> Reactor<C> {
                 }
             }
             Command::Shutdown { mode } => self.begin_shutdown(mode),
+            Command::Nudge => {}
         }
     }
 
@@ -894,7 +906,7 @@ impl<C: Converter> Reactor<C> {
 
     /// After the last turn: refuse further commands, answer the ones that
     /// got in, and close the queues.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.shared.commands.close();
         while let Ok(command) = self.commands.try_recv() {
             match command {

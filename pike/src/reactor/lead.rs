@@ -1,0 +1,245 @@
+//! Who runs the network loop: the network thread, or an application thread
+//! blocked in `recv` (leader/follower).
+//!
+//! When an application thread waits for an event, the fastest way to get it
+//! one is to let that thread wait in `poll` itself: the socket's readiness
+//! then wakes the very thread that wants the message, where otherwise it
+//! wakes the network thread, which wakes the application thread (two
+//! context switches instead of one, and on a busy machine each costs tens
+//! of microseconds).
+//!
+//! So the [`Reactor`] sits in a slot. Its *home* thread (the one `spawn`
+//! starts, or the caller of `run`) runs it while nobody else wants it. A
+//! thread in `recv` with nothing to take *borrows* it: if it is idle in the
+//! slot, at once; if the home thread is running it, by asking (`wanted`
+//! and a no-op command that wakes `poll`) and waiting for the hand-over. It
+//! runs turns of the loop until an event for it is queued, then puts the
+//! reactor back in the slot. Only one thread borrows at a time; the others
+//! wait on the queue as before, fed by whoever runs the loop.
+//!
+//! A returned reactor is not handed to the home thread at once: an
+//! application that calls `recv` in a loop takes it again straight away,
+//! with no hand-over at all. The home thread looks at the slot every
+//! [`GRACE`] and takes an idle reactor back, so that a connector whose
+//! application threads are all busy still accepts, writes and reads within
+//! that time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::converter::Converter;
+use crate::reactor::Reactor;
+use crate::sync::lock;
+
+/// How long a returned reactor may sit idle before its home thread takes
+/// it back.
+pub(crate) const GRACE: Duration = Duration::from_micros(500);
+
+/// The slot the reactor lives in, and the threads that run it.
+pub(crate) struct Lead<C: Converter> {
+    slot: Mutex<Slot<C>>,
+    /// The home thread waits here while the reactor is lent or idle.
+    home: Condvar,
+    /// A borrower waits here for the home thread to hand the reactor over.
+    handed: Condvar,
+    /// Borrowers asking the home thread to hand the reactor over.
+    wanted: AtomicUsize,
+}
+
+struct Slot<C: Converter> {
+    /// `None` while a thread runs it (or after it finished).
+    reactor: Option<Reactor<C>>,
+    /// A home thread runs the loop (`spawn` or `run` was called).
+    started: bool,
+    /// A borrower has it or is waiting for it.
+    borrowed: bool,
+    /// The loop ended (shutdown complete) and the reactor is gone.
+    done: bool,
+}
+
+impl<C: Converter> std::fmt::Debug for Lead<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lead").finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> Lead<C> {
+    pub(crate) fn new(reactor: Reactor<C>) -> Self {
+        Self {
+            slot: Mutex::new(Slot {
+                reactor: Some(reactor),
+                started: false,
+                borrowed: false,
+                done: false,
+            }),
+            home: Condvar::new(),
+            handed: Condvar::new(),
+            wanted: AtomicUsize::new(0),
+        }
+    }
+
+    /// Marks the loop started by a home thread; false if it was already.
+    pub(crate) fn start(&self) -> bool {
+        let mut slot = lock(&self.slot);
+        if slot.started || slot.reactor.is_none() {
+            return false;
+        }
+        slot.started = true;
+        true
+    }
+
+    /// The reactor of a connector that was never started, to run its
+    /// shutdown on the caller.
+    pub(crate) fn take_unstarted(&self) -> Option<Reactor<C>> {
+        let mut slot = lock(&self.slot);
+        if slot.started {
+            return None;
+        }
+        slot.started = true;
+        slot.reactor.take()
+    }
+
+    /// The home thread's loop: runs the reactor whenever nobody borrows it,
+    /// until shutdown completes.
+    pub(crate) fn run_home(&self) {
+        let mut slot = lock(&self.slot);
+        loop {
+            if slot.done {
+                return;
+            }
+            let idle = slot.reactor.is_some() && !slot.borrowed;
+            if !idle || self.wanted.load(Ordering::SeqCst) > 0 {
+                slot = self
+                    .home
+                    .wait_timeout(slot, GRACE)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            let mut reactor = slot.reactor.take().expect("idle");
+            drop(slot);
+            let mut alive = true;
+            while alive && self.wanted.load(Ordering::SeqCst) == 0 {
+                alive = reactor.turn(None);
+            }
+            slot = lock(&self.slot);
+            if !alive {
+                drop(slot);
+                self.finish(reactor);
+                return;
+            }
+            slot.reactor = Some(reactor);
+            self.handed.notify_all();
+        }
+    }
+
+    /// Takes the reactor to run it on this thread, waiting for the home
+    /// thread to hand it over until `deadline`. `None` if the loop is not
+    /// running on a home thread, someone else borrows it, it finished, or
+    /// the deadline passed.
+    pub(crate) fn borrow(
+        &self,
+        deadline: Option<Instant>,
+        nudge: impl FnOnce(),
+    ) -> Option<Borrowed<'_, C>> {
+        let mut slot = lock(&self.slot);
+        if !slot.started || slot.borrowed || slot.done {
+            return None;
+        }
+        slot.borrowed = true;
+        if slot.reactor.is_none() {
+            // The home thread runs it: ask it to stop after its turn.
+            self.wanted.fetch_add(1, Ordering::SeqCst);
+            nudge();
+            while slot.reactor.is_none() {
+                let now = Instant::now();
+                let expired = deadline.is_some_and(|d| now >= d);
+                if slot.done || expired {
+                    self.wanted.fetch_sub(1, Ordering::SeqCst);
+                    slot.borrowed = false;
+                    drop(slot);
+                    self.home.notify_one();
+                    return None;
+                }
+                slot = match deadline {
+                    None => self.handed.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        self.handed
+                            .wait_timeout(slot, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+            }
+            self.wanted.fetch_sub(1, Ordering::SeqCst);
+        }
+        let reactor = slot.reactor.take().expect("checked");
+        Some(Borrowed {
+            lead: self,
+            reactor: Some(reactor),
+        })
+    }
+
+    fn finish(&self, reactor: Reactor<C>) {
+        reactor.finish();
+        let mut slot = lock(&self.slot);
+        slot.done = true;
+        slot.borrowed = false;
+        drop(slot);
+        self.home.notify_all();
+        self.handed.notify_all();
+    }
+}
+
+/// A reactor lent to an application thread; back in its slot when dropped.
+pub(crate) struct Borrowed<'a, C: Converter> {
+    lead: &'a Lead<C>,
+    reactor: Option<Reactor<C>>,
+}
+
+impl<C: Converter> Borrowed<'_, C> {
+    /// One turn of the loop, sleeping in `poll` at most `cap`. False once
+    /// shutdown completed (the reactor is then finished and gone).
+    pub(crate) fn turn(&mut self, cap: Option<Duration>) -> bool {
+        let Some(reactor) = &mut self.reactor else {
+            return false;
+        };
+        if reactor.turn(cap) {
+            return true;
+        }
+        let reactor = self.reactor.take().expect("checked");
+        self.lead.finish(reactor);
+        false
+    }
+}
+
+impl<C: Converter> Drop for Borrowed<'_, C> {
+    fn drop(&mut self) {
+        let Some(reactor) = self.reactor.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            // Whatever broke may have left it inconsistent: stop the
+            // connector rather than run it on.
+            drop(reactor);
+            let mut slot = lock(&self.lead.slot);
+            slot.done = true;
+            slot.borrowed = false;
+            drop(slot);
+            self.lead.home.notify_all();
+            self.lead.handed.notify_all();
+            return;
+        }
+        let has_work = reactor.has_work();
+        let mut slot = lock(&self.lead.slot);
+        slot.reactor = Some(reactor);
+        slot.borrowed = false;
+        drop(slot);
+        // Otherwise no notification: the home thread takes an idle reactor
+        // back after `GRACE`; a thread calling `recv` again takes it at once.
+        if has_work {
+            self.lead.home.notify_one();
+        }
+    }
+}
