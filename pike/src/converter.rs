@@ -47,6 +47,17 @@ pub trait Converter: Send + Sync + 'static {
 
     /// Returns a deserializer for the next incoming message.
     fn deserializer(&self) -> Self::Deserializer;
+
+    /// A fast path for small messages: writes all of `message` into `out`
+    /// and returns true if it fits, or writes nothing and returns false.
+    /// What it writes must be exactly what a serializer would.
+    ///
+    /// The connection tries it before asking for a serializer, which it
+    /// then does not need. The default has no fast path.
+    fn write_whole(&self, message: &Self::Message, out: &mut WriteBuf<'_>) -> bool {
+        let _ = (message, out);
+        false
+    }
 }
 
 /// What [`Serializer::get_bytes`] achieved.

@@ -569,6 +569,20 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
     type Serializer = LengthPrefixedSerializer<P>;
     type Deserializer = LengthPrefixedDeserializer<P>;
 
+    fn write_whole(&self, message: &P, out: &mut WriteBuf<'_>) -> bool {
+        let body = message.as_bytes();
+        let mut w = ArrayWriter::<32>::new();
+        push_decimal(&mut w, body.len() as u64);
+        w.push(b' ');
+        let header = w.as_bytes();
+        if header.len() + body.len() > out.remaining() {
+            return false;
+        }
+        out.put(header);
+        out.put(body);
+        true
+    }
+
     fn serializer(&self, message: &P) -> Self::Serializer {
         let mut w = ArrayWriter::<32>::new();
         push_decimal(&mut w, message.as_bytes().len() as u64);

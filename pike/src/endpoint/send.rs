@@ -172,6 +172,47 @@ impl<C: Converter> Outbox<C> {
                 let Some(message) = self.queue.pop_front() else {
                     break;
                 };
+                // Small messages go in whole, without a serializer, when
+                // there is room (`low_water` is there at this point or the
+                // message waits for more).
+                let start = self.buffered_end();
+                let unflushed = self.buf.len() - self.head;
+                if self.capacity - unflushed >= self.low_water {
+                    if self.capacity - self.buf.len() < self.low_water {
+                        self.compact();
+                    }
+                    let mut out = WriteBuf::new(&mut self.buf, self.capacity);
+                    let whole = catch_unwind(AssertUnwindSafe(|| {
+                        converter.write_whole(&message, &mut out)
+                    }));
+                    match whole {
+                        Ok(true) => {
+                            let end = self.buffered_end();
+                            self.in_flight.push_back(InFlight {
+                                message,
+                                start,
+                                end,
+                            });
+                            continue;
+                        }
+                        Ok(false) => {
+                            // It must not have written anything; if it did,
+                            // the serializer starts again from scratch.
+                            self.buf
+                                .truncate(self.head + (start - self.flushed) as usize);
+                        }
+                        Err(payload) => {
+                            // Whatever it wrote is cut off; the stream stays
+                            // whole up to here, but the converter is broken.
+                            self.buf
+                                .truncate(self.head + (start - self.flushed) as usize);
+                            self.queue.push_front(message);
+                            return Err(DisconnectReason::SerializerPanicked(panic_message(
+                                payload.as_ref(),
+                            )));
+                        }
+                    }
+                }
                 let serializer = converter.serializer(&message);
                 self.active = Some(Active {
                     message,

@@ -115,8 +115,8 @@ impl<M> Shared<M> {
     /// Takes an envelope out of a queue: gives its credit back, asking the
     /// network thread to read again if that connection was paused.
     pub(crate) fn open_envelope(&self, envelope: Envelope<M>) -> Event<M> {
-        if let Some(credit) = &envelope.credit {
-            self.give_back(credit, 1);
+        if let Some((credit, n)) = &envelope.credit {
+            self.give_back(credit, *n);
         }
         envelope.event
     }
@@ -130,27 +130,20 @@ impl<M> Shared<M> {
     }
 
     /// Waits up to `timeout` (`None`: for ever) for the main queue's next
-    /// event, then takes up to `max` of those ready into `out`. Credit goes
-    /// back once per run of one connection's events, not once per event.
-    /// Returns how many (0 on timeout); Err once the queue is closed and
-    /// empty.
+    /// event, then takes up to `max` of those ready into `out`. Returns how
+    /// many (0 on timeout); Err once the queue is closed and empty.
     pub(crate) fn recv_batch(
         &self,
         out: &mut Vec<Event<M>>,
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, ()> {
-        let mut runs: Vec<(Arc<Credit>, usize)> = Vec::new();
+        let mut credits = Vec::new();
         let n = self.main.recv_batch(max, timeout, |envelope| {
             out.push(envelope.event);
-            if let Some(credit) = envelope.credit {
-                match runs.last_mut() {
-                    Some((last, k)) if Arc::ptr_eq(last, &credit) => *k += 1,
-                    _ => runs.push((credit, 1)),
-                }
-            }
+            credits.extend(envelope.credit);
         })?;
-        for (credit, k) in runs {
+        for (credit, k) in credits {
             self.give_back(&credit, k);
         }
         Ok(n)
@@ -997,7 +990,7 @@ fn deliver<C: Converter>(
         let last = event.is_final();
         batch.push(Envelope {
             event,
-            credit: Some(conn.credit.clone()),
+            credit: None,
         });
         if last {
             // Nothing follows the final event; later rejections go to main.
@@ -1017,7 +1010,7 @@ fn route_event<M>(
     let last = event.is_final();
     let envelope = Envelope {
         event,
-        credit: Some(credit.clone()),
+        credit: None,
     };
     hand_over(&mut vec![envelope], credit, route, main);
     if last {
@@ -1029,14 +1022,16 @@ fn route_event<M>(
 /// against its credit first.
 fn hand_over<M>(
     batch: &mut Vec<Envelope<M>>,
-    credit: &Credit,
+    credit: &Arc<Credit>,
     route: &Route<M>,
     main: &channel::Sender<Envelope<M>>,
 ) {
-    if batch.is_empty() {
+    let n = batch.len();
+    let Some(last) = batch.last_mut() else {
         return;
-    }
-    credit.produced(batch.len());
+    };
+    last.credit = Some((credit.clone(), n));
+    credit.produced(n);
     if let Route::Separate(tx) = route
         && tx.send_all(batch).is_ok()
     {

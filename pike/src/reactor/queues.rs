@@ -20,11 +20,17 @@ use crate::reactor::channel::{self, Receiver, Sender};
 use crate::reactor::command::Credit;
 use crate::sync::lock;
 
-/// An event on its way to the application, with the credit it consumes.
+/// An event on its way to the application.
+///
+/// Credit (read backpressure) is counted per hand-over, not per event: the
+/// last envelope of each batch carries the connection's credit and the
+/// batch's size, and whoever takes it gives all of that back. So producing
+/// and taking an event costs no atomic operation on a shared counter, and
+/// a connection's count comes down once a batch is taken in full.
 #[derive(Debug)]
 pub(crate) struct Envelope<M> {
     pub(crate) event: Event<M>,
-    pub(crate) credit: Option<Arc<Credit>>,
+    pub(crate) credit: Option<(Arc<Credit>, usize)>,
 }
 
 /// Where a connection's events go.
