@@ -675,6 +675,24 @@ impl<P: Payload> Deserializer for LengthPrefixedDeserializer<P> {
         _waker: &Waker,
     ) -> Result<(usize, Decoded<P>), ProtocolError> {
         let mut used = 0;
+        if let BodyState::Header(field) = &self.state
+            && field.len == 0
+            && let Some(space) = data
+                .iter()
+                .take(LENGTH_FIELD_MAX + 1)
+                .position(|&b| b == b' ')
+        {
+            // Fast path: the whole header is here, so parse it in place
+            // (the checks are those of the general path below).
+            let digits = &data[..space];
+            check_partial_length(digits, self.max_message_size)?;
+            let length = parse_u64(digits)? as usize;
+            let rest = &data[space + 1..];
+            if rest.len() >= length {
+                let message = P::from_slice(&rest[..length])?;
+                return Ok((space + 1 + length, Decoded::Done(message)));
+            }
+        }
         if let BodyState::Header(field) = &mut self.state {
             let (n, complete) = field.take(data)?;
             used = n;
