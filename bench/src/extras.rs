@@ -19,6 +19,23 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// [`idle_connections`] in a fresh process (this binary with
+/// `--idle-server`), so that what earlier runs left in the allocator does
+/// not blur the figure.
+pub(crate) fn idle_connections_in_child(n: usize) -> Result<f64, String> {
+    let out = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["--idle-server", &n.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("idle server said {:?}: {e}", out.stdout))
+}
+
 /// `n` idle connections accepted by one connector; RSS growth per
 /// connection in bytes. The clients are plain sockets in a child process
 /// (this binary with `--idle-clients`), so only the connector's memory and

@@ -57,6 +57,18 @@ fn main() {
         extras::hold_idle_clients(addr, n.parse().unwrap_or(0));
         return;
     }
+    if let [flag, n] = &args[..]
+        && flag == "--idle-server"
+    {
+        match extras::idle_connections(n.parse().unwrap_or(0)) {
+            Ok(bytes) => println!("{bytes}"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let runs: usize = args
         .iter()
@@ -131,7 +143,7 @@ fn main() {
             .and_then(|i| args.get(i + 1)?.parse().ok())
             .unwrap_or(if quick { 1000 } else { 10_000 });
         println!();
-        match extras::idle_connections(idle) {
+        match extras::idle_connections_in_child(idle) {
             Ok(bytes) => {
                 println!("idle connections: {idle} on one connector, {bytes:.0} bytes of RSS each")
             }
