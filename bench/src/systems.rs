@@ -4,7 +4,8 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,21 +61,64 @@ fn join<T>(h: JoinHandle<Result<T>>) -> Result<T> {
 
 const PING: &[u8; 16] = b"0123456789abcdef";
 
-/// Waits until fewer than `window` of the `sent` messages are unreceived,
-/// as an application keeping a bounded number in flight would.
-fn wait_for_window(
-    sent: usize,
-    received: &AtomicUsize,
-    window: usize,
-    start: Instant,
-) -> Result<()> {
-    while sent - received.load(Ordering::Relaxed) >= window {
-        if start.elapsed() > RUN_LIMIT {
-            return Err("timed out".into());
-        }
-        std::thread::yield_now();
+/// A bounded number of messages in flight, as an application whose `send`
+/// never blocks would keep: the sender sleeps while the window is full (a
+/// sender spinning there would take a core from the threads it waits for,
+/// on a two-core machine half of it).
+struct Window {
+    received: AtomicUsize,
+    sleeping: AtomicBool,
+    lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl Window {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            received: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+        })
     }
-    Ok(())
+
+    /// Receiver: `n` more messages arrived.
+    fn add(&self, n: usize) -> usize {
+        let total = self.received.fetch_add(n, Ordering::SeqCst) + n;
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.room.notify_one();
+        }
+        total
+    }
+
+    /// Sender: returns once fewer than `window` of the `sent` messages are
+    /// unreceived; when the window is full, sleeps until a quarter of it is
+    /// free.
+    fn wait(&self, sent: usize, window: usize, start: Instant) -> Result<()> {
+        if sent - self.received.load(Ordering::SeqCst) < window {
+            return Ok(());
+        }
+        let target = sent - window * 3 / 4;
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            self.sleeping.store(true, Ordering::SeqCst);
+            if self.received.load(Ordering::SeqCst) >= target {
+                break;
+            }
+            if start.elapsed() > RUN_LIMIT {
+                return Err("timed out".into());
+            }
+            // The timeout is only a safety net: `add` wakes us.
+            guard = self
+                .room
+                .wait_timeout(guard, Duration::from_millis(1))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 // ----- Pike ----------------------------------------------------------------
@@ -114,7 +158,7 @@ impl System for Pike {
         /// Messages per `send_batch` and at most per `recv_batch`.
         const BATCH: usize = 256;
         let (server, client, conn) = pike_pair()?;
-        let received = Arc::new(AtomicUsize::new(0));
+        let received = Window::new();
         let rx = {
             let (server, received) = (server.clone(), received.clone());
             std::thread::spawn(move || -> Result<Instant> {
@@ -129,13 +173,14 @@ impl System for Pike {
                     {
                         return Err("timed out".into());
                     }
+                    let n = events.len();
                     for e in events.drain(..) {
                         match e {
-                            Event::MessageReceived(m) if m.message.len() == size => got += 1,
+                            Event::MessageReceived(m) if m.message.len() == size => {}
                             other => return Err(format!("unexpected {other:?}")),
                         }
                     }
-                    received.store(got, Ordering::Relaxed);
+                    got = received.add(n);
                 }
                 Ok(Instant::now())
             })
@@ -146,7 +191,7 @@ impl System for Pike {
         let start = Instant::now();
         let mut sent = 0;
         while sent < count {
-            wait_for_window(sent, &received, window, start)?;
+            received.wait(sent, window, start)?;
             let n = BATCH.min(count - sent);
             client
                 .send_batch(&conn, std::iter::repeat_n(payload.clone(), n))
@@ -454,7 +499,7 @@ impl System for MessageIo {
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
         use message_io::network::SendStatus;
-        let received = Arc::new(AtomicUsize::new(0));
+        let received = Window::new();
         let wrong = Arc::new(AtomicUsize::new(0));
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let pair = {
@@ -464,7 +509,7 @@ impl System for MessageIo {
                     if data.len() != size {
                         wrong.fetch_add(1, Ordering::Relaxed);
                     }
-                    if received.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                    if received.add(1) == count {
                         let _ = done_tx.send(Instant::now());
                     }
                 },
@@ -475,7 +520,7 @@ impl System for MessageIo {
         let window = ((64 << 20) / size).clamp(64, 65_536);
         let start = Instant::now();
         for sent in 0..count {
-            wait_for_window(sent, &received, window, start)?;
+            received.wait(sent, window, start)?;
             match pair.client.network().send(pair.endpoint, &payload) {
                 SendStatus::Sent => {}
                 other => return Err(format!("send: {other:?}")),

@@ -138,13 +138,24 @@ impl<C: Converter> Outbox<C> {
         }
     }
 
-    /// Moves the unflushed bytes to the front of the buffer so that the
-    /// room behind them can be used.
-    fn compact(&mut self) {
+    /// Whether a worthwhile amount of room (`low_water`) follows the
+    /// unflushed bytes. When it does not, the unflushed bytes are moved to
+    /// the front, but only while they are few (at most `low_water`): moving
+    /// a large remainder after every partial write would copy the stream
+    /// once more, and a socket that takes a byte at a time would cost a
+    /// memmove per byte. Otherwise the socket drains them first.
+    fn room(&mut self) -> bool {
+        if self.capacity - self.buf.len() >= self.low_water {
+            return true;
+        }
+        if self.buf.len() - self.head > self.low_water {
+            return false;
+        }
         if self.head > 0 {
             self.buf.drain(..self.head);
             self.head = 0;
         }
+        self.capacity - self.buf.len() >= self.low_water
     }
 
     /// Wakes the active serializer if it was waiting.
@@ -173,14 +184,9 @@ impl<C: Converter> Outbox<C> {
                     break;
                 };
                 // Small messages go in whole, without a serializer, when
-                // there is room (`low_water` is there at this point or the
-                // message waits for more).
+                // there is room.
                 let start = self.buffered_end();
-                let unflushed = self.buf.len() - self.head;
-                if self.capacity - unflushed >= self.low_water {
-                    if self.capacity - self.buf.len() < self.low_water {
-                        self.compact();
-                    }
+                if self.room() {
                     let mut out = WriteBuf::new(&mut self.buf, self.capacity);
                     let whole = catch_unwind(AssertUnwindSafe(|| {
                         converter.write_whole(&message, &mut out)
@@ -224,15 +230,9 @@ impl<C: Converter> Outbox<C> {
             if self.active.as_ref().is_some_and(|a| a.waiting) {
                 break;
             }
-            // Ask only for a worthwhile amount of room, and move the
-            // unflushed bytes forward only then: a socket that takes a byte
-            // at a time costs no memmove per byte.
-            let unflushed = self.buf.len() - self.head;
-            if self.capacity - unflushed < self.low_water {
+            // Ask only for a worthwhile amount of room.
+            if !self.room() {
                 break;
-            }
-            if self.capacity - self.buf.len() < self.low_water {
-                self.compact();
             }
             let active = self.active.as_mut().expect("set above");
             let before = self.buf.len();
