@@ -46,6 +46,9 @@ pub(crate) struct Io<C: Converter> {
     /// Readiness seen and not yet used up by a `WouldBlock`.
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer's end of input (or an error) was reported: read until EOF,
+    /// even after a short read.
+    pub(crate) read_closed: bool,
     /// Where the connection's events go; set by `finish_accept` and by a
     /// merge.
     pub(crate) route: Route<C::Message>,
@@ -98,6 +101,7 @@ impl<C: Converter> Directory<C> {
             socket,
             readable: false,
             writable: false,
+            read_closed: false,
             route,
             retired: false,
         }));
@@ -248,6 +252,7 @@ pub(crate) fn write_out<C: Converter>(
 ) -> bool {
     let mut progress = false;
     while *writable && endpoint.wants_write() {
+        let offered = endpoint.transmit().len();
         match socket.write(endpoint.transmit()) {
             Ok(0) => {
                 endpoint.handle_error(io::ErrorKind::WriteZero.into());
@@ -256,6 +261,11 @@ pub(crate) fn write_out<C: Converter>(
             Ok(n) => {
                 endpoint.handle_written(n);
                 progress = true;
+                // A short write filled the socket's buffer; epoll reports
+                // room with a new edge.
+                if n < offered {
+                    *writable = false;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

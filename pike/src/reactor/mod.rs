@@ -311,6 +311,9 @@ impl<C: Converter> Reactor<C> {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             io.readable = true;
                         }
+                        if event.is_read_closed() || event.is_error() {
+                            io.read_closed = true;
+                        }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
                             io.writable = true;
                         }
@@ -600,6 +603,7 @@ impl<C: Converter> Reactor<C> {
         }
         io.readable = false;
         io.writable = false;
+        io.read_closed = false;
         while let Some(addr) = conn.addrs.pop_front() {
             match TcpStream::connect(addr) {
                 Ok(mut stream) => {
@@ -771,7 +775,15 @@ impl<C: Converter> Reactor<C> {
                     budget -= 1;
                     match socket.read(&mut self.scratch) {
                         Ok(0) => io.endpoint.handle_eof(),
-                        Ok(n) => io.endpoint.handle_read(&self.scratch[..n]),
+                        Ok(n) => {
+                            io.endpoint.handle_read(&self.scratch[..n]);
+                            // A short read emptied the socket's queue (epoll
+                            // reports new data with a new edge): skip the
+                            // read that would only say `WouldBlock`.
+                            if n < self.scratch.len() && !io.read_closed {
+                                io.readable = false;
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => io.endpoint.handle_error(e),
