@@ -43,6 +43,16 @@ fn bench_one<C: Converter>(crit: &mut Criterion, name: &str, c: C, message: C::M
         b.iter(|| encode(&c, black_box(&message), &mut buf));
     });
     group.bench_function("decode", |b| b.iter(|| decode(&c, black_box(&wire))));
+    if c.write_whole(&message, &mut WriteBuf::new(&mut Vec::new(), usize::MAX)) {
+        // The fast path a connection takes when the message fits.
+        group.bench_function("write_whole", |b| {
+            b.iter(|| {
+                buf.clear();
+                let mut out = WriteBuf::new(&mut buf, usize::MAX);
+                assert!(c.write_whole(black_box(&message), &mut out));
+            });
+        });
+    }
     group.finish();
 }
 

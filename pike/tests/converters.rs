@@ -511,6 +511,27 @@ proptest! {
         prop_assert_eq!(roundtrip(&VecConverter::new(), &v, &ch), v);
     }
 
+    /// The whole-message fast path writes exactly what the serializer
+    /// writes when it fits, and nothing at all when it does not.
+    #[test]
+    fn write_whole_matches_the_serializer(
+        body in prop::collection::vec(any::<u8>(), 0..300),
+        room in 0usize..320,
+        before in 0usize..8,
+    ) {
+        let c = VecConverter::new();
+        let wire = encode(&c, &body);
+        let mut buf = vec![b'x'; before];
+        let mut out = WriteBuf::new(&mut buf, before + room);
+        let whole = c.write_whole(&body, &mut out);
+        prop_assert_eq!(whole, wire.len() <= room);
+        if whole {
+            prop_assert_eq!(&buf[before..], &wire[..]);
+        } else {
+            prop_assert_eq!(buf.len(), before);
+        }
+    }
+
     /// Any bytes at all: a message, a wait for more, or a typed error;
     /// never a panic.
     #[test]
