@@ -452,7 +452,11 @@ impl<C: Converter> Connector<C> {
         if messages.is_empty() {
             return Ok(());
         }
-        let Err(back) = self.inner.directory.send(*connection, messages.into_iter()) else {
+        let Err(back) = self
+            .inner
+            .directory
+            .send_batch(*connection, messages.into_iter())
+        else {
             return Ok(());
         };
         let messages: Vec<C::Message> = back.collect();

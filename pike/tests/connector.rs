@@ -923,3 +923,27 @@ fn recv_timeout_returns_in_time_while_running_the_loop() {
     c.send(&conn, s("ok")).unwrap();
     assert_eq!(read_exactly(&mut peer, 4), b"2 ok");
 }
+
+#[test]
+fn sends_in_quick_succession_are_all_written_while_nobody_is_in_recv() {
+    // One by one and back to back, the sends after the first are left for
+    // the network loop to write together; the loop is parked idle after the
+    // recv below, so this also checks that a send wakes its home thread.
+    let c = listening(StringConverter::new());
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    let n = 5_000;
+    for i in 0..n {
+        c.send(&conn, i.to_string()).unwrap();
+    }
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    let (read, partial) = decode_strings(&read_to_eof(&mut peer));
+    assert_eq!(partial, 0);
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert!(
+        read == expected,
+        "{} messages read, not 0..{n} in order",
+        read.len()
+    );
+    assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty()));
+}

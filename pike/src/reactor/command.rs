@@ -118,6 +118,11 @@ pub(crate) struct CommandQueue<M> {
     sleeping: AtomicBool,
     closed: AtomicBool,
     pushing: AtomicUsize,
+    /// The network loop is parked idle in its slot (see `lead`): nobody
+    /// polls, so a push rings `bell` for its home thread instead.
+    parked: AtomicBool,
+    /// What the loop's home thread waits on while it does not run the loop.
+    pub(crate) bell: Condvar,
 }
 
 impl<M> fmt::Debug for CommandQueue<M> {
@@ -138,6 +143,8 @@ impl<M> CommandQueue<M> {
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             pushing: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            bell: Condvar::new(),
         };
         (queue, rx)
     }
@@ -159,7 +166,19 @@ impl<M> CommandQueue<M> {
             // A failed wake means the poller is gone, so nobody waits.
             let _ = self.waker.wake();
         }
+        if result.is_ok() && self.parked.load(Ordering::SeqCst) {
+            self.bell.notify_all();
+        }
         result
+    }
+
+    /// The loop is parked idle (`true`) or taken to run (`false`). Parking
+    /// returns whether commands are already waiting, in which case the
+    /// caller rings the bell itself (a pusher may have missed the flag).
+    pub(crate) fn set_parked(&self, parked: bool, commands: &Receiver<Command<M>>) -> bool {
+        self.parked.store(parked, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        parked && !commands.is_empty()
     }
 
     /// Network thread: called before draining, so that a command pushed

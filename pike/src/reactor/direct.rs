@@ -8,6 +8,12 @@
 //! queue; the socket is registered edge-triggered for writability, so the
 //! network thread gets an event once there is room, and goes on from there.
 //!
+//! A send after a pause is written at once. Sends in quick succession
+//! (within [`COALESCE`] of the last write, on that connection or any other
+//! of the connector) are left in the buffer for the network loop, which
+//! writes them together: a system call per small message would cost far
+//! more than the hand-off. `send_batch` is written at once.
+//!
 //! Only the network thread takes events out of an endpoint and passes them
 //! on, so they stay in order. When a send on the caller's thread produces an
 //! event (a serializer error, a failed write, a disconnect that completed),
@@ -24,8 +30,10 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -49,6 +57,10 @@ pub(crate) struct Io<C: Converter> {
     /// The peer's end of input (or an error) was reported: read until EOF,
     /// even after a short read.
     pub(crate) read_closed: bool,
+    /// When bytes last went to the socket, from any thread.
+    pub(crate) last_write: Option<Instant>,
+    /// The network loop was asked to write what senders left in the buffer.
+    pub(crate) flush_pending: bool,
     /// Where the connection's events go; set by `finish_accept` and by a
     /// merge.
     pub(crate) route: Route<C::Message>,
@@ -62,6 +74,11 @@ pub(crate) type SharedIo<C> = Arc<Mutex<Io<C>>>;
 /// Every live connection's [`Io`], by id.
 pub(crate) struct Directory<C: Converter> {
     map: RwLock<HashMap<Connection, SharedIo<C>>>,
+    /// When a sender last wrote on any connection, in nanoseconds since
+    /// `epoch`: a connector whose senders keep writing coalesces their
+    /// sends even when each goes to a different connection.
+    last_write: AtomicU64,
+    epoch: Instant,
     converter: Arc<C>,
     config: EndpointConfig,
     commands: Arc<CommandQueue<C::Message>>,
@@ -81,6 +98,8 @@ impl<C: Converter> Directory<C> {
     ) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
+            last_write: AtomicU64::new(0),
+            epoch: Instant::now(),
             converter,
             config,
             commands,
@@ -102,6 +121,8 @@ impl<C: Converter> Directory<C> {
             readable: false,
             writable: false,
             read_closed: false,
+            last_write: None,
+            flush_pending: false,
             route,
             retired: false,
         }));
@@ -173,7 +194,20 @@ impl<C: Converter> Directory<C> {
         I: Iterator<Item = C::Message>,
     {
         let mut messages = Some(messages);
-        self.with_io(id, |io| {
+        self.with_io(id, Flush::Coalesce, |io| {
+            io.endpoint.send_all(messages.take().expect("called once"));
+        });
+        messages.map_or(Ok(()), Err)
+    }
+
+    /// Like [`send`](Self::send), for a batch: written at once (a batch is
+    /// coalesced already).
+    pub(crate) fn send_batch<I>(&self, id: Connection, messages: I) -> Result<(), I>
+    where
+        I: Iterator<Item = C::Message>,
+    {
+        let mut messages = Some(messages);
+        self.with_io(id, Flush::Now, |io| {
             io.endpoint.send_all(messages.take().expect("called once"));
         });
         messages.map_or(Ok(()), Err)
@@ -183,13 +217,13 @@ impl<C: Converter> Directory<C> {
     /// its place among the connection's sends. False if the connection is
     /// not here.
     pub(crate) fn disconnect(&self, id: Connection, mode: DisconnectMode) -> bool {
-        self.with_io(id, |io| io.endpoint.disconnect(mode))
+        self.with_io(id, Flush::Now, |io| io.endpoint.disconnect(mode))
     }
 
-    /// Runs `f` on the connection, writes what its endpoint then offers,
-    /// and pokes the network thread if there are events to pass on. False,
-    /// without running `f`, if the connection is not here.
-    fn with_io(&self, id: Connection, f: impl FnOnce(&mut Io<C>)) -> bool {
+    /// Runs `f` on the connection, writes what its endpoint then offers
+    /// (see [`Flush`]), and pokes the network thread if there are events to
+    /// pass on. False, without running `f`, if the connection is not here.
+    fn with_io(&self, id: Connection, flush: Flush, f: impl FnOnce(&mut Io<C>)) -> bool {
         let Some(shared) = self.get(id) else {
             return false;
         };
@@ -200,10 +234,29 @@ impl<C: Converter> Directory<C> {
         let io = &mut *guard;
         let before = io.endpoint.state();
         f(io);
-        if let Some(socket) = &mut io.socket {
-            write_out(&mut io.endpoint, socket, &mut io.writable);
+        let mut poke = false;
+        let now = Instant::now();
+        let since_epoch = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let last_anywhere = self.last_write.load(Ordering::Relaxed);
+        let recent = io
+            .last_write
+            .is_some_and(|t| now.saturating_duration_since(t) < COALESCE)
+            || (last_anywhere != 0
+                && since_epoch.saturating_sub(last_anywhere) < COALESCE.as_nanos() as u64);
+        if flush == Flush::Coalesce && (io.flush_pending || recent) {
+            // Sends in quick succession: one write by the network loop
+            // takes them all, where a system call each would cost far more.
+            if !io.flush_pending && io.endpoint.wants_write() {
+                io.flush_pending = true;
+                poke = true;
+            }
+        } else if let Some(socket) = &mut io.socket
+            && write_out(&mut io.endpoint, socket, &mut io.writable)
+        {
+            io.last_write = Some(now);
+            self.last_write.store(since_epoch.max(1), Ordering::Relaxed);
         }
-        let poke = io.endpoint.has_events() || io.endpoint.state() != before;
+        poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         drop(guard);
         if poke {
             // If the network thread has stopped meanwhile, it closed this
@@ -212,6 +265,21 @@ impl<C: Converter> Directory<C> {
         }
         true
     }
+}
+
+/// Sends closer together than this on one connection are written together
+/// by the network loop; a send after a pause is written at once, on the
+/// sender's thread.
+const COALESCE: Duration = Duration::from_micros(10);
+
+/// When a send's bytes go to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// At once, on the caller's thread.
+    Now,
+    /// At once after a pause; by the network loop, with the sends that
+    /// follow, when sends come in quick succession.
+    Coalesce,
 }
 
 /// Accepting and rejecting a connection a peer opened, for
@@ -228,7 +296,7 @@ pub(crate) trait Admit<M>: Send + Sync {
 impl<C: Converter> Admit<C::Message> for Directory<C> {
     fn accept(&self, id: Connection, route: Route<C::Message>) -> bool {
         let mut accepted = false;
-        self.with_io(id, |io| {
+        self.with_io(id, Flush::Now, |io| {
             if io.endpoint.state() == State::Accepting {
                 io.route = route;
                 io.endpoint.accept();
@@ -239,7 +307,7 @@ impl<C: Converter> Admit<C::Message> for Directory<C> {
     }
 
     fn reject(&self, id: Connection) {
-        self.with_io(id, |io| io.endpoint.reject());
+        self.with_io(id, Flush::Now, |io| io.endpoint.reject());
     }
 }
 

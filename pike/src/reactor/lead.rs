@@ -19,17 +19,22 @@
 //!
 //! A returned reactor is not handed to the home thread at once: an
 //! application that calls `recv` in a loop takes it again straight away,
-//! with no hand-over at all. The home thread looks at the slot every
-//! [`GRACE`] and takes an idle reactor back, so that a connector whose
-//! application threads are all busy still accepts, writes and reads within
-//! that time.
+//! with no hand-over at all. While it is parked, a command (a send left for
+//! the loop to write, a connect, a shutdown…) rings the home thread's bell,
+//! and the home thread runs one turn that does not wait, then parks it
+//! again. Once it has been idle for [`GRACE`], the home thread takes it
+//! back, so that a connector whose application threads are all busy still
+//! accepts and reads within that time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::converter::Converter;
 use crate::reactor::Reactor;
+use crate::reactor::command::CommandQueue;
 use crate::sync::lock;
 
 /// How long a returned reactor may sit idle before its home thread takes
@@ -39,8 +44,9 @@ pub(crate) const GRACE: Duration = Duration::from_micros(500);
 /// The slot the reactor lives in, and the threads that run it.
 pub(crate) struct Lead<C: Converter> {
     slot: Mutex<Slot<C>>,
-    /// The home thread waits here while the reactor is lent or idle.
-    home: Condvar,
+    /// The home thread waits on its bell while the reactor is lent or
+    /// idle; commands pushed while it is idle ring it.
+    commands: Arc<CommandQueue<C::Message>>,
     /// A borrower waits here for the home thread to hand the reactor over.
     handed: Condvar,
     /// Borrowers asking the home thread to hand the reactor over.
@@ -56,6 +62,8 @@ struct Slot<C: Converter> {
     borrowed: bool,
     /// The loop ended (shutdown complete) and the reactor is gone.
     done: bool,
+    /// When a borrower put it back, while nobody has taken it since.
+    parked_at: Option<Instant>,
 }
 
 impl<C: Converter> std::fmt::Debug for Lead<C> {
@@ -66,14 +74,16 @@ impl<C: Converter> std::fmt::Debug for Lead<C> {
 
 impl<C: Converter> Lead<C> {
     pub(crate) fn new(reactor: Reactor<C>) -> Self {
+        let commands = reactor.shared().commands.clone();
         Self {
+            commands,
             slot: Mutex::new(Slot {
                 reactor: Some(reactor),
                 started: false,
                 borrowed: false,
                 done: false,
+                parked_at: None,
             }),
-            home: Condvar::new(),
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
         }
@@ -108,30 +118,57 @@ impl<C: Converter> Lead<C> {
             if slot.done {
                 return;
             }
-            let idle = slot.reactor.is_some() && !slot.borrowed;
-            if !idle || self.wanted.load(Ordering::SeqCst) > 0 {
-                slot = self
-                    .home
-                    .wait_timeout(slot, GRACE)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+            let idle =
+                slot.reactor.is_some() && !slot.borrowed && self.wanted.load(Ordering::SeqCst) == 0;
+            if !idle {
+                slot = self.ring_or_wait(slot, GRACE);
                 continue;
             }
+            let parked_for = slot.parked_at.map_or(GRACE, |t| t.elapsed());
+            // Parked a moment ago, its borrower is likely back soon: only do
+            // what the commands ask, without keeping it. Idle for `GRACE`:
+            // take it back.
+            let keep = parked_for >= GRACE;
             let mut reactor = slot.reactor.take().expect("idle");
+            if keep {
+                reactor.set_parked(false);
+                slot.parked_at = None;
+            }
             drop(slot);
             let mut alive = true;
-            while alive && self.wanted.load(Ordering::SeqCst) == 0 {
-                alive = reactor.turn(None);
+            if keep {
+                while alive && self.wanted.load(Ordering::SeqCst) == 0 {
+                    alive = reactor.turn(None);
+                }
+            } else {
+                alive = reactor.turn(Some(Duration::ZERO));
             }
-            slot = lock(&self.slot);
             if !alive {
-                drop(slot);
                 self.finish(reactor);
                 return;
             }
+            // Still parked after a quick turn: did more come meanwhile?
+            let again = !keep && (reactor.set_parked(true) || reactor.has_work());
+            slot = lock(&self.slot);
             slot.reactor = Some(reactor);
             self.handed.notify_all();
+            if !keep && !again {
+                slot = self.ring_or_wait(slot, GRACE.saturating_sub(parked_for));
+            }
         }
+    }
+
+    /// Sleeps on the bell until a command rings it or `timeout` passes.
+    fn ring_or_wait<'a>(
+        &'a self,
+        slot: std::sync::MutexGuard<'a, Slot<C>>,
+        timeout: Duration,
+    ) -> std::sync::MutexGuard<'a, Slot<C>> {
+        self.commands
+            .bell
+            .wait_timeout(slot, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     /// Takes the reactor to run it on this thread, waiting for the home
@@ -159,7 +196,7 @@ impl<C: Converter> Lead<C> {
                     self.wanted.fetch_sub(1, Ordering::SeqCst);
                     slot.borrowed = false;
                     drop(slot);
-                    self.home.notify_one();
+                    self.commands.bell.notify_all();
                     return None;
                 }
                 slot = match deadline {
@@ -175,6 +212,8 @@ impl<C: Converter> Lead<C> {
             self.wanted.fetch_sub(1, Ordering::SeqCst);
         }
         let reactor = slot.reactor.take().expect("checked");
+        reactor.set_parked(false);
+        slot.parked_at = None;
         Some(Borrowed {
             lead: self,
             reactor: Some(reactor),
@@ -187,7 +226,7 @@ impl<C: Converter> Lead<C> {
         slot.done = true;
         slot.borrowed = false;
         drop(slot);
-        self.home.notify_all();
+        self.commands.bell.notify_all();
         self.handed.notify_all();
     }
 }
@@ -227,19 +266,22 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
             slot.done = true;
             slot.borrowed = false;
             drop(slot);
-            self.lead.home.notify_all();
+            self.lead.commands.bell.notify_all();
             self.lead.handed.notify_all();
             return;
         }
-        let has_work = reactor.has_work();
         let mut slot = lock(&self.lead.slot);
+        // From now on a command rings the home thread's bell.
+        let has_work = reactor.set_parked(true) || reactor.has_work();
         slot.reactor = Some(reactor);
         slot.borrowed = false;
+        slot.parked_at = Some(Instant::now());
         drop(slot);
         // Otherwise no notification: the home thread takes an idle reactor
-        // back after `GRACE`; a thread calling `recv` again takes it at once.
+        // back after `GRACE` (or when a command comes); a thread calling
+        // `recv` again takes it at once.
         if has_work {
-            self.lead.home.notify_one();
+            self.lead.commands.bell.notify_all();
         }
     }
 }

@@ -346,6 +346,12 @@ impl<C: Converter> Reactor<C> {
         !(self.shutdown.is_some() && self.conns.is_empty())
     }
 
+    /// Marks the loop parked idle in its slot, or taken to run; parking
+    /// returns whether commands are already waiting.
+    pub(crate) fn set_parked(&self, parked: bool) -> bool {
+        self.shared.commands.set_parked(parked, &self.commands)
+    }
+
     /// Whether a turn would find something to do without waiting.
     pub(crate) fn has_work(&self) -> bool {
         !self.ready.is_empty() || !self.commands.is_empty()
@@ -746,8 +752,12 @@ impl<C: Converter> Reactor<C> {
         let mut budget = READ_BUDGET;
         loop {
             let mut progress = false;
-            if let Some(socket) = &mut io.socket {
-                progress |= write_out(&mut io.endpoint, socket, &mut io.writable);
+            io.flush_pending = false;
+            if let Some(socket) = &mut io.socket
+                && write_out(&mut io.endpoint, socket, &mut io.writable)
+            {
+                progress = true;
+                io.last_write = Some(Instant::now());
             }
             if io.endpoint.state() == State::Draining && conn.linger_until.is_none() {
                 if let Some(socket) = &io.socket {
