@@ -407,10 +407,11 @@ impl<C: Converter> Connector<C> {
     /// `RejectedMessage` event. Once the connector has stopped it comes
     /// straight back as the error.
     ///
-    /// On an open connection the calling thread serializes the message and
-    /// writes what the (non-blocking) socket takes at once, without a
-    /// hand-off to the network thread; the network thread writes the rest
-    /// when the socket has room again.
+    /// On an open connection the calling thread serializes the message.
+    /// After a pause it also writes it to the (non-blocking) socket at once,
+    /// without a hand-off to the network thread; sends in quick succession
+    /// are left for the network thread to write together, and so is
+    /// whatever the socket does not take.
     pub fn send(
         &self,
         connection: &Connection,
