@@ -26,7 +26,7 @@
 //! back, so that a connector whose application threads are all busy still
 //! accepts and reads within that time.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ pub(crate) struct Lead<C: Converter> {
     handed: Condvar,
     /// Borrowers asking the home thread to hand the reactor over.
     wanted: AtomicUsize,
+    /// Mirrors `Slot::borrowed`, so that the threads in `recv` while one
+    /// of them runs the loop do not all take the slot's lock to find out.
+    lent: AtomicBool,
 }
 
 struct Slot<C: Converter> {
@@ -86,6 +89,7 @@ impl<C: Converter> Lead<C> {
             }),
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
+            lent: AtomicBool::new(false),
         }
     }
 
@@ -180,11 +184,15 @@ impl<C: Converter> Lead<C> {
         deadline: Option<Instant>,
         nudge: impl FnOnce(),
     ) -> Option<Borrowed<'_, C>> {
+        if self.lent.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut slot = lock(&self.slot);
         if !slot.started || slot.borrowed || slot.done {
             return None;
         }
         slot.borrowed = true;
+        self.lent.store(true, Ordering::Relaxed);
         if slot.reactor.is_none() {
             // The home thread runs it: ask it to stop after its turn.
             self.wanted.fetch_add(1, Ordering::SeqCst);
@@ -195,6 +203,7 @@ impl<C: Converter> Lead<C> {
                 if slot.done || expired {
                     self.wanted.fetch_sub(1, Ordering::SeqCst);
                     slot.borrowed = false;
+                    self.lent.store(false, Ordering::Relaxed);
                     drop(slot);
                     self.commands.bell.notify_all();
                     return None;
@@ -225,6 +234,7 @@ impl<C: Converter> Lead<C> {
         let mut slot = lock(&self.slot);
         slot.done = true;
         slot.borrowed = false;
+        self.lent.store(false, Ordering::Relaxed);
         drop(slot);
         self.commands.bell.notify_all();
         self.handed.notify_all();
@@ -265,6 +275,7 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
             let mut slot = lock(&self.lead.slot);
             slot.done = true;
             slot.borrowed = false;
+            self.lead.lent.store(false, Ordering::Relaxed);
             drop(slot);
             self.lead.commands.bell.notify_all();
             self.lead.handed.notify_all();
@@ -275,6 +286,7 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         let has_work = reactor.set_parked(true) || reactor.has_work();
         slot.reactor = Some(reactor);
         slot.borrowed = false;
+        self.lead.lent.store(false, Ordering::Relaxed);
         slot.parked_at = Some(Instant::now());
         drop(slot);
         // Otherwise no notification: the home thread takes an idle reactor
