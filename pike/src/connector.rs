@@ -556,6 +556,7 @@ impl<C: Converter> Connector<C> {
         let nudge = || {
             let _ = shared.commands.push(Command::Nudge);
         };
+        let _waiting = self.inner.lead.waiting();
         if let Some(mut lent) = self.inner.lead.borrow(deadline, nudge) {
             loop {
                 let n = shared.recv_batch(out, max, Some(Duration::ZERO))?;

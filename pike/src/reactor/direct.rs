@@ -9,8 +9,9 @@
 //! network thread gets an event once there is room, and goes on from there.
 //!
 //! A send after a pause is written at once. Sends in quick succession
-//! (within [`COALESCE`] of the last write, on that connection or any other
-//! of the connector) are left in the buffer for the network loop, which
+//! (within [`COALESCE`] of the last write on that connection, or of the
+//! sending thread's last write on any connection) are left in the buffer
+//! for the network loop, which
 //! writes them together: a system call per small message would cost far
 //! more than the hand-off. `send_batch` is written at once.
 //!
@@ -30,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -74,11 +74,6 @@ pub(crate) type SharedIo<C> = Arc<Mutex<Io<C>>>;
 /// Every live connection's [`Io`], by id.
 pub(crate) struct Directory<C: Converter> {
     map: RwLock<HashMap<Connection, SharedIo<C>>>,
-    /// When a sender last wrote on any connection, in nanoseconds since
-    /// `epoch`: a connector whose senders keep writing coalesces their
-    /// sends even when each goes to a different connection.
-    last_write: AtomicU64,
-    epoch: Instant,
     converter: Arc<C>,
     config: EndpointConfig,
     commands: Arc<CommandQueue<C::Message>>,
@@ -98,8 +93,6 @@ impl<C: Converter> Directory<C> {
     ) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
-            last_write: AtomicU64::new(0),
-            epoch: Instant::now(),
             converter,
             config,
             commands,
@@ -236,13 +229,9 @@ impl<C: Converter> Directory<C> {
         f(io);
         let mut poke = false;
         let now = Instant::now();
-        let since_epoch = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let last_anywhere = self.last_write.load(Ordering::Relaxed);
-        let recent = io
-            .last_write
-            .is_some_and(|t| now.saturating_duration_since(t) < COALESCE)
-            || (last_anywhere != 0
-                && since_epoch.saturating_sub(last_anywhere) < COALESCE.as_nanos() as u64);
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < COALESCE);
+        let recent = recent(io.last_write) || recent(THREAD_LAST_WRITE.get());
         if flush == Flush::Coalesce && (io.flush_pending || recent) {
             // Sends in quick succession: one write by the network loop
             // takes them all, where a system call each would cost far more.
@@ -254,7 +243,7 @@ impl<C: Converter> Directory<C> {
             && write_out(&mut io.endpoint, socket, &mut io.writable)
         {
             io.last_write = Some(now);
-            self.last_write.store(since_epoch.max(1), Ordering::Relaxed);
+            THREAD_LAST_WRITE.set(Some(now));
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         drop(guard);
@@ -271,6 +260,14 @@ impl<C: Converter> Directory<C> {
 /// by the network loop; a send after a pause is written at once, on the
 /// sender's thread.
 const COALESCE: Duration = Duration::from_micros(10);
+
+thread_local! {
+    /// When this thread last wrote a send itself, on any connection: a
+    /// thread sending in a loop coalesces even when each send goes to a
+    /// different connection.
+    static THREAD_LAST_WRITE: std::cell::Cell<Option<Instant>> =
+        const { std::cell::Cell::new(None) };
+}
 
 /// When a send's bytes go to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,8 @@ pub(crate) struct Lead<C: Converter> {
     /// Mirrors `Slot::borrowed`, so that the threads in `recv` while one
     /// of them runs the loop do not all take the slot's lock to find out.
     lent: AtomicBool,
+    /// Threads waiting for an event of the main queue.
+    waiting: AtomicUsize,
 }
 
 struct Slot<C: Converter> {
@@ -90,6 +92,7 @@ impl<C: Converter> Lead<C> {
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
             lent: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -184,7 +187,10 @@ impl<C: Converter> Lead<C> {
         deadline: Option<Instant>,
         nudge: impl FnOnce(),
     ) -> Option<Borrowed<'_, C>> {
-        if self.lent.load(Ordering::Relaxed) {
+        // Several threads waiting (a pool of workers): they are better
+        // served by the home thread feeding them all than by one of them
+        // running the loop and handing it back and forth.
+        if self.lent.load(Ordering::Relaxed) || self.waiting.load(Ordering::Relaxed) > 1 {
             return None;
         }
         let mut slot = lock(&self.slot);
@@ -229,6 +235,13 @@ impl<C: Converter> Lead<C> {
         })
     }
 
+    /// Counts the caller among the threads waiting for an event until the
+    /// guard is dropped.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&self.waiting)
+    }
+
     fn finish(&self, reactor: Reactor<C>) {
         reactor.finish();
         let mut slot = lock(&self.slot);
@@ -238,6 +251,15 @@ impl<C: Converter> Lead<C> {
         drop(slot);
         self.commands.bell.notify_all();
         self.handed.notify_all();
+    }
+}
+
+/// One thread waiting for an event; see [`Lead::waiting`].
+pub(crate) struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
