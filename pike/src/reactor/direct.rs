@@ -242,8 +242,11 @@ impl<C: Converter> Directory<C> {
         } else if let Some(socket) = &mut io.socket
             && write_out(&mut io.endpoint, socket, &mut io.writable)
         {
-            io.last_write = Some(now);
-            THREAD_LAST_WRITE.set(Some(now));
+            // When the write ended: a slow system call must not make the
+            // next send look like one after a pause.
+            let done = Instant::now();
+            io.last_write = Some(done);
+            THREAD_LAST_WRITE.set(Some(done));
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         drop(guard);
