@@ -43,7 +43,7 @@ use crate::error::{ConnectError, RecvTimeoutError, SendError, StoppedError, TryR
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::command::{Command, ConnectWait, Target};
-use crate::reactor::direct::Directory;
+use crate::reactor::direct::{Directory, Flush};
 use crate::reactor::lead::Lead;
 use crate::reactor::queues::{Envelope, Route};
 use crate::reactor::{Config, Reactor, Shared};
@@ -417,10 +417,10 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         message: C::Message,
     ) -> Result<(), SendError<C::Message>> {
-        let Err(mut back) = self
-            .inner
-            .directory
-            .send(*connection, std::iter::once(message))
+        let Err(mut back) =
+            self.inner
+                .directory
+                .send(*connection, Flush::Coalesce, std::iter::once(message))
         else {
             return Ok(());
         };
@@ -456,7 +456,7 @@ impl<C: Converter> Connector<C> {
         let Err(back) = self
             .inner
             .directory
-            .send_batch(*connection, messages.into_iter())
+            .send(*connection, Flush::Now, messages.into_iter())
         else {
             return Ok(());
         };
@@ -492,9 +492,9 @@ impl<C: Converter> Connector<C> {
     /// Blocks for the next event of the main queue; `None` once the
     /// connector has stopped and every event was taken.
     pub fn recv(&self) -> Option<Event<C::Message>> {
-        let mut out = Vec::with_capacity(1);
-        self.take_main(&mut out, 1, None).ok()?;
-        out.pop()
+        let mut got = None;
+        self.take_main(&mut |e| got = Some(e), 1, None).ok()?;
+        got
     }
 
     /// The next event of the main queue, if one is ready.
@@ -509,10 +509,10 @@ impl<C: Converter> Connector<C> {
 
     /// Blocks for the next event of the main queue, at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
-        let mut out = Vec::with_capacity(1);
+        let mut got = None;
         let deadline = Instant::now().checked_add(timeout);
-        match self.take_main(&mut out, 1, deadline) {
-            Ok(_) => out.pop().ok_or(RecvTimeoutError::Timeout),
+        match self.take_main(&mut |e| got = Some(e), 1, deadline) {
+            Ok(_) => got.ok_or(RecvTimeoutError::Timeout),
             Err(()) => Err(RecvTimeoutError::Disconnected),
         }
     }
@@ -532,11 +532,11 @@ impl<C: Converter> Connector<C> {
             return Ok(0);
         }
         let deadline = Instant::now().checked_add(timeout);
-        self.take_main(out, max, deadline)
+        self.take_main(&mut |e| out.push(e), max, deadline)
             .map_err(|()| StoppedError)
     }
 
-    /// Takes up to `max` events of the main queue into `out`, waiting for
+    /// Passes up to `max` events of the main queue to `take`, waiting for
     /// the first until `deadline` (`None`: for ever). While it waits, this
     /// thread runs the network loop itself if nobody else needs it (see
     /// `reactor::lead`), so that the event's arrival wakes it directly.
@@ -544,12 +544,12 @@ impl<C: Converter> Connector<C> {
     /// every event was taken.
     fn take_main(
         &self,
-        out: &mut Vec<Event<C::Message>>,
+        take: &mut impl FnMut(Event<C::Message>),
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize, ()> {
         let shared = &self.inner.shared;
-        let ready = shared.recv_batch(out, max, Some(Duration::ZERO))?;
+        let ready = shared.recv_batch(take, max, Some(Duration::ZERO))?;
         if ready > 0 {
             return Ok(ready);
         }
@@ -559,7 +559,7 @@ impl<C: Converter> Connector<C> {
         let _waiting = self.inner.lead.waiting();
         if let Some(mut lent) = self.inner.lead.borrow(deadline, nudge) {
             loop {
-                let n = shared.recv_batch(out, max, Some(Duration::ZERO))?;
+                let n = shared.recv_batch(take, max, Some(Duration::ZERO))?;
                 if n > 0 {
                     return Ok(n);
                 }
@@ -577,7 +577,7 @@ impl<C: Converter> Connector<C> {
             }
         }
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        shared.recv_batch(out, max, timeout)
+        shared.recv_batch(take, max, timeout)
     }
 
     /// Blocks for the next event of a [separate](Delivery::Separate)

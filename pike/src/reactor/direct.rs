@@ -178,29 +178,16 @@ impl<C: Converter> Directory<C> {
         }
     }
 
-    /// Queues `messages` on `id` and writes what the socket takes now.
-    /// Hands them back, untouched, if the connection is not here (unknown,
-    /// or let go of by the network thread): the caller then goes through
-    /// the command queue, which rejects them.
-    pub(crate) fn send<I>(&self, id: Connection, messages: I) -> Result<(), I>
+    /// Queues `messages` on `id` and writes them as `flush` says. Hands
+    /// them back, untouched, if the connection is not here (unknown, or let
+    /// go of by the network thread): the caller then goes through the
+    /// command queue, which rejects them.
+    pub(crate) fn send<I>(&self, id: Connection, flush: Flush, messages: I) -> Result<(), I>
     where
         I: Iterator<Item = C::Message>,
     {
         let mut messages = Some(messages);
-        self.with_io(id, Flush::Coalesce, |io| {
-            io.endpoint.send_all(messages.take().expect("called once"));
-        });
-        messages.map_or(Ok(()), Err)
-    }
-
-    /// Like [`send`](Self::send), for a batch: written at once (a batch is
-    /// coalesced already).
-    pub(crate) fn send_batch<I>(&self, id: Connection, messages: I) -> Result<(), I>
-    where
-        I: Iterator<Item = C::Message>,
-    {
-        let mut messages = Some(messages);
-        self.with_io(id, Flush::Now, |io| {
+        self.with_io(id, flush, |io| {
             io.endpoint.send_all(messages.take().expect("called once"));
         });
         messages.map_or(Ok(()), Err)
@@ -274,8 +261,8 @@ thread_local! {
 
 /// When a send's bytes go to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flush {
-    /// At once, on the caller's thread.
+pub(crate) enum Flush {
+    /// At once, on the caller's thread (`send_batch`: a batch is coalesced already).
     Now,
     /// At once after a pause; by the network loop, with the sends that
     /// follow, when sends come in quick succession.

@@ -51,8 +51,9 @@ pub(crate) struct Lead<C: Converter> {
     handed: Condvar,
     /// Borrowers asking the home thread to hand the reactor over.
     wanted: AtomicUsize,
-    /// Mirrors `Slot::borrowed`, so that the threads in `recv` while one
-    /// of them runs the loop do not all take the slot's lock to find out.
+    /// A borrower has the reactor or is waiting for it. Changed only under
+    /// the slot's lock; an atomic so that the threads in `recv` while one
+    /// of them runs the loop do not all take that lock to find out.
     lent: AtomicBool,
     /// Threads waiting for an event of the main queue.
     waiting: AtomicUsize,
@@ -63,8 +64,6 @@ struct Slot<C: Converter> {
     reactor: Option<Reactor<C>>,
     /// A home thread runs the loop (`spawn` or `run` was called).
     started: bool,
-    /// A borrower has it or is waiting for it.
-    borrowed: bool,
     /// The loop ended (shutdown complete) and the reactor is gone.
     done: bool,
     /// When a borrower put it back, while nobody has taken it since.
@@ -85,7 +84,6 @@ impl<C: Converter> Lead<C> {
             slot: Mutex::new(Slot {
                 reactor: Some(reactor),
                 started: false,
-                borrowed: false,
                 done: false,
                 parked_at: None,
             }),
@@ -125,8 +123,9 @@ impl<C: Converter> Lead<C> {
             if slot.done {
                 return;
             }
-            let idle =
-                slot.reactor.is_some() && !slot.borrowed && self.wanted.load(Ordering::SeqCst) == 0;
+            let idle = slot.reactor.is_some()
+                && !self.lent.load(Ordering::Relaxed)
+                && self.wanted.load(Ordering::SeqCst) == 0;
             if !idle {
                 slot = self.ring_or_wait(slot, GRACE);
                 continue;
@@ -194,10 +193,9 @@ impl<C: Converter> Lead<C> {
             return None;
         }
         let mut slot = lock(&self.slot);
-        if !slot.started || slot.borrowed || slot.done {
+        if !slot.started || self.lent.load(Ordering::Relaxed) || slot.done {
             return None;
         }
-        slot.borrowed = true;
         self.lent.store(true, Ordering::Relaxed);
         if slot.reactor.is_none() {
             // The home thread runs it: ask it to stop after its turn.
@@ -208,7 +206,6 @@ impl<C: Converter> Lead<C> {
                 let expired = deadline.is_some_and(|d| now >= d);
                 if slot.done || expired {
                     self.wanted.fetch_sub(1, Ordering::SeqCst);
-                    slot.borrowed = false;
                     self.lent.store(false, Ordering::Relaxed);
                     drop(slot);
                     self.commands.bell.notify_all();
@@ -246,7 +243,6 @@ impl<C: Converter> Lead<C> {
         reactor.finish();
         let mut slot = lock(&self.slot);
         slot.done = true;
-        slot.borrowed = false;
         self.lent.store(false, Ordering::Relaxed);
         drop(slot);
         self.commands.bell.notify_all();
@@ -296,7 +292,6 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
             drop(reactor);
             let mut slot = lock(&self.lead.slot);
             slot.done = true;
-            slot.borrowed = false;
             self.lead.lent.store(false, Ordering::Relaxed);
             drop(slot);
             self.lead.commands.bell.notify_all();
@@ -307,7 +302,6 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         // From now on a command rings the home thread's bell.
         let has_work = reactor.set_parked(true) || reactor.has_work();
         slot.reactor = Some(reactor);
-        slot.borrowed = false;
         self.lead.lent.store(false, Ordering::Relaxed);
         slot.parked_at = Some(Instant::now());
         drop(slot);

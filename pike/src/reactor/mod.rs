@@ -130,21 +130,28 @@ impl<M> Shared<M> {
     }
 
     /// Waits up to `timeout` (`None`: for ever) for the main queue's next
-    /// event, then takes up to `max` of those ready into `out`. Returns how
-    /// many (0 on timeout); Err once the queue is closed and empty.
+    /// event, then passes up to `max` of those ready to `take`, in order.
+    /// Returns how many (0 on timeout); Err once the queue is closed and
+    /// empty.
     pub(crate) fn recv_batch(
         &self,
-        out: &mut Vec<Event<M>>,
+        take: &mut impl FnMut(Event<M>),
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, ()> {
-        let mut credits = Vec::new();
+        // Credit goes back under the queue's lock (an atomic operation);
+        // the rare `Resume` is pushed after it.
+        let mut resume = Vec::new();
         let n = self.main.recv_batch(max, timeout, |envelope| {
-            out.push(envelope.event);
-            credits.extend(envelope.credit);
+            if let Some((credit, k)) = &envelope.credit
+                && credit.taken(*k, self.max_undelivered)
+            {
+                resume.push(credit.connection);
+            }
+            take(envelope.event);
         })?;
-        for (credit, k) in credits {
-            self.give_back(&credit, k);
+        for connection in resume {
+            let _ = self.commands.push(Command::Resume { connection });
         }
         Ok(n)
     }
