@@ -135,8 +135,12 @@ fn main() {
     }
     eprintln!();
     report(&systems, &metrics, &results, runs);
+    // The extras run in a full run, or when `--metrics` names them
+    // (`--metrics idle,doubler`).
     let narrowed = wanted("--systems").is_some() || wanted("--metrics").is_some();
-    if !narrowed {
+    let extra =
+        |name: &str| !narrowed || wanted("--metrics").is_some_and(|m| m.iter().any(|n| n == name));
+    if extra("idle") {
         let idle: usize = args
             .iter()
             .position(|a| a == "--idle")
@@ -151,6 +155,8 @@ fn main() {
                 "idle connections: {e} (raise the fd limit: bench/run does)"
             )),
         }
+    }
+    if extra("doubler") {
         let secs = if quick { 1 } else { 5 };
         match extras::doubler(100, 8, Duration::from_secs(secs)) {
             Ok(rate) => {

@@ -8,6 +8,14 @@
 //! consumer sleeps on a condition variable, which is only signalled when
 //! someone waits.
 //!
+//! Consumers are woken one at a time: a burst wakes one sleeper, and each
+//! consumer that takes items and leaves some behind wakes the next. The
+//! producer (the network thread) so makes at most one wake-up call per
+//! burst however many consumers sleep, and is not pre-empted by a crowd of
+//! threads it woke at once; a consumer that comes back for more before the
+//! next one is up takes the items itself, with no sleeper woken for
+//! nothing.
+//!
 //! Semantics follow `crossbeam-channel`'s, which it replaced: each item goes
 //! to exactly one consumer, in order; once the [`Sender`] is dropped,
 //! consumers get what is left and then `Disconnected`; once every
@@ -32,6 +40,18 @@ struct State<T> {
     receivers: usize,
     /// Consumers asleep on `available`.
     waiting: usize,
+    /// A sleeper has been signalled and has not come back yet.
+    waking: bool,
+}
+
+impl<T> State<T> {
+    /// Whether to signal one sleeper (after unlocking): items wait for one
+    /// and none is on its way.
+    fn wake_one(&mut self) -> bool {
+        let wake = self.waiting > 0 && !self.waking && !self.items.is_empty();
+        self.waking |= wake;
+        wake
+    }
 }
 
 /// The producing end; there is one. Dropping it disconnects the queue.
@@ -48,10 +68,22 @@ pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
             sender: true,
             receivers: 1,
             waiting: 0,
+            waking: false,
         }),
         available: Condvar::new(),
     });
     (Sender(inner.clone()), Receiver(inner))
+}
+
+impl<T> Inner<T> {
+    /// Unlocks, then signals a sleeper if [`State::wake_one`] says so.
+    fn signal(&self, mut state: MutexGuard<'_, State<T>>) {
+        let wake = state.wake_one();
+        drop(state);
+        if wake {
+            self.available.notify_one();
+        }
+    }
 }
 
 impl<T> Sender<T> {
@@ -62,11 +94,7 @@ impl<T> Sender<T> {
             return Err(item);
         }
         state.items.push_back(item);
-        let waiting = state.waiting;
-        drop(state);
-        if waiting > 0 {
-            self.0.available.notify_one();
-        }
+        self.0.signal(state);
         Ok(())
     }
 
@@ -80,17 +108,8 @@ impl<T> Sender<T> {
         if state.receivers == 0 {
             return Err(());
         }
-        let n = items.len();
         state.items.extend(items.drain(..));
-        let waiting = state.waiting;
-        drop(state);
-        if waiting > n {
-            for _ in 0..n {
-                self.0.available.notify_one();
-            }
-        } else if waiting > 0 {
-            self.0.available.notify_all();
-        }
+        self.0.signal(state);
         Ok(())
     }
 }
@@ -170,6 +189,8 @@ impl<T> Receiver<T> {
                 for item in state.items.drain(..n) {
                     take(item);
                 }
+                // Pass the wake-up on for what is left.
+                self.0.signal(state);
                 return Ok(n);
             }
             if !state.sender {
@@ -209,6 +230,9 @@ impl<T> Receiver<T> {
             }
         };
         state.waiting -= 1;
+        // Whoever comes back, signalled or timed out, looks at the items
+        // and passes the wake-up on.
+        state.waking = false;
         state
     }
 
@@ -263,6 +287,42 @@ mod tests {
         // A timeout too large for an Instant waits for ever, like None.
         tx.send(7).unwrap();
         assert_eq!(rx.recv_timeout(Duration::MAX), Ok(7));
+    }
+
+    #[test]
+    fn one_burst_wakes_every_sleeper_it_needs() {
+        // Eight consumers asleep; one burst of eight items. The producer
+        // signals one, and the wake-up must pass along until each holds an
+        // item: none of them returns for more before all eight have one.
+        const N: usize = 8;
+        let (tx, rx) = unbounded::<usize>();
+        let holding = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let consumers: Vec<_> = (0..N)
+            .map(|_| {
+                let rx = rx.clone();
+                let holding = holding.clone();
+                std::thread::spawn(move || {
+                    let item = rx.recv_timeout(WAIT).expect("an item");
+                    let (count, all) = &*holding;
+                    let mut count = lock(count);
+                    *count += 1;
+                    all.notify_all();
+                    let (count, timeout) = all.wait_timeout_while(count, WAIT, |c| *c < N).unwrap();
+                    assert!(!timeout.timed_out(), "only {} woke", *count);
+                    item
+                })
+            })
+            .collect();
+        // Let every consumer fall asleep first.
+        let deadline = Instant::now() + WAIT;
+        while lock(&rx.0.state).waiting < N {
+            assert!(Instant::now() < deadline, "consumers never slept");
+            std::thread::yield_now();
+        }
+        tx.send_all(&mut (0..N).collect()).unwrap();
+        let mut got: Vec<usize> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..N).collect::<Vec<_>>());
     }
 
     #[test]
