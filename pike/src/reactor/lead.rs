@@ -68,6 +68,11 @@ struct Slot<C: Converter> {
     done: bool,
     /// When a borrower put it back, while nobody has taken it since.
     parked_at: Option<Instant>,
+    /// How many times a borrower has put it back.
+    returns: u64,
+    /// The home thread sleeps with no timeout until a borrower puts the
+    /// reactor back: it was lent through a whole [`GRACE`] period.
+    dozing: bool,
 }
 
 impl<C: Converter> std::fmt::Debug for Lead<C> {
@@ -86,6 +91,8 @@ impl<C: Converter> Lead<C> {
                 started: false,
                 done: false,
                 parked_at: None,
+                returns: 0,
+                dozing: false,
             }),
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
@@ -119,6 +126,8 @@ impl<C: Converter> Lead<C> {
     /// until shutdown completes.
     pub(crate) fn run_home(&self) {
         let mut slot = lock(&self.slot);
+        // `returns` when the home thread last found the reactor lent.
+        let mut seen_returns = None;
         loop {
             if slot.done {
                 return;
@@ -127,9 +136,25 @@ impl<C: Converter> Lead<C> {
                 && !self.lent.load(Ordering::Relaxed)
                 && self.wanted.load(Ordering::SeqCst) == 0;
             if !idle {
-                slot = self.ring_or_wait(slot, GRACE);
+                if slot.reactor.is_none() && seen_returns == Some(slot.returns) {
+                    // Lent all through the last wait (a thread blocked in
+                    // `recv` on a quiet connector): sleep until it comes
+                    // back, rather than wake every `GRACE` for nothing.
+                    slot.dozing = true;
+                    slot = self
+                        .commands
+                        .bell
+                        .wait(slot)
+                        .unwrap_or_else(|e| e.into_inner());
+                    slot.dozing = false;
+                    seen_returns = None;
+                } else {
+                    seen_returns = Some(slot.returns);
+                    slot = self.ring_or_wait(slot, GRACE);
+                }
                 continue;
             }
+            seen_returns = None;
             let parked_for = slot.parked_at.map_or(GRACE, |t| t.elapsed());
             // Parked a moment ago, its borrower is likely back soon: only do
             // what the commands ask, without keeping it. Idle for `GRACE`:
@@ -304,11 +329,14 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         slot.reactor = Some(reactor);
         self.lead.lent.store(false, Ordering::Relaxed);
         slot.parked_at = Some(Instant::now());
+        slot.returns += 1;
+        let dozing = slot.dozing;
         drop(slot);
         // Otherwise no notification: the home thread takes an idle reactor
         // back after `GRACE` (or when a command comes); a thread calling
-        // `recv` again takes it at once.
-        if has_work {
+        // `recv` again takes it at once. A dozing home thread must be
+        // woken to start counting.
+        if has_work || dozing {
             self.lead.commands.bell.notify_all();
         }
     }
