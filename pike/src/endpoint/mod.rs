@@ -249,7 +249,21 @@ impl<C: Converter> Endpoint<C> {
 
     /// The next event, in the order things happened.
     pub fn poll_event(&mut self) -> Option<Event<C::Message>> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            // Do not keep a queue sized for a burst that is over.
+            send::trim_queue(&mut self.events);
+        }
+        event
+    }
+
+    /// Heap bytes the connection holds in buffers and queues (not counting
+    /// the messages' own allocations), for tests of what it gives back.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.outbox.held_bytes()
+            + self.inbox.held_bytes()
+            + self.events.capacity() * std::mem::size_of::<Event<C::Message>>()
     }
 
     // ----- commands from the application --------------------------------
@@ -391,14 +405,38 @@ impl<C: Converter> Endpoint<C> {
 
     /// Bytes arrived from the socket.
     pub fn handle_read(&mut self, data: &[u8]) {
+        self.read(data, None::<&mut fn(Event<C::Message>)>);
+    }
+
+    /// Bytes arrived from the socket, as [`handle_read`](Self::handle_read),
+    /// but the messages they complete go straight to `sink` as
+    /// `MessageReceived` events when no event is queued before them. Any
+    /// other event (a protocol error, say) is queued for
+    /// [`poll_event`](Self::poll_event), after them.
+    ///
+    /// A read can complete thousands of small messages: the network loop
+    /// passes them on without a stop in a queue per connection, which
+    /// would also keep the size of the largest burst for the connection's
+    /// lifetime.
+    pub fn handle_read_into(&mut self, data: &[u8], sink: &mut impl FnMut(Event<C::Message>)) {
+        self.read(data, Some(sink));
+    }
+
+    fn read<F: FnMut(Event<C::Message>)>(&mut self, data: &[u8], mut sink: Option<&mut F>) {
         match self.state {
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let connection = self.connection;
                 let events = &mut self.events;
+                // Straight to the sink only if that keeps the order.
+                let direct = events.is_empty();
                 let result = self
                     .inbox
                     .feed(&self.converter, &self.waker, data, &mut |m| {
-                        events.push_back(received(connection, m));
+                        let event = received(connection, m);
+                        match &mut sink {
+                            Some(sink) if direct => sink(event),
+                            _ => events.push_back(event),
+                        }
                     });
                 if let Err(reason) = result {
                     self.fail(reason);
@@ -649,7 +687,16 @@ pub mod fuzzing {
                 }
                 4 => {
                     let n = arg.min(data.len());
-                    ep.handle_read(&data[..n]);
+                    if arg % 2 == 0 {
+                        ep.handle_read(&data[..n]);
+                    } else {
+                        ep.handle_read_into(&data[..n], &mut |e| {
+                            assert!(
+                                matches!(e, Event::MessageReceived(_)),
+                                "only messages go to the sink, not {e:?}"
+                            )
+                        });
+                    }
                     data = &data[n..];
                 }
                 5 => ep.handle_wake(),

@@ -46,6 +46,12 @@ impl<C: Converter> Inbox<C> {
         self.waiting
     }
 
+    /// Heap bytes of the pending input.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// Part of a message has been received but not all of it.
     pub(crate) fn mid_message(&self) -> bool {
         self.consumed > 0 || !self.pending.is_empty()

@@ -23,6 +23,22 @@ use std::task::Waker;
 use crate::converter::{Converter, Encoded, Serializer, WriteBuf};
 use crate::error::{DisconnectReason, SerializeError, panic_message};
 
+/// A write buffer larger than this is given back once the connection has
+/// nothing left to write.
+const TRIM_BYTES: usize = 16 * 1024;
+
+/// A queue (of messages, or events) whose allocation is larger than this
+/// is given back once it is empty.
+const TRIM_QUEUE_BYTES: usize = 4 * 1024;
+
+/// Replaces an empty queue by an unallocated one if it holds more than
+/// [`TRIM_QUEUE_BYTES`].
+pub(super) fn trim_queue<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() * std::mem::size_of::<T>() > TRIM_QUEUE_BYTES {
+        *queue = VecDeque::new();
+    }
+}
+
 /// A message whose serializer has finished but whose bytes are not all
 /// flushed yet.
 #[derive(Debug)]
@@ -124,6 +140,31 @@ impl<C: Converter> Outbox<C> {
             self.head = 0;
         }
         self.retire();
+        if self.is_idle() {
+            self.trim();
+        }
+    }
+
+    /// Heap bytes of the buffer and queues.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.queue.capacity() * std::mem::size_of::<C::Message>()
+            + self.in_flight.capacity() * std::mem::size_of::<InFlight<C::Message>>()
+            + self.failed.capacity() * std::mem::size_of::<(C::Message, SerializeError)>()
+    }
+
+    /// Gives back what a burst left behind once everything is written: a
+    /// connection that sent a lot and then goes quiet should not keep a
+    /// write buffer (up to its full capacity) or queues sized for the
+    /// burst. Small allocations stay, so a steady trickle of sends does
+    /// not allocate each time.
+    fn trim(&mut self) {
+        if self.buf.capacity() > TRIM_BYTES {
+            self.buf = Vec::new();
+        }
+        trim_queue(&mut self.queue);
+        trim_queue(&mut self.in_flight);
     }
 
     /// Drops the messages whose last byte the socket has taken.

@@ -1002,3 +1002,90 @@ fn send_all_is_send_for_each() {
         .collect();
     assert_eq!(rejected, strings(&["late", "later"]));
 }
+
+// ----- memory after a burst ----------------------------------------------------
+
+#[test]
+fn a_burst_leaves_no_buffers_behind_once_everything_is_written_and_taken() {
+    let mut ep = endpoint::<StringConverter>(256 * 1024, true);
+    let idle = ep.held_bytes();
+    // 10,000 messages of 1 KiB queue up behind a socket that takes
+    // nothing, while 10,000 incoming messages wait to be taken.
+    let message = "x".repeat(1024);
+    for _ in 0..10_000 {
+        ep.send(message.clone());
+    }
+    let mut incoming = Vec::new();
+    for _ in 0..10_000 {
+        incoming.extend_from_slice(b"1 y");
+    }
+    ep.handle_read(&incoming);
+    let during = ep.held_bytes();
+    assert!(during > 1 << 20, "the burst held only {during} bytes");
+    // Everything is written and every event taken.
+    let wire = write_all(&mut ep);
+    assert_eq!(wire.len(), 10_000 * (b"1024 ".len() + 1024));
+    assert_eq!(events(&mut ep).len(), 10_000);
+    assert_eq!(ep.messages_written(), 10_000);
+    let after = ep.held_bytes();
+    assert!(
+        after <= idle + 4096,
+        "{after} bytes held after the burst, {idle} before it"
+    );
+}
+
+#[test]
+fn a_trickle_of_small_sends_keeps_its_small_buffer() {
+    // Trimming gives back only what a burst grew: a connection that sends
+    // one small message at a time does not allocate each time.
+    let mut ep = endpoint::<StringConverter>(256 * 1024, true);
+    ep.send(s("first"));
+    write_all(&mut ep);
+    let kept = ep.held_bytes();
+    assert!(kept > 0, "the write buffer should stay allocated");
+    for _ in 0..100 {
+        ep.send(s("again"));
+        write_all(&mut ep);
+        assert_eq!(ep.held_bytes(), kept);
+    }
+}
+
+// ----- reading into the network loop's batch -----------------------------------
+
+#[test]
+fn handle_read_into_keeps_the_order_of_events() {
+    let mut ep = endpoint::<Pausing>(1024, true);
+    let mut sink = Vec::new();
+    // A rejected message is queued first: what arrives next must follow
+    // it through the queue, not overtake it through the sink.
+    ep.send(s("!refused"));
+    ep.handle_read_into(b"ab", &mut |e| sink.push(e));
+    assert!(sink.is_empty(), "overtook a queued event: {sink:?}");
+    let queued = events(&mut ep);
+    assert!(matches!(&queued[0], Event::RejectedMessage(r) if r.message == "!refused"));
+    let got: Vec<_> = queued[1..]
+        .iter()
+        .map(|e| match e {
+            Event::MessageReceived(m) => m.message.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(got, ["a", "b"]);
+    // Nothing queued: messages go straight to the sink, and the protocol
+    // error after them is queued, so it comes after them.
+    ep.handle_read_into(b"cd#", &mut |e| sink.push(e));
+    let direct: Vec<_> = sink
+        .iter()
+        .map(|e| match e {
+            Event::MessageReceived(m) => m.message.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(direct, ["c", "d"]);
+    let (received, disconnect) = take_remote_disconnect(&mut ep);
+    assert!(received.is_empty());
+    assert!(matches!(
+        disconnect.reason,
+        DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+    ));
+}

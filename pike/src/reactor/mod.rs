@@ -793,7 +793,14 @@ impl<C: Converter> Reactor<C> {
                     match socket.read(&mut self.scratch) {
                         Ok(0) => io.endpoint.handle_eof(),
                         Ok(n) => {
-                            io.endpoint.handle_read(&self.scratch[..n]);
+                            let batch = &mut self.outgoing;
+                            io.endpoint
+                                .handle_read_into(&self.scratch[..n], &mut |event| {
+                                    batch.push(Envelope {
+                                        event,
+                                        credit: None,
+                                    })
+                                });
                             // A short read emptied the socket's queue (epoll
                             // reports new data with a new edge): skip the
                             // read that would only say `WouldBlock`.
