@@ -107,6 +107,9 @@ fn main() {
     for run in 0..runs {
         for &(metric, count) in &metrics {
             for system in &systems {
+                if metric == Metric::Latency && !system.measures_latency() {
+                    continue;
+                }
                 eprint!(
                     "\rrun {}/{runs}: {:<10} {metric:?}          ",
                     run + 1,
@@ -258,8 +261,9 @@ fn report(
     let peers: Vec<&str> = systems
         .iter()
         .map(|s| s.name())
-        .filter(|n| *n != "pike" && *n != "raw")
+        .filter(|n| !n.starts_with("pike") && *n != "raw")
         .collect();
+    let shared_in = systems.iter().any(|s| s.name() == "pike-shared");
     println!("pike-compare: 127.0.0.1, medians of {runs} interleaved runs");
     println!();
     println!(
@@ -270,8 +274,14 @@ fn report(
             .map(|s| format!("{:>14}", s.name()))
             .collect::<String>()
             + "   pike/raw  pike/best-peer"
+            + if shared_in {
+                "   shared/raw  shared/best-peer"
+            } else {
+                ""
+            }
     );
     let mut summary = HashMap::new();
+    let mut shared_summary = HashMap::new();
     for &(metric, _) in metrics {
         let Metric::Throughput(size) = metric else {
             continue;
@@ -283,21 +293,24 @@ fn report(
                 None => format!("{:>14}", "failed"),
             };
         }
-        let pike = rate("pike", metric);
         let raw = rate("raw", metric);
         let best_peer = peers
             .iter()
             .filter_map(|p| rate(p, metric))
             .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
         let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+        let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}"));
+        let pike = rate("pike", metric);
         let (vs_raw, vs_peer) = (ratio(pike, raw), ratio(pike, best_peer));
-        line += &format!(
-            "   {:>8}  {:>14}",
-            vs_raw.map_or("-".into(), |r| format!("{r:.2}")),
-            vs_peer.map_or("-".into(), |r| format!("{r:.2}"))
-        );
+        line += &format!("   {:>8}  {:>14}", show(vs_raw), show(vs_peer));
+        let shared = rate("pike-shared", metric);
+        let (shared_raw, shared_peer) = (ratio(shared, raw), ratio(shared, best_peer));
+        if shared_in {
+            line += &format!("   {:>10}  {:>16}", show(shared_raw), show(shared_peer));
+        }
         println!("{line}");
         summary.insert(size, (vs_raw, vs_peer));
+        shared_summary.insert(size, (shared_raw, shared_peer));
         let mb = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.0}", r * size as f64 / 1e6));
         if size >= 1024 {
             println!(
@@ -313,7 +326,7 @@ fn report(
     if metrics.iter().any(|(m, _)| *m == Metric::Latency) {
         println!();
         println!("round trip, 16 B (µs): p50 / p99");
-        for s in systems {
+        for s in systems.iter().filter(|s| s.measures_latency()) {
             match rtt(s.name()) {
                 Some((p50, p99)) => println!("  {:<12} {p50:>8.1} / {p99:>8.1}", s.name()),
                 None => println!("  {:<12} failed", s.name()),
@@ -329,6 +342,21 @@ fn report(
     let fmt = |x: Option<f64>| x.map_or("nan".to_owned(), |x| format!("{x:.2}"));
     let div = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     println!();
+    if shared_in {
+        let get = |size: usize, i: usize| {
+            fmt(shared_summary
+                .get(&size)
+                .and_then(|s: &(Option<f64>, Option<f64>)| [s.0, s.1][i]))
+        };
+        println!(
+            "with shared read buffers: thr16_raw={} thr16_peer={} thr256_raw={} thr256_peer={} thr64k_raw={}",
+            get(16, 0),
+            get(16, 1),
+            get(256, 0),
+            get(256, 1),
+            get(64 * 1024, 0),
+        );
+    }
     println!(
         "summary thr16_raw={} thr16_peer={} thr64k_raw={} lat16_raw={} lat16_peer={}",
         fmt(summary.get(&16).and_then(|s| s.0)),

@@ -33,11 +33,16 @@ pub(crate) trait System {
     fn throughput(&self, size: usize, count: usize) -> Result<Duration>;
     /// `samples` ping-pong round trips of 16 bytes.
     fn latency(&self, samples: usize) -> Result<Vec<Duration>>;
+    /// Whether it takes part in the latency runs.
+    fn measures_latency(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) fn all() -> Vec<Box<dyn System>> {
     let systems: Vec<Box<dyn System>> = vec![
-        Box::new(Pike),
+        Box::new(Pike { shared: false }),
+        Box::new(Pike { shared: true }),
         Box::new(Raw),
         Box::new(Tokio),
         Box::new(MessageIo),
@@ -123,14 +128,23 @@ impl Window {
 
 // ----- Pike ----------------------------------------------------------------
 
-struct Pike;
+/// Pike with the bytes converter as it comes (`pike`), or with received
+/// messages sliced from shared read buffers instead of copied
+/// (`pike-shared`, `BytesConverter::with_shared_read_buffer`).
+struct Pike {
+    shared: bool,
+}
 
 type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
 
-fn pike_pair() -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
+fn pike_pair(shared: bool) -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
     use pike::converters::BytesConverter;
     use pike::{Connector, Delivery, Event};
-    let conv = || BytesConverter::new().with_max_message_size(1 << 20);
+    let conv = || {
+        BytesConverter::new()
+            .with_max_message_size(1 << 20)
+            .with_shared_read_buffer(shared)
+    };
     let server = Connector::builder(conv())
         .listen("127.0.0.1:0")
         .spawn()
@@ -150,14 +164,19 @@ fn pike_pair() -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
 
 impl System for Pike {
     fn name(&self) -> &'static str {
-        "pike"
+        if self.shared { "pike-shared" } else { "pike" }
+    }
+
+    /// The option changes nothing for a 16-byte ping-pong.
+    fn measures_latency(&self) -> bool {
+        !self.shared
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
         use pike::{Event, ShutdownMode};
         /// Messages per `send_batch` and at most per `recv_batch`.
         const BATCH: usize = 256;
-        let (server, client, conn) = pike_pair()?;
+        let (server, client, conn) = pike_pair(self.shared)?;
         let received = Window::new();
         let rx = {
             let (server, received) = (server.clone(), received.clone());
@@ -206,7 +225,7 @@ impl System for Pike {
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
         use pike::{Event, ShutdownMode};
-        let (server, client, conn) = pike_pair()?;
+        let (server, client, conn) = pike_pair(self.shared)?;
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {

@@ -19,6 +19,8 @@
 use std::fmt;
 use std::task::Waker;
 
+use bytes::Bytes;
+
 use crate::error::{ProtocolError, SerializeError};
 
 /// A factory of serializers and deserializers: it fixes the message type and
@@ -56,6 +58,14 @@ pub trait Converter: Send + Sync + 'static {
     /// then does not need. The default has no fast path.
     fn write_whole(&self, message: &Self::Message, out: &mut WriteBuf<'_>) -> bool {
         let _ = (message, out);
+        false
+    }
+
+    /// Whether deserializers want the bytes read from the socket as shared
+    /// [`Bytes`], through [`Deserializer::put_shared`], so that messages can
+    /// be slices of them instead of copies. The connection then reads into
+    /// shared chunks rather than one reused buffer. The default is false.
+    fn shares_input(&self) -> bool {
         false
     }
 }
@@ -125,6 +135,22 @@ pub trait Deserializer: Send + 'static {
         data: &[u8],
         waker: &Waker,
     ) -> Result<(usize, Decoded<Self::Message>), ProtocolError>;
+
+    /// [`put_bytes`](Self::put_bytes) with the input `&data[start..]` as part
+    /// of a shared chunk, so that a message can be a slice of it
+    /// ([`Bytes::slice`]) rather than a copy. Called instead of `put_bytes`
+    /// for bytes straight from the socket when the converter asks for it
+    /// ([`Converter::shares_input`]); bytes kept over from an earlier read
+    /// still come through `put_bytes`. Same contract as `put_bytes`; the
+    /// default calls it.
+    fn put_shared(
+        &mut self,
+        data: &Bytes,
+        start: usize,
+        waker: &Waker,
+    ) -> Result<(usize, Decoded<Self::Message>), ProtocolError> {
+        self.put_bytes(&data[start..], waker)
+    }
 }
 
 /// The free part of a connection's bounded write buffer, lent to a

@@ -947,3 +947,60 @@ fn sends_in_quick_succession_are_all_written_while_nobody_is_in_recv() {
     );
     assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty()));
 }
+
+/// The body of message `i` in the shared-buffer test: its size and bytes
+/// both depend on `i`, so a body overwritten by a later read shows.
+fn shared_test_body(i: usize) -> Vec<u8> {
+    let len = (i * 7919) % 1500;
+    (0..len).map(|k| (i * 31 + k) as u8).collect()
+}
+
+#[test]
+fn shared_read_buffers_never_overwrite_a_message_still_held() {
+    use bytes::Bytes;
+    use pike::converters::BytesConverter;
+    const N: usize = 6_000;
+    // Small reads, so that the loop goes through many buffers, reusing
+    // those no message holds and leaving the others alone.
+    let server = Connector::builder(BytesConverter::new().with_shared_read_buffer(true))
+        .listen(any_local_address())
+        .read_chunk(4096)
+        .spawn()
+        .unwrap();
+    let mut peer = raw_connect(server.local_addr().unwrap());
+    let conn = accept(&server, Delivery::Merged);
+    let writer = std::thread::spawn(move || {
+        let mut wire = Vec::new();
+        for i in 0..N {
+            let body = shared_test_body(i);
+            wire.extend_from_slice(format!("{} ", body.len()).as_bytes());
+            wire.extend_from_slice(&body);
+        }
+        // In uneven pieces, so that messages straddle reads.
+        for piece in wire.chunks(3001) {
+            peer.write_all(piece).unwrap();
+        }
+        peer
+    });
+    // Keep every other message (their buffers stay alive), drop the rest
+    // at once (theirs can be reused); check all of them at the end.
+    let mut kept: Vec<(usize, Bytes)> = Vec::new();
+    for i in 0..N {
+        match next(&server) {
+            Event::MessageReceived(m) => {
+                assert_eq!(m.connection, conn);
+                if i % 2 == 0 {
+                    kept.push((i, m.message));
+                } else {
+                    assert_eq!(m.message, shared_test_body(i), "message {i}");
+                }
+            }
+            other => panic!("expected message {i}, got {other:?}"),
+        }
+    }
+    for (i, message) in &kept {
+        assert_eq!(message[..], shared_test_body(*i)[..], "kept message {i}");
+    }
+    drop(writer.join().unwrap());
+    server.shutdown(ShutdownMode::Now);
+}

@@ -474,6 +474,64 @@ fn roundtrip<C: Converter>(c: &C, messages: &[C::Message], chunks: &[usize]) -> 
     decode_chunked(c, &wire, chunks).unwrap()
 }
 
+/// As [`decode_chunked`], but each piece arrives as a shared chunk, after
+/// `skip` bytes that are not part of the input (as when the network loop
+/// splits one buffer into reads), and goes to `put_shared`. Also returns,
+/// for each message, whether it is a slice of its last chunk.
+fn decode_shared_chunked<C>(c: &C, data: &[u8], chunks: &[usize], skip: usize) -> Vec<(Bytes, bool)>
+where
+    C: Converter<Message = Bytes>,
+{
+    let mut out = Vec::new();
+    let mut d = c.deserializer();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < data.len() {
+        let n = chunks[i % chunks.len()].max(1).min(data.len() - pos);
+        i += 1;
+        let mut piece = vec![b'#'; skip];
+        piece.extend_from_slice(&data[pos..pos + n]);
+        let chunk = Bytes::from(piece);
+        pos += n;
+        let mut start = skip;
+        while start < chunk.len() {
+            let (used, status) = d.put_shared(&chunk, start, Waker::noop()).unwrap();
+            start += used;
+            match status {
+                Decoded::Done(m) => {
+                    let inside = chunk.as_ptr_range().contains(&m.as_ptr()) && !m.is_empty();
+                    out.push((m, inside));
+                    d = c.deserializer();
+                }
+                Decoded::NeedMore => assert_eq!(start, chunk.len(), "consumes everything"),
+                Decoded::Pending => panic!("primitives never wait"),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn shared_input_makes_messages_slices_of_it() {
+    let wire = b"3 abc5 hello0 4 wxyz";
+    let shared = BytesConverter::new().with_shared_read_buffer(true);
+    let got = decode_shared_chunked(&shared, wire, &[wire.len()], 2);
+    let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| &m[..]).collect();
+    assert_eq!(bodies, [&b"abc"[..], b"hello", b"", b"wxyz"]);
+    // Every non-empty message points into the chunk: no copy.
+    assert!(got.iter().all(|(m, inside)| *inside || m.is_empty()));
+    // Messages cut across chunks are collected, as before.
+    let got = decode_shared_chunked(&shared, wire, &[4], 0);
+    let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| &m[..]).collect();
+    assert_eq!(bodies, [&b"abc"[..], b"hello", b"", b"wxyz"]);
+    // Without the option the same calls copy, and say so.
+    let copying = BytesConverter::new();
+    assert!(!copying.shares_input());
+    assert!(shared.shares_input());
+    let got = decode_shared_chunked(&copying, wire, &[wire.len()], 2);
+    assert!(got.iter().all(|(_, inside)| !inside));
+}
+
 fn chunks() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..40, 1..8)
 }
@@ -509,6 +567,24 @@ proptest! {
         ch in chunks(),
     ) {
         prop_assert_eq!(roundtrip(&VecConverter::new(), &v, &ch), v);
+    }
+
+    #[test]
+    fn shared_bytes_roundtrip(
+        v in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100), 0..10),
+        ch in chunks(),
+        skip in 0usize..4,
+    ) {
+        let c = BytesConverter::new().with_shared_read_buffer(true);
+        let mut wire = Vec::new();
+        for m in &v {
+            wire.extend(encode(&c, &Bytes::from(m.clone())));
+        }
+        let back: Vec<Vec<u8>> = decode_shared_chunked(&c, &wire, &ch, skip)
+            .into_iter()
+            .map(|(m, _)| m.to_vec())
+            .collect();
+        prop_assert_eq!(back, v);
     }
 
     /// The whole-message fast path writes exactly what the serializer
@@ -613,5 +689,9 @@ proptest! {
         deserialize_chunked(&FloatConverter, &data);
         deserialize_chunked(&StringConverter::new().with_max_message_size(64), &data);
         deserialize_chunked(&BytesConverter::new().with_max_message_size(64), &data);
+        deserialize_chunked(
+            &BytesConverter::new().with_max_message_size(64).with_shared_read_buffer(true),
+            &data,
+        );
     }
 }

@@ -19,10 +19,13 @@ pub mod fuzzing {
     use std::fmt::Debug;
     use std::task::Waker;
 
+    use bytes::Bytes;
+
     use crate::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 
     /// Feeds `data[1..]` to deserializers in chunks of `data[0] % 16 + 1`
-    /// bytes. Checks the contract (never consume more than given; the
+    /// bytes, as shared chunks through `put_shared` if the converter
+    /// [shares its input](Converter::shares_input). Checks the contract (never consume more than given; the
     /// primitives consume everything when they ask for more) and that every
     /// message decoded re-encodes to something that decodes to it again.
     pub fn deserialize_chunked<C: Converter>(converter: &C, data: &[u8])
@@ -35,19 +38,26 @@ pub mod fuzzing {
         let chunk = usize::from(first % 16) + 1;
         let mut d = converter.deserializer();
         for piece in data.chunks(chunk) {
-            let mut piece = piece;
-            while !piece.is_empty() {
-                let Ok((used, status)) = d.put_bytes(piece, Waker::noop()) else {
+            let shared = converter
+                .shares_input()
+                .then(|| Bytes::copy_from_slice(piece));
+            let mut start = 0;
+            while start < piece.len() {
+                let result = match &shared {
+                    Some(chunk) => d.put_shared(chunk, start, Waker::noop()),
+                    None => d.put_bytes(&piece[start..], Waker::noop()),
+                };
+                let Ok((used, status)) = result else {
                     return;
                 };
-                assert!(used <= piece.len());
-                piece = &piece[used..];
+                assert!(used <= piece.len() - start);
+                start += used;
                 match status {
                     Decoded::Done(m) => {
                         check_roundtrip(converter, &m);
                         d = converter.deserializer();
                     }
-                    Decoded::NeedMore => assert!(piece.is_empty()),
+                    Decoded::NeedMore => assert_eq!(start, piece.len()),
                     Decoded::Pending => panic!("primitives never wait"),
                 }
             }

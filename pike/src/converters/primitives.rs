@@ -14,6 +14,7 @@
 
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
+use std::ops::Range;
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -474,6 +475,12 @@ pub trait Payload: Sized + Send + 'static {
     fn from_slice(body: &[u8]) -> Result<Self, ProtocolError>;
     /// Builds a message from a body collected over several reads.
     fn from_vec(body: Vec<u8>) -> Result<Self, ProtocolError>;
+    /// Builds a message from a complete body that is `chunk[range]`, a part
+    /// of a shared chunk of input. The default copies it, as
+    /// [`from_slice`](Self::from_slice).
+    fn from_shared(chunk: &Bytes, range: Range<usize>) -> Result<Self, ProtocolError> {
+        Self::from_slice(&chunk[range])
+    }
 }
 
 impl Payload for String {
@@ -512,6 +519,9 @@ impl Payload for Bytes {
     fn from_vec(body: Vec<u8>) -> Result<Self, ProtocolError> {
         Ok(Bytes::from(body))
     }
+    fn from_shared(chunk: &Bytes, range: Range<usize>) -> Result<Self, ProtocolError> {
+        Ok(chunk.slice(range))
+    }
 }
 
 /// Length-prefixed messages: `<byte length> <bytes>`, e.g. `3 abc`, `0 `.
@@ -527,6 +537,7 @@ impl Payload for Bytes {
 #[derive(Debug, Clone, Copy)]
 pub struct LengthPrefixed<P> {
     max_message_size: usize,
+    shared: bool,
     _payload: PhantomData<fn() -> P>,
 }
 
@@ -542,6 +553,7 @@ impl<P> LengthPrefixed<P> {
     pub const fn new() -> Self {
         Self {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            shared: false,
             _payload: PhantomData,
         }
     }
@@ -555,6 +567,35 @@ impl<P> LengthPrefixed<P> {
     /// The largest body, in bytes, that deserializers accept.
     pub const fn max_message_size(&self) -> usize {
         self.max_message_size
+    }
+}
+
+impl LengthPrefixed<Bytes> {
+    /// Received messages become slices of the chunk the connection read
+    /// them in, instead of copies: no allocation and no copy per message,
+    /// which for small messages is a large part of the cost of receiving
+    /// them. Off by default.
+    ///
+    /// The catch: a message keeps its whole chunk alive (up to the
+    /// connector's read size, 256 KiB by default) for as long as it lives,
+    /// together with every other message read with it. Turn it on where
+    /// messages are dropped (or copied) soon after they arrive; keeping
+    /// many such messages for a long time can hold far more memory than
+    /// their own size.
+    ///
+    /// ```
+    /// use pike::converters::BytesConverter;
+    /// let converter = BytesConverter::new().with_shared_read_buffer(true);
+    /// assert!(converter.shared_read_buffer());
+    /// ```
+    pub const fn with_shared_read_buffer(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Whether received messages are slices of the read chunk.
+    pub const fn shared_read_buffer(&self) -> bool {
+        self.shared
     }
 }
 
@@ -583,6 +624,10 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
         true
     }
 
+    fn shares_input(&self) -> bool {
+        self.shared
+    }
+
     fn serializer(&self, message: &P) -> Self::Serializer {
         let mut w = ArrayWriter::<32>::new();
         push_decimal(&mut w, message.as_bytes().len() as u64);
@@ -598,6 +643,7 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
         LengthPrefixedDeserializer {
             state: BodyState::Header(Field::new()),
             max_message_size: self.max_message_size,
+            shared: self.shared,
             _payload: PhantomData,
         }
     }
@@ -644,6 +690,9 @@ enum BodyState {
 pub struct LengthPrefixedDeserializer<P> {
     state: BodyState,
     max_message_size: usize,
+    /// Slice bodies out of shared input (see
+    /// [`LengthPrefixed::with_shared_read_buffer`]) rather than copy them.
+    shared: bool,
     _payload: PhantomData<fn() -> P>,
 }
 
@@ -674,6 +723,32 @@ impl<P: Payload> Deserializer for LengthPrefixedDeserializer<P> {
         data: &[u8],
         _waker: &Waker,
     ) -> Result<(usize, Decoded<P>), ProtocolError> {
+        self.put(data, |range| P::from_slice(&data[range]))
+    }
+
+    fn put_shared(
+        &mut self,
+        data: &Bytes,
+        start: usize,
+        waker: &Waker,
+    ) -> Result<(usize, Decoded<P>), ProtocolError> {
+        if !self.shared {
+            return self.put_bytes(&data[start..], waker);
+        }
+        self.put(&data[start..], |range| {
+            P::from_shared(data, start + range.start..start + range.end)
+        })
+    }
+}
+
+impl<P: Payload> LengthPrefixedDeserializer<P> {
+    /// Takes a prefix of `data`; `whole` builds a message from a body that
+    /// is all in `data`, given its range there.
+    fn put(
+        &mut self,
+        data: &[u8],
+        whole: impl FnOnce(Range<usize>) -> Result<P, ProtocolError>,
+    ) -> Result<(usize, Decoded<P>), ProtocolError> {
         let mut used = 0;
         if let BodyState::Header(field) = &self.state
             && field.len == 0
@@ -687,10 +762,10 @@ impl<P: Payload> Deserializer for LengthPrefixedDeserializer<P> {
             let digits = &data[..space];
             check_partial_length(digits, self.max_message_size)?;
             let length = parse_u64(digits)? as usize;
-            let rest = &data[space + 1..];
-            if rest.len() >= length {
-                let message = P::from_slice(&rest[..length])?;
-                return Ok((space + 1 + length, Decoded::Done(message)));
+            let start = space + 1;
+            if data.len() - start >= length {
+                let message = whole(start..start + length)?;
+                return Ok((start + length, Decoded::Done(message)));
             }
         }
         if let BodyState::Header(field) = &mut self.state {
@@ -703,10 +778,9 @@ impl<P: Payload> Deserializer for LengthPrefixedDeserializer<P> {
             }
             // Checked above: digits only, at most the limit.
             let length = parse_u64(digits)? as usize;
-            let rest = &data[used..];
-            if rest.len() >= length {
+            if data.len() - used >= length {
                 // Fast path: the whole body is here; one allocation.
-                let message = P::from_slice(&rest[..length])?;
+                let message = whole(used..used + length)?;
                 return Ok((used + length, Decoded::Done(message)));
             }
             let body = Vec::with_capacity(length.min(BODY_RESERVE_STEP));

@@ -46,6 +46,8 @@ use std::io;
 use std::sync::Arc;
 use std::task::Waker;
 
+use bytes::Bytes;
+
 use crate::converter::Converter;
 use crate::error::{ConnectError, DisconnectReason, RejectReason};
 use crate::event::{
@@ -405,7 +407,7 @@ impl<C: Converter> Endpoint<C> {
 
     /// Bytes arrived from the socket.
     pub fn handle_read(&mut self, data: &[u8]) {
-        self.read(data, None::<&mut fn(Event<C::Message>)>);
+        self.read(data, None, None::<&mut fn(Event<C::Message>)>);
     }
 
     /// Bytes arrived from the socket, as [`handle_read`](Self::handle_read),
@@ -419,25 +421,41 @@ impl<C: Converter> Endpoint<C> {
     /// would also keep the size of the largest burst for the connection's
     /// lifetime.
     pub fn handle_read_into(&mut self, data: &[u8], sink: &mut impl FnMut(Event<C::Message>)) {
-        self.read(data, Some(sink));
+        self.read(data, None, Some(sink));
     }
 
-    fn read<F: FnMut(Event<C::Message>)>(&mut self, data: &[u8], mut sink: Option<&mut F>) {
+    /// [`handle_read_into`](Self::handle_read_into) with the bytes as a
+    /// shared chunk, which deserializers may slice messages from (see
+    /// [`Converter::shares_input`]).
+    pub fn handle_shared_read_into(
+        &mut self,
+        chunk: &Bytes,
+        sink: &mut impl FnMut(Event<C::Message>),
+    ) {
+        self.read(chunk, Some(chunk), Some(sink));
+    }
+
+    fn read<F: FnMut(Event<C::Message>)>(
+        &mut self,
+        data: &[u8],
+        shared: Option<&Bytes>,
+        mut sink: Option<&mut F>,
+    ) {
         match self.state {
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let connection = self.connection;
                 let events = &mut self.events;
                 // Straight to the sink only if that keeps the order.
                 let direct = events.is_empty();
-                let result = self
-                    .inbox
-                    .feed(&self.converter, &self.waker, data, &mut |m| {
-                        let event = received(connection, m);
-                        match &mut sink {
-                            Some(sink) if direct => sink(event),
-                            _ => events.push_back(event),
-                        }
-                    });
+                let result =
+                    self.inbox
+                        .feed(&self.converter, &self.waker, data, shared, &mut |m| {
+                            let event = received(connection, m);
+                            match &mut sink {
+                                Some(sink) if direct => sink(event),
+                                _ => events.push_back(event),
+                            }
+                        });
                 if let Err(reason) = result {
                     self.fail(reason);
                 }

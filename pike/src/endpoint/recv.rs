@@ -14,6 +14,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 
+use bytes::Bytes;
+
 use crate::converter::{Converter, Decoded, Deserializer};
 use crate::error::{DisconnectReason, ProtocolError, panic_message};
 
@@ -57,16 +59,19 @@ impl<C: Converter> Inbox<C> {
         self.consumed > 0 || !self.pending.is_empty()
     }
 
-    /// Feeds `data`; every completed message goes to `deliver`.
+    /// Feeds `data`; every completed message goes to `deliver`. `shared`,
+    /// if given, holds the same bytes as `data`, for
+    /// [`Deserializer::put_shared`].
     pub(crate) fn feed(
         &mut self,
         converter: &C,
         waker: &Waker,
         data: &[u8],
+        shared: Option<&Bytes>,
         deliver: &mut impl FnMut(C::Message),
     ) -> Result<(), DisconnectReason> {
         if self.pending.is_empty() && !self.waiting {
-            let used = self.run(converter, waker, data, false, deliver)?;
+            let used = self.run(converter, waker, data, shared, false, deliver)?;
             self.keep(&data[used..])
         } else {
             self.keep(data)?;
@@ -110,7 +115,7 @@ impl<C: Converter> Inbox<C> {
         deliver: &mut impl FnMut(C::Message),
     ) -> Result<(), DisconnectReason> {
         let mut pending = std::mem::take(&mut self.pending);
-        let result = self.run(converter, waker, &pending, call_if_empty, deliver);
+        let result = self.run(converter, waker, &pending, None, call_if_empty, deliver);
         if let Ok(used) = result {
             pending.drain(..used);
         }
@@ -121,13 +126,15 @@ impl<C: Converter> Inbox<C> {
         result.map(drop)
     }
 
-    /// Runs deserializers over `input` until it is used up or one waits.
-    /// Returns how many bytes were consumed.
+    /// Runs deserializers over `input` (also given as `shared`, if it is
+    /// shared) until it is used up or one waits. Returns how many bytes
+    /// were consumed.
     fn run(
         &mut self,
         converter: &C,
         waker: &Waker,
         input: &[u8],
+        shared: Option<&Bytes>,
         mut call_if_empty: bool,
         deliver: &mut impl FnMut(C::Message),
     ) -> Result<usize, DisconnectReason> {
@@ -138,15 +145,17 @@ impl<C: Converter> Inbox<C> {
                 .deserializer
                 .get_or_insert_with(|| converter.deserializer());
             let rest = &input[off..];
-            let (used, outcome) =
-                match catch_unwind(AssertUnwindSafe(|| deserializer.put_bytes(rest, waker))) {
-                    Err(payload) => {
-                        return Err(DisconnectReason::DeserializerPanicked(panic_message(
-                            payload.as_ref(),
-                        )));
-                    }
-                    Ok(result) => result?,
-                };
+            let (used, outcome) = match catch_unwind(AssertUnwindSafe(|| match shared {
+                Some(chunk) => deserializer.put_shared(chunk, off, waker),
+                None => deserializer.put_bytes(rest, waker),
+            })) {
+                Err(payload) => {
+                    return Err(DisconnectReason::DeserializerPanicked(panic_message(
+                        payload.as_ref(),
+                    )));
+                }
+                Ok(result) => result?,
+            };
             if used > rest.len() {
                 return Err(DisconnectReason::DeserializerPanicked(format!(
                     "consumed {used} bytes of {}",

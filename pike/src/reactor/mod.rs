@@ -30,9 +30,10 @@ pub(crate) mod command;
 pub(crate) mod direct;
 pub(crate) mod lead;
 pub(crate) mod queues;
+mod readbuf;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
@@ -53,6 +54,7 @@ use direct::{Directory, Io, SharedIo, write_out};
 
 use command::{Command, CommandQueue, ConnectWait, Credit, Target};
 use queues::{Envelope, Route, Separate, merge_into};
+use readbuf::ReadBuffer;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -191,7 +193,7 @@ pub(crate) struct Reactor<C: Converter> {
     conns: HashMap<Connection, Conn<C>>,
     ready: Vec<Connection>,
     draining: Vec<Connection>,
-    scratch: Vec<u8>,
+    scratch: ReadBuffer,
     shutdown: Option<ShutdownMode>,
     resolvers: Vec<JoinHandle<()>>,
     /// Dropped last: marks the connector stopped however the reactor ends
@@ -228,6 +230,7 @@ impl<C: Converter> Reactor<C> {
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),
         });
+        let shares_input = converter.shares_input();
         let directory = Arc::new(Directory::new(
             converter,
             config.endpoint,
@@ -257,7 +260,7 @@ impl<C: Converter> Reactor<C> {
             conns: HashMap::new(),
             ready: Vec::new(),
             draining: Vec::new(),
-            scratch: vec![0; config.read_chunk],
+            scratch: ReadBuffer::new(config.read_chunk, shares_input),
             shutdown: None,
             resolvers: Vec::new(),
             _stop: StopGuard {
@@ -790,21 +793,27 @@ impl<C: Converter> Reactor<C> {
                     }
                 } else if let Some(socket) = &mut io.socket {
                     budget -= 1;
-                    match socket.read(&mut self.scratch) {
-                        Ok(0) => io.endpoint.handle_eof(),
-                        Ok(n) => {
-                            let batch = &mut self.outgoing;
-                            io.endpoint
-                                .handle_read_into(&self.scratch[..n], &mut |event| {
-                                    batch.push(Envelope {
-                                        event,
-                                        credit: None,
-                                    })
-                                });
+                    let batch = &mut self.outgoing;
+                    let endpoint = &mut io.endpoint;
+                    let read = self.scratch.read_from(socket, |data, chunk| {
+                        let mut sink = |event| {
+                            batch.push(Envelope {
+                                event,
+                                credit: None,
+                            })
+                        };
+                        match chunk {
+                            Some(chunk) => endpoint.handle_shared_read_into(chunk, &mut sink),
+                            None => endpoint.handle_read_into(data, &mut sink),
+                        }
+                    });
+                    match read {
+                        Ok((0, _)) => io.endpoint.handle_eof(),
+                        Ok((_, filled)) => {
                             // A short read emptied the socket's queue (epoll
                             // reports new data with a new edge): skip the
                             // read that would only say `WouldBlock`.
-                            if n < self.scratch.len() && !io.read_closed {
+                            if !filled && !io.read_closed {
                                 io.readable = false;
                             }
                         }
