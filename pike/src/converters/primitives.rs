@@ -111,18 +111,23 @@ impl<const N: usize> fmt::Write for ArrayWriter<N> {
 }
 
 /// Writes `v` in decimal.
-fn push_decimal<const N: usize>(out: &mut ArrayWriter<N>, mut v: u64) {
+fn push_decimal<const N: usize>(out: &mut ArrayWriter<N>, v: u64) {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    let start = decimal_from_end(&mut digits, v);
+    out.extend(&digits[start..]);
+}
+
+/// Writes `v` in decimal at the end of `out`; returns where it starts.
+fn decimal_from_end(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = out.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        out[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
-            break;
+            return i;
         }
     }
-    out.extend(&digits[i..]);
 }
 
 // ---------------------------------------------------------------------------
@@ -612,10 +617,10 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
 
     fn write_whole(&self, message: &P, out: &mut WriteBuf<'_>) -> bool {
         let body = message.as_bytes();
-        let mut w = ArrayWriter::<32>::new();
-        push_decimal(&mut w, body.len() as u64);
-        w.push(b' ');
-        let header = w.as_bytes();
+        // The length's digits, then the space.
+        let mut field = [b' '; LENGTH_FIELD_MAX + 1];
+        let start = decimal_from_end(&mut field[..LENGTH_FIELD_MAX], body.len() as u64);
+        let header = &field[start..];
         if header.len() + body.len() > out.remaining() {
             return false;
         }
@@ -715,6 +720,51 @@ fn check_partial_length(digits: &[u8], max_message_size: usize) -> Result<(), Pr
     }
 }
 
+/// The fast path's header: if `data` starts with a whole length field
+/// (digits, then a space, within `LENGTH_FIELD_MAX + 1` bytes), the length
+/// and where the body starts. `None` if the space is not there (the general
+/// path then collects the field). In one pass, with the outcomes of
+/// [`check_partial_length`] then [`parse_u64`] on the digits.
+fn whole_header(
+    data: &[u8],
+    max_message_size: usize,
+) -> Option<Result<(usize, usize), ProtocolError>> {
+    let mut value = 0u64;
+    let mut overflow = false;
+    let mut not_digit = false;
+    for (i, &b) in data.iter().take(LENGTH_FIELD_MAX + 1).enumerate() {
+        if b == b' ' {
+            return Some(if not_digit || i == 0 {
+                Err(ProtocolError::InvalidNumber)
+            } else if overflow {
+                Err(ProtocolError::TooLarge {
+                    length: u64::MAX,
+                    limit: max_message_size,
+                })
+            } else if value > max_message_size as u64 {
+                Err(ProtocolError::TooLarge {
+                    length: value,
+                    limit: max_message_size,
+                })
+            } else {
+                Ok((value as usize, i + 1))
+            });
+        }
+        if b.is_ascii_digit() {
+            match value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            {
+                Some(v) => value = v,
+                None => overflow = true,
+            }
+        } else {
+            not_digit = true;
+        }
+    }
+    None
+}
+
 impl<P: Payload> Deserializer for LengthPrefixedDeserializer<P> {
     type Message = P;
 
@@ -752,17 +802,11 @@ impl<P: Payload> LengthPrefixedDeserializer<P> {
         let mut used = 0;
         if let BodyState::Header(field) = &self.state
             && field.len == 0
-            && let Some(space) = data
-                .iter()
-                .take(LENGTH_FIELD_MAX + 1)
-                .position(|&b| b == b' ')
+            && let Some(header) = whole_header(data, self.max_message_size)
         {
             // Fast path: the whole header is here, so parse it in place
             // (the checks are those of the general path below).
-            let digits = &data[..space];
-            check_partial_length(digits, self.max_message_size)?;
-            let length = parse_u64(digits)? as usize;
-            let start = space + 1;
+            let (length, start) = header?;
             if data.len() - start >= length {
                 let message = whole(start..start + length)?;
                 return Ok((start + length, Decoded::Done(message)));
@@ -839,6 +883,45 @@ mod tests {
         ];
         for &(x, want) in cases {
             assert_eq!(repr(x), want, "repr of {x:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path's one-pass header parse gives what the general
+        /// path's checks give, errors included.
+        #[test]
+        fn whole_header_agrees_with_the_field_checks(
+            data in proptest::collection::vec(
+                proptest::sample::select(b"0123456789 x".to_vec()),
+                0..30,
+            ),
+            max in proptest::prop_oneof![0usize..100_000, proptest::num::usize::ANY],
+        ) {
+            let expected = data
+                .iter()
+                .take(LENGTH_FIELD_MAX + 1)
+                .position(|&b| b == b' ')
+                .map(|space| {
+                    let digits = &data[..space];
+                    check_partial_length(digits, max)
+                        .and_then(|()| parse_u64(digits))
+                        .map(|v| (v as usize, space + 1))
+                });
+            // ProtocolError has no PartialEq: compare what they print.
+            proptest::prop_assert_eq!(
+                format!("{:?}", whole_header(&data, max)),
+                format!("{expected:?}")
+            );
+        }
+
+        /// Decimal digits written from the end read back as the number.
+        #[test]
+        fn decimal_from_end_round_trips(v in proptest::num::u64::ANY) {
+            let mut field = [0u8; 20];
+            let start = decimal_from_end(&mut field, v);
+            proptest::prop_assert_eq!(parse_u64(&field[start..]).ok(), Some(v));
+            let text = v.to_string();
+            proptest::prop_assert_eq!(&field[start..], text.as_bytes());
         }
     }
 

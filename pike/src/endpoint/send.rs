@@ -23,19 +23,21 @@ use std::task::Waker;
 use crate::converter::{Converter, Encoded, Serializer, WriteBuf};
 use crate::error::{DisconnectReason, SerializeError, panic_message};
 
-/// A write buffer larger than this is given back once the connection has
-/// nothing left to write.
+/// A write buffer larger than this is cut down to it once the connection
+/// has nothing left to write.
 const TRIM_BYTES: usize = 16 * 1024;
 
 /// A queue (of messages, or events) whose allocation is larger than this
-/// is given back once it is empty.
+/// is cut down to it once it is empty.
 const TRIM_QUEUE_BYTES: usize = 4 * 1024;
 
-/// Replaces an empty queue by an unallocated one if it holds more than
-/// [`TRIM_QUEUE_BYTES`].
+/// Cuts an empty queue's allocation down to [`TRIM_QUEUE_BYTES`]. Not to
+/// nothing: a connection that sends batch after batch then grows it back
+/// with one reallocation, not a doubling from zero each time.
 pub(super) fn trim_queue<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() * std::mem::size_of::<T>() > TRIM_QUEUE_BYTES {
-        *queue = VecDeque::new();
+    let size = std::mem::size_of::<T>().max(1);
+    if queue.is_empty() && queue.capacity() * size > TRIM_QUEUE_BYTES {
+        queue.shrink_to(TRIM_QUEUE_BYTES / size);
     }
 }
 
@@ -161,7 +163,7 @@ impl<C: Converter> Outbox<C> {
     /// not allocate each time.
     fn trim(&mut self) {
         if self.buf.capacity() > TRIM_BYTES {
-            self.buf = Vec::new();
+            self.buf.shrink_to(TRIM_BYTES);
         }
         trim_queue(&mut self.queue);
         trim_queue(&mut self.in_flight);
