@@ -43,16 +43,16 @@ for g, (metric, label) in enumerate(groups):
 # Round-trip panel.
 lx = left + group_w * len(groups) + 40
 out.append(f'<text x="{lx}" y="20" font-size="14">Round trip p50, 16 B (µs)</text>')
-p50 = [(s, value.get((s, "p50"))) for s in systems]
+# Only the systems measured for round trips (pike-shared is not).
+p50 = [(s, value[(s, "p50")]) for s in systems if (s, "p50") in value]
 finite = [v for _, v in p50 if v is not None and v < 5000]
 scale = 160 / max(finite) if finite else 1
 for i, (s, v) in enumerate(p50):
     yy = top + 10 + i * 32
+    color = colors[systems.index(s) % len(colors)]
     out.append(f'<text x="{lx}" y="{yy + 14}">{s}</text>')
-    if v is None:
-        continue
     width = min(v * scale, 170)
-    out.append(f'<rect x="{lx + 80}" y="{yy}" width="{width:.1f}" height="20" fill="{colors[i % len(colors)]}"/>')
+    out.append(f'<rect x="{lx + 80}" y="{yy}" width="{width:.1f}" height="20" fill="{color}"/>')
     label = f"{v:.0f}" + (" (off scale)" if v >= 5000 else "")
     out.append(f'<text x="{lx + 86 + width:.1f}" y="{yy + 14}">{label}</text>')
 # Legend.

@@ -43,6 +43,19 @@ fn bench_one<C: Converter>(crit: &mut Criterion, name: &str, c: C, message: C::M
         b.iter(|| encode(&c, black_box(&message), &mut buf));
     });
     group.bench_function("decode", |b| b.iter(|| decode(&c, black_box(&wire))));
+    if c.shares_input() {
+        // The path of bytes straight from the socket: a slice, no copy.
+        let chunk = Bytes::from(wire.clone());
+        group.bench_function("decode_shared", |b| {
+            b.iter(|| {
+                let mut d = c.deserializer();
+                match d.put_shared(black_box(&chunk), 0, Waker::noop()) {
+                    Ok((_, Decoded::Done(m))) => m,
+                    _ => panic!("bad wire bytes"),
+                }
+            })
+        });
+    }
     if c.write_whole(&message, &mut WriteBuf::new(&mut Vec::new(), usize::MAX)) {
         // The fast path a connection takes when the message fits.
         group.bench_function("write_whole", |b| {
@@ -82,6 +95,18 @@ fn converters(crit: &mut Criterion) {
         crit,
         "bytes_64KiB",
         BytesConverter::new(),
+        Bytes::from(vec![7u8; 64 * 1024]),
+    );
+    bench_one(
+        crit,
+        "bytes_shared_16B",
+        BytesConverter::new().with_shared_read_buffer(true),
+        Bytes::from_static(b"0123456789abcdef"),
+    );
+    bench_one(
+        crit,
+        "bytes_shared_64KiB",
+        BytesConverter::new().with_shared_read_buffer(true),
         Bytes::from(vec![7u8; 64 * 1024]),
     );
     bench_one(crit, "vec_256B", VecConverter::new(), vec![1u8; 256]);
