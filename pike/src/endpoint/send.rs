@@ -167,7 +167,7 @@ impl<C: Converter> Outbox<C> {
     /// the write buffer's size and stay as they are: a stream that empties
     /// its buffer now and then (sends written together by the network
     /// loop) would otherwise give them back and grow them again every time,
-    /// which cost a quarter of the throughput of 16-byte sends one by one.
+    /// which cost 10–25 % of the throughput of 16-byte sends one by one.
     fn trim(&mut self) {
         trim_queue(&mut self.queue);
     }
