@@ -1094,3 +1094,60 @@ fn handle_read_into_keeps_the_order_of_events() {
         DisconnectReason::Protocol(ProtocolError::InvalidNumber)
     ));
 }
+
+/// The string converter, whose whole-message fast path panics on `boom`.
+#[derive(Debug, Default)]
+struct WholeBoom(StringConverter);
+
+impl Converter for WholeBoom {
+    type Message = String;
+    type Serializer = <StringConverter as Converter>::Serializer;
+    type Deserializer = <StringConverter as Converter>::Deserializer;
+
+    fn serializer(&self, message: &String) -> Self::Serializer {
+        self.0.serializer(message)
+    }
+
+    fn deserializer(&self) -> Self::Deserializer {
+        self.0.deserializer()
+    }
+
+    fn write_whole(&self, message: &String, out: &mut WriteBuf<'_>) -> bool {
+        assert!(message != "boom", "write_whole panics on purpose");
+        self.0.write_whole(message, out)
+    }
+}
+
+#[test]
+fn a_panicking_fast_path_hands_back_everything_not_started() {
+    // Straight into the buffer, one after the other, until `boom`: the
+    // connection closes, and what no byte of reached the socket comes
+    // back in order, `a` (buffered) included.
+    let mut ep = endpoint::<WholeBoom>(1024, true);
+    ep.send(s("written"));
+    assert_eq!(write_all(&mut ep), b"7 written");
+    ep.send_all(strings(&["a", "boom", "c"]));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose"))
+    );
+    assert_eq!(
+        (r.incomplete, r.queued),
+        (None, strings(&["a", "boom", "c"]))
+    );
+    assert_eq!(ep.messages_written(), 1);
+    assert!(write_all(&mut ep).is_empty());
+}
+
+#[test]
+fn messages_behind_a_queue_wait_their_turn() {
+    // A message that does not fit whole goes through a serializer; the
+    // next one, which would fit, must not overtake it.
+    let mut ep = endpoint::<StringConverter>(64, true);
+    let big = "b".repeat(100);
+    ep.send_all([big.clone(), s("small")]);
+    let mut want = format!("100 {big}").into_bytes();
+    want.extend_from_slice(b"5 small");
+    assert_eq!(write_all(&mut ep), want);
+    assert_eq!(ep.messages_written(), 2);
+}
