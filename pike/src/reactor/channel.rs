@@ -100,7 +100,11 @@ impl<T> Sender<T> {
 
     /// Queues every item of `items`, in order, leaving it empty. If no
     /// receiver is left, nothing is queued and `items` is left as it was.
-    pub(crate) fn send_all(&self, items: &mut Vec<T>) -> Result<(), ()> {
+    ///
+    /// If the queue is empty (its consumers keep up) the two swap places,
+    /// so that no item is moved at all; `items` then gets the queue's
+    /// empty allocation for the next batch.
+    pub(crate) fn send_all(&self, items: &mut VecDeque<T>) -> Result<(), ()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -108,7 +112,11 @@ impl<T> Sender<T> {
         if state.receivers == 0 {
             return Err(());
         }
-        state.items.extend(items.drain(..));
+        if state.items.is_empty() {
+            std::mem::swap(&mut state.items, items);
+        } else {
+            state.items.append(items);
+        }
         self.0.signal(state);
         Ok(())
     }
@@ -237,8 +245,8 @@ impl<T> Receiver<T> {
     }
 
     /// Takes everything queued now.
-    pub(crate) fn take_all(&self) -> Vec<T> {
-        lock(&self.0.state).items.drain(..).collect()
+    pub(crate) fn take_all(&self) -> VecDeque<T> {
+        std::mem::take(&mut lock(&self.0.state).items)
     }
 }
 
@@ -252,7 +260,7 @@ mod tests {
     fn items_come_out_in_order_then_disconnected() {
         let (tx, rx) = unbounded();
         tx.send(1).unwrap();
-        tx.send_all(&mut vec![2, 3, 4]).unwrap();
+        tx.send_all(&mut VecDeque::from([2, 3, 4])).unwrap();
         let mut got = Vec::new();
         assert_eq!(rx.recv_batch(2, Some(WAIT), |i| got.push(i)), Ok(2));
         assert_eq!(rx.recv(), Some(3));
@@ -272,7 +280,7 @@ mod tests {
         tx.send(1).unwrap();
         drop(rx2);
         assert_eq!(tx.send(2), Err(2));
-        let mut batch = vec![3, 4];
+        let mut batch = VecDeque::from([3, 4]);
         assert_eq!(tx.send_all(&mut batch), Err(()));
         assert_eq!(batch, [3, 4]);
     }
@@ -353,7 +361,7 @@ mod tests {
         drop(rx);
         let mut next = 0u64;
         for round in 0..2_000 {
-            let mut batch: Vec<u64> = (next..next + round % 7).collect();
+            let mut batch: VecDeque<u64> = (next..next + round % 7).collect();
             next += round % 7;
             tx.send_all(&mut batch).unwrap();
         }

@@ -185,7 +185,7 @@ pub(crate) struct Reactor<C: Converter> {
     commands: Receiver<Command<C::Message>>,
     main: channel::Sender<Envelope<C::Message>>,
     /// Events on their way to a queue, handed over in one go.
-    outgoing: Vec<Envelope<C::Message>>,
+    outgoing: VecDeque<Envelope<C::Message>>,
     directory: Arc<Directory<C>>,
     config: Config,
     listener: Option<TcpListener>,
@@ -252,7 +252,7 @@ impl<C: Converter> Reactor<C> {
             shared: shared.clone(),
             commands: command_rx,
             main: main_tx,
-            outgoing: Vec::new(),
+            outgoing: VecDeque::new(),
             directory: directory.clone(),
             config,
             listener,
@@ -797,7 +797,7 @@ impl<C: Converter> Reactor<C> {
                     let endpoint = &mut io.endpoint;
                     let read = self.scratch.read_from(socket, |data, chunk| {
                         let mut sink = |event| {
-                            batch.push(Envelope {
+                            batch.push_back(Envelope {
                                 event,
                                 credit: None,
                             })
@@ -1025,7 +1025,7 @@ fn deliver<C: Converter>(
     conn: &mut Conn<C>,
     io: &mut Io<C>,
     main: &channel::Sender<Envelope<C::Message>>,
-    batch: &mut Vec<Envelope<C::Message>>,
+    batch: &mut VecDeque<Envelope<C::Message>>,
 ) {
     while let Some(event) = io.endpoint.poll_event() {
         if let Some(held) = &mut conn.held {
@@ -1033,7 +1033,7 @@ fn deliver<C: Converter>(
             continue;
         }
         let last = event.is_final();
-        batch.push(Envelope {
+        batch.push_back(Envelope {
             event,
             credit: None,
         });
@@ -1057,7 +1057,7 @@ fn route_event<M>(
         event,
         credit: None,
     };
-    hand_over(&mut vec![envelope], credit, route, main);
+    hand_over(&mut VecDeque::from([envelope]), credit, route, main);
     if last {
         *route = Route::Main;
     }
@@ -1066,13 +1066,13 @@ fn route_event<M>(
 /// Queues a connection's events where its route says, counting them
 /// against its credit first.
 fn hand_over<M>(
-    batch: &mut Vec<Envelope<M>>,
+    batch: &mut VecDeque<Envelope<M>>,
     credit: &Arc<Credit>,
     route: &Route<M>,
     main: &channel::Sender<Envelope<M>>,
 ) {
     let n = batch.len();
-    let Some(last) = batch.last_mut() else {
+    let Some(last) = batch.back_mut() else {
         return;
     };
     last.credit = Some((credit.clone(), n));
