@@ -41,6 +41,10 @@ use crate::sync::lock;
 /// it back.
 pub(crate) const GRACE: Duration = Duration::from_micros(500);
 
+/// How many grace periods in a row the reactor must stay lent before the
+/// home thread stops waking for it (see [`Lead::run_home`]).
+const DOZE_AFTER: u32 = 20;
+
 /// The slot the reactor lives in, and the threads that run it.
 pub(crate) struct Lead<C: Converter> {
     slot: Mutex<Slot<C>>,
@@ -71,8 +75,11 @@ struct Slot<C: Converter> {
     /// How many times a borrower has put it back.
     returns: u64,
     /// The home thread sleeps with no timeout until a borrower puts the
-    /// reactor back: it was lent through a whole [`GRACE`] period.
+    /// reactor back: it stayed lent through [`DOZE_AFTER`] grace periods.
     dozing: bool,
+    /// The borrower that last put the reactor back left work in it (a
+    /// command, or a socket ready).
+    returned_work: bool,
 }
 
 impl<C: Converter> std::fmt::Debug for Lead<C> {
@@ -93,6 +100,7 @@ impl<C: Converter> Lead<C> {
                 parked_at: None,
                 returns: 0,
                 dozing: false,
+                returned_work: false,
             }),
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
@@ -126,8 +134,10 @@ impl<C: Converter> Lead<C> {
     /// until shutdown completes.
     pub(crate) fn run_home(&self) {
         let mut slot = lock(&self.slot);
-        // `returns` when the home thread last found the reactor lent.
+        // `returns` when the home thread last found the reactor lent, and
+        // for how many grace periods in a row it has stayed lent since.
         let mut seen_returns = None;
+        let mut lent_for = 0u32;
         loop {
             if slot.done {
                 return;
@@ -136,10 +146,16 @@ impl<C: Converter> Lead<C> {
                 && !self.lent.load(Ordering::Relaxed)
                 && self.wanted.load(Ordering::SeqCst) == 0;
             if !idle {
-                if slot.reactor.is_none() && seen_returns == Some(slot.returns) {
-                    // Lent all through the last wait (a thread blocked in
-                    // `recv` on a quiet connector): sleep until it comes
-                    // back, rather than wake every `GRACE` for nothing.
+                let still_lent = slot.reactor.is_none() && seen_returns == Some(slot.returns);
+                lent_for = if still_lent { lent_for + 1 } else { 0 };
+                if lent_for >= DOZE_AFTER {
+                    // Lent all through the last grace periods (a thread
+                    // blocked in `recv` on a quiet connector): sleep until
+                    // it comes back, rather than wake every `GRACE` for
+                    // nothing. Not sooner: in a busy stream the loop comes
+                    // and goes, and a home thread woken by each return
+                    // would cost more than its timer.
+                    lent_for = 0;
                     slot.dozing = true;
                     slot = self
                         .commands
@@ -148,6 +164,14 @@ impl<C: Converter> Lead<C> {
                         .unwrap_or_else(|e| e.into_inner());
                     slot.dozing = false;
                     seen_returns = None;
+                    if slot.reactor.is_some() && !slot.returned_work {
+                        // Woken because it came back: its borrower is likely
+                        // to want it again at once, so start the grace
+                        // period rather than run a turn now (which would
+                        // only make it wait for the hand-over). A command
+                        // rings the bell and cuts the wait short.
+                        slot = self.ring_or_wait(slot, GRACE);
+                    }
                 } else {
                     seen_returns = Some(slot.returns);
                     slot = self.ring_or_wait(slot, GRACE);
@@ -330,6 +354,7 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         self.lead.lent.store(false, Ordering::Relaxed);
         slot.parked_at = Some(Instant::now());
         slot.returns += 1;
+        slot.returned_work = has_work;
         let dozing = slot.dozing;
         drop(slot);
         // Otherwise no notification: the home thread takes an idle reactor
