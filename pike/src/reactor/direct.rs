@@ -270,7 +270,7 @@ pub(crate) enum Flush {
 }
 
 /// Accepting and rejecting a connection a peer opened, for
-/// [`RemoteConnect`](crate::RemoteConnect), which knows the message type
+/// [`RemoteConnect`](crate::event::RemoteConnect), which knows the message type
 /// but not the converter.
 pub(crate) trait Admit<M>: Send + Sync {
     /// Accepts `id` if it still waits for it, its events going by `route`.

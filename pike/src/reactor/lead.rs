@@ -25,6 +25,11 @@
 //! again. Once it has been idle for [`GRACE`], the home thread takes it
 //! back, so that a connector whose application threads are all busy still
 //! accepts and reads within that time.
+//!
+//! While the reactor is lent, the home thread checks on it every `GRACE`;
+//! once it has stayed lent for [`DOZE_AFTER`] of those in a row (a thread
+//! blocked in `recv` on a quiet connector), the home thread sleeps until
+//! the borrower puts it back, so that a quiet connector makes no wake-ups.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};

@@ -1,7 +1,7 @@
 //! Network thread → application threads: the main event queue and the
 //! queues of separate connections.
 //!
-//! Both are [`channel`](super::channel)s: each event goes to exactly one
+//! Both are [`channel`]s: each event goes to exactly one
 //! taker. Only the network thread sends, so once it stops and drops its
 //! senders, takers get the remaining events and then `None`.
 //!
