@@ -89,6 +89,20 @@ fn decode_one<C: Converter>(c: &C, data: &[u8]) -> Result<(C::Message, usize), P
     }
 }
 
+/// `data` cut into consecutive pieces of the given sizes (cycled; a size
+/// of 0 counts as 1), the last one possibly shorter.
+fn pieces<'a>(data: &'a [u8], sizes: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = data;
+    sizes.iter().cycle().map_while(move |&size| {
+        if rest.is_empty() {
+            return None;
+        }
+        let (piece, after) = rest.split_at(size.max(1).min(rest.len()));
+        rest = after;
+        Some(piece)
+    })
+}
+
 /// Feeds `data` in the given chunk sizes (cycled), one deserializer after
 /// another, and returns every message completed.
 fn decode_chunked<C: Converter>(
@@ -98,13 +112,7 @@ fn decode_chunked<C: Converter>(
 ) -> Result<Vec<C::Message>, ProtocolError> {
     let mut out = Vec::new();
     let mut d = c.deserializer();
-    let mut pos = 0;
-    let mut i = 0;
-    while pos < data.len() {
-        let n = chunks[i % chunks.len()].max(1).min(data.len() - pos);
-        i += 1;
-        let mut chunk = &data[pos..pos + n];
-        pos += n;
+    for mut chunk in pieces(data, chunks) {
         while !chunk.is_empty() {
             let (used, status) = d.put_bytes(chunk, Waker::noop())?;
             chunk = &chunk[used..];
@@ -484,15 +492,10 @@ where
 {
     let mut out = Vec::new();
     let mut d = c.deserializer();
-    let mut pos = 0;
-    let mut i = 0;
-    while pos < data.len() {
-        let n = chunks[i % chunks.len()].max(1).min(data.len() - pos);
-        i += 1;
+    for input in pieces(data, chunks) {
         let mut piece = vec![b'#'; skip];
-        piece.extend_from_slice(&data[pos..pos + n]);
+        piece.extend_from_slice(input);
         let chunk = Bytes::from(piece);
-        pos += n;
         let mut start = skip;
         while start < chunk.len() {
             let (used, status) = d.put_shared(&chunk, start, Waker::noop()).unwrap();

@@ -203,6 +203,18 @@ fn run_peer(mut s: TcpStream, behaviour: Peer) -> Vec<u8> {
 }
 
 /// One round of the nothing-lost stress test.
+/// The messages an event hands back to the application (the partly
+/// written one first), or the event itself if it is not one that does.
+fn handed_back<M>(event: Event<M>) -> Result<Vec<M>, Event<M>> {
+    match event {
+        Event::FinishConnect(f) => Ok(f.queued),
+        Event::FinishDisconnect(f) => Ok(f.incomplete.into_iter().chain(f.queued).collect()),
+        Event::RemoteDisconnect(r) => Ok(r.incomplete.into_iter().chain(r.queued).collect()),
+        Event::RejectedMessage(r) => Ok(vec![r.message]),
+        other => Err(other),
+    }
+}
+
 fn nothing_lost_round(seed: u64) {
     let mut rng = Rng::new(seed);
     let (l, addr) = raw_listener();
@@ -255,19 +267,9 @@ fn nothing_lost_round(seed: u64) {
     while let Some(event) = c.recv() {
         let conn = event.connection();
         *finals.entry(conn).or_default() += usize::from(event.is_final());
-        let returned = back.entry(conn).or_default();
-        match event {
-            Event::FinishConnect(f) => returned.extend(f.queued),
-            Event::FinishDisconnect(f) => {
-                returned.extend(f.incomplete);
-                returned.extend(f.queued);
-            }
-            Event::RemoteDisconnect(r) => {
-                returned.extend(r.incomplete);
-                returned.extend(r.queued);
-            }
-            Event::RejectedMessage(r) => returned.push(r.message),
-            other => panic!("seed {seed}: {other:?}"),
+        match handed_back(event) {
+            Ok(messages) => back.entry(conn).or_default().extend(messages),
+            Err(other) => panic!("seed {seed}: {other:?}"),
         }
     }
     for (i, peer) in peers.into_iter().enumerate() {
@@ -400,18 +402,9 @@ fn sends_racing_shutdown_lose_nothing() {
         c.shutdown(mode);
         let mut back: Vec<String> = Vec::new();
         while let Some(event) = c.recv() {
-            match event {
-                Event::FinishConnect(f) => back.extend(f.queued),
-                Event::FinishDisconnect(f) => {
-                    back.extend(f.incomplete);
-                    back.extend(f.queued);
-                }
-                Event::RemoteDisconnect(r) => {
-                    back.extend(r.incomplete);
-                    back.extend(r.queued);
-                }
-                Event::RejectedMessage(r) => back.push(r.message),
-                other => panic!("seed {seed}: {other:?}"),
+            match handed_back(event) {
+                Ok(messages) => back.extend(messages),
+                Err(other) => panic!("seed {seed}: {other:?}"),
             }
         }
         let mut total = 0;

@@ -1057,6 +1057,17 @@ fn a_trickle_of_small_sends_keeps_its_small_buffer() {
 
 // ----- reading into the network loop's batch -----------------------------------
 
+/// The messages of `events`, which must all be `MessageReceived`.
+fn received_texts(events: &[Event<String>]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::MessageReceived(m) => m.message.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
 #[test]
 fn handle_read_into_keeps_the_order_of_events() {
     let mut ep = endpoint::<Pausing>(1024, true);
@@ -1068,25 +1079,11 @@ fn handle_read_into_keeps_the_order_of_events() {
     assert!(sink.is_empty(), "overtook a queued event: {sink:?}");
     let queued = events(&mut ep);
     assert!(matches!(&queued[0], Event::RejectedMessage(r) if r.message == "!refused"));
-    let got: Vec<_> = queued[1..]
-        .iter()
-        .map(|e| match e {
-            Event::MessageReceived(m) => m.message.clone(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    assert_eq!(got, ["a", "b"]);
+    assert_eq!(received_texts(&queued[1..]), ["a", "b"]);
     // Nothing queued: messages go straight to the sink, and the protocol
     // error after them is queued, so it comes after them.
     ep.handle_read_into(b"cd#", &mut |e| sink.push(e));
-    let direct: Vec<_> = sink
-        .iter()
-        .map(|e| match e {
-            Event::MessageReceived(m) => m.message.clone(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    assert_eq!(direct, ["c", "d"]);
+    assert_eq!(received_texts(&sink), ["c", "d"]);
     let (received, disconnect) = take_remote_disconnect(&mut ep);
     assert!(received.is_empty());
     assert!(matches!(
