@@ -205,8 +205,10 @@ impl System for Pike {
             })
         };
         let payload = Bytes::from(vec![b'p'; size]);
-        // A bounded window in flight, as an application would keep.
-        let window = ((64 << 20) / size).clamp(BATCH * 4, 65_536);
+        // A bounded window in flight, as an application would keep, under
+        // the unsent queue's cap (16 MiB by default; a `send_batch` past it
+        // would be handed back).
+        let window = ((8 << 20) / (size + 64)).clamp(BATCH * 4, 65_536);
         let start = Instant::now();
         let mut sent = 0;
         while sent < count {

@@ -174,7 +174,9 @@ fn throughput(size: usize, count: usize, batch: usize) -> Result<Row, String> {
         })
     };
     let payload = Bytes::from(vec![b'p'; size]);
-    let window = ((64 << 20) / size.max(1)).clamp(64.max(batch * 4), 65_536);
+    // In flight: under the unsent queue's cap (16 MiB by default), past
+    // which a `send_batch` would be handed back.
+    let window = ((8 << 20) / (size + 64)).clamp(64.max(batch * 4), 65_536);
     let start = Instant::now();
     let mut sent = 0;
     while sent < count {
@@ -187,7 +189,7 @@ fn throughput(size: usize, count: usize, batch: usize) -> Result<Row, String> {
         let n = batch.min(count - sent);
         if n == 1 {
             client
-                .send(&conn, payload.clone())
+                .send_blocking(&conn, payload.clone())
                 .map_err(|e| e.to_string())?;
         } else {
             client

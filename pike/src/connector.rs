@@ -39,22 +39,27 @@ use crossbeam_channel::TryRecvError as ChannelTryRecv;
 
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
-use crate::error::{ConnectError, RecvTimeoutError, SendError, StoppedError, TryRecvError};
+use crate::error::{
+    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
+    TrySendError,
+};
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::command::{Command, ConnectWait, Target};
-use crate::reactor::direct::{Directory, Flush};
+use crate::reactor::direct::{Directory, Flush, Offer, SocketOptions};
 use crate::reactor::lead::Lead;
 use crate::reactor::queues::{Envelope, Route};
 use crate::reactor::{Config, Reactor, Shared};
 use crate::sync::lock;
 
-/// The default bound on a connection's events produced but not yet taken,
-/// past which reading from its socket pauses.
-pub const DEFAULT_MAX_UNDELIVERED_EVENTS: usize = 1024;
+pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
+
 /// The default time a closed connection waits for its peer to close after
 /// `FinishMessage`/`FinishQueue`, reading and discarding its input.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+/// The default limit on connections accepted from the listener and open
+/// at once: 16,384.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 
 /// Where `connect` goes: a socket address, or a `host:port` name resolved
 /// off the network thread.
@@ -146,11 +151,118 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
-    /// Bound on a connection's events queued but not yet taken by the
-    /// application; reading from its socket pauses there and resumes once
-    /// half are taken. Default [`DEFAULT_MAX_UNDELIVERED_EVENTS`].
-    pub fn max_undelivered_events(mut self, events: usize) -> Self {
-        self.config.max_undelivered = events.max(1);
+    /// The connector's memory budget, in bytes: received messages not yet
+    /// taken by the application (their heap size by
+    /// [`Converter::message_size`], plus each event's slot in its queue),
+    /// partly received messages, and input read but not yet decoded, over
+    /// all connections. Reading pauses as soon as it is reached, checked
+    /// between the messages of each read, and resumes once the application
+    /// has taken it down to three quarters. Default
+    /// [`DEFAULT_MEMORY_BUDGET`] (64 MiB).
+    ///
+    /// While others hold the budget, a connection that holds nothing may
+    /// still make small reads (4 KiB), so that new and well-behaved peers
+    /// are served; this can take the total past the budget by at most
+    /// 4 KiB per connection ([`max_connections`](Self::max_connections)).
+    /// If partly received messages alone hold the budget, one connection
+    /// at a time reads on to complete its message. A peer that starts a
+    /// message and never finishes it is best ended by a
+    /// [`message_timeout`](Self::message_timeout).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.config.memory_budget = bytes.max(1);
+        self
+    }
+
+    /// Each connection's share of the budget: the bytes of its received
+    /// events not yet taken. Reading from it pauses there and resumes
+    /// once the application has taken them down to half. Default
+    /// [`DEFAULT_CONNECTION_SHARE`] (4 MiB).
+    pub fn connection_share(mut self, bytes: usize) -> Self {
+        self.config.connection_share = bytes.max(1);
+        self
+    }
+
+    /// The most connections accepted from the listener and open at once;
+    /// peers connecting beyond it are closed at once. Connections made
+    /// with `connect` do not count. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// The high-water mark of each connection's unsent queue, in bytes of
+    /// messages (by [`Converter::message_size`]). Past it
+    /// [`Connector::try_send`] hands messages back
+    /// ([`TrySendError::Full`]), [`Connector::send_timeout`] waits, and
+    /// reading from that connection pauses, until the queue is down to half
+    /// of it: a peer that sends requests and never reads the replies stops
+    /// being read. Default
+    /// [`DEFAULT_SEND_HIGH_WATER`](crate::endpoint::DEFAULT_SEND_HIGH_WATER)
+    /// (1 MiB).
+    pub fn send_high_water(mut self, bytes: usize) -> Self {
+        self.config.endpoint.send_high_water = bytes.max(1);
+        self
+    }
+
+    /// The hard cap of each connection's unsent queue: a plain
+    /// [`send`](Connector::send), which never waits, hands a message back
+    /// as [`RejectedMessage`](crate::event::RejectedMessage) with
+    /// [`RejectReason::QueueFull`](crate::RejectReason::QueueFull) rather
+    /// than queue past it. Default
+    /// [`DEFAULT_SEND_QUEUE_CAP`](crate::endpoint::DEFAULT_SEND_QUEUE_CAP)
+    /// (16 MiB).
+    pub fn send_queue_cap(mut self, bytes: usize) -> Self {
+        self.config.endpoint.send_queue_cap = bytes.max(1);
+        self
+    }
+
+    /// How long a `connect` may take, name resolution included, before it
+    /// fails with [`ConnectError::TimedOut`]. Default: no limit of Pike's
+    /// own (the operating system gives up after about two minutes).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.endpoint.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an open connection may go without receiving a byte before
+    /// it ends with [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout).
+    /// Time during which Pike itself holds the connection's input back
+    /// (the application is behind) does not count. Default: none.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.endpoint.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a message may take from its first byte to its last before
+    /// the connection ends with
+    /// [`DisconnectReason::MessageTimeout`](crate::DisconnectReason::MessageTimeout):
+    /// the defence against peers that trickle messages to hold a
+    /// connection and its memory ("slowloris"). Set it well above the
+    /// time the largest message needs at the slowest expected speed (for
+    /// files, the whole file is one message). Default: none.
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.config.endpoint.message_timeout = Some(timeout);
+        self
+    }
+
+    /// Turns TCP keepalive on: after `idle` without traffic the operating
+    /// system probes the peer (every third of `idle`, three times) and
+    /// ends a connection whose peer is gone, with
+    /// [`DisconnectReason::PeerUnresponsive`](crate::DisconnectReason::PeerUnresponsive).
+    /// Default: off.
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
+        self.config.socket.keepalive = Some(idle);
+        self
+    }
+
+    /// Sets `TCP_USER_TIMEOUT` (Linux): a connection whose sent data stays
+    /// unacknowledged this long ends with
+    /// [`DisconnectReason::PeerUnresponsive`](crate::DisconnectReason::PeerUnresponsive),
+    /// which detects a dead peer while there is data to send (keepalive
+    /// covers quiet connections). Ignored elsewhere. Default: the
+    /// system's (many minutes).
+    pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
+        self.config.socket.user_timeout = Some(timeout);
         self
     }
 
@@ -164,7 +276,7 @@ impl<C: Converter> ConnectorBuilder<C> {
 
     /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Default true.
     pub fn nodelay(mut self, nodelay: bool) -> Self {
-        self.config.nodelay = nodelay;
+        self.config.socket.nodelay = nodelay;
         self
     }
 
@@ -269,9 +381,15 @@ impl<C: Converter> Connector<C> {
             listen: None,
             config: Config {
                 endpoint: EndpointConfig::default(),
-                max_undelivered: DEFAULT_MAX_UNDELIVERED_EVENTS,
+                memory_budget: DEFAULT_MEMORY_BUDGET,
+                connection_share: DEFAULT_CONNECTION_SHARE,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
                 linger: DEFAULT_LINGER,
-                nodelay: true,
+                socket: SocketOptions {
+                    nodelay: true,
+                    keepalive: None,
+                    user_timeout: None,
+                },
                 read_chunk: 256 * 1024,
             },
         }
@@ -308,6 +426,13 @@ impl<C: Converter> Connector<C> {
         } else {
             Err(io::Error::other("connector already started"))
         }
+    }
+
+    /// Bytes counted against the memory budget now (see
+    /// [`ConnectorBuilder::memory_budget`]): received events not yet taken,
+    /// partly received messages, and input read but not yet decoded.
+    pub fn memory_in_use(&self) -> usize {
+        self.inner.shared.budget.gauge.used()
     }
 
     /// Whether the connector has fully stopped (no event will come).
@@ -425,6 +550,16 @@ impl<C: Converter> Connector<C> {
             return Ok(());
         };
         let message = back.next().expect("handed back untouched");
+        self.send_by_command(connection, message)
+    }
+
+    /// A send to a connection that is not in the directory: the network
+    /// thread rejects it (it knows whether the connection ever existed).
+    fn send_by_command(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
         self.inner
             .shared
             .commands
@@ -436,6 +571,95 @@ impl<C: Converter> Connector<C> {
                 Command::Send { message, .. } => SendError(message),
                 _ => unreachable!("the queue hands back what it was given"),
             })
+    }
+
+    /// Enqueues `message` unless the connection's unsent queue is over its
+    /// high-water mark ([`ConnectorBuilder::send_high_water`]), in which
+    /// case it comes straight back as [`TrySendError::Full`]. Never waits.
+    /// Otherwise as [`send`](Self::send): a connection that is
+    /// disconnecting, closed or unknown hands it back in a
+    /// `RejectedMessage` event.
+    pub fn try_send(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+    ) -> Result<(), TrySendError<C::Message>> {
+        match self.inner.directory.try_send(*connection, message) {
+            Offer::Taken => Ok(()),
+            Offer::Full(m) => Err(TrySendError::Full(m)),
+            Offer::Absent(m) => self
+                .send_by_command(connection, m)
+                .map_err(|SendError(m)| TrySendError::Stopped(m)),
+        }
+    }
+
+    /// Enqueues `message`, waiting up to `timeout` while the connection's
+    /// unsent queue is over its high-water mark, until it is down to half
+    /// of it. On timeout the message comes back as
+    /// [`SendTimeoutError::Timeout`]. Otherwise as [`send`](Self::send).
+    pub fn send_timeout(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<C::Message>> {
+        self.send_waiting(connection, message, Instant::now().checked_add(timeout))
+    }
+
+    /// [`send_timeout`](Self::send_timeout) with a deadline.
+    pub fn send_deadline(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+        deadline: Instant,
+    ) -> Result<(), SendTimeoutError<C::Message>> {
+        self.send_waiting(connection, message, Some(deadline))
+    }
+
+    /// Enqueues `message`, waiting for as long as the connection's unsent
+    /// queue is over its high-water mark (the peer reads slowly), until it
+    /// is down to half of it: the form for a producer that should go at
+    /// its peer's pace. Otherwise as [`send`](Self::send).
+    pub fn send_blocking(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
+        self.send_waiting(connection, message, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    fn send_waiting(
+        &self,
+        connection: &Connection,
+        mut message: C::Message,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<C::Message>> {
+        let directory = &self.inner.directory;
+        loop {
+            match directory.try_send(*connection, message) {
+                Offer::Taken => return Ok(()),
+                Offer::Full(m) => message = m,
+                Offer::Absent(m) => {
+                    return self
+                        .send_by_command(connection, m)
+                        .map_err(|SendError(m)| SendTimeoutError::Stopped(m));
+                }
+            }
+            if !directory.wait_room(*connection, deadline) {
+                return Err(SendTimeoutError::Timeout(message));
+            }
+        }
+    }
+
+    /// The connection's unsent queue: how many messages are not yet written
+    /// in full, and their bytes (by [`Converter::message_size`]). `None` if
+    /// the connection is closed or unknown.
+    pub fn queued(&self, connection: &Connection) -> Option<Queued> {
+        self.inner
+            .directory
+            .queued(*connection)
+            .map(|(messages, bytes)| Queued { messages, bytes })
     }
 
     /// Enqueues several messages for one connection, in order, written
@@ -667,7 +891,7 @@ impl<C: Converter> Connector<C> {
 
 impl<C: Converter> Inner<C> {
     fn shutdown(&self, mode: ShutdownMode) {
-        let _ = self.shared.commands.push(Command::Shutdown { mode });
+        let _ = self.shared.commands.request_shutdown(mode);
         // Never started: run the loop here until the shutdown completes, so
         // that commands already given are answered.
         if let Some(reactor) = self.lead.take_unstarted() {
@@ -687,6 +911,16 @@ impl<C: Converter> Drop for Inner<C> {
     fn drop(&mut self) {
         self.shutdown(ShutdownMode::Now);
     }
+}
+
+/// A connection's unsent queue, from [`Connector::queued`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Queued {
+    /// Messages not yet written in full.
+    pub messages: usize,
+    /// Their memory, by [`Converter::message_size`].
+    pub bytes: usize,
 }
 
 /// Lets a `connect_waiting` connection's held events go when dropped.

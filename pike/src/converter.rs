@@ -68,6 +68,20 @@ pub trait Converter: Send + Sync + 'static {
     fn shares_input(&self) -> bool {
         false
     }
+
+    /// The memory `message` holds, in bytes: its own size plus what it owns
+    /// on the heap. The connection counts it against its bounds: the
+    /// connector's memory budget for received messages not yet taken, and
+    /// the high-water mark of the unsent queue. The default is
+    /// `size_of::<Message>()`, right for messages that own no heap memory;
+    /// a converter whose messages do (strings, buffers) should add it.
+    ///
+    /// It is called once or twice per message, so it must be cheap (a
+    /// length, not a walk over the message).
+    fn message_size(&self, message: &Self::Message) -> usize {
+        let _ = message;
+        std::mem::size_of::<Self::Message>()
+    }
 }
 
 /// What [`Serializer::get_bytes`] achieved.

@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::time::Duration;
 
 /// The peer sent bytes that do not follow the wire format, or more than the
 /// configured limits allow. It closes that one connection.
@@ -105,6 +106,30 @@ pub enum DisconnectReason {
     /// A deserializer panicked.
     #[error("deserializer panicked: {0}")]
     DeserializerPanicked(String),
+    /// Nothing was received for the configured idle timeout.
+    #[error("no byte received for {0:?} (idle timeout)")]
+    IdleTimeout(Duration),
+    /// A message was begun and not completed within the configured message
+    /// timeout.
+    #[error("a message took longer than {0:?} to arrive (message timeout)")]
+    MessageTimeout(Duration),
+    /// The operating system gave up on the peer: TCP keepalive probes went
+    /// unanswered, or sent data stayed unacknowledged past the user timeout
+    /// (`ETIMEDOUT`).
+    #[error("peer stopped responding: {0}")]
+    PeerUnresponsive(io::Error),
+}
+
+impl DisconnectReason {
+    /// The reason for a socket error: a time-out of the operating system's
+    /// own (keepalive, `TCP_USER_TIMEOUT`) is told apart from other errors.
+    pub(crate) fn from_socket_error(error: io::Error) -> Self {
+        if error.kind() == io::ErrorKind::TimedOut {
+            Self::PeerUnresponsive(error)
+        } else {
+            Self::Io(error)
+        }
+    }
 }
 
 /// Why a `connect` attempt did not succeed.
@@ -120,7 +145,7 @@ pub enum ConnectError {
     /// `disconnect` or `shutdown` cancelled the attempt.
     #[error("connect cancelled")]
     Cancelled,
-    /// `connect_waiting` gave up at its timeout.
+    /// The connect timeout (or `connect_waiting`'s) expired first.
     #[error("connect timed out")]
     TimedOut,
 }
@@ -140,6 +165,10 @@ pub enum RejectReason {
     /// connection carries on.
     #[error("serializer failed: {0}")]
     Serialize(SerializeError),
+    /// The connection's unsent queue is at its hard cap (the peer is not
+    /// reading fast enough); the connection carries on.
+    #[error("the connection's unsent queue is full")]
+    QueueFull,
 }
 
 /// The connector has stopped: no event can be delivered any more.
@@ -155,6 +184,82 @@ pub struct SendError<M>(pub M);
 impl<M> std::fmt::Debug for SendError<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SendError(..)")
+    }
+}
+
+impl<M> SendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        self.0
+    }
+}
+
+/// Why `try_send` handed a message back.
+#[derive(PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError<M> {
+    /// The connection's unsent queue is over its high-water mark.
+    #[error("the connection's unsent queue is full")]
+    Full(M),
+    /// The connector has stopped.
+    #[error("the connector has stopped; the message was not sent")]
+    Stopped(M),
+}
+
+impl<M> TrySendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Full(m) | Self::Stopped(m) => m,
+        }
+    }
+
+    /// Whether the queue was full (as opposed to the connector stopped).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
+    }
+}
+
+impl<M> std::fmt::Debug for TrySendError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full(_) => "Full(..)",
+            Self::Stopped(_) => "Stopped(..)",
+        })
+    }
+}
+
+/// Why `send_timeout`, `send_deadline` or `send_blocking` handed a message
+/// back.
+#[derive(PartialEq, Eq, thiserror::Error)]
+pub enum SendTimeoutError<M> {
+    /// The unsent queue did not drain below its low-water mark in time.
+    #[error("timed out waiting for room in the connection's unsent queue")]
+    Timeout(M),
+    /// The connector has stopped.
+    #[error("the connector has stopped; the message was not sent")]
+    Stopped(M),
+}
+
+impl<M> SendTimeoutError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Timeout(m) | Self::Stopped(m) => m,
+        }
+    }
+
+    /// Whether it timed out (as opposed to the connector stopped).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+}
+
+impl<M> std::fmt::Debug for SendTimeoutError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Timeout(_) => "Timeout(..)",
+            Self::Stopped(_) => "Stopped(..)",
+        })
     }
 }
 

@@ -47,11 +47,11 @@ pub mod mode;
 mod reactor;
 mod sync;
 
-pub use connector::{Address, Connector, ConnectorBuilder};
+pub use connector::{Address, Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
     ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,
-    SerializeError, StoppedError, TryRecvError,
+    SendTimeoutError, SerializeError, StoppedError, TryRecvError, TrySendError,
 };
 pub use event::{Connection, Event};
 pub use mode::{Delivery, DisconnectMode, ShutdownMode};

@@ -686,7 +686,7 @@ fn a_graceful_close_delivers_everything_despite_unread_input() {
     // reset and destroy data still in flight.
     let c = Connector::builder(StringConverter::new())
         .listen(any_local_address())
-        .max_undelivered_events(4)
+        .connection_share(4 * 1024)
         .spawn()
         .unwrap();
     let mut peer = raw_connect(c.local_addr().unwrap());
@@ -827,7 +827,11 @@ fn send_batch_and_recv_batch() {
 #[test]
 fn shutdown_now_cuts_a_finishing_shutdown_short() {
     let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
+    // Room for all 30 MB in the unsent queue (it holds 16 MiB by default).
+    let c = Connector::builder(StringConverter::new())
+        .send_queue_cap(64 << 20)
+        .spawn()
+        .unwrap();
     let conn = c.connect(addr, Delivery::Merged).unwrap();
     let _peer = raw_accept(&l); // never reads
     connected(&c);

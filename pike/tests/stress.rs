@@ -119,7 +119,7 @@ fn reading_pauses_while_the_application_falls_behind() {
     const TOTAL: usize = 64 * 1024; // 64 MB of 1 KiB messages
     let c = Connector::builder(StringConverter::new())
         .listen(any_local_address())
-        .max_undelivered_events(64)
+        .connection_share(64 * 1024)
         .spawn()
         .unwrap();
     let mut peer = raw_connect(c.local_addr().unwrap());
@@ -138,17 +138,7 @@ fn reading_pauses_while_the_application_falls_behind() {
         })
     };
     // Let the flood run into the pause: wait until the writer stalls.
-    let deadline = Instant::now() + WAIT;
-    let mut last = usize::MAX;
-    loop {
-        std::thread::park_timeout(Duration::from_millis(300));
-        let now = written.load(Ordering::SeqCst);
-        if now == last || Instant::now() > deadline {
-            break;
-        }
-        last = now;
-    }
-    let stalled_at = written.load(Ordering::SeqCst);
+    let stalled_at = until_stalled(&written);
     assert!(
         stalled_at < TOTAL / 2,
         "the peer wrote {stalled_at} of {TOTAL} messages: reading did not pause"
@@ -218,8 +208,13 @@ fn handed_back<M>(event: Event<M>) -> Result<Vec<M>, Event<M>> {
 fn nothing_lost_round(seed: u64) {
     let mut rng = Rng::new(seed);
     let (l, addr) = raw_listener();
+    // Small unsent-queue bounds, so that `Full`, timeouts and `QueueFull`
+    // rejections happen too.
+    let high_water = 1 + rng.below(256 * 1024);
     let c = Connector::builder(StringConverter::new())
         .write_buffer_size(1 + rng.below(64 * 1024))
+        .send_high_water(high_water)
+        .send_queue_cap(high_water + rng.below(512 * 1024))
         .spawn()
         .unwrap();
     let k = 1 + rng.below(4);
@@ -240,11 +235,37 @@ fn nothing_lost_round(seed: u64) {
         conns.push(conn);
     }
     let mut sent: HashMap<Connection, Vec<String>> = HashMap::new();
+    let mut back: HashMap<Connection, Vec<String>> = HashMap::new();
     let n = 50 + rng.below(300);
     for id in 0..n {
         let i = rng.below(k);
         let m = format!("{id}:{}", "x".repeat(rng.below(5000)));
-        c.send(&conns[i], m.clone()).unwrap();
+        // The four ways to send; those that can hand the message straight
+        // back count it as handed back.
+        let refused = match rng.below(4) {
+            0 => c.try_send(&conns[i], m.clone()).err().map(|e| {
+                assert!(e.is_full(), "seed {seed}: {e}");
+                e.into_inner()
+            }),
+            1 => c
+                .send_timeout(
+                    &conns[i],
+                    m.clone(),
+                    Duration::from_millis(rng.below(3) as u64),
+                )
+                .err()
+                .map(|e| {
+                    assert!(e.is_timeout(), "seed {seed}: {e}");
+                    e.into_inner()
+                }),
+            _ => {
+                c.send(&conns[i], m.clone()).unwrap();
+                None
+            }
+        };
+        if let Some(m) = refused {
+            back.entry(conns[i]).or_default().push(m);
+        }
         sent.entry(conns[i]).or_default().push(m);
         if rng.below(60) == 0 {
             let mode = [
@@ -262,7 +283,6 @@ fn nothing_lost_round(seed: u64) {
     ][rng.below(3)];
     c.shutdown(mode);
 
-    let mut back: HashMap<Connection, Vec<String>> = HashMap::new();
     let mut finals: HashMap<Connection, usize> = HashMap::new();
     while let Some(event) = c.recv() {
         let conn = event.connection();

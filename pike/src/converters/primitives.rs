@@ -22,8 +22,15 @@ use bytes::Bytes;
 use crate::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 use crate::error::{ProtocolError, SerializeError};
 
-/// The default maximum size of one string or bytes message: 16 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// The default maximum size of one string or bytes message: 1 MiB.
+///
+/// A peer can make a connection hold up to this much for a message it has
+/// begun and not finished, so it bounds what many peers together can pin
+/// against the connector's memory budget (64 MiB by default: at least 64
+/// such messages at once). Raise it with
+/// [`with_max_message_size`](LengthPrefixed::with_max_message_size) where
+/// larger messages are expected.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
 /// The longest valid int field: `-9223372036854775808` is 20 bytes.
 const INT_FIELD_MAX: usize = 20;
@@ -631,6 +638,10 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
 
     fn shares_input(&self) -> bool {
         self.shared
+    }
+
+    fn message_size(&self, message: &P) -> usize {
+        std::mem::size_of::<P>() + message.as_bytes().len()
     }
 
     fn serializer(&self, message: &P) -> Self::Serializer {

@@ -9,14 +9,34 @@
 //! * getters: [`connection`](Endpoint::connection), [`state`](Endpoint::state),
 //!   [`wants_read`](Endpoint::wants_read), [`wants_write`](Endpoint::wants_write),
 //!   [`transmit`](Endpoint::transmit);
-//! * inputs from the socket: [`handle_connected`](Endpoint::handle_connected),
+//! * inputs from the socket and the clock: [`handle_connected`](Endpoint::handle_connected),
 //!   [`handle_connect_failed`](Endpoint::handle_connect_failed),
 //!   [`handle_written`](Endpoint::handle_written), [`handle_read`](Endpoint::handle_read),
 //!   [`handle_eof`](Endpoint::handle_eof), [`handle_error`](Endpoint::handle_error),
-//!   [`handle_wake`](Endpoint::handle_wake);
+//!   [`handle_wake`](Endpoint::handle_wake), [`handle_timeout`](Endpoint::handle_timeout);
 //! * commands from the application: [`send`](Endpoint::send),
-//!   [`disconnect`](Endpoint::disconnect);
-//! * outputs: [`poll_event`](Endpoint::poll_event).
+//!   [`try_send`](Endpoint::try_send), [`disconnect`](Endpoint::disconnect);
+//! * outputs: [`poll_event`](Endpoint::poll_event), [`poll_timeout`](Endpoint::poll_timeout).
+//!
+//! Time comes in as `now` arguments, never from a clock: the endpoint says
+//! when it next needs [`handle_timeout`](Endpoint::handle_timeout)
+//! ([`poll_timeout`](Endpoint::poll_timeout)), and tests drive its timeouts
+//! with a made-up clock.
+//!
+//! # Bounds
+//!
+//! * The write buffer holds at most `write_buffer_size` bytes.
+//! * The unsent queue: past `send_high_water` bytes of messages not yet
+//!   written, [`try_send`](Endpoint::try_send) hands messages back and
+//!   reading pauses ([`wants_read`](Endpoint::wants_read) is false) until
+//!   the queue is down to half of it, so a peer that sends requests and
+//!   never reads the replies stops being read. Past `send_queue_cap`,
+//!   [`send`](Endpoint::send) hands messages back as rejected
+//!   ([`RejectReason::QueueFull`]).
+//! * Input: a deserializer may leave at most `max_pending_input` bytes
+//!   unconsumed; a taker that wants no more messages for now holds the rest
+//!   of a read back undecoded ([`input_bytes`](Endpoint::input_bytes)
+//!   counts both, and the message being received).
 //!
 //! ```text
 //!  Connecting ──connected──► Open
@@ -45,6 +65,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -58,22 +79,52 @@ use crate::mode::DisconnectMode;
 
 use recv::Inbox;
 use send::Outbox;
+pub(crate) use send::trim_queue;
 
 /// The default bound of a connection's write buffer: 256 KiB.
 pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 256 * 1024;
 /// The default bound on input a deserializer leaves unconsumed: 1 MiB.
 pub const DEFAULT_MAX_PENDING_INPUT: usize = 1024 * 1024;
+/// The default high-water mark of a connection's unsent queue: 1 MiB of
+/// messages not yet written.
+pub const DEFAULT_SEND_HIGH_WATER: usize = 1024 * 1024;
+/// The default hard cap of a connection's unsent queue: 16 MiB.
+pub const DEFAULT_SEND_QUEUE_CAP: usize = 16 * 1024 * 1024;
 
-/// Per-connection limits.
+/// Per-connection limits and timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndpointConfig {
     /// Bound of the write buffer, in bytes. Serializers are only asked for
-    /// bytes when it has room.
+    /// bytes when it has room. Default [`DEFAULT_WRITE_BUFFER_SIZE`].
     pub write_buffer_size: usize,
     /// Bound on received bytes held while a deserializer waits for a
     /// callback or leaves input unconsumed. Past it the connection closes
     /// with [`ProtocolError::Stalled`](crate::error::ProtocolError::Stalled).
+    /// Default [`DEFAULT_MAX_PENDING_INPUT`].
     pub max_pending_input: usize,
+    /// High-water mark of the unsent queue, in bytes of messages (by
+    /// [`Converter::message_size`]): past it `try_send` hands messages
+    /// back and reading pauses, until the queue is down to half of it.
+    /// Default [`DEFAULT_SEND_HIGH_WATER`].
+    pub send_high_water: usize,
+    /// Hard cap of the unsent queue: a `send` that would take it past this
+    /// is handed back as rejected ([`RejectReason::QueueFull`]). A message
+    /// sent to an empty queue is always taken, whatever its size. Default
+    /// [`DEFAULT_SEND_QUEUE_CAP`].
+    pub send_queue_cap: usize,
+    /// How long connecting may take, name resolution included, before it
+    /// fails with [`ConnectError::TimedOut`]. Default: no limit (the
+    /// operating system's own, about two minutes for TCP).
+    pub connect_timeout: Option<Duration>,
+    /// How long an open connection may go without receiving a byte before
+    /// it ends with [`DisconnectReason::IdleTimeout`]. Default: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// How long a message may take from its first byte to its last before
+    /// the connection ends with [`DisconnectReason::MessageTimeout`] (the
+    /// defence against peers that trickle a message, "slowloris"). Default:
+    /// no limit.
+    pub message_timeout: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -81,8 +132,30 @@ impl Default for EndpointConfig {
         Self {
             write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
             max_pending_input: DEFAULT_MAX_PENDING_INPUT,
+            send_high_water: DEFAULT_SEND_HIGH_WATER,
+            send_queue_cap: DEFAULT_SEND_QUEUE_CAP,
+            connect_timeout: None,
+            idle_timeout: None,
+            message_timeout: None,
         }
     }
+}
+
+/// The endpoint's clocks: deadlines derived from the `now` it is given.
+///
+/// The idle and message timers measure the peer, so they do not run while
+/// the connection itself holds input back (the application is behind, the
+/// unsent queue is over its mark, a deserializer waits for a callback):
+/// a timer that expires then is pushed a full period on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timers {
+    /// Connecting must be done by then.
+    connect_deadline: Option<Instant>,
+    /// When the idle period started: the last byte received, or the
+    /// moment the connection opened.
+    last_input: Option<Instant>,
+    /// When the message now being received began.
+    message_start: Option<Instant>,
 }
 
 /// Where a connection is in its life.
@@ -123,6 +196,13 @@ pub struct Endpoint<C: Converter> {
     /// The peer closed its sending side while a local disconnect is writing.
     read_closed: bool,
     events: VecDeque<Event<C::Message>>,
+    config: EndpointConfig,
+    timers: Timers,
+    /// The reactor holds input back (the memory budget is reached).
+    input_held: bool,
+    /// The unsent queue went past its high-water mark and is not yet down
+    /// to half of it: reading pauses.
+    send_backlogged: bool,
 }
 
 impl<C: Converter> fmt::Debug for Endpoint<C> {
@@ -138,15 +218,19 @@ impl<C: Converter> fmt::Debug for Endpoint<C> {
 }
 
 impl<C: Converter> Endpoint<C> {
-    /// A connection whose socket is still connecting: sends are queued until
+    /// A connection whose socket is still connecting (from `now`, for the
+    /// connect timeout): sends are queued until
     /// [`handle_connected`](Self::handle_connected).
     pub fn connecting(
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
         config: EndpointConfig,
+        now: Instant,
     ) -> Self {
-        Self::new(State::Connecting, connection, converter, waker, config)
+        let mut ep = Self::new(State::Connecting, connection, converter, waker, config);
+        ep.timers.connect_deadline = config.connect_timeout.and_then(|t| now.checked_add(t));
+        ep
     }
 
     /// A connection a peer opened, waiting for [`accept`](Self::accept) or
@@ -160,15 +244,19 @@ impl<C: Converter> Endpoint<C> {
         Self::new(State::Accepting, connection, converter, waker, config)
     }
 
-    /// A connection whose socket is already connected and accepted.
-    /// No `FinishConnect` event is produced for it.
+    /// A connection whose socket is already connected and accepted (at
+    /// `now`, when its idle timer starts). No `FinishConnect` event is
+    /// produced for it.
     pub fn open(
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
         config: EndpointConfig,
+        now: Instant,
     ) -> Self {
-        Self::new(State::Open, connection, converter, waker, config)
+        let mut ep = Self::new(State::Open, connection, converter, waker, config);
+        ep.timers.last_input = Some(now);
+        ep
     }
 
     fn new(
@@ -189,6 +277,10 @@ impl<C: Converter> Endpoint<C> {
             peer_gone: None,
             read_closed: false,
             events: VecDeque::new(),
+            config,
+            timers: Timers::default(),
+            input_held: false,
+            send_backlogged: false,
         }
     }
 
@@ -205,15 +297,69 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Whether bytes from the socket are wanted now. False while a
-    /// deserializer waits for a callback, so reading pauses.
+    /// deserializer waits for a callback, while input is held back
+    /// undecoded ([`has_backlog`](Self::has_backlog)), and while the unsent
+    /// queue is over its high-water mark, so reading pauses.
     pub fn wants_read(&self) -> bool {
         match self.state {
             State::Open | State::Disconnecting(_) => {
-                self.peer_gone.is_none() && !self.read_closed && !self.inbox.is_waiting()
+                self.peer_gone.is_none()
+                    && !self.read_closed
+                    && !self.inbox.is_waiting()
+                    && !self.inbox.is_held()
+                    && !self.send_backlogged
             }
             State::Draining => true,
             State::Connecting | State::Accepting | State::Closed => false,
         }
+    }
+
+    /// Whether input read earlier waits undecoded, because the taker of a
+    /// read's messages wanted no more (see
+    /// [`handle_read_into`](Self::handle_read_into)). Decode it with
+    /// [`handle_backlog_into`](Self::handle_backlog_into).
+    pub fn has_backlog(&self) -> bool {
+        matches!(self.state, State::Open | State::Disconnecting(_)) && self.inbox.is_held()
+    }
+
+    /// Bytes of input the connection holds: the message being received so
+    /// far, what a deserializer left unconsumed, and input held back
+    /// undecoded. Bounded by the converter's maximum message size plus
+    /// `max_pending_input` plus one read.
+    pub fn input_bytes(&self) -> usize {
+        self.inbox.input_bytes()
+    }
+
+    /// Whether a message has begun arriving and is not complete.
+    pub fn mid_message(&self) -> bool {
+        self.inbox.mid_message()
+    }
+
+    /// The memory of the messages not yet written in full, by
+    /// [`Converter::message_size`].
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.bytes()
+    }
+
+    /// Whether the unsent queue is at or under its low-water mark (half the
+    /// high-water mark): a sender waiting for room may go on.
+    pub fn has_room(&self) -> bool {
+        self.outbox.bytes() <= self.config.send_high_water / 2
+    }
+
+    /// Whether a sender waiting for room must go on waiting: the queue is
+    /// above its low-water mark and the connection still takes messages.
+    pub fn is_full_or_near(&self) -> bool {
+        matches!(
+            self.state,
+            State::Connecting | State::Accepting | State::Open
+        ) && !self.has_room()
+    }
+
+    /// Whether the unsent queue is over its high-water mark: `try_send`
+    /// would hand a message back.
+    pub fn is_full(&self) -> bool {
+        self.outbox.bytes() >= self.config.send_high_water.max(1)
     }
 
     /// Whether [`transmit`](Self::transmit) has bytes for the socket.
@@ -259,6 +405,22 @@ impl<C: Converter> Endpoint<C> {
         event
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if a
+    /// timeout is running.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = &self.config;
+        let t = &self.timers;
+        match self.state {
+            State::Connecting => t.connect_deadline,
+            State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
+                let idle = c.idle_timeout.zip(t.last_input).map(|(d, at)| at + d);
+                let message = c.message_timeout.zip(t.message_start).map(|(d, at)| at + d);
+                idle.into_iter().chain(message).min()
+            }
+            _ => None,
+        }
+    }
+
     /// Heap bytes the connection holds in buffers and queues (not counting
     /// the messages' own allocations), for tests of what it gives back.
     #[cfg(test)]
@@ -271,35 +433,81 @@ impl<C: Converter> Endpoint<C> {
     // ----- commands from the application --------------------------------
 
     /// Enqueues several messages, in order, asking serializers for bytes
-    /// once for all of them. Same outcome as [`send`](Self::send) for each.
+    /// once for all of them. Same outcome as [`send`](Self::send) for each,
+    /// except that once one is rejected for the queue's cap, so are all
+    /// that follow it (so that what is sent stays in order).
     pub fn send_all(&mut self, messages: impl IntoIterator<Item = C::Message>) {
-        if matches!(
-            self.state,
-            State::Connecting | State::Accepting | State::Open
-        ) {
-            for message in messages {
-                self.outbox.push(message);
-            }
-            self.fill();
-        } else {
-            for message in messages {
-                self.send(message);
+        let mut full = false;
+        for message in messages {
+            let result = if full {
+                Err((message, Some(RejectReason::QueueFull)))
+            } else {
+                self.queue(message, false)
+            };
+            if let Err((message, reason)) = result {
+                let reason = reason.expect("only try_send refuses");
+                full |= matches!(reason, RejectReason::QueueFull);
+                self.reject_message(message, reason);
             }
         }
+        self.fill();
     }
 
-    /// Enqueues a message. If the connection no longer takes messages, it
-    /// comes back at once as a `RejectedMessage` event.
+    /// Enqueues a message. It comes back at once as a `RejectedMessage`
+    /// event if the connection no longer takes messages, or if the unsent
+    /// queue would go past its cap ([`RejectReason::QueueFull`]).
     pub fn send(&mut self, message: C::Message) {
+        if let Err((message, reason)) = self.queue(message, false) {
+            self.reject_message(message, reason.expect("only try_send refuses"));
+        }
+        self.fill();
+    }
+
+    /// Enqueues a message unless the unsent queue is over its high-water
+    /// mark ([`is_full`](Self::is_full)), in which case it comes straight
+    /// back. Otherwise as [`send`](Self::send).
+    pub fn try_send(&mut self, message: C::Message) -> Result<(), C::Message> {
+        match self.queue(message, true) {
+            Ok(()) => {}
+            Err((message, None)) => return Err(message),
+            Err((message, Some(reason))) => self.reject_message(message, reason),
+        }
+        self.fill();
+        Ok(())
+    }
+
+    /// Queues `message`, or hands it back with the reason to reject it
+    /// for, or with none if `refuse_if_full` and the queue is full.
+    #[allow(clippy::type_complexity)]
+    fn queue(
+        &mut self,
+        message: C::Message,
+        refuse_if_full: bool,
+    ) -> Result<(), (C::Message, Option<RejectReason>)> {
         let reason = match self.state {
             State::Connecting | State::Accepting | State::Open => {
-                self.outbox.push(message);
-                self.fill();
-                return;
+                if refuse_if_full && self.is_full() {
+                    return Err((message, None));
+                }
+                let size = self.converter.message_size(&message);
+                let queued = self.outbox.bytes();
+                if queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap {
+                    RejectReason::QueueFull
+                } else {
+                    self.outbox.push(message, size);
+                    if self.is_full() {
+                        self.send_backlogged = true;
+                    }
+                    return Ok(());
+                }
             }
             State::Disconnecting(_) => RejectReason::Disconnecting,
             State::Draining | State::Closed => RejectReason::Closed,
         };
+        Err((message, Some(reason)))
+    }
+
+    fn reject_message(&mut self, message: C::Message, reason: RejectReason) {
         self.events
             .push_back(Event::RejectedMessage(RejectedMessage {
                 connection: self.connection,
@@ -346,12 +554,20 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
-    /// Accepts a connection a peer opened: reading and writing start.
-    pub fn accept(&mut self) {
+    /// Accepts a connection a peer opened: reading and writing start, and
+    /// its idle timer starts at `now`.
+    pub fn accept(&mut self, now: Instant) {
         if self.state == State::Accepting {
             self.state = State::Open;
+            self.timers.last_input = Some(now);
             self.fill();
         }
+    }
+
+    /// Whether the reactor holds this connection's input back (the memory
+    /// budget is reached): its idle and message timers then do not run.
+    pub fn hold_input(&mut self, held: bool) {
+        self.input_held = held;
     }
 
     /// Rejects a connection a peer opened: it closes, and any message sent
@@ -362,24 +578,20 @@ impl<C: Converter> Endpoint<C> {
         }
         let (_, queued) = self.outbox.take_all_unsent();
         for message in queued {
-            self.events
-                .push_back(Event::RejectedMessage(RejectedMessage {
-                    connection: self.connection,
-                    message,
-                    reason: RejectReason::Closed,
-                }));
+            self.reject_message(message, RejectReason::Closed);
         }
         self.close();
     }
 
     // ----- inputs from the socket ---------------------------------------
 
-    /// The socket connected.
-    pub fn handle_connected(&mut self) {
+    /// The socket connected, at `now` (when its idle timer starts).
+    pub fn handle_connected(&mut self, now: Instant) {
         if self.state != State::Connecting {
             return;
         }
         self.state = State::Open;
+        self.timers.last_input = Some(now);
         self.events.push_back(Event::FinishConnect(FinishConnect {
             connection: self.connection,
             error: None,
@@ -405,9 +617,9 @@ impl<C: Converter> Endpoint<C> {
         self.fill();
     }
 
-    /// Bytes arrived from the socket.
-    pub fn handle_read(&mut self, data: &[u8]) {
-        self.read(data, None, None::<&mut fn(Event<C::Message>)>);
+    /// Bytes arrived from the socket, at `now`.
+    pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
+        self.read(now, data, None, None::<&mut fn(Event<C::Message>) -> bool>);
     }
 
     /// Bytes arrived from the socket, as [`handle_read`](Self::handle_read),
@@ -416,12 +628,23 @@ impl<C: Converter> Endpoint<C> {
     /// other event (a protocol error, say) is queued for
     /// [`poll_event`](Self::poll_event), after them.
     ///
-    /// A read can complete thousands of small messages: the network loop
-    /// passes them on without a stop in a queue per connection, which
-    /// would also keep the size of the largest burst for the connection's
-    /// lifetime.
-    pub fn handle_read_into(&mut self, data: &[u8], sink: &mut impl FnMut(Event<C::Message>)) {
-        self.read(data, None, Some(sink));
+    /// `sink` returns whether it takes more: once it returns false,
+    /// decoding stops and the rest of `data` is held back undecoded
+    /// ([`has_backlog`](Self::has_backlog)) until
+    /// [`handle_backlog_into`](Self::handle_backlog_into). That is how a
+    /// memory bound is kept *during* a read: a read can complete thousands
+    /// of small messages.
+    ///
+    /// The network loop passes messages on without a stop in a queue per
+    /// connection, which would also keep the size of the largest burst for
+    /// the connection's lifetime.
+    pub fn handle_read_into(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+    ) {
+        self.read(now, data, None, Some(sink));
     }
 
     /// [`handle_read_into`](Self::handle_read_into) with the bytes as a
@@ -429,39 +652,88 @@ impl<C: Converter> Endpoint<C> {
     /// [`Converter::shares_input`]).
     pub fn handle_shared_read_into(
         &mut self,
+        now: Instant,
         chunk: &Bytes,
-        sink: &mut impl FnMut(Event<C::Message>),
+        sink: &mut impl FnMut(Event<C::Message>) -> bool,
     ) {
-        self.read(chunk, Some(chunk), Some(sink));
+        self.read(now, chunk, Some(chunk), Some(sink));
     }
 
-    fn read<F: FnMut(Event<C::Message>)>(
+    /// Decodes input held back by a `sink` that wanted no more, passing
+    /// messages to `sink` as [`handle_read_into`](Self::handle_read_into)
+    /// does (and holding back again if it says so).
+    pub fn handle_backlog_into(
         &mut self,
+        now: Instant,
+        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+    ) {
+        if !self.has_backlog() {
+            return;
+        }
+        self.decode(now, Some(sink), Input::Backlog);
+        if !self.inbox.is_held()
+            && let Some(reason) = self.peer_gone.take()
+        {
+            // The end came while input was held back.
+            self.peer_gone(reason);
+        }
+    }
+
+    fn read<F: FnMut(Event<C::Message>) -> bool>(
+        &mut self,
+        now: Instant,
         data: &[u8],
         shared: Option<&Bytes>,
-        mut sink: Option<&mut F>,
+        sink: Option<&mut F>,
     ) {
         match self.state {
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
-                let connection = self.connection;
-                let events = &mut self.events;
-                // Straight to the sink only if that keeps the order.
-                let direct = events.is_empty();
-                let result =
-                    self.inbox
-                        .feed(&self.converter, &self.waker, data, shared, &mut |m| {
-                            let event = received(connection, m);
-                            match &mut sink {
-                                Some(sink) if direct => sink(event),
-                                _ => events.push_back(event),
-                            }
-                        });
-                if let Err(reason) = result {
-                    self.fail(reason);
-                }
+                self.timers.last_input = Some(now);
+                self.decode(now, sink, Input::Read(data, shared));
             }
             // Draining discards input; otherwise there is nobody to give it to.
             _ => {}
+        }
+    }
+
+    /// Decodes `input`, messages going to `sink` (or the event queue),
+    /// then sets the message timer.
+    fn decode<F: FnMut(Event<C::Message>) -> bool>(
+        &mut self,
+        now: Instant,
+        mut sink: Option<&mut F>,
+        input: Input<'_>,
+    ) {
+        let connection = self.connection;
+        let events = &mut self.events;
+        // Straight to the sink only if that keeps the order.
+        let direct = events.is_empty();
+        let completed = self.inbox.completed();
+        let mut deliver = |m| {
+            let event = received(connection, m);
+            match &mut sink {
+                Some(sink) if direct => sink(event),
+                _ => {
+                    events.push_back(event);
+                    true
+                }
+            }
+        };
+        let (converter, waker) = (&*self.converter, &self.waker);
+        let result = match input {
+            Input::Read(data, shared) => {
+                self.inbox
+                    .feed(converter, waker, data, shared, &mut deliver)
+            }
+            Input::Backlog => self.inbox.resume(converter, waker, &mut deliver),
+        };
+        if !self.inbox.mid_message() {
+            self.timers.message_start = None;
+        } else if self.inbox.completed() != completed || self.timers.message_start.is_none() {
+            self.timers.message_start = Some(now);
+        }
+        if let Err(reason) = result {
+            self.fail(reason);
         }
     }
 
@@ -488,7 +760,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn handle_error(&mut self, error: io::Error) {
         match self.state {
             State::Open | State::Accepting | State::Disconnecting(_) => {
-                self.peer_gone(DisconnectReason::Io(error))
+                self.peer_gone(DisconnectReason::from_socket_error(error))
             }
             State::Draining => self.state = State::Closed,
             State::Connecting => self.connect_failed(ConnectError::Io(error)),
@@ -506,6 +778,7 @@ impl<C: Converter> Endpoint<C> {
         let events = &mut self.events;
         let result = self.inbox.wake(&self.converter, &self.waker, &mut |m| {
             events.push_back(received(connection, m));
+            true
         });
         if let Err(reason) = result {
             return self.fail(reason);
@@ -516,6 +789,48 @@ impl<C: Converter> Endpoint<C> {
         }
         self.outbox.wake();
         self.fill();
+    }
+
+    /// Time passed: ends the connection if one of its timeouts expired
+    /// by `now` (see [`poll_timeout`](Self::poll_timeout)). Early and
+    /// repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        match self.state {
+            State::Connecting if due(self.timers.connect_deadline) => {
+                self.connect_failed(ConnectError::TimedOut);
+            }
+            State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
+                let Some(deadline) = self.poll_timeout() else {
+                    return;
+                };
+                if deadline > now {
+                    return;
+                }
+                if self.input_held || !self.wants_read() {
+                    // Not the peer's doing: the connection holds its input
+                    // back. The timers start over.
+                    self.timers.last_input = Some(now);
+                    if self.timers.message_start.is_some() {
+                        self.timers.message_start = Some(now);
+                    }
+                    return;
+                }
+                let c = &self.config;
+                let t = &self.timers;
+                let message_due = c
+                    .message_timeout
+                    .zip(t.message_start)
+                    .is_some_and(|(d, at)| at + d <= now);
+                let reason = if message_due {
+                    DisconnectReason::MessageTimeout(c.message_timeout.unwrap_or_default())
+                } else {
+                    DisconnectReason::IdleTimeout(c.idle_timeout.unwrap_or_default())
+                };
+                self.fail(reason);
+            }
+            _ => {}
+        }
     }
 
     // ----- internals ----------------------------------------------------
@@ -529,13 +844,13 @@ impl<C: Converter> Endpoint<C> {
         }
         let start_new = self.state != State::Disconnecting(DisconnectMode::FinishMessage);
         let result = self.outbox.fill(&self.converter, &self.waker, start_new);
-        for (message, error) in self.outbox.take_failed() {
-            self.events
-                .push_back(Event::RejectedMessage(RejectedMessage {
-                    connection: self.connection,
-                    message,
-                    reason: RejectReason::Serialize(error),
-                }));
+        if self.outbox.has_failed() {
+            for (message, error) in self.outbox.take_failed() {
+                self.reject_message(message, RejectReason::Serialize(error));
+            }
+        }
+        if self.send_backlogged && self.has_room() {
+            self.send_backlogged = false;
         }
         match result {
             Ok(()) => self.progress(),
@@ -562,7 +877,7 @@ impl<C: Converter> Endpoint<C> {
         if self.peer_gone.is_none() {
             self.peer_gone = Some(reason);
         }
-        if !self.inbox.is_waiting() {
+        if !self.inbox.is_waiting() && !self.inbox.is_held() {
             let mut reason = self.peer_gone.take().expect("set above");
             if matches!(reason, DisconnectReason::PeerClosed) && self.inbox.mid_message() {
                 reason = crate::error::ProtocolError::UnexpectedEof.into();
@@ -632,6 +947,14 @@ impl<C: Converter> Endpoint<C> {
     }
 }
 
+/// What [`Endpoint::decode`] decodes.
+enum Input<'a> {
+    /// Bytes just read, and the shared chunk they are, if they are.
+    Read(&'a [u8], Option<&'a Bytes>),
+    /// Input held back earlier.
+    Backlog,
+}
+
 fn received<M>(connection: Connection, message: M) -> Event<M> {
     Event::MessageReceived(MessageReceived {
         connection,
@@ -646,6 +969,7 @@ pub mod fuzzing {
     use std::io;
     use std::sync::Arc;
     use std::task::Waker;
+    use std::time::{Duration, Instant};
 
     use super::{Endpoint, EndpointConfig, State};
     use crate::converters::StringConverter;
@@ -663,17 +987,25 @@ pub mod fuzzing {
         let config = EndpointConfig {
             write_buffer_size: usize::from(first % 32) + 1,
             max_pending_input: 64,
+            send_high_water: 48,
+            send_queue_cap: 96,
+            connect_timeout: Some(Duration::from_secs(1)),
+            idle_timeout: Some(Duration::from_secs(3)),
+            message_timeout: Some(Duration::from_secs(2)),
         };
+        let start = Instant::now();
+        let mut now = start;
         let converter = Arc::new(StringConverter::new().with_max_message_size(32));
         let waker = Waker::noop().clone();
         let id = Connection(0);
         let mut ep = if first & 0x80 == 0 {
-            Endpoint::open(id, converter, waker, config)
+            Endpoint::open(id, converter, waker, config, now)
         } else {
-            Endpoint::connecting(id, converter, waker, config)
+            Endpoint::connecting(id, converter, waker, config, now)
         };
         let mut sent = 0usize;
         let mut returned = 0usize;
+        let mut refused = 0usize;
         let mut finals = 0usize;
         let mut drain = |ep: &mut Endpoint<StringConverter>| {
             while let Some(e) = ep.poll_event() {
@@ -694,10 +1026,26 @@ pub mod fuzzing {
         while let Some((&op, rest)) = data.split_first() {
             data = rest;
             let arg = usize::from(op >> 4);
-            match op % 10 {
-                0 | 1 => {
+            // A sink that takes `arg / 2` messages, then wants no more.
+            let mut takes = arg / 2;
+            let mut sink = |e: Event<String>| {
+                assert!(
+                    matches!(e, Event::MessageReceived(_)),
+                    "only messages go to the sink, not {e:?}"
+                );
+                takes = takes.saturating_sub(1);
+                takes > 0
+            };
+            match op % 13 {
+                0 => {
                     ep.send("m".repeat(arg));
                     sent += 1;
+                }
+                1 => {
+                    sent += 1;
+                    if ep.try_send("t".repeat(arg)).is_err() {
+                        refused += 1;
+                    }
                 }
                 2 | 3 => {
                     let n = ep.transmit().len().min(arg * 3);
@@ -706,14 +1054,9 @@ pub mod fuzzing {
                 4 => {
                     let n = arg.min(data.len());
                     if arg % 2 == 0 {
-                        ep.handle_read(&data[..n]);
+                        ep.handle_read(now, &data[..n]);
                     } else {
-                        ep.handle_read_into(&data[..n], &mut |e| {
-                            assert!(
-                                matches!(e, Event::MessageReceived(_)),
-                                "only messages go to the sink, not {e:?}"
-                            )
-                        });
+                        ep.handle_read_into(now, &data[..n], &mut sink);
                     }
                     data = &data[n..];
                 }
@@ -724,9 +1067,19 @@ pub mod fuzzing {
                     _ => DisconnectMode::FinishQueue,
                 }),
                 7 => ep.handle_eof(),
-                8 => ep.handle_connected(),
-                _ => ep.handle_connect_failed(ConnectError::Cancelled),
+                8 => ep.handle_connected(now),
+                9 => ep.handle_connect_failed(ConnectError::Cancelled),
+                10 => ep.handle_backlog_into(now, &mut sink),
+                11 => {
+                    now += Duration::from_millis(250) * arg as u32;
+                    if let Some(due) = ep.poll_timeout() {
+                        assert!(due >= start, "a deadline before the start");
+                    }
+                    ep.handle_timeout(now);
+                }
+                _ => ep.hold_input(arg % 2 == 0),
             }
+            assert!(ep.queued_bytes() <= config.send_queue_cap);
             assert!(ep.transmit().len() <= config.write_buffer_size);
             drain(&mut ep);
         }
@@ -734,6 +1087,6 @@ pub mod fuzzing {
         drain(&mut ep);
         assert_eq!(ep.state(), State::Closed);
         assert_eq!(finals, 1);
-        assert_eq!(ep.messages_written() as usize + returned, sent);
+        assert_eq!(ep.messages_written() as usize + returned + refused, sent);
     }
 }

@@ -10,6 +10,13 @@
 //! |----------|--------------|-----------------------------------|----------------------|
 //! | ready    | yes          | feed; keep what is left unconsumed| (nothing)            |
 //! | waiting  | no           | append to `pending` (bounded)     | feed `pending`, even if empty |
+//! | held     | no           | (not read)                        | (nothing); `resume` feeds `pending` |
+//!
+//! *Held*: whoever takes the messages said "no more for now" (the memory
+//! budget is reached), so decoding stopped after a message and the rest
+//! of the input waits in `pending`, undecoded, until [`Inbox::resume`].
+//! It is at most one read's worth and is not held against the pending
+//! bound, which is about what a deserializer leaves unconsumed.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
@@ -29,7 +36,11 @@ pub(crate) struct Inbox<C: Converter> {
     pending: Vec<u8>,
     /// The deserializer waits for its waker.
     waiting: bool,
+    /// Decoding stopped because the taker wanted no more for now.
+    held: bool,
     max_pending: usize,
+    /// Messages completed so far.
+    completed: u64,
 }
 
 impl<C: Converter> Inbox<C> {
@@ -39,8 +50,26 @@ impl<C: Converter> Inbox<C> {
             consumed: 0,
             pending: Vec::new(),
             waiting: false,
+            held: false,
             max_pending,
+            completed: 0,
         }
+    }
+
+    /// Decoding is held back until [`resume`](Self::resume): do not read.
+    pub(crate) fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// How many messages were completed so far.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    /// Bytes of input held here: what the current deserializer consumed
+    /// (a partly received message) and what waits in `pending`.
+    pub(crate) fn input_bytes(&self) -> usize {
+        self.consumed + self.pending.len()
     }
 
     /// The deserializer waits for a callback: do not read.
@@ -59,8 +88,10 @@ impl<C: Converter> Inbox<C> {
         self.consumed > 0 || !self.pending.is_empty()
     }
 
-    /// Feeds `data`; every completed message goes to `deliver`. `shared`,
-    /// if given, holds the same bytes as `data`, for
+    /// Feeds `data`; every completed message goes to `deliver`, which
+    /// returns whether it wants more: once it says no, decoding stops and
+    /// the rest is held (see the module documentation). `shared`, if
+    /// given, holds the same bytes as `data`, for
     /// [`Deserializer::put_shared`].
     pub(crate) fn feed(
         &mut self,
@@ -68,12 +99,21 @@ impl<C: Converter> Inbox<C> {
         waker: &Waker,
         data: &[u8],
         shared: Option<&Bytes>,
-        deliver: &mut impl FnMut(C::Message),
+        deliver: &mut impl FnMut(C::Message) -> bool,
     ) -> Result<(), DisconnectReason> {
-        if self.pending.is_empty() && !self.waiting {
+        if self.pending.is_empty() && !self.waiting && !self.held {
             let used = self.run(converter, waker, data, shared, false, deliver)?;
-            self.keep(&data[used..])
+            if self.held {
+                self.pending.extend_from_slice(&data[used..]);
+                Ok(())
+            } else {
+                self.keep(&data[used..])
+            }
         } else {
+            if self.held {
+                self.pending.extend_from_slice(data);
+                return Ok(());
+            }
             self.keep(data)?;
             if self.waiting {
                 return Ok(());
@@ -82,17 +122,38 @@ impl<C: Converter> Inbox<C> {
         }
     }
 
+    /// Decodes the input held back, now that the taker wants more.
+    pub(crate) fn resume(
+        &mut self,
+        converter: &C,
+        waker: &Waker,
+        deliver: &mut impl FnMut(C::Message) -> bool,
+    ) -> Result<(), DisconnectReason> {
+        if !self.held {
+            return Ok(());
+        }
+        self.held = false;
+        if self.waiting || self.pending.is_empty() {
+            return Ok(());
+        }
+        self.run_pending(converter, waker, false, deliver)
+    }
+
     /// The deserializer's waker fired: feed it what is pending, even nothing.
     pub(crate) fn wake(
         &mut self,
         converter: &C,
         waker: &Waker,
-        deliver: &mut impl FnMut(C::Message),
+        deliver: &mut impl FnMut(C::Message) -> bool,
     ) -> Result<(), DisconnectReason> {
         if !self.waiting {
             return Ok(());
         }
         self.waiting = false;
+        if self.held {
+            // Fed again on resume.
+            return Ok(());
+        }
         self.run_pending(converter, waker, true, deliver)
     }
 
@@ -112,7 +173,7 @@ impl<C: Converter> Inbox<C> {
         converter: &C,
         waker: &Waker,
         call_if_empty: bool,
-        deliver: &mut impl FnMut(C::Message),
+        deliver: &mut impl FnMut(C::Message) -> bool,
     ) -> Result<(), DisconnectReason> {
         let mut pending = std::mem::take(&mut self.pending);
         let result = self.run(converter, waker, &pending, None, call_if_empty, deliver);
@@ -127,8 +188,8 @@ impl<C: Converter> Inbox<C> {
     }
 
     /// Runs deserializers over `input` (also given as `shared`, if it is
-    /// shared) until it is used up or one waits. Returns how many bytes
-    /// were consumed.
+    /// shared) until it is used up, one waits, or `deliver` wants no more
+    /// (which sets `held`). Returns how many bytes were consumed.
     fn run(
         &mut self,
         converter: &C,
@@ -136,7 +197,7 @@ impl<C: Converter> Inbox<C> {
         input: &[u8],
         shared: Option<&Bytes>,
         mut call_if_empty: bool,
-        deliver: &mut impl FnMut(C::Message),
+        deliver: &mut impl FnMut(C::Message) -> bool,
     ) -> Result<usize, DisconnectReason> {
         let mut off = 0;
         while off < input.len() || call_if_empty {
@@ -171,7 +232,11 @@ impl<C: Converter> Inbox<C> {
                     }
                     self.deserializer = None;
                     self.consumed = 0;
-                    deliver(message);
+                    self.completed += 1;
+                    if !deliver(message) {
+                        self.held = true;
+                        break;
+                    }
                 }
                 Decoded::NeedMore => break,
                 Decoded::Pending => {

@@ -35,7 +35,7 @@ const QUEUE_KEEP_BYTES: usize = 4 * 1024;
 /// would otherwise give it back and grow it again each time (which cost
 /// 10–25 % of the throughput of 16-byte sends one by one). A burst large
 /// enough to be cut pays for growing back over thousands of messages.
-pub(super) fn trim_queue<T>(queue: &mut VecDeque<T>) {
+pub(crate) fn trim_queue<T>(queue: &mut VecDeque<T>) {
     let size = std::mem::size_of::<T>().max(1);
     if queue.is_empty() && queue.capacity() * size > QUEUE_TRIM_ABOVE_BYTES {
         queue.shrink_to(QUEUE_KEEP_BYTES / size);
@@ -47,6 +47,8 @@ pub(super) fn trim_queue<T>(queue: &mut VecDeque<T>) {
 #[derive(Debug)]
 struct InFlight<M> {
     message: M,
+    /// What it counts in `Outbox::bytes`.
+    size: usize,
     start: u64,
     end: u64,
 }
@@ -55,6 +57,7 @@ struct InFlight<M> {
 #[derive(Debug)]
 struct Active<M, S> {
     message: M,
+    size: usize,
     serializer: S,
     start: u64,
     /// Waiting for its waker: do not call `get_bytes` before a wake.
@@ -80,6 +83,9 @@ pub(crate) struct Outbox<C: Converter> {
     failed: Vec<(C::Message, SerializeError)>,
     /// How many messages were written in full.
     written: u64,
+    /// The memory of every message not yet written in full, by
+    /// [`Converter::message_size`].
+    bytes: usize,
 }
 
 impl<C: Converter> Outbox<C> {
@@ -95,11 +101,19 @@ impl<C: Converter> Outbox<C> {
             low_water: (capacity / 8).max(1),
             failed: Vec::new(),
             written: 0,
+            bytes: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, message: C::Message) {
+    /// Queues `message`, whose [`Converter::message_size`] is `size`.
+    pub(crate) fn push(&mut self, message: C::Message, size: usize) {
+        self.bytes += size;
         self.queue.push_back(message);
+    }
+
+    /// The memory of the messages not yet written in full.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The bytes waiting for the socket.
@@ -128,6 +142,11 @@ impl<C: Converter> Outbox<C> {
     /// Takes the messages whose serializer failed harmlessly.
     pub(crate) fn take_failed(&mut self) -> Vec<(C::Message, SerializeError)> {
         std::mem::take(&mut self.failed)
+    }
+
+    /// Whether a serializer failed harmlessly since the last `take_failed`.
+    pub(crate) fn has_failed(&self) -> bool {
+        !self.failed.is_empty()
     }
 
     /// Records that the socket took `n` bytes of [`unflushed`](Self::unflushed).
@@ -179,7 +198,8 @@ impl<C: Converter> Outbox<C> {
             .front()
             .is_some_and(|m| m.end <= self.flushed)
         {
-            self.in_flight.pop_front();
+            let done = self.in_flight.pop_front().expect("checked");
+            self.bytes -= done.size;
             self.written += 1;
         }
     }
@@ -229,6 +249,7 @@ impl<C: Converter> Outbox<C> {
                 let Some(message) = self.queue.pop_front() else {
                     break;
                 };
+                let size = converter.message_size(&message);
                 // Small messages go in whole, without a serializer, when
                 // there is room.
                 let start = self.buffered_end();
@@ -242,6 +263,7 @@ impl<C: Converter> Outbox<C> {
                             let end = self.buffered_end();
                             self.in_flight.push_back(InFlight {
                                 message,
+                                size,
                                 start,
                                 end,
                             });
@@ -268,6 +290,7 @@ impl<C: Converter> Outbox<C> {
                 let serializer = converter.serializer(&message);
                 self.active = Some(Active {
                     message,
+                    size,
                     serializer,
                     start: self.buffered_end(),
                     waiting: false,
@@ -296,10 +319,16 @@ impl<C: Converter> Outbox<C> {
                     )));
                 }
                 Ok(Ok(Encoded::Done)) => {
-                    let Active { message, start, .. } = self.active.take().expect("active");
+                    let Active {
+                        message,
+                        size,
+                        start,
+                        ..
+                    } = self.active.take().expect("active");
                     let end = self.buffered_end();
                     self.in_flight.push_back(InFlight {
                         message,
+                        size,
                         start,
                         end,
                     });
@@ -328,6 +357,7 @@ impl<C: Converter> Outbox<C> {
                     let cut = self.head + (start - self.flushed) as usize;
                     self.buf.truncate(cut);
                     let active = self.active.take().expect("active");
+                    self.bytes -= active.size;
                     self.failed.push((active.message, error));
                 }
             }
@@ -349,11 +379,13 @@ impl<C: Converter> Outbox<C> {
             self.buf
                 .truncate(self.head + (keep.end - self.flushed) as usize);
             rest.extend(self.in_flight.drain(..).map(|m| m.message));
+            self.bytes = keep.size;
             self.in_flight.push_back(keep);
             rest.extend(self.active.take().map(|a| a.message));
         } else if partial_active {
             // Everything before the active message is flushed already.
             debug_assert!(self.in_flight.is_empty());
+            self.bytes = self.active.as_ref().map_or(0, |a| a.size);
         } else {
             return self.take_all_unsent().1;
         }
@@ -384,6 +416,7 @@ impl<C: Converter> Outbox<C> {
         queued.extend(self.queue.drain(..));
         self.buf = Vec::new();
         self.head = 0;
+        self.bytes = 0;
         (incomplete, queued)
     }
 }

@@ -12,6 +12,12 @@ use crate::converter::{Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 use crate::converters::StringConverter;
 use crate::error::{ProtocolError, SerializeError};
 
+/// The made-up clock's start: tests add durations to it.
+fn t0() -> Instant {
+    static T0: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    *T0
+}
+
 // ----- test converters -------------------------------------------------------
 
 /// The connector suite's pausing serializer: writes `abc`, waits for a
@@ -123,9 +129,9 @@ fn endpoint<C: Converter + Default>(buffer: usize, open: bool) -> Endpoint<C> {
     let waker = Waker::from(Arc::new(CountingWaker::default()));
     let converter = Arc::new(C::default());
     if open {
-        Endpoint::open(Connection(1), converter, waker, config)
+        Endpoint::open(Connection(1), converter, waker, config, t0())
     } else {
-        Endpoint::connecting(Connection(1), converter, waker, config)
+        Endpoint::connecting(Connection(1), converter, waker, config, t0())
     }
 }
 
@@ -247,7 +253,7 @@ fn disconnect_finish_queue_mid_message() {
     assert_eq!(ep.state(), State::Draining);
     // Draining: input is read and discarded until the peer closes.
     assert!(ep.wants_read() && !ep.wants_write());
-    ep.handle_read(b"xyz");
+    ep.handle_read(t0(), b"xyz");
     assert!(events(&mut ep).is_empty());
     ep.handle_eof();
     assert_eq!(ep.state(), State::Closed);
@@ -324,7 +330,7 @@ fn messages_sent_while_connecting_are_written_once_connected() {
     ep.send(s("a"));
     ep.send(s("bc"));
     assert!(!ep.wants_write() && !ep.wants_read());
-    ep.handle_connected();
+    ep.handle_connected(t0());
     match events(&mut ep).as_slice() {
         [Event::FinishConnect(f)] => assert!(f.success() && f.queued.is_empty()),
         other => panic!("{other:?}"),
@@ -365,7 +371,7 @@ fn disconnect_while_connecting_cancels() {
         other => panic!("{other:?}"),
     }
     // A late connect result changes nothing.
-    ep.handle_connected();
+    ep.handle_connected(t0());
     assert!(events(&mut ep).is_empty());
 }
 
@@ -401,7 +407,7 @@ fn remote_close_with_a_message_partly_written() {
     ep.send(s("hello"));
     ep.send(s("world"));
     write_some(&mut ep, 4);
-    ep.handle_read(b"2 hi1 ");
+    ep.handle_read(t0(), b"2 hi1 ");
     ep.handle_eof();
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, strings(&["hi"]));
@@ -420,7 +426,7 @@ fn remote_close_with_a_message_partly_written() {
 #[test]
 fn messages_received_before_a_clean_close_come_first() {
     let mut ep = endpoint::<StringConverter>(1024, true);
-    ep.handle_read(b"6 plango0 7 hi mom!");
+    ep.handle_read(t0(), b"6 plango0 7 hi mom!");
     ep.handle_eof();
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, strings(&["plango", "", "hi mom!"]));
@@ -432,7 +438,7 @@ fn messages_received_before_a_clean_close_come_first() {
 fn a_protocol_error_closes_with_its_reason_after_earlier_messages() {
     let mut ep = endpoint::<StringConverter>(1024, true);
     ep.send(s("queued"));
-    ep.handle_read(b"1 a1 bx c1 d");
+    ep.handle_read(t0(), b"1 a1 bx c1 d");
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, strings(&["a", "b"]));
     assert!(matches!(
@@ -536,7 +542,7 @@ fn a_panicking_serializer_closes_only_its_connection() {
 #[test]
 fn a_panicking_deserializer_closes_the_connection() {
     let mut ep = endpoint::<Pausing>(1024, true);
-    ep.handle_read(b"abP");
+    ep.handle_read(t0(), b"abP");
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, strings(&["a", "b"]));
     assert!(matches!(
@@ -585,7 +591,7 @@ fn a_stalled_serializer_closes_instead_of_spinning() {
 #[test]
 fn a_waiting_deserializer_pauses_reading_and_holds_the_close_back() {
     let mut ep = endpoint::<Pausing>(1024, true);
-    ep.handle_read(b"a~bc");
+    ep.handle_read(t0(), b"a~bc");
     assert!(
         !ep.wants_read(),
         "reading pauses while the deserializer waits"
@@ -608,11 +614,11 @@ fn unconsumed_input_is_bounded() {
         ..EndpointConfig::default()
     };
     let waker = Waker::from(Arc::new(CountingWaker::default()));
-    let mut ep = Endpoint::open(Connection(1), Arc::new(Pausing), waker, config);
-    ep.handle_read(b"~12345678");
+    let mut ep = Endpoint::open(Connection(1), Arc::new(Pausing), waker, config, t0());
+    ep.handle_read(t0(), b"~12345678");
     // The reactor should have stopped reading; if it reads anyway, past the
     // bound the connection closes instead of growing without end.
-    ep.handle_read(b"9");
+    ep.handle_read(t0(), b"9");
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(matches!(
         r.reason,
@@ -697,7 +703,7 @@ fn the_serializer_is_only_asked_when_there_is_room() {
         write_buffer_size: 32,
         ..EndpointConfig::default()
     };
-    let mut ep = Endpoint::open(Connection(1), Arc::new(converter), waker, config);
+    let mut ep = Endpoint::open(Connection(1), Arc::new(converter), waker, config, t0());
     ep.send("y".repeat(100));
     let mut wire = Vec::new();
     while ep.wants_write() {
@@ -817,14 +823,14 @@ fn check_nothing_lost<C: Converter<Message = String> + Default>(
             }
             Op::Write(n) => wire.extend(write_some(&mut ep, *n)),
             Op::Wake => ep.handle_wake(),
-            Op::Connected => ep.handle_connected(),
+            Op::Connected => ep.handle_connected(t0()),
             Op::ConnectFailed => {
                 ep.handle_connect_failed(ConnectError::Io(io::ErrorKind::ConnectionRefused.into()))
             }
             Op::Disconnect(mode) => ep.disconnect(*mode),
             Op::PeerClosed => ep.handle_eof(),
             Op::Reset => ep.handle_error(io::ErrorKind::ConnectionReset.into()),
-            Op::Read(data) => ep.handle_read(data),
+            Op::Read(data) => ep.handle_read(t0(), data),
         }
         prop_assert!(ep.transmit().len() <= buffer.max(1));
         evs.extend(events(&mut ep));
@@ -942,7 +948,7 @@ fn an_accepting_connection_queues_until_accepted() {
     );
     ep.send(s("early"));
     assert!(!ep.wants_read() && !ep.wants_write());
-    ep.accept();
+    ep.accept(t0());
     assert_eq!(write_all(&mut ep), b"5 early");
     assert!(ep.wants_read());
     assert!(
@@ -1019,7 +1025,7 @@ fn a_burst_leaves_no_unbounded_queue_behind_once_everything_is_written_and_taken
     for _ in 0..10_000 {
         incoming.extend_from_slice(b"1 y");
     }
-    ep.handle_read(&incoming);
+    ep.handle_read(t0(), &incoming);
     let during = ep.held_bytes();
     assert!(during > 1 << 20, "the burst held only {during} bytes");
     // Everything is written and every event taken.
@@ -1075,14 +1081,20 @@ fn handle_read_into_keeps_the_order_of_events() {
     // A rejected message is queued first: what arrives next must follow
     // it through the queue, not overtake it through the sink.
     ep.send(s("!refused"));
-    ep.handle_read_into(b"ab", &mut |e| sink.push(e));
+    ep.handle_read_into(t0(), b"ab", &mut |e| {
+        sink.push(e);
+        true
+    });
     assert!(sink.is_empty(), "overtook a queued event: {sink:?}");
     let queued = events(&mut ep);
     assert!(matches!(&queued[0], Event::RejectedMessage(r) if r.message == "!refused"));
     assert_eq!(received_texts(&queued[1..]), ["a", "b"]);
     // Nothing queued: messages go straight to the sink, and the protocol
     // error after them is queued, so it comes after them.
-    ep.handle_read_into(b"cd#", &mut |e| sink.push(e));
+    ep.handle_read_into(t0(), b"cd#", &mut |e| {
+        sink.push(e);
+        true
+    });
     assert_eq!(received_texts(&sink), ["c", "d"]);
     let (received, disconnect) = take_remote_disconnect(&mut ep);
     assert!(received.is_empty());
@@ -1147,4 +1159,299 @@ fn messages_behind_a_queue_wait_their_turn() {
     want.extend_from_slice(b"5 small");
     assert_eq!(write_all(&mut ep), want);
     assert_eq!(ep.messages_written(), 2);
+}
+
+// ----- bounds and timeouts ------------------------------------------------------
+
+fn configured(config: EndpointConfig, open: bool) -> Endpoint<StringConverter> {
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let converter = Arc::new(StringConverter::new());
+    if open {
+        Endpoint::open(Connection(1), converter, waker, config, t0())
+    } else {
+        Endpoint::connecting(Connection(1), converter, waker, config, t0())
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// What a string message counts in the unsent queue.
+fn size_of_string(text: &str) -> usize {
+    std::mem::size_of::<String>() + text.len()
+}
+
+#[test]
+fn try_send_hands_back_over_the_high_water_mark_and_reading_pauses_until_half() {
+    let msg = "m".repeat(76); // 100 bytes with its String
+    assert_eq!(size_of_string(&msg), 100);
+    let mut ep = configured(
+        EndpointConfig {
+            write_buffer_size: 1,
+            send_high_water: 300,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    for _ in 0..3 {
+        assert!(ep.try_send(msg.clone()).is_ok());
+    }
+    assert_eq!(ep.queued_bytes(), 300);
+    assert!(ep.is_full());
+    assert_eq!(ep.try_send(s("refused")), Err(s("refused")));
+    assert!(
+        !ep.wants_read(),
+        "a peer that does not read our replies is not read"
+    );
+    // The socket takes one message (81 bytes with its header): 200 left,
+    // still over half the mark.
+    let one = format!("76 {msg}").len();
+    for _ in 0..one {
+        write_some(&mut ep, 1);
+    }
+    assert_eq!(ep.queued_bytes(), 200);
+    assert!(!ep.wants_read() && !ep.has_room());
+    for _ in 0..one {
+        write_some(&mut ep, 1);
+    }
+    assert_eq!(ep.queued_bytes(), 100);
+    assert!(ep.wants_read() && ep.has_room());
+    assert!(events(&mut ep).is_empty(), "nothing rejected");
+}
+
+#[test]
+fn send_past_the_cap_is_rejected_with_queue_full_and_nothing_is_lost() {
+    let mut ep = configured(
+        EndpointConfig {
+            write_buffer_size: 1,
+            send_high_water: 100,
+            send_queue_cap: 250,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    let msg = "m".repeat(76);
+    ep.send(msg.clone());
+    ep.send(msg.clone());
+    ep.send("x".repeat(76)); // 300 > 250
+    ep.send(s("small")); // fits under the cap
+    let evs = events(&mut ep);
+    match evs.as_slice() {
+        [Event::RejectedMessage(r)] => {
+            assert!(matches!(r.reason, RejectReason::QueueFull));
+            assert_eq!(r.message, "x".repeat(76));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.queued_bytes(), 200 + size_of_string("small"));
+    // A batch: once one is rejected for the cap, so is the rest, so that
+    // what goes out keeps its order.
+    ep.send_all(["y".repeat(200), s("z")]);
+    let reasons: Vec<String> = events(&mut ep)
+        .into_iter()
+        .map(|e| match e {
+            Event::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => r.message,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reasons, ["y".repeat(200), s("z")]);
+    // A message bigger than the cap still goes into an empty queue.
+    let mut ep = configured(
+        EndpointConfig {
+            send_queue_cap: 10,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    ep.send(s("much longer than ten bytes"));
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(write_all(&mut ep), b"26 much longer than ten bytes");
+    assert_eq!(ep.queued_bytes(), 0);
+}
+
+#[test]
+fn a_taker_that_wants_no_more_holds_the_rest_of_a_read_back() {
+    let mut ep = configured(EndpointConfig::default(), true);
+    let mut got = Vec::new();
+    let mut take_two = |e: Event<String>| {
+        got.push(e);
+        got.len() % 2 != 0
+    };
+    // Five messages in one read: decoding stops after the second.
+    ep.handle_read_into(t0(), b"1 a1 b1 c1 d1 e", &mut take_two);
+    assert_eq!(received_texts(&got), ["a", "b"]);
+    assert!(ep.has_backlog() && !ep.wants_read());
+    assert_eq!(ep.input_bytes(), 9, "the undecoded rest is counted");
+    // The peer closes meanwhile: the end waits for the held input.
+    ep.handle_eof();
+    assert!(events(&mut ep).is_empty());
+    let mut take_two = |e: Event<String>| {
+        got.push(e);
+        got.len() % 2 != 0
+    };
+    ep.handle_backlog_into(t0(), &mut take_two);
+    assert_eq!(received_texts(&got), ["a", "b", "c", "d"]);
+    assert!(ep.has_backlog());
+    ep.handle_backlog_into(t0(), &mut |e| {
+        got.push(e);
+        true
+    });
+    assert_eq!(received_texts(&got), ["a", "b", "c", "d", "e"]);
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert!(received.is_empty());
+    assert!(
+        matches!(r.reason, DisconnectReason::PeerClosed),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn connect_times_out_on_the_made_up_clock() {
+    let config = EndpointConfig {
+        connect_timeout: Some(secs(5)),
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, false);
+    ep.send(s("queued"));
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(5)));
+    ep.handle_timeout(t0() + secs(4));
+    assert!(events(&mut ep).is_empty(), "early is harmless");
+    ep.handle_timeout(t0() + secs(5));
+    match events(&mut ep).as_slice() {
+        [Event::FinishConnect(f)] => {
+            assert!(matches!(f.error, Some(ConnectError::TimedOut)));
+            assert_eq!(f.queued, [s("queued")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Closed);
+    assert_eq!(ep.poll_timeout(), None);
+    // Connected in time: no timer left.
+    let mut ep = configured(config, false);
+    ep.handle_connected(t0() + secs(1));
+    assert_eq!(ep.poll_timeout(), None);
+}
+
+#[test]
+fn idle_timeout_counts_from_the_last_byte_received() {
+    let config = EndpointConfig {
+        idle_timeout: Some(secs(10)),
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, true);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(10)));
+    ep.handle_read(t0() + secs(7), b"1 a");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(17)));
+    // Sending is not receiving.
+    ep.send(s("out"));
+    write_all(&mut ep);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(17)));
+    ep.handle_timeout(t0() + secs(16));
+    assert_eq!(ep.state(), State::Open);
+    ep.handle_timeout(t0() + secs(17));
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, ["a"]);
+    assert!(
+        matches!(r.reason, DisconnectReason::IdleTimeout(d) if d == secs(10)),
+        "{:?}",
+        r.reason
+    );
+}
+
+#[test]
+fn message_timeout_catches_a_trickled_message() {
+    let config = EndpointConfig {
+        message_timeout: Some(secs(3)),
+        idle_timeout: Some(secs(60)),
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, true);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(60)), "no message begun");
+    // Whole messages, then the start of one: the timer starts with it.
+    ep.handle_read(t0() + secs(1), b"1 a1 b5 he");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(4)));
+    // A byte a second keeps the idle timer happy, not the message timer.
+    ep.handle_read(t0() + secs(2), b"l");
+    ep.handle_read(t0() + secs(3), b"l");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(4)));
+    ep.handle_timeout(t0() + secs(4));
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, ["a", "b"]);
+    assert!(
+        matches!(r.reason, DisconnectReason::MessageTimeout(d) if d == secs(3)),
+        "{:?}",
+        r.reason
+    );
+    // A message completed in time stops the timer; the next one that
+    // begins in the same read starts it afresh.
+    let mut ep = configured(config, true);
+    ep.handle_read(t0(), b"3 ab");
+    ep.handle_read(t0() + secs(2), b"c4 x");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(5)));
+    ep.handle_read(t0() + secs(4), b"yzw");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(64)));
+}
+
+#[test]
+fn timers_do_not_run_while_the_connection_holds_its_input_back() {
+    let config = EndpointConfig {
+        idle_timeout: Some(secs(10)),
+        message_timeout: Some(secs(5)),
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, true);
+    ep.handle_read(t0(), b"9 part");
+    // The application is behind: Pike holds the input back. Expiring
+    // timers start over instead of blaming the peer.
+    ep.hold_input(true);
+    ep.handle_timeout(t0() + secs(5));
+    assert_eq!(ep.state(), State::Open);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(10)));
+    ep.hold_input(false);
+    ep.handle_timeout(t0() + secs(10));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(matches!(r.reason, DisconnectReason::MessageTimeout(_)));
+}
+
+proptest! {
+    /// Whatever the chunking and wherever the taker stops, every message
+    /// comes out once, in order, and a taker that stops after `k`
+    /// messages is given no more than `k` before it is asked again.
+    #[test]
+    fn held_input_loses_and_reorders_nothing(
+        texts in proptest::collection::vec("[a-z]{0,12}", 1..40),
+        cuts in proptest::collection::vec(1usize..30, 1..40),
+        takes in proptest::collection::vec(1usize..6, 1..40),
+    ) {
+        let wire: Vec<u8> = texts.iter().flat_map(|t| format!("{} {t}", t.len()).into_bytes()).collect();
+        let mut ep = configured(EndpointConfig::default(), true);
+        let mut got: Vec<String> = Vec::new();
+        let mut pieces = cuts.iter().cycle();
+        let mut allowances = takes.iter().cycle();
+        let mut rest = &wire[..];
+        let mut turns = 0;
+        while (!rest.is_empty() || ep.has_backlog()) && turns < 10_000 {
+            turns += 1;
+            let allowance = *allowances.next().unwrap();
+            let mut n = 0;
+            let mut sink = |e: Event<String>| {
+                n += 1;
+                got.extend(received_texts(&[e]));
+                n < allowance
+            };
+            if ep.has_backlog() {
+                ep.handle_backlog_into(t0(), &mut sink);
+            } else {
+                let cut = (*pieces.next().unwrap()).min(rest.len());
+                ep.handle_read_into(t0(), &rest[..cut], &mut sink);
+                rest = &rest[cut..];
+            }
+            prop_assert!(n <= allowance);
+        }
+        prop_assert_eq!(got, texts);
+        prop_assert_eq!(ep.input_bytes(), 0);
+    }
 }

@@ -197,6 +197,8 @@ impl<T> Receiver<T> {
                 for item in state.items.drain(..n) {
                     take(item);
                 }
+                // Give back what a burst grew the queue to.
+                crate::endpoint::trim_queue(&mut state.items);
                 // Pass the wake-up on for what is left.
                 self.0.signal(state);
                 return Ok(n);
@@ -247,6 +249,13 @@ impl<T> Receiver<T> {
     /// Takes everything queued now.
     pub(crate) fn take_all(&self) -> VecDeque<T> {
         std::mem::take(&mut lock(&self.0.state).items)
+    }
+
+    /// The allocation of the queue, in items (for tests of what it gives
+    /// back).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        lock(&self.0.state).items.capacity()
     }
 }
 
@@ -331,6 +340,19 @@ mod tests {
         let mut got: Vec<usize> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..N).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let (tx, rx) = unbounded::<[u64; 8]>();
+        tx.send_all(&mut (0..100_000).map(|i| [i; 8]).collect())
+            .unwrap();
+        assert!(rx.capacity() >= 100_000);
+        for _ in 0..100 {
+            assert_eq!(rx.recv_batch(1000, Some(WAIT), |_| {}), Ok(1000));
+        }
+        // 64 bytes an item: what is kept is at most 4 KiB.
+        assert!(rx.capacity() <= 64, "kept room for {}", rx.capacity());
     }
 
     #[test]

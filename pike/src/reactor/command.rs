@@ -18,7 +18,7 @@
 //! queue for the last time.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Wake;
 use std::time::Instant;
@@ -67,10 +67,13 @@ pub(crate) enum Command<M> {
         connection: Connection,
         done: Sender<()>,
     },
-    /// The application took enough events: read again.
+    /// The application took enough of a connection's events: read again.
     Resume {
         connection: Connection,
     },
+    /// The application took enough events to bring the connector's memory
+    /// budget down: read again from the connections paused at it.
+    BudgetFreed,
     /// A serializer or deserializer woke its waker.
     Wake {
         connection: Connection,
@@ -94,6 +97,7 @@ impl<M> fmt::Debug for Command<M> {
             Command::Release { .. } => "Release",
             Command::Merge { .. } => "Merge",
             Command::Resume { .. } => "Resume",
+            Command::BudgetFreed => "BudgetFreed",
             Command::Wake { .. } => "Wake",
             Command::Shutdown { .. } => "Shutdown",
             Command::Nudge => "Nudge",
@@ -121,6 +125,9 @@ pub(crate) struct CommandQueue<M> {
     /// The network loop is parked idle in its slot (see `lead`): nobody
     /// polls, so a push rings `bell` for its home thread instead.
     parked: AtomicBool,
+    /// Shutdown modes asked for, one bit each: a shutdown goes ahead of
+    /// whatever commands are queued before it.
+    shutdown: AtomicU8,
     /// What the loop's home thread waits on while it does not run the loop.
     pub(crate) bell: Condvar,
 }
@@ -144,6 +151,7 @@ impl<M> CommandQueue<M> {
             closed: AtomicBool::new(false),
             pushing: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
+            shutdown: AtomicU8::new(0),
             bell: Condvar::new(),
         };
         (queue, rx)
@@ -170,6 +178,28 @@ impl<M> CommandQueue<M> {
             self.bell.notify_all();
         }
         result
+    }
+
+    /// Asks for a shutdown in `mode`, ahead of the commands queued: the
+    /// network thread looks at these first, then drains the queue.
+    /// Returns false once the network thread has stopped.
+    pub(crate) fn request_shutdown(&self, mode: ShutdownMode) -> bool {
+        self.shutdown.fetch_or(shutdown_bit(mode), Ordering::SeqCst);
+        // The command itself wakes the network thread.
+        self.push(Command::Shutdown { mode }).is_ok()
+    }
+
+    /// Network thread: the shutdowns asked for since the last call,
+    /// weakest first (so that a `Now` asked for at the same time wins).
+    pub(crate) fn take_shutdown_requests(&self) -> impl Iterator<Item = ShutdownMode> + use<M> {
+        let bits = self.shutdown.swap(0, Ordering::SeqCst);
+        [
+            ShutdownMode::FinishQueues,
+            ShutdownMode::FinishMessages,
+            ShutdownMode::Now,
+        ]
+        .into_iter()
+        .filter(move |&m| bits & shutdown_bit(m) != 0)
     }
 
     /// The loop is parked idle (`true`) or taken to run (`false`). Parking
@@ -214,6 +244,14 @@ impl<M> CommandQueue<M> {
     }
 }
 
+fn shutdown_bit(mode: ShutdownMode) -> u8 {
+    match mode {
+        ShutdownMode::Now => 1,
+        ShutdownMode::FinishMessages => 2,
+        ShutdownMode::FinishQueues => 4,
+    }
+}
+
 /// The waker handed to a connection's serializers and deserializers.
 pub(crate) struct ConnectionWaker<M> {
     pub(crate) connection: Connection,
@@ -230,57 +268,6 @@ impl<M: Send + 'static> Wake for ConnectionWaker<M> {
         let _ = self.commands.push(Command::Wake {
             connection: self.connection,
         });
-    }
-}
-
-/// Per-connection count of events produced but not yet taken, for read
-/// backpressure. The network thread stops reading a connection at the
-/// bound; the consumer that brings the count down to half of it asks the
-/// network thread to read again.
-#[derive(Debug)]
-pub(crate) struct Credit {
-    pub(crate) connection: Connection,
-    undelivered: AtomicUsize,
-    paused: AtomicBool,
-}
-
-impl Credit {
-    pub(crate) fn new(connection: Connection) -> Self {
-        Self {
-            connection,
-            undelivered: AtomicUsize::new(0),
-            paused: AtomicBool::new(false),
-        }
-    }
-
-    /// Network thread: `n` events are about to be queued.
-    pub(crate) fn produced(&self, n: usize) {
-        self.undelivered.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Network thread: whether to stop reading. When it says yes, a
-    /// consumer will send `Resume` once the count is down to half.
-    pub(crate) fn should_pause(&self, bound: usize) -> bool {
-        if self.undelivered.load(Ordering::SeqCst) < bound {
-            return false;
-        }
-        self.paused.store(true, Ordering::SeqCst);
-        // Consumers may have taken events between the load and the store
-        // without seeing the flag: look again.
-        if self.undelivered.load(Ordering::SeqCst) <= bound / 2 {
-            // Whoever clears the flag resumes; if a consumer did, the
-            // network thread gets a harmless extra `Resume`.
-            return !self.paused.swap(false, Ordering::SeqCst);
-        }
-        true
-    }
-
-    /// Consumer: `n` events were taken. True if the taker must send `Resume`.
-    pub(crate) fn taken(&self, n: usize, bound: usize) -> bool {
-        let left = self.undelivered.fetch_sub(n, Ordering::SeqCst) - n;
-        left <= bound / 2
-            && self.paused.load(Ordering::SeqCst)
-            && self.paused.swap(false, Ordering::SeqCst)
     }
 }
 

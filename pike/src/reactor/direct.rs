@@ -31,7 +31,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, RwLock};
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -67,9 +68,54 @@ pub(crate) struct Io<C: Converter> {
     /// The network thread let go of the connection: nothing may be queued
     /// here any more.
     pub(crate) retired: bool,
+    /// Senders waiting on [`Slot::room`] for the unsent queue to drain.
+    pub(crate) room_waiters: usize,
 }
 
-pub(crate) type SharedIo<C> = Arc<Mutex<Io<C>>>;
+impl<C: Converter> Io<C> {
+    /// Wakes senders waiting for room if they may go on: the queue is down
+    /// to its low-water mark, or the connection no longer takes messages
+    /// (they then find it so, and their message is rejected).
+    pub(crate) fn notify_room(&self, room: &Condvar) {
+        if self.room_waiters > 0 && (self.retired || self.endpoint.has_room()) {
+            room.notify_all();
+        }
+    }
+}
+
+/// One connection's [`Io`], and where senders wait for room in its queue.
+/// Dereferences to the mutex.
+pub(crate) struct Slot<C: Converter> {
+    io: Mutex<Io<C>>,
+    pub(crate) room: Condvar,
+}
+
+impl<C: Converter> std::fmt::Debug for Slot<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> Deref for Slot<C> {
+    type Target = Mutex<Io<C>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.io
+    }
+}
+
+pub(crate) type SharedIo<C> = Arc<Slot<C>>;
+
+/// What became of a `try_send`.
+#[derive(Debug)]
+pub(crate) enum Offer<M> {
+    /// Queued (or handed back as a `RejectedMessage` event).
+    Taken,
+    /// The unsent queue is over its high-water mark.
+    Full(M),
+    /// The connection is not here: go through the command queue.
+    Absent(M),
+}
 
 /// Every live connection's [`Io`], by id.
 pub(crate) struct Directory<C: Converter> {
@@ -108,17 +154,21 @@ impl<C: Converter> Directory<C> {
         route: Route<C::Message>,
     ) -> SharedIo<C> {
         let id = endpoint.connection();
-        let io = Arc::new(Mutex::new(Io {
-            endpoint,
-            socket,
-            readable: false,
-            writable: false,
-            read_closed: false,
-            last_write: None,
-            flush_pending: false,
-            route,
-            retired: false,
-        }));
+        let io = Arc::new(Slot {
+            io: Mutex::new(Io {
+                endpoint,
+                socket,
+                readable: false,
+                writable: false,
+                read_closed: false,
+                last_write: None,
+                flush_pending: false,
+                route,
+                retired: false,
+                room_waiters: 0,
+            }),
+            room: Condvar::new(),
+        });
         self.map
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -126,9 +176,16 @@ impl<C: Converter> Directory<C> {
         io
     }
 
-    /// A fresh endpoint for a connection we are opening.
+    /// A fresh endpoint for a connection we are opening (now: its connect
+    /// timeout starts).
     pub(crate) fn connecting(&self, id: Connection) -> Endpoint<C> {
-        Endpoint::connecting(id, self.converter.clone(), self.waker(id), self.config)
+        Endpoint::connecting(
+            id,
+            self.converter.clone(),
+            self.waker(id),
+            self.config,
+            Instant::now(),
+        )
     }
 
     /// A fresh endpoint for a connection a peer opened.
@@ -159,8 +216,10 @@ impl<C: Converter> Directory<C> {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        if let Some(io) = removed {
-            lock(&io).retired = true;
+        if let Some(slot) = removed {
+            let mut io = lock(&slot);
+            io.retired = true;
+            io.notify_room(&slot.room);
         }
     }
 
@@ -173,9 +232,62 @@ impl<C: Converter> Directory<C> {
             .drain()
             .map(|(_, io)| io)
             .collect();
-        for io in all {
-            lock(&io).retired = true;
+        for slot in all {
+            let mut io = lock(&slot);
+            io.retired = true;
+            io.notify_room(&slot.room);
         }
+    }
+
+    /// Queues `message` on `id` unless its unsent queue is over the
+    /// high-water mark; written as a coalesced `send`.
+    pub(crate) fn try_send(&self, id: Connection, message: C::Message) -> Offer<C::Message> {
+        let mut message = Some(message);
+        let mut full = None;
+        let here = self.with_io(id, Flush::Coalesce, |io| {
+            let m = message.take().expect("called once");
+            full = io.endpoint.try_send(m).err();
+        });
+        match (here, full) {
+            (false, _) => Offer::Absent(message.expect("not taken")),
+            (true, Some(m)) => Offer::Full(m),
+            (true, None) => Offer::Taken,
+        }
+    }
+
+    /// Waits until `id`'s unsent queue is down to its low-water mark, the
+    /// connection stops taking messages, or `deadline` passes (false).
+    pub(crate) fn wait_room(&self, id: Connection, deadline: Option<Instant>) -> bool {
+        let Some(slot) = self.get(id) else {
+            return true;
+        };
+        let mut io = lock(&slot);
+        while !io.retired && io.endpoint.is_full_or_near() {
+            io.room_waiters += 1;
+            io = match deadline {
+                None => slot.room.wait(io).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        io.room_waiters -= 1;
+                        return false;
+                    }
+                    slot.room
+                        .wait_timeout(io, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            io.room_waiters -= 1;
+        }
+        true
+    }
+
+    /// The unsent queue of `id`: messages and their bytes.
+    pub(crate) fn queued(&self, id: Connection) -> Option<(usize, usize)> {
+        let slot = self.get(id)?;
+        let io = lock(&slot);
+        (!io.retired).then(|| (io.endpoint.messages_unwritten(), io.endpoint.queued_bytes()))
     }
 
     /// Queues `messages` on `id` and writes them as `flush` says. Hands
@@ -213,6 +325,7 @@ impl<C: Converter> Directory<C> {
         }
         let io = &mut *guard;
         let before = io.endpoint.state();
+        let wanted_input = io.endpoint.wants_read();
         f(io);
         let mut poke = false;
         let now = Instant::now();
@@ -236,6 +349,9 @@ impl<C: Converter> Directory<C> {
             THREAD_LAST_WRITE.set(Some(done));
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
+        // The queue drained below its mark here: reading may go on.
+        poke |= !wanted_input && io.endpoint.wants_read();
+        io.notify_room(&shared.room);
         drop(guard);
         if poke {
             // If the network thread has stopped meanwhile, it closed this
@@ -286,7 +402,7 @@ impl<C: Converter> Admit<C::Message> for Directory<C> {
         self.with_io(id, Flush::Now, |io| {
             if io.endpoint.state() == State::Accepting {
                 io.route = route;
-                io.endpoint.accept();
+                io.endpoint.accept(Instant::now());
                 accepted = true;
             }
         });
@@ -331,4 +447,42 @@ pub(crate) fn write_out<C: Converter>(
         }
     }
     progress
+}
+
+/// Applies the connector's socket options to a new connection: no-delay,
+/// TCP keepalive and `TCP_USER_TIMEOUT`. Failures are logged, not fatal.
+pub(crate) fn configure_stream(stream: &TcpStream, options: &SocketOptions) {
+    if options.nodelay
+        && let Err(e) = stream.set_nodelay(true)
+    {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    let socket = socket2::SockRef::from(stream);
+    if let Some(idle) = options.keepalive {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(idle.div_f32(3.0).max(Duration::from_secs(1)))
+            .with_retries(3);
+        if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+            tracing::debug!("cannot set TCP keepalive: {e}");
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(timeout) = options.user_timeout
+        && let Err(e) = socket.set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+    }
+}
+
+/// Socket options of every connection of a connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    pub(crate) nodelay: bool,
+    /// Keepalive probes after this long without traffic (then every third
+    /// of it, three times).
+    pub(crate) keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` (Linux): how long sent data may stay
+    /// unacknowledged.
+    pub(crate) user_timeout: Option<Duration>,
 }

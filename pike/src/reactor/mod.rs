@@ -25,6 +25,7 @@
 //! * No peer behaviour and no converter can panic this thread: converter
 //!   panics are caught by the endpoint and close that one connection.
 
+pub(crate) mod budget;
 pub(crate) mod channel;
 pub(crate) mod command;
 pub(crate) mod direct;
@@ -32,7 +33,7 @@ pub(crate) mod lead;
 pub(crate) mod queues;
 mod readbuf;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicU64;
@@ -45,14 +46,15 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::converter::Converter;
-use crate::endpoint::{EndpointConfig, State};
+use crate::endpoint::{Endpoint, EndpointConfig, State};
 use crate::error::{ConnectError, RejectReason};
 use crate::event::{Connection, Event, RejectedMessage, RemoteConnect};
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::sync::lock;
-use direct::{Directory, Io, SharedIo, write_out};
+use budget::{Budget, Credit, Resume, SMALL_READ, event_cost};
+use direct::{Directory, Io, SharedIo, SocketOptions, configure_stream, write_out};
 
-use command::{Command, CommandQueue, ConnectWait, Credit, Target};
+use command::{Command, CommandQueue, ConnectWait, Target};
 use queues::{Envelope, Route, Separate, merge_into};
 use readbuf::ReadBuffer;
 
@@ -60,6 +62,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per connection per turn before others get their go.
 const READ_BUDGET: usize = 16;
+/// Commands taken per turn before the connections get their go (a flood
+/// of sends must not starve the sockets, nor a shutdown behind it: see
+/// [`CommandQueue::shutdown_requested`]).
+const COMMAND_BUDGET: usize = 4096;
 /// How long accepting pauses after an error such as running out of file
 /// descriptors, instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -68,9 +74,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Config {
     pub(crate) endpoint: EndpointConfig,
-    pub(crate) max_undelivered: usize,
+    pub(crate) memory_budget: usize,
+    pub(crate) connection_share: usize,
+    pub(crate) max_connections: usize,
     pub(crate) linger: Duration,
-    pub(crate) nodelay: bool,
+    pub(crate) socket: SocketOptions,
     pub(crate) read_chunk: usize,
 }
 
@@ -81,7 +89,7 @@ pub(crate) struct Shared<M> {
     pub(crate) main: channel::Receiver<Envelope<M>>,
     pub(crate) separate: Separate<M>,
     next_id: AtomicU64,
-    pub(crate) max_undelivered: usize,
+    pub(crate) budget: Arc<Budget>,
     stopped: Mutex<bool>,
     stopped_changed: Condvar,
 }
@@ -118,16 +126,20 @@ impl<M> Shared<M> {
     /// network thread to read again if that connection was paused.
     pub(crate) fn open_envelope(&self, envelope: Envelope<M>) -> Event<M> {
         if let Some((credit, n)) = &envelope.credit {
-            self.give_back(credit, *n);
+            let resume = credit.taken(&self.budget, *n);
+            self.resume(credit, resume);
         }
         envelope.event
     }
 
-    fn give_back(&self, credit: &Credit, n: usize) {
-        if credit.taken(n, self.max_undelivered) {
+    fn resume(&self, credit: &Credit, resume: Resume) {
+        if resume.connection {
             let _ = self.commands.push(Command::Resume {
                 connection: credit.connection,
             });
+        }
+        if resume.budget {
+            let _ = self.commands.push(Command::BudgetFreed);
         }
     }
 
@@ -145,15 +157,16 @@ impl<M> Shared<M> {
         // the rare `Resume` is pushed after it.
         let mut resume = Vec::new();
         let n = self.main.recv_batch(max, timeout, |envelope| {
-            if let Some((credit, k)) = &envelope.credit
-                && credit.taken(*k, self.max_undelivered)
-            {
-                resume.push(credit.connection);
+            if let Some((credit, k)) = &envelope.credit {
+                let r = credit.taken(&self.budget, *k);
+                if r != Resume::default() {
+                    resume.push((credit.clone(), r));
+                }
             }
             take(envelope.event);
         })?;
-        for connection in resume {
-            let _ = self.commands.push(Command::Resume { connection });
+        for (credit, r) in resume {
+            self.resume(&credit, r);
         }
         Ok(n)
     }
@@ -171,10 +184,58 @@ struct Conn<C: Converter> {
     addrs: VecDeque<SocketAddr>,
     last_error: Option<io::Error>,
     waiter: Option<Arc<ConnectWait>>,
-    /// Reading paused for backpressure until a `Resume`.
-    paused: bool,
+    /// Reading paused for backpressure, and until what.
+    paused: Pause,
+    /// The endpoint's input bytes last counted against the budget.
+    input_bytes: usize,
+    /// When its endpoint wants `handle_timeout`, as entered in the timers.
+    timer: Option<Instant>,
+    /// Accepted from the listener (counted against `max_connections`).
+    remote: bool,
     /// Draining: the write side is shut down; give up at this instant.
     linger_until: Option<Instant>,
+}
+
+/// Why reading from a connection is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    No,
+    /// At its share, until the application takes its events down to half.
+    Share,
+    /// At the connector's budget, until it is down to three quarters.
+    Budget,
+}
+
+/// How much a connection may take in now.
+enum Allowance {
+    /// Read (or decode held input), stopping once the events decoded cost
+    /// `bytes`; read at most `read` bytes.
+    Take { bytes: usize, read: usize },
+    /// Pause.
+    Pause(Pause),
+}
+
+/// Events on their way to a queue, and what they cost.
+struct Batch<M> {
+    events: VecDeque<Envelope<M>>,
+    bytes: usize,
+}
+
+impl<M> Batch<M> {
+    fn new() -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, event: Event<M>, cost: usize) {
+        self.bytes += cost;
+        self.events.push_back(Envelope {
+            event,
+            credit: None,
+        });
+    }
 }
 
 /// The network loop's state. It runs on whichever thread calls [`run`](Self::run).
@@ -185,9 +246,27 @@ pub(crate) struct Reactor<C: Converter> {
     commands: Receiver<Command<C::Message>>,
     main: channel::Sender<Envelope<C::Message>>,
     /// Events on their way to a queue, handed over in one go.
-    outgoing: VecDeque<Envelope<C::Message>>,
+    outgoing: Batch<C::Message>,
     directory: Arc<Directory<C>>,
+    converter: Arc<C>,
     config: Config,
+    budget: Arc<Budget>,
+    /// The credit of events about connections that are gone (messages
+    /// sent to them, handed back): counted against the budget too.
+    orphans: Arc<Credit>,
+    /// Connections paused at the budget.
+    budget_paused: Vec<Connection>,
+    /// Input bytes of every connection (partly received messages, input
+    /// held back), counted in the budget.
+    input_total: usize,
+    /// When the budget is held by partly received messages alone (nothing
+    /// the application takes can free it), the one connection allowed to
+    /// read on, so that a message completes.
+    granted: Option<Connection>,
+    /// Endpoint deadlines, soonest first.
+    timers: BTreeSet<(Instant, Connection)>,
+    /// Connections accepted from the listener and not yet closed.
+    remotes: usize,
     listener: Option<TcpListener>,
     accept_paused_until: Option<Instant>,
     conns: HashMap<Connection, Conn<C>>,
@@ -221,18 +300,19 @@ impl<C: Converter> Reactor<C> {
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let (commands, command_rx) = CommandQueue::new(waker);
         let (main_tx, main_rx) = channel::unbounded();
+        let budget = Arc::new(Budget::new(config.memory_budget, config.connection_share));
         let shared = Arc::new(Shared {
             commands: Arc::new(commands),
             main: main_rx,
             separate: Separate::default(),
             next_id: AtomicU64::new(1),
-            max_undelivered: config.max_undelivered,
+            budget: budget.clone(),
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),
         });
         let shares_input = converter.shares_input();
         let directory = Arc::new(Directory::new(
-            converter,
+            converter.clone(),
             config.endpoint,
             shared.commands.clone(),
         ));
@@ -252,9 +332,18 @@ impl<C: Converter> Reactor<C> {
             shared: shared.clone(),
             commands: command_rx,
             main: main_tx,
-            outgoing: VecDeque::new(),
+            outgoing: Batch::new(),
             directory: directory.clone(),
+            converter,
             config,
+            budget,
+            // Ids start at 1: 0 is no connection's.
+            orphans: Arc::new(Credit::new(Connection(0))),
+            budget_paused: Vec::new(),
+            input_total: 0,
+            granted: None,
+            timers: BTreeSet::new(),
+            remotes: 0,
             listener,
             accept_paused_until: None,
             conns: HashMap::new(),
@@ -376,6 +465,7 @@ impl<C: Converter> Reactor<C> {
             .iter()
             .filter_map(|id| self.conns.get(id)?.linger_until)
             .chain(self.accept_paused_until)
+            .chain(self.timers.first().map(|&(t, _)| t))
             .min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
@@ -391,6 +481,15 @@ impl<C: Converter> Reactor<C> {
                 return;
             };
             match listener.accept() {
+                Ok((stream, peer)) if self.remotes >= self.config.max_connections => {
+                    // Over the limit: closed at once (and the listener,
+                    // drained, does not stay readable).
+                    tracing::debug!(
+                        "{peer}: refused, at the limit of {} connections",
+                        self.remotes
+                    );
+                    drop(stream);
+                }
                 Ok((stream, peer)) => self.add_remote(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -413,9 +512,7 @@ impl<C: Converter> Reactor<C> {
 
     fn add_remote(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let id = self.shared.new_connection();
-        if self.config.nodelay {
-            let _ = stream.set_nodelay(true);
-        }
+        configure_stream(&stream, &self.config.socket);
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             token(id),
@@ -427,7 +524,9 @@ impl<C: Converter> Reactor<C> {
         let io = self
             .directory
             .insert(self.directory.accepting(id), Some(stream), Route::Main);
-        let conn = self.new_conn(io);
+        let mut conn = self.new_conn(io);
+        conn.remote = true;
+        self.remotes += 1;
         self.conns.insert(id, conn);
         let event = Event::RemoteConnect(RemoteConnect::new(
             id,
@@ -445,9 +544,18 @@ impl<C: Converter> Reactor<C> {
 
     fn take_commands(&mut self) {
         self.shared.commands.woken();
-        while let Ok(command) = self.commands.try_recv() {
+        // A shutdown goes ahead of whatever was queued before it.
+        for mode in self.shared.commands.take_shutdown_requests() {
+            self.begin_shutdown(mode);
+        }
+        for _ in 0..COMMAND_BUDGET {
+            let Ok(command) = self.commands.try_recv() else {
+                return;
+            };
             self.command(command);
         }
+        // More are left for the next turn, which does not sleep while the
+        // queue holds any.
     }
 
     fn command(&mut self, command: Command<C::Message>) {
@@ -509,9 +617,18 @@ impl<C: Converter> Reactor<C> {
             }
             Command::Release { connection } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
+                    let held = conn.held.take().unwrap_or_default();
                     let mut io = lock(&conn.io);
-                    for event in conn.held.take().unwrap_or_default() {
-                        route_event(&conn.credit, &mut io.route, &self.main, event);
+                    for event in held {
+                        let converter = &*self.converter;
+                        route_event(
+                            conn,
+                            &mut io.route,
+                            &self.main,
+                            &self.budget,
+                            converter,
+                            event,
+                        );
                     }
                     let closed = io.endpoint.state() == State::Closed;
                     drop(io);
@@ -532,11 +649,15 @@ impl<C: Converter> Reactor<C> {
                 let _ = done.send(());
             }
             Command::Resume { connection } => {
-                if let Some(conn) = self.conns.get_mut(&connection) {
-                    conn.paused = false;
+                if let Some(conn) = self.conns.get_mut(&connection)
+                    && conn.paused == Pause::Share
+                {
+                    conn.paused = Pause::No;
+                    lock(&conn.io).endpoint.hold_input(false);
                     self.mark_ready(connection);
                 }
             }
+            Command::BudgetFreed => self.resume_budget(),
             Command::Wake { connection } => {
                 if let Some(conn) = self.conns.get_mut(&connection) {
                     lock(&conn.io).endpoint.handle_wake();
@@ -548,16 +669,80 @@ impl<C: Converter> Reactor<C> {
         }
     }
 
+    /// Hands back a message sent to a connection that is gone. It counts
+    /// against the budget like any event, so that an application replying
+    /// in bulk to peers that left cannot grow the queue without bound.
     fn reject_unknown(&self, connection: Connection, message: C::Message) {
         let event = Event::RejectedMessage(RejectedMessage {
             connection,
             message,
             reason: RejectReason::Closed,
         });
+        let cost = event_cost(&*self.converter, &event);
+        self.orphans.produced(&self.budget, cost);
         let _ = self.main.send(Envelope {
             event,
-            credit: None,
+            credit: Some((self.orphans.clone(), cost)),
         });
+    }
+
+    /// Reading resumes on every connection paused at the budget.
+    fn resume_budget(&mut self) {
+        for id in std::mem::take(&mut self.budget_paused) {
+            if let Some(conn) = self.conns.get_mut(&id)
+                && conn.paused == Pause::Budget
+            {
+                conn.paused = Pause::No;
+                lock(&conn.io).endpoint.hold_input(false);
+                self.mark_ready(id);
+            }
+        }
+    }
+
+    /// Counts a change in a connection's input bytes against the budget.
+    fn account_input(&mut self, id: Connection, now: usize) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let before = std::mem::replace(&mut conn.input_bytes, now);
+        if now >= before {
+            self.budget.gauge.add(now - before);
+            self.input_total += now - before;
+        } else {
+            self.input_total -= before - now;
+            if self.budget.gauge.release(before - now, self.budget.low()) {
+                self.resume_budget();
+            }
+        }
+    }
+
+    /// When the budget is held by partly received messages alone, taking
+    /// events cannot bring it down to where reading resumes: let the
+    /// paused connection with the most of a message read on, alone, so
+    /// that it completes and the application can take it.
+    fn grant_if_stuck(&mut self) {
+        if self.granted.is_some()
+            || self.budget_paused.is_empty()
+            || self.input_total <= self.budget.low()
+        {
+            return;
+        }
+        let Some((id, _)) = self
+            .budget_paused
+            .iter()
+            .filter_map(|id| Some((*id, self.conns.get(id)?.input_bytes)))
+            .max_by_key(|&(_, bytes)| bytes)
+        else {
+            return;
+        };
+        tracing::debug!("{id}: the budget is held by partial messages; this one reads on");
+        self.granted = Some(id);
+        self.budget_paused.retain(|&c| c != id);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.paused = Pause::No;
+            lock(&conn.io).endpoint.hold_input(false);
+        }
+        self.mark_ready(id);
     }
 
     // ----- connecting ----------------------------------------------------
@@ -581,6 +766,8 @@ impl<C: Converter> Reactor<C> {
         if self.shutdown.is_some() {
             return self.connect_failed(id, ConnectError::Cancelled);
         }
+        // Driven once, so that its connect timeout is entered.
+        self.mark_ready(id);
         match target {
             Target::Addrs(addrs) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
@@ -667,10 +854,8 @@ impl<C: Converter> Reactor<C> {
         };
         match outcome {
             Ok(()) => {
-                if self.config.nodelay {
-                    let _ = stream.set_nodelay(true);
-                }
-                io.endpoint.handle_connected();
+                configure_stream(stream, &self.config.socket);
+                io.endpoint.handle_connected(Instant::now());
                 if let Some(waiter) = conn.waiter.take() {
                     // connect_waiting: no FinishConnect; events wait for the
                     // callback.
@@ -713,9 +898,11 @@ impl<C: Converter> Reactor<C> {
                 {
                     f.error = Some(copy_connect_error(&error));
                     route_event(
-                        &conn.credit,
+                        conn,
                         &mut io.route,
                         &self.main,
+                        &self.budget,
+                        &*self.converter,
                         Event::FinishConnect(f),
                     );
                 }
@@ -741,9 +928,12 @@ impl<C: Converter> Reactor<C> {
             self.ready = ready;
             self.ready.clear();
         }
+        // The batch may hold a queue's old allocation (they swap places).
+        crate::endpoint::trim_queue(&mut self.outgoing.events);
     }
 
-    /// Does all the I/O a connection can do now, within its read budget.
+    /// Does all the I/O a connection can do now, within its read budget,
+    /// then enters its next deadline.
     fn drive(&mut self, id: Connection) {
         if self.conns.get(&id).is_some_and(|c| {
             let io = lock(&c.io);
@@ -760,7 +950,7 @@ impl<C: Converter> Reactor<C> {
         let mut guard = lock(&shared);
         let io = &mut *guard;
         let mut budget = READ_BUDGET;
-        loop {
+        let (due, input_bytes, closed) = loop {
             let mut progress = false;
             io.flush_pending = false;
             if let Some(socket) = &mut io.socket
@@ -768,6 +958,7 @@ impl<C: Converter> Reactor<C> {
             {
                 progress = true;
                 io.last_write = Some(Instant::now());
+                io.notify_room(&shared.room);
             }
             if io.endpoint.state() == State::Draining && conn.linger_until.is_none() {
                 if let Some(socket) = &io.socket {
@@ -776,63 +967,122 @@ impl<C: Converter> Reactor<C> {
                 conn.linger_until = Some(Instant::now() + self.config.linger);
                 self.draining.push(id);
             }
-            // Draining input is discarded, so backpressure does not apply.
+            // Whatever the endpoint still queued goes first, so that the
+            // messages read next can go straight into the batch.
+            deliver(
+                conn,
+                io,
+                &self.main,
+                &mut self.outgoing,
+                &self.budget,
+                &*self.converter,
+            );
+            // Draining input is discarded, so the bounds do not apply.
             let draining = io.endpoint.state() == State::Draining;
-            let may_read = io.endpoint.wants_read()
-                && io.readable
-                && (draining || !conn.paused)
-                && conn.held.is_none();
-            if may_read {
-                if !draining && conn.credit.should_pause(self.config.max_undelivered) {
-                    conn.paused = true;
-                } else if budget == 0 {
-                    // More to read: come back next turn, after the others.
-                    if !conn.in_ready {
-                        conn.in_ready = true;
-                        self.ready.push(id);
+            let backlog = io.endpoint.has_backlog();
+            let wants = backlog || (io.endpoint.wants_read() && io.readable);
+            if wants && conn.held.is_none() && (draining || conn.paused == Pause::No) {
+                let allowance = if draining {
+                    Allowance::Take {
+                        bytes: usize::MAX,
+                        read: usize::MAX,
                     }
-                } else if let Some(socket) = &mut io.socket {
-                    budget -= 1;
-                    let batch = &mut self.outgoing;
-                    let endpoint = &mut io.endpoint;
-                    let read = self.scratch.read_from(socket, |data, chunk| {
-                        let mut sink = |event| {
-                            batch.push_back(Envelope {
-                                event,
-                                credit: None,
-                            })
+                } else {
+                    allowance(&self.budget, conn, io, self.granted == Some(id))
+                };
+                match allowance {
+                    Allowance::Pause(why) => {
+                        conn.paused = why;
+                        io.endpoint.hold_input(true);
+                        if why == Pause::Budget {
+                            self.budget_paused.push(id);
+                        }
+                    }
+                    Allowance::Take { .. } if budget == 0 => {
+                        // More to read: come back next turn, after the others.
+                        if !conn.in_ready {
+                            conn.in_ready = true;
+                            self.ready.push(id);
+                        }
+                    }
+                    Allowance::Take { bytes, read } => {
+                        budget -= 1;
+                        progress = true;
+                        let now = Instant::now();
+                        let batch = &mut self.outgoing;
+                        let converter = &*self.converter;
+                        let mut taken = 0usize;
+                        let mut sink = |event: Event<C::Message>| {
+                            let cost = event_cost(converter, &event);
+                            taken += cost;
+                            batch.push(event, cost);
+                            taken < bytes
                         };
-                        match chunk {
-                            Some(chunk) => endpoint.handle_shared_read_into(chunk, &mut sink),
-                            None => endpoint.handle_read_into(data, &mut sink),
+                        if backlog {
+                            io.endpoint.handle_backlog_into(now, &mut sink);
+                        } else if let Some(socket) = &mut io.socket {
+                            let endpoint = &mut io.endpoint;
+                            let readable = &mut io.readable;
+                            let read_closed = io.read_closed;
+                            let scratch = &mut self.scratch;
+                            read_into(
+                                endpoint,
+                                socket,
+                                readable,
+                                read_closed,
+                                now,
+                                read,
+                                scratch,
+                                &mut sink,
+                            );
                         }
-                    });
-                    match read {
-                        Ok((0, _)) => io.endpoint.handle_eof(),
-                        Ok((_, filled)) => {
-                            // A short read emptied the socket's queue (epoll
-                            // reports new data with a new edge): skip the
-                            // read that would only say `WouldBlock`.
-                            if !filled && !io.read_closed {
-                                io.readable = false;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => io.endpoint.handle_error(e),
                     }
-                    progress = true;
                 }
             }
-            deliver(conn, io, &self.main, &mut self.outgoing);
-            if io.endpoint.state() == State::Closed {
-                drop(guard);
-                self.close(id);
-                return;
+            deliver(
+                conn,
+                io,
+                &self.main,
+                &mut self.outgoing,
+                &self.budget,
+                &*self.converter,
+            );
+            let closed = io.endpoint.state() == State::Closed;
+            if closed || !progress {
+                let granted_done = self.granted == Some(id) && !io.endpoint.mid_message();
+                if granted_done {
+                    self.granted = None;
+                }
+                break (
+                    io.endpoint.poll_timeout(),
+                    io.endpoint.input_bytes(),
+                    closed,
+                );
             }
-            if !progress {
-                return;
-            }
+        };
+        drop(guard);
+        self.account_input(id, input_bytes);
+        if closed {
+            self.close(id);
+        } else {
+            self.set_timer(id, due);
+        }
+    }
+
+    /// Enters a connection's next deadline in the timers.
+    fn set_timer(&mut self, id: Connection, due: Option<Instant>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.timer == due {
+            return;
+        }
+        if let Some(old) = conn.timer.take() {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(due) = due {
+            self.timers.insert((due, id));
+            conn.timer = Some(due);
         }
     }
 
@@ -854,16 +1104,35 @@ impl<C: Converter> Reactor<C> {
         };
         let shared = conn.io.clone();
         let mut io = lock(&shared);
-        deliver(conn, &mut io, &self.main, &mut self.outgoing);
+        deliver(
+            conn,
+            &mut io,
+            &self.main,
+            &mut self.outgoing,
+            &self.budget,
+            &*self.converter,
+        );
         if let Some(mut socket) = io.socket.take() {
             let _ = self.poll.registry().deregister(&mut socket);
         }
         // Under the same lock as the last delivery: a later send finds the
         // connection retired and is rejected through the command queue.
         io.retired = true;
+        io.notify_room(&shared.room);
         drop(io);
+        if std::mem::take(&mut conn.remote) {
+            self.remotes -= 1;
+        }
+        let held = conn.held.is_some();
+        if let Some(t) = conn.timer.take() {
+            self.timers.remove(&(t, id));
+        }
+        if self.granted == Some(id) {
+            self.granted = None;
+        }
+        self.account_input(id, 0);
         self.directory.remove(id);
-        if conn.held.is_none() {
+        if !held {
             self.conns.remove(&id);
         }
     }
@@ -874,6 +1143,30 @@ impl<C: Converter> Reactor<C> {
             self.accept_paused_until = None;
             self.accept();
         }
+        while let Some(&(due, id)) = self.timers.first()
+            && due <= now
+        {
+            self.timers.pop_first();
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            conn.timer = None;
+            let mut io = lock(&conn.io);
+            if io.endpoint.state() == State::Connecting && conn.waiter.is_some() {
+                // connect_waiting reports through its return value.
+                drop(io);
+                self.connect_failed(id, ConnectError::TimedOut);
+            } else {
+                io.endpoint.handle_timeout(now);
+                drop(io);
+            }
+            // Passes its events on and enters its next deadline.
+            self.mark_ready(id);
+        }
+        if !self.ready.is_empty() {
+            self.drive_ready();
+        }
+        self.grant_if_stuck();
         if self.draining.is_empty() {
             return;
         }
@@ -996,9 +1289,85 @@ impl<C: Converter> Reactor<C> {
             addrs: VecDeque::new(),
             last_error: None,
             waiter: None,
-            paused: false,
+            paused: Pause::No,
+            input_bytes: 0,
+            timer: None,
+            remote: false,
             linger_until: None,
         }
+    }
+}
+
+/// How much `conn` may take in now: bounded by its share of received
+/// events not yet taken and by the connector's budget (see [`budget`]).
+fn allowance<C: Converter>(
+    budget: &Budget,
+    conn: &Conn<C>,
+    io: &Io<C>,
+    granted: bool,
+) -> Allowance {
+    let share = budget.share;
+    let mine = conn.credit.gauge.used();
+    if conn.credit.gauge.should_pause(share, share / 2) {
+        return Allowance::Pause(Pause::Share);
+    }
+    let full_read = usize::MAX;
+    let left = share.saturating_sub(mine);
+    let total = budget.gauge.used();
+    if total < budget.limit {
+        return Allowance::Take {
+            bytes: left.min(budget.limit - total),
+            read: full_read,
+        };
+    }
+    if mine == 0 && io.endpoint.input_bytes() == 0 {
+        // Holds nothing: a small read, so that new and well-behaved peers
+        // are served while others hold the budget.
+        return Allowance::Take {
+            bytes: SMALL_READ,
+            read: SMALL_READ,
+        };
+    }
+    if granted || !budget.gauge.should_pause(budget.limit, budget.low()) {
+        return Allowance::Take {
+            bytes: left.max(1),
+            read: full_read,
+        };
+    }
+    Allowance::Pause(Pause::Budget)
+}
+
+/// Reads once from `socket` (at most `limit` bytes) into `endpoint`,
+/// messages going to `sink`, and notes what the read said about the
+/// socket's readiness.
+#[allow(clippy::too_many_arguments)]
+fn read_into<C: Converter>(
+    endpoint: &mut Endpoint<C>,
+    socket: &mut TcpStream,
+    readable: &mut bool,
+    read_closed: bool,
+    now: Instant,
+    limit: usize,
+    scratch: &mut ReadBuffer,
+    sink: &mut impl FnMut(Event<C::Message>) -> bool,
+) {
+    let read = scratch.read_from(socket, limit, |data, chunk| match chunk {
+        Some(chunk) => endpoint.handle_shared_read_into(now, chunk, sink),
+        None => endpoint.handle_read_into(now, data, sink),
+    });
+    match read {
+        Ok((0, _)) => endpoint.handle_eof(),
+        Ok((_, filled)) => {
+            // A short read emptied the socket's queue (epoll reports new
+            // data with a new edge): skip the read that would only say
+            // `WouldBlock`.
+            if !filled && !read_closed {
+                *readable = false;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => endpoint.handle_error(e),
     }
 }
 
@@ -1025,7 +1394,9 @@ fn deliver<C: Converter>(
     conn: &mut Conn<C>,
     io: &mut Io<C>,
     main: &channel::Sender<Envelope<C::Message>>,
-    batch: &mut VecDeque<Envelope<C::Message>>,
+    batch: &mut Batch<C::Message>,
+    budget: &Budget,
+    converter: &C,
 ) {
     while let Some(event) = io.endpoint.poll_event() {
         if let Some(held) = &mut conn.held {
@@ -1033,31 +1404,31 @@ fn deliver<C: Converter>(
             continue;
         }
         let last = event.is_final();
-        batch.push_back(Envelope {
-            event,
-            credit: None,
-        });
+        let cost = event_cost(converter, &event);
+        batch.push(event, cost);
         if last {
             // Nothing follows the final event; later rejections go to main.
-            hand_over(batch, &conn.credit, &io.route, main);
+            hand_over(batch, &conn.credit, budget, &io.route, main);
             io.route = Route::Main;
         }
     }
-    hand_over(batch, &conn.credit, &io.route, main);
+    hand_over(batch, &conn.credit, budget, &io.route, main);
 }
 
-fn route_event<M>(
-    credit: &Arc<Credit>,
-    route: &mut Route<M>,
-    main: &channel::Sender<Envelope<M>>,
-    event: Event<M>,
+/// Passes one event of a connection on, by itself.
+fn route_event<C: Converter>(
+    conn: &Conn<C>,
+    route: &mut Route<C::Message>,
+    main: &channel::Sender<Envelope<C::Message>>,
+    budget: &Budget,
+    converter: &C,
+    event: Event<C::Message>,
 ) {
     let last = event.is_final();
-    let envelope = Envelope {
-        event,
-        credit: None,
-    };
-    hand_over(&mut VecDeque::from([envelope]), credit, route, main);
+    let mut batch = Batch::new();
+    let cost = event_cost(converter, &event);
+    batch.push(event, cost);
+    hand_over(&mut batch, &conn.credit, budget, route, main);
     if last {
         *route = Route::Main;
     }
@@ -1066,26 +1437,28 @@ fn route_event<M>(
 /// Queues a connection's events where its route says, counting them
 /// against its credit first.
 fn hand_over<M>(
-    batch: &mut VecDeque<Envelope<M>>,
+    batch: &mut Batch<M>,
     credit: &Arc<Credit>,
+    budget: &Budget,
     route: &Route<M>,
     main: &channel::Sender<Envelope<M>>,
 ) {
-    let n = batch.len();
-    let Some(last) = batch.back_mut() else {
+    let bytes = std::mem::take(&mut batch.bytes);
+    let events = &mut batch.events;
+    let Some(last) = events.back_mut() else {
         return;
     };
-    last.credit = Some((credit.clone(), n));
-    credit.produced(n);
+    last.credit = Some((credit.clone(), bytes));
+    credit.produced(budget, bytes);
     if let Route::Separate(tx) = route
-        && tx.send_all(batch).is_ok()
+        && tx.send_all(events).is_ok()
     {
         return;
     }
     // Main, or a separate queue whose receiver is gone (cannot happen
     // before a merge): do not drop the events.
-    let _ = main.send_all(batch);
-    batch.clear();
+    let _ = main.send_all(events);
+    events.clear();
 }
 
 /// A copy of a connect error, for reporting it in two places.

@@ -16,15 +16,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::{Connection, Event};
+use crate::reactor::budget::Credit;
 use crate::reactor::channel::{self, Receiver, Sender};
-use crate::reactor::command::Credit;
 use crate::sync::lock;
 
 /// An event on its way to the application.
 ///
 /// Credit (read backpressure) is counted per hand-over, not per event: the
 /// last envelope of each batch carries the connection's credit and the
-/// batch's size, and whoever takes it gives all of that back. So producing
+/// batch's cost in bytes, and whoever takes it gives all of that back. So producing
 /// and taking an event costs no atomic operation on a shared counter, and
 /// a connection's count comes down once a batch is taken in full.
 #[derive(Debug)]

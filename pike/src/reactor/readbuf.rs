@@ -42,23 +42,26 @@ impl ReadBuffer {
         }
     }
 
-    /// Reads once from `source` and passes the bytes that came to `take`,
-    /// with the shared chunk that holds them if the buffer is shared.
-    /// Returns how many bytes came (0 at end of stream; `take` is not
-    /// called then) and whether the read filled all the room offered: if
-    /// it did not, the source had no more for now.
+    /// Reads once from `source`, at most `limit` bytes, and passes the
+    /// bytes that came to `take`, with the shared chunk that holds them if
+    /// the buffer is shared. Returns how many bytes came (0 at end of
+    /// stream; `take` is not called then) and whether the read filled all
+    /// the room offered: if it did not, the source had no more for now.
     pub(crate) fn read_from(
         &mut self,
         source: &mut impl Read,
+        limit: usize,
         take: impl FnOnce(&[u8], Option<&Bytes>),
     ) -> io::Result<(usize, bool)> {
+        let limit = limit.max(1);
         match self {
             Self::Reused(buf) => {
-                let n = source.read(buf)?;
+                let room = buf.len().min(limit);
+                let n = source.read(&mut buf[..room])?;
                 if n > 0 {
                     take(&buf[..n], None);
                 }
-                Ok((n, n == buf.len()))
+                Ok((n, n == room))
             }
             Self::Shared { free, size } => {
                 // A quarter left: not worth a read of its own any more.
@@ -68,8 +71,8 @@ impl ReadBuffer {
                     free.reserve(*size);
                     free.resize(*size, 0);
                 }
-                let offered = free.len();
-                let n = source.read(free)?;
+                let offered = free.len().min(limit);
+                let n = source.read(&mut free[..offered])?;
                 if n > 0 {
                     let chunk = free.split_to(n).freeze();
                     take(&chunk, Some(&chunk));
@@ -110,7 +113,7 @@ mod tests {
                 let mut kept = Vec::new();
                 loop {
                     let (n, filled) = buf
-                        .read_from(&mut source, |bytes, chunk| {
+                        .read_from(&mut source, usize::MAX, |bytes, chunk| {
                             assert_eq!(chunk.is_some(), shared);
                             if let Some(chunk) = chunk {
                                 assert_eq!(&chunk[..], bytes);

@@ -15,6 +15,22 @@ use pike::{Connection, Connector, Delivery, Event};
 /// The longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Waits until `progress` (bumped by a writer that blocks when its peer
+/// stops reading) stays still for 300 ms, or [`WAIT`] passes; returns it.
+pub fn until_stalled(progress: &std::sync::atomic::AtomicUsize) -> usize {
+    use std::sync::atomic::Ordering;
+    let deadline = Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    loop {
+        std::thread::park_timeout(Duration::from_millis(300));
+        let now = progress.load(Ordering::SeqCst);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// A loopback address with port 0.
 pub fn any_local_address() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()

@@ -1,0 +1,459 @@
+//! The connector's bounds and timeouts, each against a peer that breaks
+//! it: the memory budget (a flood of small messages, many partly sent
+//! large ones), the unsent queue (a peer that never reads), the idle,
+//! message and connect timeouts, the connection limit. Each checks that
+//! the connection ends with its own reason, or that memory stays bounded,
+//! and that other connections are served meanwhile.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pike::converters::StringConverter;
+use pike::{
+    ConnectError, Connection, Connector, Delivery, DisconnectReason, Event, RejectReason,
+    ShutdownMode,
+};
+use util::*;
+
+/// What one read may add past a bound: a read's worth of input held back
+/// undecoded, plus the one message whose event crossed the bound.
+const ONE_READ: usize = 256 * 1024 + 64 * 1024;
+
+/// A thread that writes `chunk` to `s` over and over (up to `times`),
+/// counting the writes, until the connection fails.
+fn flood(
+    mut s: TcpStream,
+    chunk: Vec<u8>,
+    times: usize,
+) -> (Arc<AtomicUsize>, std::thread::JoinHandle<TcpStream>) {
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    let handle = std::thread::spawn(move || {
+        for _ in 0..times {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        s
+    });
+    (written, handle)
+}
+
+/// Takes `n` messages of the main queue, accepting connections on the way.
+fn take_messages(c: &Connector<StringConverter>, n: usize) -> Vec<(Connection, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match next(c) {
+            Event::MessageReceived(m) => got.push((m.connection, m.message)),
+            Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+            other => panic!("{other:?}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing() {
+    const BUDGET: usize = 1 << 20;
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .memory_budget(BUDGET)
+        .spawn()
+        .unwrap();
+    let peer = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    // 3 bytes a message on the wire, ~100 bytes an event: one 256 KiB read
+    // would be 8 MiB of events if nothing stopped it mid-read.
+    let chunk = wire(&["x"]).repeat(4096);
+    let times = 1024; // 12 MiB: more than the sockets hold
+    let (written, writer) = flood(peer, chunk, times);
+    let stalled_at = until_stalled(&written);
+    assert!(
+        stalled_at < times,
+        "reading never paused ({stalled_at} chunks written)"
+    );
+    let held = c.memory_in_use();
+    assert!(
+        held <= BUDGET + ONE_READ,
+        "{held} bytes held against a budget of {BUDGET}"
+    );
+    assert!(held >= BUDGET / 2, "the budget was not used: {held}");
+    // Taking events resumes reading; every message arrives.
+    let got = take_messages(&c, times * 4096);
+    assert!(got.iter().all(|(id, m)| *id == conn && m == "x"));
+    drop(writer.join().unwrap());
+    assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
+    assert_eq!(c.memory_in_use(), 0, "everything given back");
+}
+
+#[test]
+fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget() {
+    const BUDGET: usize = 1 << 20;
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .memory_budget(BUDGET)
+        .spawn()
+        .unwrap();
+    let addr = c.local_addr().unwrap();
+    // The flooder's events go to a queue the application never reads.
+    let flooder = raw_connect(addr);
+    let flooder_conn = accept(&c, Delivery::Separate);
+    let (written, _writer) = flood(flooder, wire(&["f"]).repeat(4096), 10_000);
+    until_stalled(&written);
+    assert!(c.memory_in_use() >= BUDGET / 2);
+    // A newcomer is still heard, and answered.
+    let mut good = raw_connect(addr);
+    let good_conn = accept(&c, Delivery::Merged);
+    for i in 0..20 {
+        write_all(&mut good, &wire(&[&format!("ping {i}")]));
+        match next(&c) {
+            Event::MessageReceived(m) => {
+                assert_eq!((m.connection, m.message), (good_conn, format!("ping {i}")));
+                c.send(&good_conn, format!("pong {i}")).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+        let reply = format!("pong {i}");
+        let want = wire(&[&reply]);
+        assert_eq!(read_exactly(&mut good, want.len()), want);
+    }
+    assert!(
+        c.memory_in_use() <= BUDGET + ONE_READ,
+        "{} held",
+        c.memory_in_use()
+    );
+    c.shutdown(ShutdownMode::Now);
+    let _ = flooder_conn;
+}
+
+#[test]
+fn many_partly_sent_messages_stay_within_the_budget_and_all_complete() {
+    // Eight peers each announce a 200 KiB message and send most of it:
+    // more than the budget in partial messages alone. Memory stays
+    // bounded, and once they finish, every message arrives (one
+    // connection at a time reads on, so the budget cannot deadlock).
+    const BUDGET: usize = 1 << 20;
+    const BODY: usize = 200 * 1024;
+    let c = Connector::builder(StringConverter::new().with_max_message_size(BODY))
+        .listen(any_local_address())
+        .memory_budget(BUDGET)
+        .spawn()
+        .unwrap();
+    let addr = c.local_addr().unwrap();
+    let mut peers = Vec::new();
+    for i in 0..8u8 {
+        let mut s = raw_connect(addr);
+        accept(&c, Delivery::Merged);
+        let body = vec![b'a' + i; BODY];
+        let mut bytes = format!("{BODY} ").into_bytes();
+        bytes.extend_from_slice(&body);
+        let first = bytes.len() * 3 / 4;
+        s.write_all(&bytes[..first]).unwrap();
+        peers.push((s, bytes[first..].to_vec()));
+    }
+    // The peers' sockets hold what is not read; wait until the connector
+    // has read what it will.
+    let deadline = Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    loop {
+        std::thread::park_timeout(Duration::from_millis(300));
+        let now = c.memory_in_use();
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        c.memory_in_use() <= BUDGET + ONE_READ,
+        "{} held in partial messages",
+        c.memory_in_use()
+    );
+    for (s, rest) in &mut peers {
+        s.write_all(rest).unwrap();
+    }
+    let mut got: Vec<String> = take_messages(&c, 8).into_iter().map(|(_, m)| m).collect();
+    got.sort();
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.len(), BODY);
+        assert!(m.bytes().all(|b| b == b'a' + i as u8));
+    }
+}
+
+#[test]
+fn a_peer_that_never_reads_stops_being_read_and_the_queue_stays_bounded() {
+    const HIGH: usize = 64 * 1024;
+    const CAP: usize = 256 * 1024;
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .send_high_water(HIGH)
+        .send_queue_cap(CAP)
+        .spawn()
+        .unwrap();
+    let addr = c.local_addr().unwrap();
+    let greedy = raw_connect(addr);
+    let greedy_conn = accept(&c, Delivery::Merged);
+    // It sends requests and never reads a reply.
+    let request = wire(&[&"r".repeat(100)]);
+    let (written, _writer) = flood(greedy, request.repeat(100), 100_000);
+    let replier = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let (mut replies, mut full) = (0usize, 0usize);
+            while let Ok(event) = c.recv_timeout(Duration::from_secs(2)) {
+                match event {
+                    Event::MessageReceived(m) => {
+                        replies += 1;
+                        c.send(&m.connection, m.message.repeat(10)).unwrap();
+                    }
+                    Event::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => {
+                        full += 1;
+                    }
+                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                    Event::RemoteDisconnect(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            (replies, full)
+        })
+    };
+    let stalled_at = until_stalled(&written);
+    assert!(
+        stalled_at < 100_000,
+        "reading from the greedy peer never paused"
+    );
+    let queued = c.queued(&greedy_conn).expect("still open");
+    assert!(queued.bytes <= CAP, "{queued:?}");
+    // Another peer is served meanwhile.
+    let mut other = raw_connect(addr);
+    write_all(&mut other, &wire(&["hi"]));
+    let want = wire(&[&"hi".repeat(10)]);
+    assert_eq!(read_exactly(&mut other, want.len()), want);
+    drop(other);
+    let (replies, _full) = replier.join().unwrap();
+    assert!(replies > 0);
+    assert!(c.memory_in_use() < 1 << 20);
+}
+
+#[test]
+fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow() {
+    let (l, addr) = raw_listener();
+    let c = Connector::builder(StringConverter::new())
+        .send_high_water(64 * 1024)
+        .spawn()
+        .unwrap();
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let mut peer = raw_accept(&l);
+    connected(&c);
+    let big = "b".repeat(32 * 1024);
+    // Nobody reads: the queue fills past the mark once the sockets are
+    // full. Until then the network thread drains it into them, so room
+    // comes back; at last it does not.
+    let mut sent = 0;
+    let timeout = loop {
+        let full = loop {
+            match c.try_send(&conn, big.clone()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(full.is_full());
+        assert_eq!(full.into_inner(), big);
+        let q = c.queued(&conn).unwrap();
+        assert!(q.bytes >= 64 * 1024, "{q:?}");
+        let started = Instant::now();
+        match c.send_timeout(&conn, big.clone(), Duration::from_millis(100)) {
+            Ok(()) => sent += 1,
+            Err(e) => {
+                assert!(started.elapsed() >= Duration::from_millis(100));
+                break e;
+            }
+        }
+        assert!(sent < 10_000, "the queue never stayed full");
+    };
+    assert!(timeout.is_timeout());
+    // The peer reads: a blocked sender goes on once the queue drains.
+    let sender = {
+        let (c, big) = (c.clone(), big.clone());
+        std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
+    };
+    let mut reader = std::thread::spawn(move || {
+        let mut n = 0;
+        let mut buf = vec![0; 1 << 16];
+        while let Ok(k) = peer.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        n
+    });
+    sender.join().unwrap().expect("room came");
+    c.disconnect(&conn, pike::DisconnectMode::FinishQueue);
+    match next(&c) {
+        Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
+        other => panic!("{other:?}"),
+    }
+    let header = format!("{} ", big.len()).len();
+    let total = std::mem::replace(&mut reader, std::thread::spawn(|| 0))
+        .join()
+        .unwrap();
+    assert_eq!(total, (sent + 1) * (header + big.len()));
+}
+
+#[test]
+fn an_idle_peer_is_disconnected_and_others_are_served() {
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .idle_timeout(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let addr = c.local_addr().unwrap();
+    let mut quiet = raw_connect(addr);
+    let quiet_conn = accept(&c, Delivery::Merged);
+    let mut chatty = raw_connect(addr);
+    let chatty_conn = accept(&c, Delivery::Merged);
+    let mut received = 0;
+    let started = Instant::now();
+    loop {
+        write_all(&mut chatty, &wire(&["still here"]));
+        match next(&c) {
+            Event::MessageReceived(m) => {
+                assert_eq!(m.connection, chatty_conn);
+                received += 1;
+            }
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(r.connection, quiet_conn);
+                assert!(
+                    matches!(r.reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
+                    "{:?}",
+                    r.reason
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(received > 0);
+    assert_eq!(
+        quiet.read(&mut [0; 8]).unwrap_or(0),
+        0,
+        "the quiet peer sees the close"
+    );
+}
+
+#[test]
+fn a_trickled_message_hits_the_message_timeout() {
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .message_timeout(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let mut slow = raw_connect(c.local_addr().unwrap());
+    let conn = accept(&c, Delivery::Merged);
+    write_all(&mut slow, b"2 ok100 a byte at a time");
+    match next(&c) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "ok"),
+        other => panic!("{other:?}"),
+    }
+    match next(&c) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, conn);
+            assert!(
+                matches!(r.reason, DisconnectReason::MessageTimeout(_)),
+                "{:?}",
+                r.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn connect_gives_up_at_its_timeout() {
+    // A listener whose backlog is full and that never accepts: the
+    // kernel drops further connection requests, so connecting hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&any_local_address().into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let _fill: Vec<TcpStream> = (0..4)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    let c = Connector::builder(StringConverter::new())
+        .connect_timeout(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    c.send(&conn, "never sent".into()).unwrap();
+    match next(&c) {
+        Event::FinishConnect(f) => {
+            assert!(
+                matches!(f.error, Some(ConnectError::TimedOut)),
+                "{:?}",
+                f.error
+            );
+            assert_eq!(f.queued, ["never sent"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // connect_waiting reports its own error too.
+    let (_, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+    assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
+}
+
+#[test]
+fn connections_past_the_limit_are_closed_at_once() {
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .max_connections(2)
+        .spawn()
+        .unwrap();
+    let addr = c.local_addr().unwrap();
+    let mut first = raw_connect(addr);
+    let first_conn = accept(&c, Delivery::Merged);
+    let _second = raw_connect(addr);
+    accept(&c, Delivery::Merged);
+    let mut third = raw_connect(addr);
+    assert_eq!(third.read(&mut [0; 8]).unwrap_or(0), 0, "closed at once");
+    // The others are served; once one leaves, a newcomer is taken.
+    write_all(&mut first, &wire(&["still served"]));
+    match next(&c) {
+        Event::MessageReceived(m) => assert_eq!(m.connection, first_conn),
+        other => panic!("{other:?}"),
+    }
+    first.shutdown(Shutdown::Both).unwrap();
+    assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
+    let _fourth = raw_connect(addr);
+    assert!(matches!(next(&c), Event::RemoteConnect(_)));
+}
+
+#[test]
+fn shutdown_is_not_held_up_by_a_flood_of_sends_to_closed_connections() {
+    let c = client(StringConverter::new());
+    let gone = Connection::from_id(1_000_000);
+    let n = 200_000;
+    for i in 0..n {
+        c.send(&gone, i.to_string()).unwrap();
+    }
+    c.shutdown(ShutdownMode::Now);
+    // Each message still comes back exactly once.
+    let mut back = 0;
+    while let Some(event) = c.recv() {
+        match event {
+            Event::RejectedMessage(r) => {
+                assert_eq!(r.message, back.to_string());
+                back += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(back, n);
+}
