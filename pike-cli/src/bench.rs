@@ -25,6 +25,10 @@ struct Row {
 }
 
 pub(crate) fn run(quick: bool, connections: usize) -> Result<(), String> {
+    // Found out before minutes of other runs, not after.
+    if open_file_limit().is_some_and(|l| l < 2 * connections as u64 + 64) {
+        return Err(too_many_open_files(connections));
+    }
     let scale = if quick { 10 } else { 1 };
     let steps = 5;
     let bar = if std::io::stderr().is_terminal() {
@@ -139,6 +143,9 @@ fn connected_pair() -> Result<
     Ok((server, client, conn, remote))
 }
 
+/// "Too many open files".
+const EMFILE: i32 = 24;
+
 /// Messages per `send_batch`/`recv_batch` in the batched rows.
 const BATCH: usize = 256;
 
@@ -250,6 +257,22 @@ fn latency(samples: usize) -> Result<(usize, f64, f64), String> {
     Ok((samples, at(0.50), at(0.99)))
 }
 
+/// The soft limit on open files, where the system tells it.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// One line for a lack of file descriptors, with what to do about it.
+fn too_many_open_files(n: usize) -> String {
+    let limit = open_file_limit().map_or_else(String::new, |l| format!(" (the limit is {l})"));
+    format!(
+        "{n} connections need about {} file descriptors{limit}: raise the limit with `ulimit -n` or lower --connections",
+        2 * n + 64
+    )
+}
+
 /// `n` connections each sending `each` 16-byte messages, interleaved.
 fn many_connections(n: usize, each: usize) -> Result<Row, String> {
     let (server, client, addr) = server_and_client()?;
@@ -287,8 +310,15 @@ fn many_connections(n: usize, each: usize) -> Result<Row, String> {
     let mut connected = 0;
     while connected < n {
         match client.recv_timeout(WAIT) {
-            Ok(Event::FinishConnect(f)) if f.success() => connected += 1,
-            other => return Err(format!("connecting: {other:?}")),
+            Ok(Event::FinishConnect(f)) => match f.error {
+                None => connected += 1,
+                Some(pike::ConnectError::Io(e)) if e.raw_os_error() == Some(EMFILE) => {
+                    return Err(too_many_open_files(n));
+                }
+                Some(e) => return Err(format!("cannot connect: {e}")),
+            },
+            Ok(other) => return Err(format!("connecting: unexpected {other:?}")),
+            Err(e) => return Err(format!("connecting: {e}")),
         }
     }
     let payload = Bytes::from_static(b"0123456789abcdef");

@@ -38,6 +38,10 @@ impl<C: Converter> Converter for Counting<C> {
     fn deserializer(&self) -> Self::Deserializer {
         CountingDeserializer(self.inner.deserializer(), self.received.clone())
     }
+
+    fn message_size(&self, message: &C::Message) -> usize {
+        self.inner.message_size(message)
+    }
 }
 
 #[derive(Debug)]

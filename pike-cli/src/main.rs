@@ -16,9 +16,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use pike::converter::Converter;
 use pike::converters::{
-    BoolConverter, BytesConverter, FileConverter, FloatConverter, IntConverter, StringConverter,
+    BoolConverter, BytesConverter, DEFAULT_MAX_MESSAGE_SIZE, FileConverter, FloatConverter,
+    IntConverter, StringConverter,
 };
-use pike::{Connection, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+use pike::{
+    Connection, Connector, ConnectorBuilder, Delivery, DisconnectMode, Event, ShutdownMode,
+};
 
 use counting::Counting;
 use message::LineMessage;
@@ -37,16 +40,85 @@ struct Cli {
     command: Command,
 }
 
+/// Limits of a listening command.
+#[derive(Debug, Clone, clap::Args)]
+struct Limits {
+    /// Most peers connected at once; more are closed at once.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Disconnect a peer that sends nothing for this long (e.g. 30s,
+    /// 500ms, 5m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Disconnect a peer whose message (or file) takes longer than this
+    /// from first byte to last.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    message_timeout: Option<Duration>,
+    /// Largest message (or file) accepted, in bytes; a peer announcing
+    /// more is disconnected before anything is allocated.
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<u64>,
+}
+
+impl Limits {
+    fn apply<C: Converter>(&self, mut b: ConnectorBuilder<C>) -> ConnectorBuilder<C> {
+        if let Some(n) = self.max_connections {
+            b = b.max_connections(n);
+        }
+        if let Some(t) = self.idle_timeout {
+            b = b.idle_timeout(t);
+        }
+        if let Some(t) = self.message_timeout {
+            b = b.message_timeout(t);
+        }
+        b
+    }
+
+    /// The maximum message size for the length-prefixed formats.
+    fn message_size(&self) -> usize {
+        self.max_message_size.map_or(DEFAULT_MAX_MESSAGE_SIZE, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        })
+    }
+}
+
+/// `30s`, `500ms`, `5m`, `1h`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 30s, 500ms, 5m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Listen on ADDR: print every message received, send every stdin line
-    /// to every connected peer. Ends at the end of stdin.
+    /// Listen on ADDR: print every message received (with the id of the
+    /// connection it came from), send every stdin line to every connected
+    /// peer. Runs until interrupted (Ctrl-C, SIGTERM), also after the end
+    /// of stdin.
     Listen {
         /// Address to listen on, e.g. 127.0.0.1:3453 (port 0 picks one).
         addr: String,
         /// Wire format of the messages.
         #[arg(long, value_enum, default_value_t = Format::String)]
         converter: Format,
+        /// Print messages alone, without the connection id in front.
+        #[arg(long)]
+        quiet_ids: bool,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Connect to ADDR: send every stdin line, print every message received.
     /// Ends at the end of stdin (after sending everything) or when the peer
@@ -66,7 +138,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Listen on ADDR and save received files into DIR; print each saved path.
+    /// Listen on ADDR and save received files into DIR; print each saved
+    /// path. On Ctrl-C or SIGTERM, transfers under way are cut off and
+    /// their partial files removed.
     RecvFiles {
         /// Address to listen on (port 0 picks one).
         addr: String,
@@ -76,6 +150,8 @@ enum Command {
         /// Stop after this many files (default: run until interrupted).
         #[arg(long)]
         count: Option<usize>,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Benchmark Pike over loopback in this process and print a table.
     Bench {
@@ -101,10 +177,20 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Listen { addr, converter } => with_format(converter, Mode::Listen, &addr),
-        Command::Connect { addr, converter } => with_format(converter, Mode::Connect, &addr),
+        Command::Listen {
+            addr,
+            converter,
+            quiet_ids,
+            limits,
+        } => with_format(converter, &Mode::Listen { quiet_ids, limits }, &addr),
+        Command::Connect { addr, converter } => with_format(converter, &Mode::Connect, &addr),
         Command::SendFile { addr, files } => send_files(&addr, &files),
-        Command::RecvFiles { addr, dir, count } => recv_files(&addr, &dir, count),
+        Command::RecvFiles {
+            addr,
+            dir,
+            count,
+            limits,
+        } => recv_files(&addr, &dir, count, &limits),
         Command::Bench { quick, connections } => bench::run(quick, connections),
     };
     match result {
@@ -116,29 +202,54 @@ fn main() -> ExitCode {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Mode {
-    Listen,
+    Listen { quiet_ids: bool, limits: Limits },
     Connect,
 }
 
-fn with_format(format: Format, mode: Mode, addr: &str) -> Result<(), String> {
-    fn go<C: Converter>(converter: C, mode: Mode, addr: &str) -> Result<(), String>
+fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
+    fn go<C: Converter>(converter: C, mode: &Mode, addr: &str) -> Result<(), String>
     where
         C::Message: LineMessage + std::fmt::Debug,
     {
         match mode {
-            Mode::Listen => listen(converter, addr),
+            Mode::Listen { quiet_ids, limits } => listen(converter, addr, *quiet_ids, limits),
             Mode::Connect => connect(converter, addr),
         }
     }
+    let size = match mode {
+        Mode::Listen { limits, .. } => limits.message_size(),
+        Mode::Connect => DEFAULT_MAX_MESSAGE_SIZE,
+    };
     match format {
-        Format::String => go(StringConverter::new(), mode, addr),
-        Format::Bytes => go(BytesConverter::new(), mode, addr),
+        Format::String => go(
+            StringConverter::new().with_max_message_size(size),
+            mode,
+            addr,
+        ),
+        Format::Bytes => go(
+            BytesConverter::new().with_max_message_size(size),
+            mode,
+            addr,
+        ),
         Format::Int => go(IntConverter, mode, addr),
         Format::Float => go(FloatConverter, mode, addr),
         Format::Bool => go(BoolConverter, mode, addr),
     }
+}
+
+/// On SIGINT or SIGTERM, runs `stop` (once; a second signal ends the
+/// process at once).
+fn on_signal(stop: impl Fn() + Send + 'static) -> Result<(), String> {
+    let once = std::sync::atomic::AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if once.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        stop();
+    })
+    .map_err(|e| format!("cannot handle signals: {e}"))
 }
 
 /// Reads stdin lines on a thread; calls `line` for each, `end` at the end.
@@ -160,18 +271,28 @@ fn parse_or_warn<M: LineMessage>(line: &str) -> Option<M> {
         .ok()
 }
 
-fn listen<C: Converter>(converter: C, addr: &str) -> Result<(), String>
+fn listen<C: Converter>(
+    converter: C,
+    addr: &str,
+    quiet_ids: bool,
+    limits: &Limits,
+) -> Result<(), String>
 where
     C::Message: LineMessage + std::fmt::Debug,
 {
-    let c = Connector::builder(converter)
-        .listen(addr)
+    let c = limits
+        .apply(Connector::builder(converter).listen(addr))
         .spawn()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     eprintln!("listening on {}", c.local_addr().expect("listening"));
+    {
+        let c = c.clone();
+        on_signal(move || c.shutdown(ShutdownMode::FinishQueues))?;
+    }
     let peers: Arc<Mutex<Vec<Connection>>> = Arc::default();
     {
-        let (c, c2, peers) = (c.clone(), c.clone(), peers.clone());
+        let (c, peers) = (c.clone(), peers.clone());
+        // The end of stdin ends nothing: peers may still come and talk.
         read_stdin(
             move |line| {
                 if let Some(m) = parse_or_warn::<C::Message>(&line) {
@@ -180,7 +301,7 @@ where
                     }
                 }
             },
-            move || c2.shutdown(ShutdownMode::FinishQueues),
+            || {},
         );
     }
     while let Some(event) = c.recv() {
@@ -190,7 +311,8 @@ where
                 peers.lock().unwrap().push(r.connection);
                 r.finish_accept(Delivery::Merged);
             }
-            Event::MessageReceived(m) => println!("{}", m.message.show()),
+            Event::MessageReceived(m) if quiet_ids => println!("{}", m.message.show()),
+            Event::MessageReceived(m) => println!("{}: {}", m.connection, m.message.show()),
             Event::RemoteDisconnect(r) => {
                 eprintln!("{} disconnected: {}", r.connection, r.reason);
                 peers.lock().unwrap().retain(|p| *p != r.connection);
@@ -316,15 +438,39 @@ fn send_files(addr: &str, files: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
-fn recv_files(addr: &str, dir: &std::path::Path, count: Option<usize>) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let converter = Counting::new(FileConverter::new(dir));
+fn recv_files(
+    addr: &str,
+    dir: &std::path::Path,
+    count: Option<usize>,
+    limits: &Limits,
+) -> Result<(), String> {
+    let mut files = FileConverter::new(dir);
+    if let Some(n) = limits.max_message_size {
+        files = files.with_max_file_size(n);
+    }
+    let converter = Counting::new(files.clone());
     let received = converter.received.clone();
-    let c = Connector::builder(converter)
-        .listen(addr)
-        .spawn()
+    // Bound first: a command that cannot listen leaves nothing behind.
+    let c = limits
+        .apply(Connector::builder(converter).listen(addr))
+        .build()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    match files.remove_stale_parts() {
+        Ok(0) => {}
+        Ok(n) => eprintln!("removed {n} partial files of an earlier run"),
+        Err(e) => eprintln!(
+            "pike: cannot look for partial files in {}: {e}",
+            dir.display()
+        ),
+    }
+    c.spawn().map_err(|e| format!("cannot start: {e}"))?;
     eprintln!("listening on {}", c.local_addr().expect("listening"));
+    {
+        // Transfers under way are cut off; their partial files go.
+        let c = c.clone();
+        on_signal(move || c.shutdown(ShutdownMode::Now))?;
+    }
     let bar = progress(None);
     let mut files = 0;
     while count.is_none_or(|n| files < n) {

@@ -30,17 +30,66 @@ fn listen_prints_messages_and_broadcasts_stdin() {
     let mut pike = run_pike(&["listen", "127.0.0.1:0"]);
     let addr = pike.listening_addr();
     let mut peer = raw(addr);
-    pike.stderr_line_with("connected from");
+    let id = pike.stderr_line_with("connected from");
+    let id = id.split_whitespace().next().unwrap().to_owned();
     peer.write_all(b"5 hello9 hi, pike!").unwrap();
-    assert_eq!(pike.stdout_line(), "hello");
-    assert_eq!(pike.stdout_line(), "hi, pike!");
+    assert_eq!(pike.stdout_line(), format!("{id}: hello"));
+    assert_eq!(pike.stdout_line(), format!("{id}: hi, pike!"));
     pike.type_line("back at you");
     assert_eq!(read_exactly(&mut peer, 14), b"11 back at you");
+    // The end of stdin does not stop a listener: peers still come.
     pike.close_stdin();
+    let mut late = raw(addr);
+    pike.stderr_line_with("connected from");
+    late.write_all(b"4 late").unwrap();
+    assert!(pike.stdout_line().ends_with(": late"));
+    // Ctrl-C does: every peer gets what was sent, then EOF.
+    pike.signal("INT");
     let mut rest = Vec::new();
     peer.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
     drop(peer);
+    drop(late);
+    assert_eq!(pike.wait(), 0);
+}
+
+#[test]
+fn listen_with_limits_and_quiet_ids() {
+    let mut pike = run_pike(&[
+        "listen",
+        "127.0.0.1:0",
+        "--quiet-ids",
+        "--max-connections",
+        "1",
+        "--idle-timeout",
+        "400ms",
+        "--max-message-size",
+        "8",
+    ]);
+    let addr = pike.listening_addr();
+    let mut first = raw(addr);
+    pike.stderr_line_with("connected from");
+    first.write_all(b"2 hi").unwrap();
+    assert_eq!(pike.stdout_line(), "hi");
+    // A second peer is over the limit: closed at once.
+    let mut second = raw(addr);
+    let mut buf = [0; 8];
+    assert_eq!(second.read(&mut buf).unwrap_or(0), 0);
+    // Too large a message ends that peer's connection.
+    first.write_all(b"9 123456789").unwrap();
+    assert!(
+        pike.stderr_line_with("disconnected")
+            .contains("exceeds the limit")
+    );
+    // A quiet peer is let go after the idle timeout.
+    let mut quiet = raw(addr);
+    pike.stderr_line_with("connected from");
+    assert!(
+        pike.stderr_line_with("disconnected")
+            .contains("idle timeout")
+    );
+    assert_eq!(quiet.read(&mut buf).unwrap_or(0), 0);
+    pike.signal("TERM");
     assert_eq!(pike.wait(), 0);
 }
 
@@ -149,6 +198,92 @@ fn send_file_to_recv_files() {
     assert_eq!(std::fs::read(dst.join("a.txt")).unwrap(), b"first file");
     assert_eq!(std::fs::read(dst.join("b.bin")).unwrap(), big);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn recv_files_that_cannot_listen_creates_nothing() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("pike-cli-nodir-{}", std::process::id()));
+    let mut pike = run_pike(&["recv-files", &addr, "--dir", dir.to_str().unwrap()]);
+    assert_eq!(pike.wait(), 1);
+    assert!(pike.rest_of_stderr()[0].contains("cannot listen"));
+    assert!(!dir.exists(), "created {}", dir.display());
+}
+
+#[test]
+fn recv_files_interrupted_mid_transfer_leaves_no_partial_file_and_cleans_old_ones() {
+    let dir = std::env::temp_dir().join(format!("pike-cli-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // What a receiver killed earlier left behind (a pid that cannot run).
+    std::fs::write(dir.join(".pike-part.4194305.0"), b"stale").unwrap();
+    let mut pike = run_pike(&["recv-files", "127.0.0.1:0", "--dir", dir.to_str().unwrap()]);
+    assert!(pike.stderr_line_with("removed").contains("1 partial"));
+    let addr = pike.listening_addr();
+    let mut peer = raw(addr);
+    peer.write_all(b"7 big.bin8 10000000").unwrap();
+    peer.write_all(&[5; 300_000]).unwrap();
+    // Wait until the partial file exists, then press Ctrl-C.
+    let deadline = std::time::Instant::now() + WAIT;
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    while names().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file appeared"
+        );
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    pike.signal("INT");
+    assert_eq!(pike.wait(), 0, "{:?}", pike.rest_of_stderr());
+    assert!(names().is_empty(), "left behind: {:?}", names());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn send_file_sends_a_file_whose_size_is_not_known_up_front() {
+    let dir = std::env::temp_dir().join(format!("pike-cli-proc-{}", std::process::id()));
+    let mut recv = run_pike(&[
+        "recv-files",
+        "127.0.0.1:0",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    let addr = recv.listening_addr().to_string();
+    let mut send = run_pike(&["send-file", &addr, "/proc/version"]);
+    assert_eq!(send.wait(), 0, "{:?}", send.rest_of_stderr());
+    let saved = recv.stdout_line();
+    assert_eq!(recv.wait(), 0);
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        std::fs::read("/proc/version").unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_without_enough_file_descriptors_says_so_in_one_line() {
+    let pike_path = env!("CARGO_BIN_EXE_pike");
+    let mut pike = Proc::spawn(
+        "sh",
+        &[
+            "-c",
+            &format!("ulimit -n 200 && exec {pike_path} bench --quick --connections 400"),
+        ],
+    );
+    assert_eq!(pike.wait(), 1);
+    let err = pike.rest_of_stderr();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].contains("ulimit -n") && err[0].contains("400 connections"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -354,6 +354,138 @@ fn a_waiting_deserializer_does_not_hold_up_other_connections() {
     server.shutdown(ShutdownMode::Now);
 }
 
+/// The threads of this process whose name starts with `prefix`.
+#[cfg(target_os = "linux")]
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn stalled_uploads_hold_slots_not_threads_and_the_rest_wait_their_turn() {
+    let dst = TempDir::new("stalled");
+    let rx = listening(FileConverter::new(dst.path()).with_pool(2, 4));
+    let addr = rx.local_addr().unwrap();
+    // Twelve uploads start and stall: four hold the transfer slots, the
+    // rest wait for one, and two threads serve them all.
+    let mut stalled = Vec::new();
+    for i in 0..12 {
+        let mut peer = raw_connect(addr);
+        accept(&rx, Delivery::Merged);
+        let name = format!("stalled{i:02}.bin");
+        write_all(&mut peer, format!("{} {name}4 1000", name.len()).as_bytes());
+        write_all(&mut peer, &[1; 10]);
+        stalled.push(peer);
+    }
+    // One more, complete: it must wait for a slot.
+    let mut late = raw_connect(addr);
+    accept(&rx, Delivery::Merged);
+    write_all(&mut late, b"8 late.bin1 5hello");
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(300)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(
+        threads_named("pike-file-io") <= 2,
+        "one thread per transfer?"
+    );
+    // The stalled peers give up: their partial files go, and the late one
+    // gets its turn.
+    stalled.clear();
+    let mut saved = None;
+    while saved.is_none() {
+        match next(&rx) {
+            Event::RemoteDisconnect(r) => assert!(
+                matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+                ),
+                "{:?}",
+                r.reason
+            ),
+            Event::MessageReceived(m) => saved = Some(m.message),
+            other => panic!("{other:?}"),
+        }
+    }
+    let saved = saved.unwrap();
+    assert_eq!(std::fs::read(&saved).unwrap(), b"hello");
+    // Eventually only the late file is left (the stalled ones still
+    // closing are removed as their end is reported).
+    for _ in 0..12 - stalled.len() {
+        if dst.names() == ["late.bin"] {
+            break;
+        }
+        let _ = rx.recv_timeout(Duration::from_millis(500));
+    }
+    assert_eq!(dst.names(), ["late.bin"]);
+}
+
+#[test]
+fn a_name_of_240_bytes_is_saved_under_its_own_name() {
+    let src = TempDir::new("long-src");
+    let dst = TempDir::new("long-dst");
+    let name = format!("{}.txt", "n".repeat(236));
+    assert_eq!(name.len(), 240);
+    let path = src.path().join(&name);
+    std::fs::write(&path, b"long name").unwrap();
+    let (rx, tx) = pair(&dst);
+    let conn = tx
+        .connect(rx.local_addr().unwrap(), Delivery::Merged)
+        .unwrap();
+    tx.send(&conn, path).unwrap();
+    let got = receive_files(&rx, 1);
+    assert_eq!(got[0].file_name().unwrap().to_str().unwrap(), name);
+    assert_eq!(std::fs::read(&got[0]).unwrap(), b"long name");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_file_that_reports_no_size_is_sent_whole() {
+    // Files under /proc report size 0 and have contents.
+    let dst = TempDir::new("proc");
+    let (rx, tx) = pair(&dst);
+    let conn = tx
+        .connect(rx.local_addr().unwrap(), Delivery::Merged)
+        .unwrap();
+    tx.send(&conn, PathBuf::from("/proc/version")).unwrap();
+    let got = receive_files(&rx, 1);
+    let want = std::fs::read("/proc/version").unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(std::fs::read(&got[0]).unwrap(), want);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn stale_parts_of_dead_receivers_are_removed_and_nothing_else() {
+    let dir = TempDir::new("stale");
+    let own = std::process::id();
+    // A pid above the kernel's largest cannot be running.
+    let dead = 4_194_305u32;
+    for name in [
+        format!(".pike-part.{dead}.7"),
+        format!(".pike-part.{own}.3"),
+        "notes.txt".to_owned(),
+        format!(".pike-part.{dead}.x"),
+    ] {
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+    }
+    let converter = FileConverter::new(dir.path());
+    assert_eq!(converter.remove_stale_parts().unwrap(), 1);
+    let mut left = dir.names();
+    left.sort();
+    let mut want = vec![
+        format!(".pike-part.{dead}.x"),
+        format!(".pike-part.{own}.3"),
+        "notes.txt".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+}
+
 /// A measurement, not a check: peak RSS of both connectors (one process)
 /// while a 1 GiB file goes through.
 /// `cargo test --release -p pike --test files -- --ignored --nocapture`

@@ -54,6 +54,16 @@ impl Proc {
         }
     }
 
+    /// Sends the program a signal by name (`INT`, `TERM`), as a person
+    /// pressing Ctrl-C or a service manager stopping it would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
     /// The next line on stdout.
     pub fn stdout_line(&self) -> String {
         self.stdout.recv_timeout(WAIT).expect("a line on stdout")
