@@ -1,6 +1,8 @@
-//! A chat client: asks for a nickname, sends it (the server answers with
-//! its own), then sends every line typed and prints every line received.
-//! `quit` or the end of input leaves.
+//! A chat client speaking the original Pike chat protocol: asks for a
+//! nickname and sends it until the server answers `ok` (any other answer,
+//! such as `nickname taken by another user`, is shown and the nickname
+//! asked again), then sends every line typed and prints every line
+//! received. `quit` or the end of input leaves.
 //!
 //! ```text
 //! cargo run --example chat_client -- --host 127.0.0.1 --port 3453
@@ -31,16 +33,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         chat.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
     result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
 
-    print!("nickname: ");
-    std::io::stdout().flush()?;
     let mut lines = std::io::stdin().lock().lines();
-    let Some(Ok(nickname)) = lines.next() else {
-        return Ok(());
-    };
-    chat.send(&conn, nickname.trim().to_owned())?;
-    match chat.recv_timeout(Duration::from_secs(10)) {
-        Ok(Event::MessageReceived(m)) => println!("connected to {}", m.message),
-        other => return Err(format!("no answer from the server: {other:?}").into()),
+    loop {
+        print!("nickname: ");
+        std::io::stdout().flush()?;
+        let Some(Ok(nickname)) = lines.next() else {
+            return Ok(());
+        };
+        chat.send(&conn, nickname.trim().to_owned())?;
+        match chat.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::MessageReceived(m)) if m.message == "ok" => {
+                println!("joined as {}", nickname.trim());
+                break;
+            }
+            Ok(Event::MessageReceived(m)) => println!("{}", m.message),
+            other => return Err(format!("no answer from the server: {other:?}").into()),
+        }
     }
 
     // Print what comes in while this thread reads what is typed.

@@ -1,7 +1,10 @@
-//! A chat server: each client first sends its nickname on a separate queue
-//! (the handshake), gets the server's nickname back, and is then merged into
-//! the main queue. Every line a client sends is shown and relayed to the
-//! others as `<nick> says: <text>`; lines typed here are broadcast the same
+//! A chat server speaking the original Pike chat protocol. Each client
+//! first sends nicknames on a separate queue (the handshake) until one is
+//! answered `ok`; the answer is `nickname taken by server` for the
+//! server's own nickname and `nickname taken by another user` for one in
+//! use. The connection is then merged into the main queue. Every line a
+//! client sends is shown here and relayed to every other user as
+//! `<nickname> says: <message>`; lines typed here are relayed the same
 //! way. `quit` or the end of input shuts the server down.
 //!
 //! ```text
@@ -70,12 +73,8 @@ fn main() -> std::io::Result<()> {
                 }
             }
             Event::RemoteDisconnect(r) => {
-                // (Not in the `if let`: its lock would be held while broadcasting.)
-                let left = clients.lock().unwrap().remove(&r.connection);
-                if let Some(nick) = left {
-                    let line = format!("{nick} left");
-                    println!("{line}");
-                    broadcast(&chat, &clients, None, &line);
+                if let Some(nick) = clients.lock().unwrap().remove(&r.connection) {
+                    println!("{nick} left");
                 }
             }
             _ => {}
@@ -84,20 +83,37 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Takes the client's nickname from its own queue, answers with ours, then
-/// merges the connection into the main queue.
-fn handshake(chat: &Connector<StringConverter>, clients: &Clients, conn: Connection, nick: &str) {
-    match chat.recv_connection_timeout(&conn, Duration::from_secs(60)) {
-        Ok(Event::MessageReceived(m)) => {
-            let _ = chat.send(&conn, nick.to_owned());
-            let joined = format!("{} joined", m.message);
-            clients.lock().unwrap().insert(conn, m.message);
-            println!("{joined}");
-            broadcast(chat, clients, Some(conn), &joined);
+/// Takes nicknames from the client's own queue until one is free, answers
+/// `ok`, then merges the connection into the main queue.
+fn handshake(chat: &Connector<StringConverter>, clients: &Clients, conn: Connection, server: &str) {
+    loop {
+        let Ok(Event::MessageReceived(m)) =
+            chat.recv_connection_timeout(&conn, Duration::from_secs(60))
+        else {
+            // No nickname in time, or gone: drop the connection.
+            chat.disconnect(&conn, pike::DisconnectMode::Now);
+            return;
+        };
+        let nick = m.message;
+        let answer = {
+            // Checked and taken under one lock: two clients cannot both
+            // get the same nickname.
+            let mut clients = clients.lock().unwrap();
+            if nick == server {
+                "nickname taken by server"
+            } else if clients.values().any(|n| *n == nick) {
+                "nickname taken by another user"
+            } else {
+                clients.insert(conn, nick.clone());
+                "ok"
+            }
+        };
+        let _ = chat.send(&conn, answer.to_owned());
+        if answer == "ok" {
+            println!("{nick} joined");
             chat.merge_connection(&conn);
+            return;
         }
-        // No nickname in time, or gone: drop the connection.
-        _ => chat.disconnect(&conn, pike::DisconnectMode::Now),
     }
 }
 

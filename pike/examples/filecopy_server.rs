@@ -1,5 +1,7 @@
 //! Receives files into a directory and prints where each was saved. `quit`
-//! or the end of input shuts it down.
+//! or the end of input shuts it down, letting transfers under way finish;
+//! Ctrl-C (or SIGTERM) cuts them off, and their partial files are removed.
+//! Partial files an earlier run left behind are removed at start.
 //!
 //! ```text
 //! cargo run --example filecopy_server -- --port 3453 --directory received
@@ -24,11 +26,22 @@ struct Args {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.directory)?;
-    let server = Connector::builder(FileConverter::new(&args.directory))
+    let files = FileConverter::new(&args.directory);
+    let server = Connector::builder(files.clone())
         .listen(("0.0.0.0", args.port))
-        .spawn()?;
+        .build()?;
+    std::fs::create_dir_all(&args.directory)?;
+    let stale = files.remove_stale_parts()?;
+    if stale > 0 {
+        eprintln!("removed {stale} partial files of an earlier run");
+    }
+    server.spawn()?;
     eprintln!("listening on {}", server.local_addr().expect("listening"));
+    {
+        let server = server.clone();
+        ctrlc::set_handler(move || server.shutdown(ShutdownMode::Now))
+            .map_err(std::io::Error::other)?;
+    }
     {
         let server = server.clone();
         std::thread::spawn(move || {

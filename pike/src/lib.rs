@@ -43,6 +43,7 @@ pub mod converters;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+mod memory;
 pub mod mode;
 mod reactor;
 mod sync;

@@ -52,13 +52,21 @@ fn chat_server_and_clients() {
     let port = port_of(&server);
     let mut alice = example("chat_client", &["--host", "127.0.0.1", "--port", &port]);
     alice.type_line("alice");
-    assert_eq!(alice.stdout_line(), "nickname: connected to hub");
+    assert_eq!(alice.stdout_line(), "nickname: joined as alice");
     assert_eq!(server.stdout_line(), "alice joined");
     let mut bob = example("chat_client", &["--host", "127.0.0.1", "--port", &port]);
+    // Taken names are refused, as the original server refuses them, and
+    // the client asks again.
+    bob.type_line("hub");
+    assert_eq!(bob.stdout_line(), "nickname: nickname taken by server");
+    bob.type_line("alice");
+    assert_eq!(
+        bob.stdout_line(),
+        "nickname: nickname taken by another user"
+    );
     bob.type_line("bob");
-    assert_eq!(bob.stdout_line(), "nickname: connected to hub");
+    assert_eq!(bob.stdout_line(), "nickname: joined as bob");
     assert_eq!(server.stdout_line(), "bob joined");
-    assert_eq!(alice.stdout_line(), "bob joined");
     alice.type_line("hello bob");
     assert_eq!(server.stdout_line(), "alice says: hello bob");
     assert_eq!(bob.stdout_line(), "alice says: hello bob");
@@ -68,11 +76,34 @@ fn chat_server_and_clients() {
     bob.type_line("quit");
     assert_eq!(bob.wait(), 0);
     assert_eq!(server.stdout_line(), "bob left");
-    assert_eq!(alice.stdout_line(), "bob left");
     server.type_line("quit");
     assert_eq!(server.wait(), 0);
     assert_eq!(alice.stdout_line(), "the server closed the chat");
     assert_eq!(alice.wait(), 0);
+}
+
+#[test]
+fn chat_server_speaks_the_original_protocol_on_the_wire() {
+    // A raw peer playing the original Python chat client.
+    let mut server = example("chat_server", &["--port", "0", "--server-nickname", "hub"]);
+    let port = port_of(&server);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = raw_connect(addr);
+    write_all(&mut first, &wire(&["ann"]));
+    assert_eq!(read_exactly(&mut first, 4), wire(&["ok"]));
+    let mut second = raw_connect(addr);
+    write_all(&mut second, &wire(&["ann"]));
+    let taken = wire(&["nickname taken by another user"]);
+    assert_eq!(read_exactly(&mut second, taken.len()), taken);
+    write_all(&mut second, &wire(&["ben"]));
+    assert_eq!(read_exactly(&mut second, 4), wire(&["ok"]));
+    assert_eq!(server.stdout_line(), "ann joined");
+    assert_eq!(server.stdout_line(), "ben joined");
+    write_all(&mut first, &wire(&["hi"]));
+    let relayed = wire(&["ann says: hi"]);
+    assert_eq!(read_exactly(&mut second, relayed.len()), relayed);
+    server.type_line("quit");
+    assert_eq!(server.wait(), 0);
 }
 
 #[test]
@@ -136,4 +167,28 @@ fn filecopy_server_and_client() {
     }
     server.type_line("quit");
     assert_eq!(server.wait(), 0);
+}
+
+#[test]
+fn filecopy_server_interrupted_mid_transfer_leaves_no_partial_file() {
+    let dst = TempDir::new("filecopy-int");
+    let mut server = example(
+        "filecopy_server",
+        &["--port", "0", "--directory", dst.path().to_str().unwrap()],
+    );
+    let port = port_of(&server);
+    let mut peer = raw_connect(format!("127.0.0.1:{port}").parse().unwrap());
+    write_all(&mut peer, b"7 big.bin8 10000000");
+    write_all(&mut peer, &[5; 300_000]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while dst.names().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file appeared"
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+    server.signal("INT");
+    assert_eq!(server.wait(), 0, "{:?}", server.rest_of_stderr());
+    assert!(dst.names().is_empty(), "left behind: {:?}", dst.names());
 }

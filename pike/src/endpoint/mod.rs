@@ -79,7 +79,6 @@ use crate::mode::DisconnectMode;
 
 use recv::Inbox;
 use send::Outbox;
-pub(crate) use send::trim_queue;
 
 /// The default bound of a connection's write buffer: 256 KiB.
 pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 256 * 1024;
@@ -400,7 +399,7 @@ impl<C: Converter> Endpoint<C> {
         let event = self.events.pop_front();
         if event.is_none() {
             // Do not keep a queue sized for a burst that is over.
-            send::trim_queue(&mut self.events);
+            crate::memory::trim_queue(&mut self.events);
         }
         event
     }

@@ -22,25 +22,12 @@ use std::task::Waker;
 
 use crate::converter::{Converter, Encoded, Serializer, WriteBuf};
 use crate::error::{DisconnectReason, SerializeError, panic_message};
+use crate::memory::trim_queue;
 
-/// A queue (of messages, or events) whose allocation is larger than this
-/// once it is empty is cut down to [`QUEUE_KEEP_BYTES`].
-const QUEUE_TRIM_ABOVE_BYTES: usize = 64 * 1024;
-
-/// What a trimmed queue keeps.
-const QUEUE_KEEP_BYTES: usize = 4 * 1024;
-
-/// Cuts an empty queue's allocation down once a burst has made it large.
-/// Only then: a connection whose queue fills and empties with every batch
-/// would otherwise give it back and grow it again each time (which cost
-/// 10–25 % of the throughput of 16-byte sends one by one). A burst large
-/// enough to be cut pays for growing back over thousands of messages.
-pub(crate) fn trim_queue<T>(queue: &mut VecDeque<T>) {
-    let size = std::mem::size_of::<T>().max(1);
-    if queue.is_empty() && queue.capacity() * size > QUEUE_TRIM_ABOVE_BYTES {
-        queue.shrink_to(QUEUE_KEEP_BYTES / size);
-    }
-}
+/// The most messages in the write buffer at once. Each has a record (some
+/// 40 bytes) besides its bytes: without a bound, a 256 KiB buffer of
+/// 4-byte messages would hold 65,536 records, ten times the buffer.
+const MAX_IN_FLIGHT: usize = 16 * 1024;
 
 /// A message whose serializer has finished but whose bytes are not all
 /// flushed yet.
@@ -177,18 +164,16 @@ impl<C: Converter> Outbox<C> {
     }
 
     /// Gives back what a burst of sends left behind once everything is
-    /// written: the queue of messages not started has no bound (the
-    /// application may queue far more than the socket takes), and a
-    /// connection that queued a lot and then goes quiet should not keep a
-    /// queue sized for that.
-    ///
-    /// The write buffer and the record of messages in it are bounded by
-    /// the write buffer's size and stay as they are: a stream that empties
-    /// its buffer now and then (sends written together by the network
-    /// loop) would otherwise give them back and grow them again every time,
-    /// which cost 10–25 % of the throughput of 16-byte sends one by one.
+    /// written: a connection that queued a lot and then goes quiet should
+    /// not keep queues sized for that. Only queues a burst made large are
+    /// cut (see [`trim_queue`]); the write buffer stays as it is: a stream
+    /// that empties its buffer now and then (sends written together by the
+    /// network loop) would otherwise give it back and grow it again every
+    /// time, which cost 10–25 % of the throughput of 16-byte sends one by
+    /// one.
     fn trim(&mut self) {
         trim_queue(&mut self.queue);
+        trim_queue(&mut self.in_flight);
     }
 
     /// Drops the messages whose last byte the socket has taken.
@@ -243,7 +228,7 @@ impl<C: Converter> Outbox<C> {
     ) -> Result<(), DisconnectReason> {
         loop {
             if self.active.is_none() {
-                if !start_new {
+                if !start_new || self.in_flight.len() >= MAX_IN_FLIGHT {
                     break;
                 }
                 let Some(message) = self.queue.pop_front() else {

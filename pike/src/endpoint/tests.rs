@@ -1455,3 +1455,37 @@ proptest! {
         prop_assert_eq!(ep.input_bytes(), 0);
     }
 }
+
+#[test]
+fn an_operating_system_time_out_is_told_apart() {
+    // TCP keepalive or TCP_USER_TIMEOUT gave up on the peer.
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.handle_error(io::ErrorKind::TimedOut.into());
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::PeerUnresponsive(_)),
+        "{:?}",
+        r.reason
+    );
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::Io(_)),
+        "{:?}",
+        r.reason
+    );
+}
+
+#[test]
+fn the_write_buffer_holds_a_bounded_number_of_messages() {
+    // 2 bytes each on the wire ("0 "): the 256 KiB buffer would take
+    // 131,072 of them, each with its record besides.
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.send_all(std::iter::repeat_n(String::new(), 100_000));
+    assert_eq!(ep.transmit().len(), 2 * 16 * 1024);
+    // Everything still goes out, in order.
+    let wire = write_all(&mut ep);
+    assert_eq!(wire.len(), 2 * 100_000);
+    assert_eq!(ep.messages_written(), 100_000);
+}

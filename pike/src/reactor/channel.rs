@@ -198,7 +198,7 @@ impl<T> Receiver<T> {
                     take(item);
                 }
                 // Give back what a burst grew the queue to.
-                crate::endpoint::trim_queue(&mut state.items);
+                crate::memory::trim_queue(&mut state.items);
                 // Pass the wake-up on for what is left.
                 self.0.signal(state);
                 return Ok(n);

@@ -211,11 +211,12 @@ impl<C: Converter> Directory<C> {
     /// Forgets a connection, retiring it: a sender that still holds it
     /// finds it retired.
     pub(crate) fn remove(&self, id: Connection) {
-        let removed = self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        let removed = {
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            let removed = map.remove(&id);
+            crate::memory::shrink_map(&mut map);
+            removed
+        };
         if let Some(slot) = removed {
             let mut io = lock(&slot);
             io.retired = true;
@@ -485,4 +486,40 @@ pub(crate) struct SocketOptions {
     /// `TCP_USER_TIMEOUT` (Linux): how long sent data may stay
     /// unacknowledged.
     pub(crate) user_timeout: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_options_reach_the_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream = TcpStream::from_std(std_stream);
+        let options = SocketOptions {
+            nodelay: true,
+            keepalive: Some(Duration::from_secs(30)),
+            user_timeout: Some(Duration::from_secs(7)),
+        };
+        configure_stream(&stream, &options);
+        let socket = socket2::SockRef::from(&stream);
+        assert!(stream.nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(10)
+            );
+            assert_eq!(
+                socket.tcp_user_timeout().unwrap(),
+                Some(Duration::from_secs(7))
+            );
+        }
+    }
 }

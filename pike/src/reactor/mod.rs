@@ -929,7 +929,7 @@ impl<C: Converter> Reactor<C> {
             self.ready.clear();
         }
         // The batch may hold a queue's old allocation (they swap places).
-        crate::endpoint::trim_queue(&mut self.outgoing.events);
+        crate::memory::trim_queue(&mut self.outgoing.events);
     }
 
     /// Does all the I/O a connection can do now, within its read budget,
@@ -1134,6 +1134,7 @@ impl<C: Converter> Reactor<C> {
         self.directory.remove(id);
         if !held {
             self.conns.remove(&id);
+            crate::memory::shrink_map(&mut self.conns);
         }
     }
 

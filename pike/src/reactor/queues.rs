@@ -70,7 +70,10 @@ impl<M> Separate<M> {
 
     /// Forgets `connection`'s queue (merged, or its final event taken).
     pub(crate) fn remove(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
-        lock(&self.receivers).remove(&connection)
+        let mut receivers = lock(&self.receivers);
+        let removed = receivers.remove(&connection);
+        crate::memory::shrink_map(&mut receivers);
+        removed
     }
 }
 
