@@ -92,6 +92,67 @@ fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing() {
     assert_eq!(c.memory_in_use(), 0, "everything given back");
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Peers with messages of any size, cut into any pieces, and an
+    /// application that takes events in any rhythm: the memory held never
+    /// passes the budget by more than one read's worth, and every message
+    /// arrives.
+    #[test]
+    fn the_budget_holds_under_any_interleaving(
+        budget in 16usize * 1024..512 * 1024,
+        sizes in proptest::collection::vec(0usize..3000, 1..400),
+        peers in 1usize..4,
+        takes in proptest::collection::vec(1usize..300, 1..20),
+    ) {
+        let c = Connector::builder(StringConverter::new())
+            .listen(any_local_address())
+            .memory_budget(budget)
+            .connection_share(budget / 2)
+            .spawn()
+            .unwrap();
+        let addr = c.local_addr().unwrap();
+        let mut writers = Vec::new();
+        let texts: Vec<String> = sizes.iter().enumerate().map(|(i, &n)| format!("{i}:{}", "z".repeat(n))).collect();
+        let total = texts.len() * peers;
+        for _ in 0..peers {
+            let mut s = raw_connect(addr);
+            let wire = wire(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+            let cut = 1 + sizes[0] % 4096;
+            writers.push(std::thread::spawn(move || {
+                for piece in wire.chunks(cut) {
+                    write_all(&mut s, piece);
+                }
+                s
+            }));
+        }
+        let mut got = 0;
+        let mut peak = 0;
+        let mut rhythm = takes.iter().cycle();
+        while got < total {
+            peak = peak.max(c.memory_in_use());
+            let mut batch = Vec::new();
+            let want = *rhythm.next().unwrap();
+            c.recv_batch(&mut batch, want, WAIT).unwrap();
+            for event in batch {
+                match event {
+                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                    Event::MessageReceived(_) => got += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        proptest::prop_assert!(peak <= budget + ONE_READ, "{} held, budget {}", peak, budget);
+        for w in writers {
+            drop(w.join().unwrap());
+        }
+    }
+}
+
 #[test]
 fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget() {
     const BUDGET: usize = 1 << 20;

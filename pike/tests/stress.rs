@@ -211,12 +211,16 @@ fn nothing_lost_round(seed: u64) {
     // Small unsent-queue bounds, so that `Full`, timeouts and `QueueFull`
     // rejections happen too.
     let high_water = 1 + rng.below(256 * 1024);
-    let c = Connector::builder(StringConverter::new())
+    let mut builder = Connector::builder(StringConverter::new())
         .write_buffer_size(1 + rng.below(64 * 1024))
         .send_high_water(high_water)
-        .send_queue_cap(high_water + rng.below(512 * 1024))
-        .spawn()
-        .unwrap();
+        .send_queue_cap(high_water + rng.below(512 * 1024));
+    if rng.below(3) == 0 {
+        // The peers never send: idle connections end with their own
+        // reason, and hand back what they did not write.
+        builder = builder.idle_timeout(Duration::from_millis(20 + rng.below(200) as u64));
+    }
+    let c = builder.spawn().unwrap();
     let k = 1 + rng.below(4);
     let behaviours: Vec<Peer> = (0..k)
         .map(|_| match rng.below(4) {
