@@ -149,7 +149,13 @@ fn pike_pair(shared: bool) -> Result<(PikeConnector, PikeConnector, pike::Connec
         .listen("127.0.0.1:0")
         .spawn()
         .map_err(err)?;
-    let client = Connector::builder(conv()).spawn().map_err(err)?;
+    // The window below keeps up to 64 MiB in flight, in batches of 256:
+    // room for it past the unsent queue's default cap (16 MiB), which
+    // would hand batches back.
+    let client = Connector::builder(conv())
+        .send_queue_cap(128 << 20)
+        .spawn()
+        .map_err(err)?;
     let addr = server.local_addr().ok_or("not listening")?;
     let (conn, result) = client
         .connect_waiting(addr, Delivery::Merged, RUN_LIMIT)
@@ -205,10 +211,8 @@ impl System for Pike {
             })
         };
         let payload = Bytes::from(vec![b'p'; size]);
-        // A bounded window in flight, as an application would keep, under
-        // the unsent queue's cap (16 MiB by default; a `send_batch` past it
-        // would be handed back).
-        let window = ((8 << 20) / (size + 64)).clamp(BATCH * 4, 65_536);
+        // A bounded window in flight, as an application would keep.
+        let window = ((64 << 20) / size).clamp(BATCH * 4, 65_536);
         let start = Instant::now();
         let mut sent = 0;
         while sent < count {

@@ -176,7 +176,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// Each connection's share of the budget: the bytes of its received
     /// events not yet taken. Reading from it pauses there and resumes
     /// once the application has taken them down to half. Default
-    /// [`DEFAULT_CONNECTION_SHARE`] (4 MiB).
+    /// [`DEFAULT_CONNECTION_SHARE`] (256 KiB).
     pub fn connection_share(mut self, bytes: usize) -> Self {
         self.config.connection_share = bytes.max(1);
         self

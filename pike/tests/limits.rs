@@ -24,6 +24,29 @@ use util::*;
 /// undecoded, plus the one message whose event crossed the bound.
 const ONE_READ: usize = 256 * 1024 + 64 * 1024;
 
+#[test]
+fn one_connection_stops_at_its_share() {
+    const SHARE: usize = 64 * 1024;
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .connection_share(SHARE)
+        .spawn()
+        .unwrap();
+    let peer = raw_connect(c.local_addr().unwrap());
+    accept(&c, Delivery::Merged);
+    let (written, writer) = flood(peer, wire(&["s"]).repeat(4096), 1024);
+    let stalled_at = until_stalled(&written);
+    assert!(stalled_at < 1024, "reading never paused");
+    let held = c.memory_in_use();
+    assert!(
+        held <= SHARE + ONE_READ,
+        "{held} held against a share of {SHARE}"
+    );
+    let got = take_messages(&c, stalled_at.max(1) * 4096);
+    assert!(got.iter().all(|(_, m)| m == "s"));
+    drop(writer);
+}
+
 /// A thread that writes `chunk` to `s` over and over (up to `times`),
 /// counting the writes, until the connection fails.
 fn flood(
@@ -64,6 +87,7 @@ fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing() {
     let c = Connector::builder(StringConverter::new())
         .listen(any_local_address())
         .memory_budget(BUDGET)
+        .connection_share(BUDGET)
         .spawn()
         .unwrap();
     let peer = raw_connect(c.local_addr().unwrap());
@@ -159,6 +183,7 @@ fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget() {
     let c = Connector::builder(StringConverter::new())
         .listen(any_local_address())
         .memory_budget(BUDGET)
+        .connection_share(BUDGET)
         .spawn()
         .unwrap();
     let addr = c.local_addr().unwrap();

@@ -38,6 +38,10 @@ pub(crate) struct Inbox<C: Converter> {
     waiting: bool,
     /// Decoding stopped because the taker wanted no more for now.
     held: bool,
+    /// Shared input held back, undecoded, kept as a slice of its chunk
+    /// (no copy; messages are still sliced from it). Only while `pending`
+    /// is empty: otherwise held input is appended there.
+    held_chunk: Option<Bytes>,
     max_pending: usize,
     /// Messages completed so far.
     completed: u64,
@@ -51,6 +55,7 @@ impl<C: Converter> Inbox<C> {
             pending: Vec::new(),
             waiting: false,
             held: false,
+            held_chunk: None,
             max_pending,
             completed: 0,
         }
@@ -69,7 +74,7 @@ impl<C: Converter> Inbox<C> {
     /// Bytes of input held here: what the current deserializer consumed
     /// (a partly received message) and what waits in `pending`.
     pub(crate) fn input_bytes(&self) -> usize {
-        self.consumed + self.pending.len()
+        self.consumed + self.pending.len() + self.held_chunk.as_ref().map_or(0, Bytes::len)
     }
 
     /// The deserializer waits for a callback: do not read.
@@ -85,7 +90,7 @@ impl<C: Converter> Inbox<C> {
 
     /// Part of a message has been received but not all of it.
     pub(crate) fn mid_message(&self) -> bool {
-        self.consumed > 0 || !self.pending.is_empty()
+        self.consumed > 0 || !self.pending.is_empty() || self.held_chunk.is_some()
     }
 
     /// Feeds `data`; every completed message goes to `deliver`, which
@@ -103,14 +108,22 @@ impl<C: Converter> Inbox<C> {
     ) -> Result<(), DisconnectReason> {
         if self.pending.is_empty() && !self.waiting && !self.held {
             let used = self.run(converter, waker, data, shared, false, deliver)?;
-            if self.held {
-                self.pending.extend_from_slice(&data[used..]);
-                Ok(())
-            } else {
-                self.keep(&data[used..])
+            if !self.held {
+                return self.keep(&data[used..]);
             }
+            match shared {
+                Some(chunk) if used < chunk.len() => {
+                    self.held_chunk = Some(chunk.slice(used..));
+                }
+                _ => self.pending.extend_from_slice(&data[used..]),
+            }
+            Ok(())
         } else {
             if self.held {
+                // Not read while held; kept in order if it happens.
+                if let Some(chunk) = self.held_chunk.take() {
+                    self.pending.extend_from_slice(&chunk);
+                }
                 self.pending.extend_from_slice(data);
                 return Ok(());
             }
@@ -133,6 +146,11 @@ impl<C: Converter> Inbox<C> {
             return Ok(());
         }
         self.held = false;
+        if let Some(chunk) = self.held_chunk.take() {
+            // Still shared: decode it as it came (this is feed's first
+            // branch, `pending` being empty).
+            return self.feed(converter, waker, &chunk.clone(), Some(&chunk), deliver);
+        }
         if self.waiting || self.pending.is_empty() {
             return Ok(());
         }

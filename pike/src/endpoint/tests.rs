@@ -1489,3 +1489,69 @@ fn the_write_buffer_holds_a_bounded_number_of_messages() {
     assert_eq!(wire.len(), 2 * 100_000);
     assert_eq!(ep.messages_written(), 100_000);
 }
+
+proptest! {
+    /// The same with shared input: input held back stays a slice of its
+    /// chunk, and the messages decoded from it later are still slices of
+    /// the chunk they came in, not copies.
+    #[test]
+    fn held_shared_input_stays_shared(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 1..40),
+        cuts in proptest::collection::vec(1usize..2000, 1..20),
+        takes in proptest::collection::vec(1usize..6, 1..40),
+    ) {
+        use crate::converters::BytesConverter;
+        let wire: Vec<u8> = bodies
+            .iter()
+            .flat_map(|b| {
+                let mut m = format!("{} ", b.len()).into_bytes();
+                m.extend_from_slice(b);
+                m
+            })
+            .collect();
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let converter = Arc::new(BytesConverter::new().with_shared_read_buffer(true));
+        let mut ep = Endpoint::open(Connection(1), converter, waker, EndpointConfig::default(), t0());
+        let mut got: Vec<Bytes> = Vec::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut pieces = cuts.iter().cycle();
+        let mut allowances = takes.iter().cycle();
+        let mut rest = &wire[..];
+        let mut turns = 0;
+        while (!rest.is_empty() || ep.has_backlog()) && turns < 10_000 {
+            turns += 1;
+            let allowance = *allowances.next().unwrap();
+            let mut n = 0;
+            let mut sink = |e: Event<Bytes>| {
+                n += 1;
+                match e {
+                    Event::MessageReceived(m) => got.push(m.message),
+                    other => panic!("{other:?}"),
+                }
+                n < allowance
+            };
+            if ep.has_backlog() {
+                ep.handle_backlog_into(t0(), &mut sink);
+            } else {
+                let cut = (*pieces.next().unwrap()).min(rest.len());
+                let chunk = Bytes::copy_from_slice(&rest[..cut]);
+                ep.handle_shared_read_into(t0(), &chunk, &mut sink);
+                chunks.push(chunk);
+                rest = &rest[cut..];
+            }
+            prop_assert!(n <= allowance);
+        }
+        let want: Vec<Bytes> = bodies.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        prop_assert_eq!(&got, &want);
+        // All of it in one chunk: every message, the ones decoded from
+        // held input included, is a slice of that chunk.
+        if cuts[0] >= wire.len() {
+            let c = &chunks[0];
+            let (start, end) = (c.as_ptr() as usize, c.as_ptr() as usize + c.len());
+            for m in &got {
+                let p = m.as_ptr() as usize;
+                prop_assert!(p >= start && p + m.len() <= end, "a copy, not a slice");
+            }
+        }
+    }
+}

@@ -122,6 +122,21 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Gives back what a burst grew the queue to, if it is empty now (see
+    /// [`trim_queue`](crate::memory::trim_queue)). The producer calls it
+    /// now and then, not at every drain: a queue that empties and fills
+    /// with every batch would be grown again each time.
+    pub(crate) fn trim(&self) {
+        crate::memory::trim_queue(&mut lock(&self.0.state).items);
+    }
+
+    /// The allocation of the queue, in items.
+    pub(crate) fn capacity(&self) -> usize {
+        lock(&self.0.state).items.capacity()
+    }
+}
+
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         lock(&self.0.state).sender = false;
@@ -197,8 +212,6 @@ impl<T> Receiver<T> {
                 for item in state.items.drain(..n) {
                     take(item);
                 }
-                // Give back what a burst grew the queue to.
-                crate::memory::trim_queue(&mut state.items);
                 // Pass the wake-up on for what is left.
                 self.0.signal(state);
                 return Ok(n);
@@ -249,13 +262,6 @@ impl<T> Receiver<T> {
     /// Takes everything queued now.
     pub(crate) fn take_all(&self) -> VecDeque<T> {
         std::mem::take(&mut lock(&self.0.state).items)
-    }
-
-    /// The allocation of the queue, in items (for tests of what it gives
-    /// back).
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
-        lock(&self.0.state).items.capacity()
     }
 }
 
@@ -347,12 +353,16 @@ mod tests {
         let (tx, rx) = unbounded::<[u64; 8]>();
         tx.send_all(&mut (0..100_000).map(|i| [i; 8]).collect())
             .unwrap();
-        assert!(rx.capacity() >= 100_000);
-        for _ in 0..100 {
+        assert!(tx.capacity() >= 100_000);
+        for _ in 0..99 {
             assert_eq!(rx.recv_batch(1000, Some(WAIT), |_| {}), Ok(1000));
         }
-        // 64 bytes an item: what is kept is at most 4 KiB.
-        assert!(rx.capacity() <= 64, "kept room for {}", rx.capacity());
+        tx.trim();
+        assert!(tx.capacity() >= 100_000, "trimmed while not empty");
+        assert_eq!(rx.recv_batch(1000, Some(WAIT), |_| {}), Ok(1000));
+        // Empty: 64 bytes an item, at most 4 KiB kept.
+        tx.trim();
+        assert!(tx.capacity() <= 64, "kept room for {}", tx.capacity());
     }
 
     #[test]

@@ -64,8 +64,11 @@ const WAKER: Token = Token(usize::MAX - 2);
 const READ_BUDGET: usize = 16;
 /// Commands taken per turn before the connections get their go (a flood
 /// of sends must not starve the sockets, nor a shutdown behind it: see
-/// [`CommandQueue::shutdown_requested`]).
+/// [`CommandQueue::request_shutdown`]).
 const COMMAND_BUDGET: usize = 4096;
+/// How long after going idle the event queues give back what a burst grew
+/// them to.
+const TRIM_AFTER: Duration = Duration::from_millis(500);
 /// How long accepting pauses after an error such as running out of file
 /// descriptors, instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -192,6 +195,9 @@ struct Conn<C: Converter> {
     timer: Option<Instant>,
     /// Accepted from the listener (counted against `max_connections`).
     remote: bool,
+    /// What the events of its last read cost per byte read (at least 1):
+    /// small messages cost many times their size as events.
+    cost_per_byte: usize,
     /// Draining: the write side is shut down; give up at this instant.
     linger_until: Option<Instant>,
 }
@@ -259,12 +265,14 @@ pub(crate) struct Reactor<C: Converter> {
     /// Input bytes of every connection (partly received messages, input
     /// held back), counted in the budget.
     input_total: usize,
-    /// When the budget is held by partly received messages alone (nothing
-    /// the application takes can free it), the one connection allowed to
-    /// read on, so that a message completes.
+    /// When the budget is held by input alone (nothing the application
+    /// takes can free it), the one connection allowed to read on, so that
+    /// its messages complete.
     granted: Option<Connection>,
     /// Endpoint deadlines, soonest first.
     timers: BTreeSet<(Instant, Connection)>,
+    /// When to give back what a burst grew the event queues to.
+    trim_at: Option<Instant>,
     /// Connections accepted from the listener and not yet closed.
     remotes: usize,
     listener: Option<TcpListener>,
@@ -343,6 +351,7 @@ impl<C: Converter> Reactor<C> {
             input_total: 0,
             granted: None,
             timers: BTreeSet::new(),
+            trim_at: None,
             remotes: 0,
             listener,
             accept_paused_until: None,
@@ -387,6 +396,18 @@ impl<C: Converter> Reactor<C> {
         let sleeping = timeout != Some(Duration::ZERO);
         if sleeping && !self.shared.commands.going_to_sleep(&self.commands) {
             timeout = Some(Duration::ZERO);
+        }
+        if self.trim_at.is_some_and(|t| t <= Instant::now()) {
+            self.trim_queues();
+        } else if self.trim_at.is_none() && timeout != Some(Duration::ZERO) && self.queues_grown() {
+            // Going idle with queues a burst grew: give them back in a
+            // while (waking once for it), not at once: a burst a moment
+            // from now would grow them again.
+            self.trim_at = Some(Instant::now() + TRIM_AFTER);
+        }
+        if let Some(at) = self.trim_at {
+            let left = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         let polled = self.poll.poll(&mut self.events, timeout);
         self.shared.commands.awake();
@@ -443,6 +464,27 @@ impl<C: Converter> Reactor<C> {
             }
         }
         !(self.shutdown.is_some() && self.conns.is_empty())
+    }
+
+    /// Whether the event queues hold more room than [`trim_queue`] keeps.
+    ///
+    /// [`trim_queue`]: crate::memory::trim_queue
+    fn queues_grown(&self) -> bool {
+        let size = std::mem::size_of::<Envelope<C::Message>>();
+        (self.outgoing.events.capacity() + self.main.capacity()) * size > 64 * 1024
+    }
+
+    /// Gives back what bursts grew the event queues to: the loop's batch,
+    /// the main queue and the separate queues, those that are empty.
+    fn trim_queues(&mut self) {
+        self.trim_at = None;
+        crate::memory::trim_queue(&mut self.outgoing.events);
+        self.main.trim();
+        for conn in self.conns.values() {
+            if let Route::Separate(tx) = &lock(&conn.io).route {
+                tx.trim();
+            }
+        }
     }
 
     /// Marks the loop parked idle in its slot, or taken to run; parking
@@ -716,10 +758,11 @@ impl<C: Converter> Reactor<C> {
         }
     }
 
-    /// When the budget is held by partly received messages alone, taking
-    /// events cannot bring it down to where reading resumes: let the
-    /// paused connection with the most of a message read on, alone, so
-    /// that it completes and the application can take it.
+    /// When the budget is held by input alone (partly received messages,
+    /// input held back undecoded), taking events cannot bring it down to
+    /// where reading resumes: let the paused connection with the most input
+    /// read on, alone, until it holds none, so that its messages complete
+    /// and the application can take them.
     fn grant_if_stuck(&mut self) {
         if self.granted.is_some()
             || self.budget_paused.is_empty()
@@ -928,8 +971,6 @@ impl<C: Converter> Reactor<C> {
             self.ready = ready;
             self.ready.clear();
         }
-        // The batch may hold a queue's old allocation (they swap places).
-        crate::memory::trim_queue(&mut self.outgoing.events);
     }
 
     /// Does all the I/O a connection can do now, within its read budget,
@@ -1021,11 +1062,15 @@ impl<C: Converter> Reactor<C> {
                         if backlog {
                             io.endpoint.handle_backlog_into(now, &mut sink);
                         } else if let Some(socket) = &mut io.socket {
+                            // Read what the allowance is likely to take, by
+                            // what events cost per byte read last time, so
+                            // that little is held back undecoded.
+                            let read = (read / conn.cost_per_byte.max(1)).max(SMALL_READ);
                             let endpoint = &mut io.endpoint;
                             let readable = &mut io.readable;
                             let read_closed = io.read_closed;
                             let scratch = &mut self.scratch;
-                            read_into(
+                            let n = read_into(
                                 endpoint,
                                 socket,
                                 readable,
@@ -1035,6 +1080,9 @@ impl<C: Converter> Reactor<C> {
                                 scratch,
                                 &mut sink,
                             );
+                            if n > 0 {
+                                conn.cost_per_byte = taken.div_ceil(n).clamp(1, 1024);
+                            }
                         }
                     }
                 }
@@ -1049,7 +1097,9 @@ impl<C: Converter> Reactor<C> {
             );
             let closed = io.endpoint.state() == State::Closed;
             if closed || !progress {
-                let granted_done = self.granted == Some(id) && !io.endpoint.mid_message();
+                // The grant ends once the connection holds no input: its
+                // message completed and nothing waits undecoded.
+                let granted_done = self.granted == Some(id) && io.endpoint.input_bytes() == 0;
                 if granted_done {
                     self.granted = None;
                 }
@@ -1294,6 +1344,7 @@ impl<C: Converter> Reactor<C> {
             input_bytes: 0,
             timer: None,
             remote: false,
+            cost_per_byte: 1,
             linger_until: None,
         }
     }
@@ -1301,6 +1352,11 @@ impl<C: Converter> Reactor<C> {
 
 /// How much `conn` may take in now: bounded by its share of received
 /// events not yet taken and by the connector's budget (see [`budget`]).
+///
+/// A read takes at most as many bytes as the events may cost: an event
+/// costs at least its message's bytes on the wire (its queue slot alone is
+/// larger than any message's framing), so what a read holds back undecoded
+/// is at most the allowance, and the read buffer's size.
 fn allowance<C: Converter>(
     budget: &Budget,
     conn: &Conn<C>,
@@ -1312,30 +1368,20 @@ fn allowance<C: Converter>(
     if conn.credit.gauge.should_pause(share, share / 2) {
         return Allowance::Pause(Pause::Share);
     }
-    let full_read = usize::MAX;
-    let left = share.saturating_sub(mine);
+    let left = share.saturating_sub(mine).max(1);
     let total = budget.gauge.used();
-    if total < budget.limit {
-        return Allowance::Take {
-            bytes: left.min(budget.limit - total),
-            read: full_read,
-        };
-    }
-    if mine == 0 && io.endpoint.input_bytes() == 0 {
+    let bytes = if total < budget.limit {
+        left.min(budget.limit - total)
+    } else if mine == 0 && io.endpoint.input_bytes() == 0 {
         // Holds nothing: a small read, so that new and well-behaved peers
         // are served while others hold the budget.
-        return Allowance::Take {
-            bytes: SMALL_READ,
-            read: SMALL_READ,
-        };
-    }
-    if granted || !budget.gauge.should_pause(budget.limit, budget.low()) {
-        return Allowance::Take {
-            bytes: left.max(1),
-            read: full_read,
-        };
-    }
-    Allowance::Pause(Pause::Budget)
+        SMALL_READ
+    } else if granted || !budget.gauge.should_pause(budget.limit, budget.low()) {
+        left
+    } else {
+        return Allowance::Pause(Pause::Budget);
+    };
+    Allowance::Take { bytes, read: bytes }
 }
 
 /// Reads once from `socket` (at most `limit` bytes) into `endpoint`,
@@ -1351,25 +1397,27 @@ fn read_into<C: Converter>(
     limit: usize,
     scratch: &mut ReadBuffer,
     sink: &mut impl FnMut(Event<C::Message>) -> bool,
-) {
+) -> usize {
     let read = scratch.read_from(socket, limit, |data, chunk| match chunk {
         Some(chunk) => endpoint.handle_shared_read_into(now, chunk, sink),
         None => endpoint.handle_read_into(now, data, sink),
     });
     match read {
         Ok((0, _)) => endpoint.handle_eof(),
-        Ok((_, filled)) => {
+        Ok((n, filled)) => {
             // A short read emptied the socket's queue (epoll reports new
             // data with a new edge): skip the read that would only say
             // `WouldBlock`.
             if !filled && !read_closed {
                 *readable = false;
             }
+            return n;
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
         Err(e) => endpoint.handle_error(e),
     }
+    0
 }
 
 /// Marks the connector stopped when the network loop ends, even by a panic.
