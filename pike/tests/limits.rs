@@ -68,6 +68,17 @@ fn flood(
     (written, handle)
 }
 
+/// A listening connector whose only bound on received data is a budget of
+/// `bytes` (a connection's share is all of it).
+fn held_to_budget(bytes: usize) -> Connector<StringConverter> {
+    Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .memory_budget(bytes)
+        .connection_share(bytes)
+        .spawn()
+        .unwrap()
+}
+
 /// Takes `n` messages of the main queue, accepting connections on the way.
 fn take_messages(c: &Connector<StringConverter>, n: usize) -> Vec<(Connection, String)> {
     let mut got = Vec::new();
@@ -84,12 +95,7 @@ fn take_messages(c: &Connector<StringConverter>, n: usize) -> Vec<(Connection, S
 #[test]
 fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing() {
     const BUDGET: usize = 1 << 20;
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .memory_budget(BUDGET)
-        .connection_share(BUDGET)
-        .spawn()
-        .unwrap();
+    let c = held_to_budget(BUDGET);
     let peer = raw_connect(c.local_addr().unwrap());
     let conn = accept(&c, Delivery::Merged);
     // 3 bytes a message on the wire, ~100 bytes an event: one 256 KiB read
@@ -180,12 +186,7 @@ proptest::proptest! {
 #[test]
 fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget() {
     const BUDGET: usize = 1 << 20;
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .memory_budget(BUDGET)
-        .connection_share(BUDGET)
-        .spawn()
-        .unwrap();
+    let c = held_to_budget(BUDGET);
     let addr = c.local_addr().unwrap();
     // The flooder's events go to a queue the application never reads.
     let flooder = raw_connect(addr);

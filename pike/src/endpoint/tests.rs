@@ -1416,6 +1416,57 @@ fn timers_do_not_run_while_the_connection_holds_its_input_back() {
     assert!(matches!(r.reason, DisconnectReason::MessageTimeout(_)));
 }
 
+/// Feeds `wire` to `ep` in pieces cut by `cuts` (cycled), as shared
+/// chunks if `shared`, to a taker that takes `takes[i]` (cycled) messages
+/// and then wants no more, decoding input held back before reading more.
+/// Returns the messages in order and the chunks fed; fails if a taker is
+/// given more than it asked for.
+fn feed_with_takes<C: Converter>(
+    ep: &mut Endpoint<C>,
+    wire: &[u8],
+    cuts: &[usize],
+    takes: &[usize],
+    shared: bool,
+) -> Result<(Vec<C::Message>, Vec<Bytes>), TestCaseError>
+where
+    C::Message: fmt::Debug,
+{
+    let mut got = Vec::new();
+    let mut chunks = Vec::new();
+    let mut pieces = cuts.iter().cycle();
+    let mut allowances = takes.iter().cycle();
+    let mut rest = wire;
+    let mut turns = 0;
+    while (!rest.is_empty() || ep.has_backlog()) && turns < 10_000 {
+        turns += 1;
+        let allowance = *allowances.next().unwrap();
+        let mut n = 0;
+        let mut sink = |e: Event<C::Message>| {
+            n += 1;
+            match e {
+                Event::MessageReceived(m) => got.push(m.message),
+                other => panic!("{other:?}"),
+            }
+            n < allowance
+        };
+        if ep.has_backlog() {
+            ep.handle_backlog_into(t0(), &mut sink);
+        } else {
+            let cut = (*pieces.next().unwrap()).min(rest.len());
+            if shared {
+                let chunk = Bytes::copy_from_slice(&rest[..cut]);
+                ep.handle_shared_read_into(t0(), &chunk, &mut sink);
+                chunks.push(chunk);
+            } else {
+                ep.handle_read_into(t0(), &rest[..cut], &mut sink);
+            }
+            rest = &rest[cut..];
+        }
+        prop_assert!(n <= allowance);
+    }
+    Ok((got, chunks))
+}
+
 proptest! {
     /// Whatever the chunking and wherever the taker stops, every message
     /// comes out once, in order, and a taker that stops after `k`
@@ -1428,29 +1479,7 @@ proptest! {
     ) {
         let wire: Vec<u8> = texts.iter().flat_map(|t| format!("{} {t}", t.len()).into_bytes()).collect();
         let mut ep = configured(EndpointConfig::default(), true);
-        let mut got: Vec<String> = Vec::new();
-        let mut pieces = cuts.iter().cycle();
-        let mut allowances = takes.iter().cycle();
-        let mut rest = &wire[..];
-        let mut turns = 0;
-        while (!rest.is_empty() || ep.has_backlog()) && turns < 10_000 {
-            turns += 1;
-            let allowance = *allowances.next().unwrap();
-            let mut n = 0;
-            let mut sink = |e: Event<String>| {
-                n += 1;
-                got.extend(received_texts(&[e]));
-                n < allowance
-            };
-            if ep.has_backlog() {
-                ep.handle_backlog_into(t0(), &mut sink);
-            } else {
-                let cut = (*pieces.next().unwrap()).min(rest.len());
-                ep.handle_read_into(t0(), &rest[..cut], &mut sink);
-                rest = &rest[cut..];
-            }
-            prop_assert!(n <= allowance);
-        }
+        let (got, _) = feed_with_takes(&mut ep, &wire, &cuts, &takes, false)?;
         prop_assert_eq!(got, texts);
         prop_assert_eq!(ep.input_bytes(), 0);
     }
@@ -1512,35 +1541,7 @@ proptest! {
         let waker = Waker::from(Arc::new(CountingWaker::default()));
         let converter = Arc::new(BytesConverter::new().with_shared_read_buffer(true));
         let mut ep = Endpoint::open(Connection(1), converter, waker, EndpointConfig::default(), t0());
-        let mut got: Vec<Bytes> = Vec::new();
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut pieces = cuts.iter().cycle();
-        let mut allowances = takes.iter().cycle();
-        let mut rest = &wire[..];
-        let mut turns = 0;
-        while (!rest.is_empty() || ep.has_backlog()) && turns < 10_000 {
-            turns += 1;
-            let allowance = *allowances.next().unwrap();
-            let mut n = 0;
-            let mut sink = |e: Event<Bytes>| {
-                n += 1;
-                match e {
-                    Event::MessageReceived(m) => got.push(m.message),
-                    other => panic!("{other:?}"),
-                }
-                n < allowance
-            };
-            if ep.has_backlog() {
-                ep.handle_backlog_into(t0(), &mut sink);
-            } else {
-                let cut = (*pieces.next().unwrap()).min(rest.len());
-                let chunk = Bytes::copy_from_slice(&rest[..cut]);
-                ep.handle_shared_read_into(t0(), &chunk, &mut sink);
-                chunks.push(chunk);
-                rest = &rest[cut..];
-            }
-            prop_assert!(n <= allowance);
-        }
+        let (got, chunks) = feed_with_takes(&mut ep, &wire, &cuts, &takes, true)?;
         let want: Vec<Bytes> = bodies.iter().map(|b| Bytes::copy_from_slice(b)).collect();
         prop_assert_eq!(&got, &want);
         // All of it in one chunk: every message, the ones decoded from

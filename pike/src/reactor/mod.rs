@@ -221,6 +221,47 @@ enum Allowance {
     Pause(Pause),
 }
 
+/// Where the loop's events go, and what is needed to count them against
+/// the budget on the way.
+struct Outlet<C: Converter> {
+    main: channel::Sender<Envelope<C::Message>>,
+    budget: Arc<Budget>,
+    converter: Arc<C>,
+}
+
+impl<C: Converter> Outlet<C> {
+    /// What `event` costs against the budget.
+    fn cost(&self, event: &Event<C::Message>) -> usize {
+        event_cost(&*self.converter, event)
+    }
+
+    /// Queues a connection's events where its route says, counting them
+    /// against its credit first.
+    fn hand_over(
+        &self,
+        batch: &mut Batch<C::Message>,
+        credit: &Arc<Credit>,
+        route: &Route<C::Message>,
+    ) {
+        let bytes = std::mem::take(&mut batch.bytes);
+        let events = &mut batch.events;
+        let Some(last) = events.back_mut() else {
+            return;
+        };
+        last.credit = Some((credit.clone(), bytes));
+        credit.produced(&self.budget, bytes);
+        if let Route::Separate(tx) = route
+            && tx.send_all(events).is_ok()
+        {
+            return;
+        }
+        // Main, or a separate queue whose receiver is gone (cannot happen
+        // before a merge): do not drop the events.
+        let _ = self.main.send_all(events);
+        events.clear();
+    }
+}
+
 /// Events on their way to a queue, and what they cost.
 struct Batch<M> {
     events: VecDeque<Envelope<M>>,
@@ -250,13 +291,12 @@ pub(crate) struct Reactor<C: Converter> {
     events: Events,
     shared: Arc<Shared<C::Message>>,
     commands: Receiver<Command<C::Message>>,
-    main: channel::Sender<Envelope<C::Message>>,
+    /// Where events go.
+    out: Outlet<C>,
     /// Events on their way to a queue, handed over in one go.
     outgoing: Batch<C::Message>,
     directory: Arc<Directory<C>>,
-    converter: Arc<C>,
     config: Config,
-    budget: Arc<Budget>,
     /// The credit of events about connections that are gone (messages
     /// sent to them, handed back): counted against the budget too.
     orphans: Arc<Credit>,
@@ -339,12 +379,14 @@ impl<C: Converter> Reactor<C> {
             events: Events::with_capacity(1024),
             shared: shared.clone(),
             commands: command_rx,
-            main: main_tx,
+            out: Outlet {
+                main: main_tx,
+                budget,
+                converter,
+            },
             outgoing: Batch::new(),
             directory: directory.clone(),
-            converter,
             config,
-            budget,
             // Ids start at 1: 0 is no connection's.
             orphans: Arc::new(Credit::new(Connection(0))),
             budget_paused: Vec::new(),
@@ -471,7 +513,7 @@ impl<C: Converter> Reactor<C> {
     /// [`trim_queue`]: crate::memory::trim_queue
     fn queues_grown(&self) -> bool {
         let size = std::mem::size_of::<Envelope<C::Message>>();
-        (self.outgoing.events.capacity() + self.main.capacity()) * size > 64 * 1024
+        (self.outgoing.events.capacity() + self.out.main.capacity()) * size > 64 * 1024
     }
 
     /// Gives back what bursts grew the event queues to: the loop's batch,
@@ -479,7 +521,7 @@ impl<C: Converter> Reactor<C> {
     fn trim_queues(&mut self) {
         self.trim_at = None;
         crate::memory::trim_queue(&mut self.outgoing.events);
-        self.main.trim();
+        self.out.main.trim();
         for conn in self.conns.values() {
             if let Route::Separate(tx) = &lock(&conn.io).route {
                 tx.trim();
@@ -576,7 +618,7 @@ impl<C: Converter> Reactor<C> {
             self.shared.clone(),
             self.directory.clone(),
         ));
-        let _ = self.main.send(Envelope {
+        let _ = self.out.main.send(Envelope {
             event,
             credit: None,
         });
@@ -662,15 +704,7 @@ impl<C: Converter> Reactor<C> {
                     let held = conn.held.take().unwrap_or_default();
                     let mut io = lock(&conn.io);
                     for event in held {
-                        let converter = &*self.converter;
-                        route_event(
-                            conn,
-                            &mut io.route,
-                            &self.main,
-                            &self.budget,
-                            converter,
-                            event,
-                        );
+                        route_event(conn, &mut io.route, &self.out, event);
                     }
                     let closed = io.endpoint.state() == State::Closed;
                     drop(io);
@@ -683,7 +717,7 @@ impl<C: Converter> Reactor<C> {
             }
             Command::Merge { connection, done } => {
                 if let Some(rx) = self.shared.separate.remove(connection) {
-                    merge_into(&rx, &self.main);
+                    merge_into(&rx, &self.out.main);
                 }
                 if let Some(conn) = self.conns.get_mut(&connection) {
                     lock(&conn.io).route = Route::Main;
@@ -720,9 +754,9 @@ impl<C: Converter> Reactor<C> {
             message,
             reason: RejectReason::Closed,
         });
-        let cost = event_cost(&*self.converter, &event);
-        self.orphans.produced(&self.budget, cost);
-        let _ = self.main.send(Envelope {
+        let cost = event_cost(&*self.out.converter, &event);
+        self.orphans.produced(&self.out.budget, cost);
+        let _ = self.out.main.send(Envelope {
             event,
             credit: Some((self.orphans.clone(), cost)),
         });
@@ -748,11 +782,16 @@ impl<C: Converter> Reactor<C> {
         };
         let before = std::mem::replace(&mut conn.input_bytes, now);
         if now >= before {
-            self.budget.gauge.add(now - before);
+            self.out.budget.gauge.add(now - before);
             self.input_total += now - before;
         } else {
             self.input_total -= before - now;
-            if self.budget.gauge.release(before - now, self.budget.low()) {
+            if self
+                .out
+                .budget
+                .gauge
+                .release(before - now, self.out.budget.low())
+            {
                 self.resume_budget();
             }
         }
@@ -766,7 +805,7 @@ impl<C: Converter> Reactor<C> {
     fn grant_if_stuck(&mut self) {
         if self.granted.is_some()
             || self.budget_paused.is_empty()
-            || self.input_total <= self.budget.low()
+            || self.input_total <= self.out.budget.low()
         {
             return;
         }
@@ -940,14 +979,7 @@ impl<C: Converter> Reactor<C> {
                     && !f.queued.is_empty()
                 {
                     f.error = Some(copy_connect_error(&error));
-                    route_event(
-                        conn,
-                        &mut io.route,
-                        &self.main,
-                        &self.budget,
-                        &*self.converter,
-                        Event::FinishConnect(f),
-                    );
+                    route_event(conn, &mut io.route, &self.out, Event::FinishConnect(f));
                 }
                 waiter.finish(Err(error));
             }
@@ -1010,14 +1042,7 @@ impl<C: Converter> Reactor<C> {
             }
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
-            deliver(
-                conn,
-                io,
-                &self.main,
-                &mut self.outgoing,
-                &self.budget,
-                &*self.converter,
-            );
+            deliver(conn, io, &self.out, &mut self.outgoing);
             // Draining input is discarded, so the bounds do not apply.
             let draining = io.endpoint.state() == State::Draining;
             let backlog = io.endpoint.has_backlog();
@@ -1029,7 +1054,7 @@ impl<C: Converter> Reactor<C> {
                         read: usize::MAX,
                     }
                 } else {
-                    allowance(&self.budget, conn, io, self.granted == Some(id))
+                    allowance(&self.out.budget, conn, io, self.granted == Some(id))
                 };
                 match allowance {
                     Allowance::Pause(why) => {
@@ -1051,7 +1076,7 @@ impl<C: Converter> Reactor<C> {
                         progress = true;
                         let now = Instant::now();
                         let batch = &mut self.outgoing;
-                        let converter = &*self.converter;
+                        let converter = &*self.out.converter;
                         let mut taken = 0usize;
                         let mut sink = |event: Event<C::Message>| {
                             let cost = event_cost(converter, &event);
@@ -1087,14 +1112,7 @@ impl<C: Converter> Reactor<C> {
                     }
                 }
             }
-            deliver(
-                conn,
-                io,
-                &self.main,
-                &mut self.outgoing,
-                &self.budget,
-                &*self.converter,
-            );
+            deliver(conn, io, &self.out, &mut self.outgoing);
             let closed = io.endpoint.state() == State::Closed;
             if closed || !progress {
                 // The grant ends once the connection holds no input: its
@@ -1154,14 +1172,7 @@ impl<C: Converter> Reactor<C> {
         };
         let shared = conn.io.clone();
         let mut io = lock(&shared);
-        deliver(
-            conn,
-            &mut io,
-            &self.main,
-            &mut self.outgoing,
-            &self.budget,
-            &*self.converter,
-        );
+        deliver(conn, &mut io, &self.out, &mut self.outgoing);
         if let Some(mut socket) = io.socket.take() {
             let _ = self.poll.registry().deregister(&mut socket);
         }
@@ -1316,7 +1327,7 @@ impl<C: Converter> Reactor<C> {
                 }
                 Command::Merge { connection, done } => {
                     if let Some(rx) = self.shared.separate.remove(connection) {
-                        merge_into(&rx, &self.main);
+                        merge_into(&rx, &self.out.main);
                     }
                     let _ = done.send(());
                 }
@@ -1442,10 +1453,8 @@ fn token(id: Connection) -> Token {
 fn deliver<C: Converter>(
     conn: &mut Conn<C>,
     io: &mut Io<C>,
-    main: &channel::Sender<Envelope<C::Message>>,
+    out: &Outlet<C>,
     batch: &mut Batch<C::Message>,
-    budget: &Budget,
-    converter: &C,
 ) {
     while let Some(event) = io.endpoint.poll_event() {
         if let Some(held) = &mut conn.held {
@@ -1453,61 +1462,32 @@ fn deliver<C: Converter>(
             continue;
         }
         let last = event.is_final();
-        let cost = event_cost(converter, &event);
+        let cost = out.cost(&event);
         batch.push(event, cost);
         if last {
             // Nothing follows the final event; later rejections go to main.
-            hand_over(batch, &conn.credit, budget, &io.route, main);
+            out.hand_over(batch, &conn.credit, &io.route);
             io.route = Route::Main;
         }
     }
-    hand_over(batch, &conn.credit, budget, &io.route, main);
+    out.hand_over(batch, &conn.credit, &io.route);
 }
 
 /// Passes one event of a connection on, by itself.
 fn route_event<C: Converter>(
     conn: &Conn<C>,
     route: &mut Route<C::Message>,
-    main: &channel::Sender<Envelope<C::Message>>,
-    budget: &Budget,
-    converter: &C,
+    out: &Outlet<C>,
     event: Event<C::Message>,
 ) {
     let last = event.is_final();
     let mut batch = Batch::new();
-    let cost = event_cost(converter, &event);
+    let cost = out.cost(&event);
     batch.push(event, cost);
-    hand_over(&mut batch, &conn.credit, budget, route, main);
+    out.hand_over(&mut batch, &conn.credit, route);
     if last {
         *route = Route::Main;
     }
-}
-
-/// Queues a connection's events where its route says, counting them
-/// against its credit first.
-fn hand_over<M>(
-    batch: &mut Batch<M>,
-    credit: &Arc<Credit>,
-    budget: &Budget,
-    route: &Route<M>,
-    main: &channel::Sender<Envelope<M>>,
-) {
-    let bytes = std::mem::take(&mut batch.bytes);
-    let events = &mut batch.events;
-    let Some(last) = events.back_mut() else {
-        return;
-    };
-    last.credit = Some((credit.clone(), bytes));
-    credit.produced(budget, bytes);
-    if let Route::Separate(tx) = route
-        && tx.send_all(events).is_ok()
-    {
-        return;
-    }
-    // Main, or a separate queue whose receiver is gone (cannot happen
-    // before a merge): do not drop the events.
-    let _ = main.send_all(events);
-    events.clear();
 }
 
 /// A copy of a connect error, for reporting it in two places.
