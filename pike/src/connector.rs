@@ -117,6 +117,7 @@ impl From<(&str, u16)> for Address {
 
 /// Configures and starts a [`Connector`]. Every setting has a documented
 /// default.
+#[must_use = "a builder does nothing until `build`, `spawn` or a `run`"]
 pub struct ConnectorBuilder<C> {
     converter: C,
     listen: Option<io::Result<Vec<SocketAddr>>>,
@@ -731,10 +732,19 @@ impl<C: Converter> Connector<C> {
             .map_err(try_recv_error)
     }
 
+    /// Blocks for the next event of the main queue until `deadline`.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Event<C::Message>, RecvTimeoutError> {
+        self.recv_until(Some(deadline))
+    }
+
     /// Blocks for the next event of the main queue, at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
+        // A timeout too large for an `Instant` waits for ever.
+        self.recv_until(Instant::now().checked_add(timeout))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Event<C::Message>, RecvTimeoutError> {
         let mut got = None;
-        let deadline = Instant::now().checked_add(timeout);
         match self.take_main(&mut |e| got = Some(e), 1, deadline) {
             Ok(_) => got.ok_or(RecvTimeoutError::Timeout),
             Err(()) => Err(RecvTimeoutError::Disconnected),

@@ -24,7 +24,9 @@ impl Connection {
     }
 
     /// Makes an id from a number. Only the connector hands out ids that mean
-    /// something; this exists for tests of the sans-IO core.
+    /// something: this is for tests (of the sans-IO core, or of what a
+    /// connector does with an id it never gave out), not applications.
+    #[doc(hidden)]
     pub fn from_id(id: u64) -> Self {
         Self(id)
     }

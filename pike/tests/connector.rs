@@ -6,7 +6,7 @@ mod util;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pike::converters::StringConverter;
 use pike::error::{ConnectError, DisconnectReason, ProtocolError, RejectReason};
@@ -102,6 +102,28 @@ fn connect_waiting_succeeds() {
     assert!(matches!(
         c.recv_timeout(Duration::from_millis(100)),
         Err(RecvTimeoutError::Timeout)
+    ));
+}
+
+#[test]
+fn recv_deadline_times_out_delivers_and_ends() {
+    let c = listening(StringConverter::new());
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(100);
+    assert!(matches!(
+        c.recv_deadline(deadline),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(Instant::now() >= deadline);
+    let _peer = raw_connect(c.local_addr().unwrap());
+    assert!(matches!(
+        c.recv_deadline(Instant::now() + WAIT),
+        Ok(Event::RemoteConnect(_))
+    ));
+    c.shutdown(ShutdownMode::Now);
+    assert!(matches!(
+        c.recv_deadline(Instant::now() + WAIT),
+        Err(RecvTimeoutError::Disconnected)
     ));
 }
 
@@ -605,7 +627,7 @@ fn a_panicking_serializer_closes_only_its_connection() {
 }
 
 #[test]
-fn ipv6_loopback_and_name_resolution() {
+fn ipv6_loopback() {
     let c = match Connector::builder(StringConverter::new())
         .listen("[::1]:0")
         .spawn()
@@ -621,8 +643,12 @@ fn ipv6_loopback_and_name_resolution() {
     let conn = cl.connect(("::1", port), Delivery::Merged).unwrap();
     accept(&c, Delivery::Merged);
     assert_eq!(connected(&cl), conn);
+}
 
-    // A name is resolved off the network thread.
+/// Apart from the IPv6 test, so that it runs where there is no IPv6.
+#[test]
+fn names_are_resolved_off_the_network_thread() {
+    let cl = client(StringConverter::new());
     let v4 = listening(StringConverter::new());
     let name = format!("localhost:{}", v4.local_addr().unwrap().port());
     let conn = cl.connect(name.as_str(), Delivery::Merged).unwrap();

@@ -1,7 +1,8 @@
 //! A quiet connector sleeps: with a thread blocked in `recv` (which runs
 //! the loop itself), no thread of the connector wakes up over and over.
 //! (A file of its own: it counts the context switches of the whole test
-//! process.)
+//! process.) Linux only: it reads `/proc`.
+#![cfg(target_os = "linux")]
 
 mod util;
 

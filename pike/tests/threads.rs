@@ -1,5 +1,7 @@
 //! After `shutdown` returns, no thread of the connector is left running.
 //! (A file of its own: it counts the threads of the whole test process.)
+//! Linux only: it reads `/proc`.
+#![cfg(target_os = "linux")]
 
 mod util;
 

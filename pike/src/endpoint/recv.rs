@@ -220,9 +220,16 @@ impl<C: Converter> Inbox<C> {
         let mut off = 0;
         while off < input.len() || call_if_empty {
             call_if_empty = false;
-            let deserializer = self
-                .deserializer
-                .get_or_insert_with(|| converter.deserializer());
+            if self.deserializer.is_none() {
+                // The factory is the converter's code too: a panic in it
+                // closes this connection, like one in the deserializer.
+                let made =
+                    catch_unwind(AssertUnwindSafe(|| converter.deserializer())).map_err(|p| {
+                        DisconnectReason::DeserializerPanicked(panic_message(p.as_ref()))
+                    })?;
+                self.deserializer = Some(made);
+            }
+            let deserializer = self.deserializer.as_mut().expect("made above");
             let rest = &input[off..];
             let (used, outcome) = match catch_unwind(AssertUnwindSafe(|| match shared {
                 Some(chunk) => deserializer.put_shared(chunk, off, waker),

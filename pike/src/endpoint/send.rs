@@ -272,7 +272,18 @@ impl<C: Converter> Outbox<C> {
                         }
                     }
                 }
-                let serializer = converter.serializer(&message);
+                // The factory is the converter's code too: a panic in it
+                // closes this connection, like one in the serializer.
+                let serializer =
+                    match catch_unwind(AssertUnwindSafe(|| converter.serializer(&message))) {
+                        Ok(serializer) => serializer,
+                        Err(payload) => {
+                            self.queue.push_front(message);
+                            return Err(DisconnectReason::SerializerPanicked(panic_message(
+                                payload.as_ref(),
+                            )));
+                        }
+                    };
                 self.active = Some(Active {
                     message,
                     size,

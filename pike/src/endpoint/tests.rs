@@ -1556,3 +1556,57 @@ proptest! {
         }
     }
 }
+
+/// The string converter, whose factories panic: `serializer` for the
+/// message `boom`, `deserializer` from the third one made on.
+#[derive(Debug, Default)]
+struct FactoryBoom {
+    inner: StringConverter,
+    made: AtomicUsize,
+}
+
+impl Converter for FactoryBoom {
+    type Message = String;
+    type Serializer = <StringConverter as Converter>::Serializer;
+    type Deserializer = <StringConverter as Converter>::Deserializer;
+
+    fn serializer(&self, message: &String) -> Self::Serializer {
+        assert!(message != "boom", "serializer factory panics on purpose");
+        self.inner.serializer(message)
+    }
+
+    fn deserializer(&self) -> Self::Deserializer {
+        let n = self.made.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 2, "deserializer factory panics on purpose");
+        self.inner.deserializer()
+    }
+}
+
+#[test]
+fn panicking_converter_factories_close_only_their_connection() {
+    // No fast path here: every message goes through `serializer`.
+    let mut ep = endpoint::<FactoryBoom>(1024, true);
+    ep.send(s("fine"));
+    assert_eq!(write_all(&mut ep), b"4 fine");
+    ep.send_all(strings(&["boom", "after"]));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose")),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(
+        (r.incomplete, r.queued),
+        (None, strings(&["boom", "after"]))
+    );
+
+    let mut ep = endpoint::<FactoryBoom>(1024, true);
+    ep.handle_read(t0(), b"1 a1 b1 c");
+    let (received, r) = take_remote_disconnect(&mut ep);
+    assert_eq!(received, strings(&["a", "b"]));
+    assert!(
+        matches!(r.reason, DisconnectReason::DeserializerPanicked(ref m) if m.contains("on purpose")),
+        "{:?}",
+        r.reason
+    );
+}

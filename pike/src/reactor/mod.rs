@@ -453,13 +453,13 @@ impl<C: Converter> Reactor<C> {
         }
         let polled = self.poll.poll(&mut self.events, timeout);
         self.shared.commands.awake();
-        if let Err(e) = polled {
-            if e.kind() != io::ErrorKind::Interrupted {
-                tracing::error!("poll failed, shutting down: {e}");
-                self.begin_shutdown(ShutdownMode::Now);
-                self.abort_all();
-                return false;
-            }
+        if let Err(e) = polled
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!("poll failed, shutting down: {e}");
+            self.begin_shutdown(ShutdownMode::Now);
+            self.abort_all();
+            return false;
         }
         let mut accept = false;
         for event in self.events.iter() {
