@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use pike::converters::StringConverter;
 use pike::{
-    ConnectError, Connection, Connector, Delivery, DisconnectReason, Event, RejectReason,
-    ShutdownMode,
+    ConnectError, Connection, Connector, Delivery, DisconnectMode, DisconnectReason, Event,
+    RejectReason, ShutdownMode,
 };
 use util::*;
 
@@ -381,7 +381,7 @@ fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow() {
         n
     });
     sender.join().unwrap().expect("room came");
-    c.disconnect(&conn, pike::DisconnectMode::FinishQueue);
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
     match next(&c) {
         Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
         other => panic!("{other:?}"),
@@ -391,6 +391,52 @@ fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow() {
         .join()
         .unwrap();
     assert_eq!(total, (sent + 1) * (header + big.len()));
+}
+
+#[test]
+fn a_sender_waiting_for_room_is_released_by_a_disconnect() {
+    let (l, addr) = raw_listener();
+    let c = Connector::builder(StringConverter::new())
+        .send_high_water(64 * 1024)
+        .spawn()
+        .unwrap();
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let _peer = raw_accept(&l); // never reads
+    connected(&c);
+    let big = "w".repeat(32 * 1024);
+    // Fill until a sender has to wait (the sockets full, the queue past
+    // its mark).
+    while c
+        .send_timeout(&conn, big.clone(), Duration::from_millis(100))
+        .is_ok()
+    {}
+    let waiting = {
+        let (c, big) = (c.clone(), big.clone());
+        std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
+    };
+    // Nothing will drain the queue; a disconnect that waits to write it
+    // all still lets the sender go (if the sender was not waiting yet, its
+    // send finds the connection disconnecting; the outcome is the same).
+    assert!(c.queued(&conn).is_some_and(|q| q.bytes > 32 * 1024));
+    let started = Instant::now();
+    c.disconnect(&conn, DisconnectMode::FinishQueue);
+    waiting
+        .join()
+        .unwrap()
+        .expect("released, the message handed back by an event");
+    assert!(started.elapsed() < WAIT);
+    match next(&c) {
+        Event::RejectedMessage(r) => {
+            assert!(
+                matches!(r.reason, RejectReason::Disconnecting),
+                "{}",
+                r.reason
+            );
+            assert_eq!(r.message, big);
+        }
+        other => panic!("{other:?}"),
+    }
+    c.shutdown(ShutdownMode::Now);
 }
 
 #[test]

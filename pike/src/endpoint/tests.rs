@@ -1218,6 +1218,13 @@ fn try_send_hands_back_over_the_high_water_mark_and_reading_pauses_until_half() 
     assert_eq!(ep.queued_bytes(), 100);
     assert!(ep.wants_read() && ep.has_room());
     assert!(events(&mut ep).is_empty(), "nothing rejected");
+    // A sender waiting for room goes on once the connection stops taking
+    // messages, though the queue is still full.
+    ep.send(msg.clone());
+    ep.send(msg.clone());
+    assert!(ep.is_full_or_near());
+    ep.disconnect(DisconnectMode::FinishQueue);
+    assert!(!ep.has_room() && !ep.is_full_or_near());
 }
 
 #[test]

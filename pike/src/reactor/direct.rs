@@ -77,7 +77,7 @@ impl<C: Converter> Io<C> {
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
     pub(crate) fn notify_room(&self, room: &Condvar) {
-        if self.room_waiters > 0 && (self.retired || self.endpoint.has_room()) {
+        if self.room_waiters > 0 && (self.retired || !self.endpoint.is_full_or_near()) {
             room.notify_all();
         }
     }
