@@ -348,7 +348,7 @@ impl<C: Converter> Endpoint<C> {
 
     /// Whether a sender waiting for room must go on waiting: the queue is
     /// above its low-water mark and the connection still takes messages.
-    pub fn is_full_or_near(&self) -> bool {
+    pub fn must_wait_for_room(&self) -> bool {
         matches!(
             self.state,
             State::Connecting | State::Accepting | State::Open

@@ -1222,9 +1222,9 @@ fn try_send_hands_back_over_the_high_water_mark_and_reading_pauses_until_half() 
     // messages, though the queue is still full.
     ep.send(msg.clone());
     ep.send(msg.clone());
-    assert!(ep.is_full_or_near());
+    assert!(ep.must_wait_for_room());
     ep.disconnect(DisconnectMode::FinishQueue);
-    assert!(!ep.has_room() && !ep.is_full_or_near());
+    assert!(!ep.has_room() && !ep.must_wait_for_room());
 }
 
 #[test]

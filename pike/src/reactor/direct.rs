@@ -77,7 +77,7 @@ impl<C: Converter> Io<C> {
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
     pub(crate) fn notify_room(&self, room: &Condvar) {
-        if self.room_waiters > 0 && (self.retired || !self.endpoint.is_full_or_near()) {
+        if self.room_waiters > 0 && (self.retired || !self.endpoint.must_wait_for_room()) {
             room.notify_all();
         }
     }
@@ -263,7 +263,7 @@ impl<C: Converter> Directory<C> {
             return true;
         };
         let mut io = lock(&slot);
-        while !io.retired && io.endpoint.is_full_or_near() {
+        while !io.retired && io.endpoint.must_wait_for_room() {
             io.room_waiters += 1;
             io = match deadline {
                 None => slot.room.wait(io).unwrap_or_else(|e| e.into_inner()),
