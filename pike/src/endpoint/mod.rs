@@ -1083,6 +1083,14 @@ pub mod fuzzing {
             drain(&mut ep);
         }
         ep.handle_error(io::ErrorKind::ConnectionReset.into());
+        // What was read before the reset is delivered before the end: the
+        // input held back is decoded first.
+        while ep.has_backlog() {
+            ep.handle_backlog_into(now, &mut |e| {
+                assert!(matches!(e, Event::MessageReceived(_)), "{e:?}");
+                true
+            });
+        }
         drain(&mut ep);
         assert_eq!(ep.state(), State::Closed);
         assert_eq!(finals, 1);
