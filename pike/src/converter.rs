@@ -194,6 +194,24 @@ impl<'a> WriteBuf<'a> {
         self.buf.extend_from_slice(&data[..n]);
         n
     }
+
+    /// Lends the next `n` bytes of room to `fill`, for an encoder that
+    /// writes into a slice; keeps them if `fill` returns true. Returns
+    /// false, having written nothing, if `n` bytes do not fit or `fill`
+    /// fails.
+    pub fn put_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8]) -> bool) -> bool {
+        if n > self.remaining() {
+            return false;
+        }
+        let start = self.buf.len();
+        self.buf.resize(start + n, 0);
+        if fill(&mut self.buf[start..]) {
+            true
+        } else {
+            self.buf.truncate(start);
+            false
+        }
+    }
 }
 
 impl fmt::Debug for WriteBuf<'_> {

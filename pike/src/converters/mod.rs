@@ -2,9 +2,13 @@
 //!
 //! The primitives are wire-compatible with the Python original: see
 //! [`primitives`] for the exact formats. [`file`](mod@file) streams files.
+//! `serde` (with the `postcard`, `json` or `msgpack` feature) carries any
+//! serde type, framed like the primitives' strings.
 
 pub mod file;
 pub mod primitives;
+#[cfg(any(feature = "postcard", feature = "json", feature = "msgpack"))]
+pub mod serde;
 
 pub use file::FileConverter;
 pub use primitives::{
