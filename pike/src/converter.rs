@@ -34,6 +34,73 @@ use crate::error::{ProtocolError, SerializeError};
 /// thread, when the socket was full), with that connection locked; a
 /// serializer must not call back into the connector for its own
 /// connection.
+///
+/// Most wire formats are simpler written as a
+/// [`Codec`](crate::converters::codec::Codec). The traits themselves, for a
+/// protocol of newline-terminated lines (a serializer that writes as much
+/// as fits and resumes; a deserializer that takes what it is given and
+/// says how much it used):
+///
+/// ```
+/// use std::task::Waker;
+/// use pike::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+/// use pike::error::{ProtocolError, SerializeError};
+///
+/// struct Lines;
+///
+/// impl Converter for Lines {
+///     type Message = String;
+///     type Serializer = LineOut;
+///     type Deserializer = LineIn;
+///     fn serializer(&self, _line: &String) -> LineOut { LineOut { written: 0 } }
+///     fn deserializer(&self) -> LineIn { LineIn { line: Vec::new() } }
+/// }
+///
+/// struct LineOut { written: usize }
+///
+/// impl Serializer for LineOut {
+///     type Message = String;
+///     fn get_bytes(&mut self, line: &String, out: &mut WriteBuf<'_>, _: &Waker)
+///         -> Result<Encoded, SerializeError>
+///     {
+///         if line.contains('\n') {
+///             // Nothing written yet: the message comes back, the connection goes on.
+///             return Err(SerializeError::Other("a line cannot hold a newline".into()));
+///         }
+///         let wire = [line.as_bytes(), b"\n"].concat();
+///         self.written += out.put(&wire[self.written..]);
+///         Ok(if self.written == wire.len() { Encoded::Done } else { Encoded::More })
+///     }
+/// }
+///
+/// struct LineIn { line: Vec<u8> }
+///
+/// impl Deserializer for LineIn {
+///     type Message = String;
+///     fn put_bytes(&mut self, data: &[u8], _: &Waker)
+///         -> Result<(usize, Decoded<String>), ProtocolError>
+///     {
+///         let Some(end) = data.iter().position(|&b| b == b'\n') else {
+///             if self.line.len() + data.len() > 4096 {
+///                 return Err(ProtocolError::FieldTooLong { limit: 4096 });
+///             }
+///             self.line.extend_from_slice(data);
+///             return Ok((data.len(), Decoded::NeedMore));
+///         };
+///         self.line.extend_from_slice(&data[..end]);
+///         let line = String::from_utf8(std::mem::take(&mut self.line))
+///             .map_err(|_| ProtocolError::InvalidUtf8)?;
+///         Ok((end + 1, Decoded::Done(line)))
+///     }
+/// }
+///
+/// let mut d = Lines.deserializer();
+/// assert_eq!(d.put_bytes(b"hel", Waker::noop()).unwrap(), (3, Decoded::NeedMore));
+/// assert_eq!(
+///     d.put_bytes(b"lo\nnext", Waker::noop()).unwrap(),
+///     (3, Decoded::Done("hello".to_owned()))
+/// );
+/// ```
 pub trait Converter: Send + Sync + 'static {
     /// The type of the messages sent and received.
     type Message: Send + 'static;

@@ -131,7 +131,12 @@ fn json_is_readable_and_msgpack_has_field_names() {
         tags: BTreeMap::new(),
         parent: None,
     };
-    let wire = encode(&JsonConverter::<Job>::new(), std::slice::from_ref(&j), 1024, false);
+    let wire = encode(
+        &JsonConverter::<Job>::new(),
+        std::slice::from_ref(&j),
+        1024,
+        false,
+    );
     let text = String::from_utf8(wire).unwrap();
     assert!(text.starts_with("59 {\"id\":1,\"name\":\"a\""), "{text}");
     let wire = encode(&MsgpackConverter::<Job>::new(), &[j], 1024, false);

@@ -3,8 +3,10 @@
 //! The primitives are wire-compatible with the Python original: see
 //! [`primitives`] for the exact formats. [`file`](mod@file) streams files.
 //! `serde` (with the `postcard`, `json` or `msgpack` feature) carries any
-//! serde type, framed like the primitives' strings.
+//! serde type, framed like the primitives' strings. [`codec`] makes a
+//! converter of your own wire format from an encode and a decode function.
 
+pub mod codec;
 pub mod file;
 pub mod primitives;
 #[cfg(any(feature = "postcard", feature = "json", feature = "msgpack"))]
