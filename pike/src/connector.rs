@@ -402,15 +402,16 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Gives the calling thread to the network loop until shutdown
-    /// completes (Pike's `run(block=True)`). Fails if already started.
+    /// completes (the blocking way to run a connector). Fails if already
+    /// started.
     pub fn run(&self) -> io::Result<()> {
         self.start()?;
         self.inner.lead.run_home();
         Ok(())
     }
 
-    /// Starts the network loop on a background thread (Pike's
-    /// `run(block=False)`). Fails if already started.
+    /// Starts the network loop on a background thread and returns. Fails
+    /// if already started.
     pub fn spawn(&self) -> io::Result<()> {
         self.start()?;
         let lead = self.inner.lead.clone();

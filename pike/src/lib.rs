@@ -2,10 +2,45 @@
 //!
 //! Applications hand Pike whole typed messages and get whole messages back
 //! as events. Pike owns the sockets, the framing and the buffering, and the
-//! hard cases: partial writes, slow peers, disconnects in the middle of a
-//! message, and closing without losing a message. Every message passed to
-//! `send` is either written to its socket in full or handed back exactly
-//! once.
+//! hard cases: partial writes, slow or hostile peers, disconnects in the
+//! middle of a message, and closing without losing a message. Every message
+//! passed to `send` is either written to its socket in full or handed back
+//! exactly once, and memory stays bounded whatever a peer does (see
+//! [`ConnectorBuilder`] for every bound and its default).
+//!
+//! A server and a client exchanging a struct (with the `postcard` feature):
+//!
+//! ```
+//! # #[cfg(feature = "postcard")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use pike::converters::serde::PostcardConverter;
+//! use pike::{Connector, Delivery, Event};
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize)]
+//! struct Job { id: u64, name: String }
+//!
+//! let server = Connector::builder(PostcardConverter::<Job>::new()).listen("127.0.0.1:0").spawn()?;
+//! let client = Connector::builder(PostcardConverter::<Job>::new()).spawn()?;
+//!
+//! let to_server = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
+//! client.send(&to_server, Job { id: 1, name: "resize".into() })?; // sent once connected
+//!
+//! let wait = Duration::from_secs(5);
+//! loop {
+//!     match server.recv_timeout(wait)? {
+//!         Event::RemoteConnect(peer) => peer.finish_accept(Delivery::Merged),
+//!         Event::MessageReceived(m) => {
+//!             println!("{} sent job {}: {}", m.connection, m.message.id, m.message.name);
+//!             break;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! # #[cfg(not(feature = "postcard"))]
+//! # fn main() {}
+//! ```
 //!
 //! ```text
 //!  application threads ──connect/merge/…──► Connector ──commands──► reactor (network thread)
@@ -15,12 +50,23 @@
 //!                           written on the sender's thread while the socket takes it
 //! ```
 //!
-//! * [`converter`]: the [`Converter`] traits that fix
-//!   the wire protocol; [`converters`] has ready-made ones, wire-compatible
-//!   with the Python original.
+//! * [`Connector`]: connect, send, receive events, disconnect, shut down.
+//! * [`converter`]: the [`Converter`] traits that fix the wire protocol;
+//!   [`converters`] has ready-made ones: strings, bytes and numbers,
+//!   files, serde types (`postcard`, `json`, `msgpack` features), and
+//!   [`converters::codec`] for a wire format of your own in a few lines.
+//! * [`event`]: the events an application receives.
 //! * [`endpoint`]: the per-connection state machine. It has no networking
 //!   code and reads no clock; tests drive it byte by byte.
-//! * [`event`]: the events an application receives.
+//!
+//! A protocol with requests one way and replies the other uses one message
+//! type for both: an enum (`enum Msg { Job(Job), Done(Done) }`) with a serde
+//! converter, each side matching on what it receives.
+//!
+//! Example programs, in `pike/examples/` of the repository: a chat server
+//! and client (a handshake on a connection's own queue, then merged), a
+//! "doubler" server whose worker threads all call `recv`, and a file copier
+//! (`cargo run --example chat_server -- --port 3453`, and so on).
 //!
 //! Converters work on plain buffers:
 //!
