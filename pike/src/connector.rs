@@ -27,6 +27,8 @@
 //! # }
 //! ```
 
+mod async_io;
+
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -53,6 +55,7 @@ use crate::reactor::{Config, Reactor, Shared};
 use crate::sync::lock;
 
 pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
+pub use async_io::{Events, Recv, RecvConnection, SendAsync};
 
 /// The default time a closed connection waits for its peer to close after
 /// `FinishMessage`/`FinishQueue`, reading and discarding its input.

@@ -192,3 +192,12 @@ fn filecopy_server_interrupted_mid_transfer_leaves_no_partial_file() {
     assert_eq!(server.wait(), 0, "{:?}", server.rest_of_stderr());
     assert!(dst.names().is_empty(), "left behind: {:?}", dst.names());
 }
+
+#[test]
+fn async_echo_runs_on_tokio() {
+    let mut run = example("async_echo", &[]);
+    for word in ["HELLO", "FROM", "ASYNC", "PIKE"] {
+        assert_eq!(run.stdout_line(), word);
+    }
+    assert_eq!(run.wait(), 0, "{:?}", run.rest_of_stderr());
+}

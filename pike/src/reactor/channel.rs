@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub(crate) use crossbeam_channel::{RecvTimeoutError, TryRecvError};
@@ -42,6 +43,8 @@ struct State<T> {
     waiting: usize,
     /// A sleeper has been signalled and has not come back yet.
     waking: bool,
+    /// Async consumers waiting for an item (see [`Receiver::poll_recv`]).
+    tasks: Vec<Waker>,
 }
 
 impl<T> State<T> {
@@ -69,6 +72,7 @@ pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
             receivers: 1,
             waiting: 0,
             waking: false,
+            tasks: Vec::new(),
         }),
         available: Condvar::new(),
     });
@@ -76,12 +80,21 @@ pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 }
 
 impl<T> Inner<T> {
-    /// Unlocks, then signals a sleeper if [`State::wake_one`] says so.
+    /// Unlocks, then signals a sleeper if [`State::wake_one`] says so, and
+    /// wakes the async consumers if items wait.
     fn signal(&self, mut state: MutexGuard<'_, State<T>>) {
         let wake = state.wake_one();
+        let tasks = if state.items.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut state.tasks)
+        };
         drop(state);
         if wake {
             self.available.notify_one();
+        }
+        for task in tasks {
+            task.wake();
         }
     }
 }
@@ -139,8 +152,15 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        lock(&self.0.state).sender = false;
+        let tasks = {
+            let mut state = lock(&self.0.state);
+            state.sender = false;
+            std::mem::take(&mut state.tasks)
+        };
         self.0.available.notify_all();
+        for task in tasks {
+            task.wake();
+        }
     }
 }
 
@@ -257,6 +277,25 @@ impl<T> Receiver<T> {
         // and passes the wake-up on.
         state.waking = false;
         state
+    }
+
+    /// The next item if one is ready, `Ready(None)` once the queue is
+    /// disconnected and empty; otherwise `cx`'s waker is woken when an
+    /// item comes (or the sender goes). For async consumers.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = lock(&self.0.state);
+        if let Some(item) = state.items.pop_front() {
+            // Pass the wake-up on for what is left.
+            self.0.signal(state);
+            return Poll::Ready(Some(item));
+        }
+        if !state.sender {
+            return Poll::Ready(None);
+        }
+        if !state.tasks.iter().any(|t| t.will_wake(cx.waker())) {
+            state.tasks.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Takes everything queued now.

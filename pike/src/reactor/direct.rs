@@ -70,15 +70,21 @@ pub(crate) struct Io<C: Converter> {
     pub(crate) retired: bool,
     /// Senders waiting on [`Slot::room`] for the unsent queue to drain.
     pub(crate) room_waiters: usize,
+    /// Async senders waiting for the same.
+    pub(crate) room_tasks: Vec<Waker>,
 }
 
 impl<C: Converter> Io<C> {
     /// Wakes senders waiting for room if they may go on: the queue is down
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
-    pub(crate) fn notify_room(&self, room: &Condvar) {
-        if self.room_waiters > 0 && (self.retired || !self.endpoint.must_wait_for_room()) {
+    pub(crate) fn notify_room(&mut self, room: &Condvar) {
+        let waiting = self.room_waiters > 0 || !self.room_tasks.is_empty();
+        if waiting && (self.retired || !self.endpoint.must_wait_for_room()) {
             room.notify_all();
+            for task in self.room_tasks.drain(..) {
+                task.wake();
+            }
         }
     }
 }
@@ -166,6 +172,7 @@ impl<C: Converter> Directory<C> {
                 route,
                 retired: false,
                 room_waiters: 0,
+                room_tasks: Vec::new(),
             }),
             room: Condvar::new(),
         });
@@ -280,6 +287,23 @@ impl<C: Converter> Directory<C> {
                 }
             };
             io.room_waiters -= 1;
+        }
+        true
+    }
+
+    /// Registers `waker` to be woken once `id`'s unsent queue is down to
+    /// its low-water mark or the connection stops taking messages. False
+    /// if that is so already (try again at once).
+    pub(crate) fn register_room_task(&self, id: Connection, waker: &Waker) -> bool {
+        let Some(slot) = self.get(id) else {
+            return false;
+        };
+        let mut io = lock(&slot);
+        if io.retired || !io.endpoint.must_wait_for_room() {
+            return false;
+        }
+        if !io.room_tasks.iter().any(|t| t.will_wake(waker)) {
+            io.room_tasks.push(waker.clone());
         }
         true
     }
