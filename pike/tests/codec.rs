@@ -8,7 +8,7 @@ use std::task::Waker;
 
 use proptest::prelude::*;
 
-use pike::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+use pike::converter::{Converter, Decoded, Deserializer};
 use pike::converters::codec::{Codec, CodecConverter};
 use pike::error::{ProtocolError, RejectReason, SerializeError};
 use pike::{Delivery, Event, ShutdownMode};
@@ -67,18 +67,7 @@ proptest! {
         room in 1usize..200,
     ) {
         let c = CodecConverter::new(Frames);
-        let mut wire = Vec::new();
-        for f in &frames {
-            let mut s = c.serializer(f);
-            loop {
-                let limit = wire.len() + room;
-                match s.get_bytes(f, &mut WriteBuf::new(&mut wire, limit), Waker::noop()) {
-                    Ok(Encoded::Done) => break,
-                    Ok(Encoded::More) => {}
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        let wire: Vec<u8> = frames.iter().flat_map(|f| encode_with_room(&c, f, room)).collect();
         let mut got = Vec::new();
         let mut d = c.deserializer();
         for piece in wire.chunks(cut) {

@@ -5,10 +5,13 @@
 // The counting allocator below is the only unsafe code in the project.
 #![allow(unsafe_code)]
 
+mod util;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt::Debug;
 use std::task::Waker;
+use util::encode_with_room;
 
 use bytes::Bytes;
 use pike::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
@@ -50,23 +53,6 @@ fn allocated_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // ----- helpers -----------------------------------------------------------
-
-/// Serializes `message` with at most `room` bytes of buffer per call.
-fn encode_with_room<C: Converter>(c: &C, message: &C::Message, room: usize) -> Vec<u8> {
-    let mut s = c.serializer(message);
-    let mut wire = Vec::new();
-    for _ in 0..1_000_000 {
-        let mut chunk = Vec::new();
-        let mut out = WriteBuf::new(&mut chunk, room);
-        let status = s.get_bytes(message, &mut out, Waker::noop()).unwrap();
-        wire.extend_from_slice(&chunk);
-        if status == Encoded::Done {
-            return wire;
-        }
-        assert_eq!(status, Encoded::More);
-    }
-    panic!("serializer never finished");
-}
 
 fn encode<C: Converter>(c: &C, message: &C::Message) -> Vec<u8> {
     encode_with_room(c, message, 1 << 20)

@@ -11,7 +11,7 @@ use std::task::Waker;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use pike::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
+use pike::converter::{Converter, Decoded, Deserializer, WriteBuf};
 use pike::converters::serde::{JsonConverter, MsgpackConverter, PostcardConverter};
 use pike::error::{DisconnectReason, ProtocolError, RejectReason};
 use pike::{Delivery, Event, ShutdownMode};
@@ -56,17 +56,8 @@ fn job() -> impl Strategy<Value = Job> {
 fn encode<C: Converter<Message = Job>>(c: &C, jobs: &[Job], room: usize, whole: bool) -> Vec<u8> {
     let mut wire = Vec::new();
     for j in jobs {
-        if whole && c.write_whole(j, &mut WriteBuf::new(&mut wire, usize::MAX)) {
-            continue;
-        }
-        let mut s = c.serializer(j);
-        loop {
-            let limit = wire.len() + room;
-            match s.get_bytes(j, &mut WriteBuf::new(&mut wire, limit), Waker::noop()) {
-                Ok(Encoded::Done) => break,
-                Ok(Encoded::More) => {}
-                other => panic!("{other:?}"),
-            }
+        if !(whole && c.write_whole(j, &mut WriteBuf::new(&mut wire, usize::MAX))) {
+            wire.extend(encode_with_room(c, j, room));
         }
     }
     wire

@@ -358,3 +358,20 @@ pub fn file_digest(path: &std::path::Path) -> (u64, u64) {
         len += n as u64;
     }
 }
+
+/// Serializes `message` with at most `room` bytes of buffer per call.
+pub fn encode_with_room<C: Converter>(c: &C, message: &C::Message, room: usize) -> Vec<u8> {
+    let mut s = c.serializer(message);
+    let mut wire = Vec::new();
+    for _ in 0..1_000_000 {
+        let mut chunk = Vec::new();
+        let mut out = WriteBuf::new(&mut chunk, room);
+        let status = s.get_bytes(message, &mut out, Waker::noop()).unwrap();
+        wire.extend_from_slice(&chunk);
+        if status == Encoded::Done {
+            return wire;
+        }
+        assert_eq!(status, Encoded::More);
+    }
+    panic!("serializer never finished");
+}
