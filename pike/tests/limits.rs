@@ -439,6 +439,32 @@ fn a_sender_waiting_for_room_is_released_by_a_disconnect() {
     c.shutdown(ShutdownMode::Now);
 }
 
+/// While `ends` is let go by a timeout, `busy` keeps sending whole
+/// messages, every 50 ms, and is served: returns why `ends` ended, and
+/// the messages of `ends` that came before.
+fn busy_peer_served_until_the_other_ends(
+    c: &Connector<StringConverter>,
+    busy: &mut TcpStream,
+    busy_conn: Connection,
+    ends: Connection,
+) -> (DisconnectReason, Vec<String>) {
+    let mut served = 0;
+    let mut before_the_end = Vec::new();
+    loop {
+        write_all(busy, &wire(&["busy"]));
+        match next(c) {
+            Event::MessageReceived(m) if m.connection == busy_conn => served += 1,
+            Event::MessageReceived(m) if m.connection == ends => before_the_end.push(m.message),
+            Event::RemoteDisconnect(r) if r.connection == ends => {
+                assert!(served > 0, "the busy peer was not served meanwhile");
+                return (r.reason, before_the_end);
+            }
+            other => panic!("{other:?}"),
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn an_idle_peer_is_disconnected_and_others_are_served() {
     let c = Connector::builder(StringConverter::new())
@@ -451,30 +477,14 @@ fn an_idle_peer_is_disconnected_and_others_are_served() {
     let quiet_conn = accept(&c, Delivery::Merged);
     let mut chatty = raw_connect(addr);
     let chatty_conn = accept(&c, Delivery::Merged);
-    let mut received = 0;
     let started = Instant::now();
-    loop {
-        write_all(&mut chatty, &wire(&["still here"]));
-        match next(&c) {
-            Event::MessageReceived(m) => {
-                assert_eq!(m.connection, chatty_conn);
-                received += 1;
-            }
-            Event::RemoteDisconnect(r) => {
-                assert_eq!(r.connection, quiet_conn);
-                assert!(
-                    matches!(r.reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
-                    "{:?}",
-                    r.reason
-                );
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    let (reason, _) =
+        busy_peer_served_until_the_other_ends(&c, &mut chatty, chatty_conn, quiet_conn);
+    assert!(
+        matches!(reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
+        "{reason:?}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(received > 0);
     assert_eq!(
         quiet.read(&mut [0; 8]).unwrap_or(0),
         0,
@@ -495,30 +505,12 @@ fn a_trickled_message_hits_the_message_timeout() {
     let mut brisk = raw_connect(addr);
     let brisk_conn = accept(&c, Delivery::Merged);
     write_all(&mut slow, b"2 ok100 a byte at a time");
-    let mut brisk_messages = 0;
-    loop {
-        // The other peer's whole messages keep arriving meanwhile.
-        write_all(&mut brisk, &wire(&["brisk"]));
-        match next(&c) {
-            Event::MessageReceived(m) if m.connection == conn => assert_eq!(m.message, "ok"),
-            Event::MessageReceived(m) => {
-                assert_eq!((m.connection, m.message.as_str()), (brisk_conn, "brisk"));
-                brisk_messages += 1;
-            }
-            Event::RemoteDisconnect(r) => {
-                assert_eq!(r.connection, conn);
-                assert!(
-                    matches!(r.reason, DisconnectReason::MessageTimeout(_)),
-                    "{:?}",
-                    r.reason
-                );
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    assert!(brisk_messages > 0);
+    let (reason, before) = busy_peer_served_until_the_other_ends(&c, &mut brisk, brisk_conn, conn);
+    assert!(
+        matches!(reason, DisconnectReason::MessageTimeout(_)),
+        "{reason:?}"
+    );
+    assert_eq!(before, ["ok"]);
 }
 
 #[test]
