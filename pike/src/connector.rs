@@ -31,7 +31,7 @@ mod async_io;
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
 use crossbeam_channel::TryRecvError as ChannelTryRecv;
 
+use crate::address::Address;
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
 use crate::error::{
@@ -47,83 +48,29 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
-use crate::reactor::command::{Command, ConnectWait, Target};
-use crate::reactor::direct::{Directory, Flush, Offer, SocketOptions};
+use crate::reactor::boundary::Shared;
+use crate::reactor::command::{Command, ConnectWait};
+use crate::reactor::conn::{Directory, Flush, Offer};
 use crate::reactor::lead::Lead;
 use crate::reactor::queues::{Envelope, Route};
-use crate::reactor::{Config, Reactor, Shared};
+use crate::reactor::{Config, Reactor};
 use crate::sync::lock;
+use crate::transport::{self, SocketOptions};
 
 pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
 pub use async_io::{Events, Recv, RecvConnection, SendAsync};
 
-/// The default time a closed connection waits for its peer to close after
-/// `FinishMessage`/`FinishQueue`, reading and discarding its input.
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+pub use crate::endpoint::DEFAULT_LINGER;
 /// The default limit on connections accepted from the listener and open
 /// at once: 16,384.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
-
-/// Where `connect` goes: a socket address, or a `host:port` name resolved
-/// off the network thread.
-#[derive(Debug, Clone)]
-pub struct Address(Target);
-
-impl From<SocketAddr> for Address {
-    fn from(addr: SocketAddr) -> Self {
-        Address(Target::Addrs(vec![addr]))
-    }
-}
-
-impl From<(IpAddr, u16)> for Address {
-    fn from(addr: (IpAddr, u16)) -> Self {
-        SocketAddr::from(addr).into()
-    }
-}
-
-impl From<(Ipv4Addr, u16)> for Address {
-    fn from(addr: (Ipv4Addr, u16)) -> Self {
-        SocketAddr::from(addr).into()
-    }
-}
-
-impl From<(Ipv6Addr, u16)> for Address {
-    fn from(addr: (Ipv6Addr, u16)) -> Self {
-        SocketAddr::from(addr).into()
-    }
-}
-
-impl From<&str> for Address {
-    /// `"127.0.0.1:80"`, `"[::1]:80"` or `"example.org:80"`.
-    fn from(addr: &str) -> Self {
-        match addr.parse::<SocketAddr>() {
-            Ok(addr) => addr.into(),
-            Err(_) => Address(Target::Name(addr.to_owned())),
-        }
-    }
-}
-
-impl From<String> for Address {
-    fn from(addr: String) -> Self {
-        addr.as_str().into()
-    }
-}
-
-impl From<(&str, u16)> for Address {
-    fn from((host, port): (&str, u16)) -> Self {
-        match host.parse::<IpAddr>() {
-            Ok(ip) => (ip, port).into(),
-            Err(_) => Address(Target::Name(format!("{host}:{port}"))),
-        }
-    }
-}
 
 /// Configures and starts a [`Connector`]. Every setting has a documented
 /// default.
 #[must_use = "a builder does nothing until `build`, `spawn` or a `run`"]
 pub struct ConnectorBuilder<C> {
     converter: C,
-    listen: Option<io::Result<Vec<SocketAddr>>>,
+    listen: Option<Address>,
     config: Config,
 }
 
@@ -136,10 +83,14 @@ impl<C> fmt::Debug for ConnectorBuilder<C> {
 }
 
 impl<C: Converter> ConnectorBuilder<C> {
-    /// Listens on `addr` (port 0 picks a free port; see
-    /// [`Connector::local_addr`]). Default: not listening.
-    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
-        self.listen = Some(addr.to_socket_addrs().map(Iterator::collect));
+    /// Listens on `addr`: a TCP address (port 0 picks a free port; see
+    /// [`Connector::local_addr`]), a `host:port` name (resolved when the
+    /// connector is built), or a Unix socket (`"unix:/path"`,
+    /// `"unix:@name"`, [`Address::unix`]). A Unix socket file left by a
+    /// process that died is replaced, one something listens on is not;
+    /// the file is removed at shutdown. Default: not listening.
+    pub fn listen(mut self, addr: impl Into<Address>) -> Self {
+        self.listen = Some(addr.into());
         self
     }
 
@@ -274,7 +225,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// waits for its peer to close, so that no reset destroys data in
     /// flight. Default [`DEFAULT_LINGER`].
     pub fn linger(mut self, linger: Duration) -> Self {
-        self.config.linger = linger;
+        self.config.endpoint.linger = linger;
         self
     }
 
@@ -295,11 +246,13 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// running yet: start it with [`Connector::run`] or [`Connector::spawn`].
     /// Commands given before that wait for it.
     pub fn build(self) -> io::Result<Connector<C>> {
-        let listener = match self.listen {
-            None => None,
-            Some(addrs) => Some(bind(&addrs?)?),
+        let (listener, local) = match &self.listen {
+            None => (None, None),
+            Some(addr) => {
+                let (listener, local) = transport::bind(addr)?;
+                (Some(listener), Some(local))
+            }
         };
-        let local_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let reactor = Reactor::new(Arc::new(self.converter), self.config, listener)?;
         Ok(Connector {
             inner: Arc::new(Inner {
@@ -307,7 +260,7 @@ impl<C: Converter> ConnectorBuilder<C> {
                 directory: reactor.directory(),
                 lead: Arc::new(Lead::new(reactor)),
                 thread: Mutex::new(None),
-                local_addr,
+                local,
             }),
         })
     }
@@ -318,26 +271,6 @@ impl<C: Converter> ConnectorBuilder<C> {
         connector.spawn()?;
         Ok(connector)
     }
-}
-
-fn bind(addrs: &[SocketAddr]) -> io::Result<std::net::TcpListener> {
-    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
-    for addr in addrs {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(*addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        match socket
-            .bind(&(*addr).into())
-            .and_then(|()| socket.listen(1024))
-        {
-            Ok(()) => return Ok(socket.into()),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// The hub through which connections are made and messages sent and
@@ -357,7 +290,8 @@ struct Inner<C: Converter> {
     /// The network loop, and who runs it.
     lead: Arc<Lead<C>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    local_addr: Option<SocketAddr>,
+    /// Where it listens, as peers connect to it.
+    local: Option<Address>,
 }
 
 impl<C: Converter> Clone for Connector<C> {
@@ -371,7 +305,7 @@ impl<C: Converter> Clone for Connector<C> {
 impl<C: Converter> fmt::Debug for Connector<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
-            .field("local_addr", &self.inner.local_addr)
+            .field("listening", &self.inner.local)
             .field("stopped", &self.inner.shared.is_stopped())
             .finish()
     }
@@ -388,7 +322,6 @@ impl<C: Converter> Connector<C> {
                 memory_budget: DEFAULT_MEMORY_BUDGET,
                 connection_share: DEFAULT_CONNECTION_SHARE,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
-                linger: DEFAULT_LINGER,
                 socket: SocketOptions {
                     nodelay: true,
                     keepalive: None,
@@ -399,9 +332,15 @@ impl<C: Converter> Connector<C> {
         }
     }
 
-    /// The address the connector listens on, if it listens.
+    /// The TCP address the connector listens on, if it listens on TCP.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local_addr
+        self.inner.local.as_ref()?.as_socket_addr()
+    }
+
+    /// Where the connector listens, in the form peers connect to (TCP or
+    /// Unix), if it listens.
+    pub fn listen_address(&self) -> Option<Address> {
+        self.inner.local.clone()
     }
 
     /// Gives the calling thread to the network loop until shutdown
@@ -409,7 +348,7 @@ impl<C: Converter> Connector<C> {
     /// started.
     pub fn run(&self) -> io::Result<()> {
         self.start()?;
-        self.inner.lead.run_home();
+        self.inner.lead.run_network_thread();
         Ok(())
     }
 
@@ -420,7 +359,7 @@ impl<C: Converter> Connector<C> {
         let lead = self.inner.lead.clone();
         let handle = std::thread::Builder::new()
             .name("pike-network".into())
-            .spawn(move || lead.run_home())?;
+            .spawn(move || lead.run_network_thread())?;
         *lock(&self.inner.thread) = Some(handle);
         Ok(())
     }
@@ -792,7 +731,7 @@ impl<C: Converter> Connector<C> {
             return Ok(ready);
         }
         let nudge = || {
-            let _ = shared.commands.push(Command::Nudge);
+            let _ = shared.commands.push(Command::HandOver);
         };
         let _waiting = self.inner.lead.waiting();
         if let Some(mut lent) = self.inner.lead.borrow(deadline, nudge) {
@@ -945,7 +884,7 @@ struct ReleaseOnDrop<'a, M> {
 
 impl<M> Drop for ReleaseOnDrop<'_, M> {
     fn drop(&mut self) {
-        let _ = self.shared.commands.push(Command::Release {
+        let _ = self.shared.commands.push(Command::CallbackDone {
             connection: self.connection,
         });
     }

@@ -4,15 +4,13 @@
 //! comes back exactly once, inside one of these events (or `send`'s error).
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::address::PeerAddr;
 use crate::error::{ConnectError, DisconnectReason, RejectReason};
 use crate::mode::Delivery;
-use crate::reactor::Shared;
-use crate::reactor::direct::Admit;
 
-/// An opaque id of one socket to one endpoint. Ids are never reused within a
+/// An opaque id of one connection. Ids are never reused within a
 /// connector.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Connection(pub(crate) u64);
@@ -168,23 +166,30 @@ pub struct RemoteConnect<M> {
     /// The new connection.
     pub connection: Connection,
     /// The peer's address.
-    pub peer: SocketAddr,
-    shared: Option<Arc<Shared<M>>>,
-    admit: Arc<dyn Admit<M>>,
+    pub peer: PeerAddr,
+    /// Accepts or rejects it; `None` once done.
+    handle: Option<Arc<dyn AcceptHandle<M>>>,
+}
+
+/// What a [`RemoteConnect`] accepts or rejects its connection through
+/// (the reactor implements it; the event knows only the message type).
+pub(crate) trait AcceptHandle<M>: Send + Sync {
+    /// Accepts `id` if it still waits, its events going as `delivery` says.
+    fn accept(&self, id: Connection, delivery: Delivery);
+    /// Rejects `id` if it still waits.
+    fn reject(&self, id: Connection);
 }
 
 impl<M> RemoteConnect<M> {
     pub(crate) fn new(
         connection: Connection,
-        peer: SocketAddr,
-        shared: Arc<Shared<M>>,
-        admit: Arc<dyn Admit<M>>,
+        peer: PeerAddr,
+        handle: Arc<dyn AcceptHandle<M>>,
     ) -> Self {
         Self {
             connection,
             peer,
-            shared: Some(shared),
-            admit,
+            handle: Some(handle),
         }
     }
 
@@ -193,17 +198,8 @@ impl<M> RemoteConnect<M> {
     /// with `recv_connection`), starting with the messages that arrived
     /// before this call.
     pub fn finish_accept(mut self, delivery: Delivery) {
-        let Some(shared) = self.shared.take() else {
-            return;
-        };
-        let connection = self.connection;
-        let route = match delivery {
-            Delivery::Merged => crate::reactor::queues::Route::Main,
-            Delivery::Separate => shared.separate.open(connection),
-        };
-        // Applied on this thread, in its place among the connection's sends.
-        if !self.admit.accept(connection, route) {
-            shared.separate.remove(connection);
+        if let Some(handle) = self.handle.take() {
+            handle.accept(self.connection, delivery);
         }
     }
 
@@ -213,8 +209,8 @@ impl<M> RemoteConnect<M> {
     }
 
     fn reject_now(&mut self) {
-        if self.shared.take().is_some() {
-            self.admit.reject(self.connection);
+        if let Some(handle) = self.handle.take() {
+            handle.reject(self.connection);
         }
     }
 }
@@ -230,7 +226,7 @@ impl<M> fmt::Debug for RemoteConnect<M> {
         f.debug_struct("RemoteConnect")
             .field("connection", &self.connection)
             .field("peer", &self.peer)
-            .field("pending", &self.shared.is_some())
+            .field("pending", &self.handle.is_some())
             .finish()
     }
 }

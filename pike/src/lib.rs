@@ -83,6 +83,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod connector;
 pub mod converter;
 pub mod converters;
@@ -93,8 +94,10 @@ mod memory;
 pub mod mode;
 mod reactor;
 mod sync;
+mod transport;
 
-pub use connector::{Address, Connector, ConnectorBuilder, Queued};
+pub use address::{Address, PeerAddr, UnixAddr};
+pub use connector::{Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
     ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,

@@ -18,7 +18,7 @@ use crate::converter::Converter;
 use crate::error::SendError;
 use crate::event::{Connection, Event};
 use crate::reactor::channel::Receiver;
-use crate::reactor::direct::Offer;
+use crate::reactor::conn::Offer;
 use crate::reactor::queues::Envelope;
 
 impl<C: Converter> Connector<C> {

@@ -49,10 +49,34 @@
 //! ```
 //!
 //! In `Draining` the local disconnect has completed (its `FinishDisconnect`
-//! was emitted): the reactor shuts the socket's write side down, so the
-//! peer reads every byte and then EOF, and reads and discards whatever the
-//! peer still sends until it closes. Closing a socket with unread input
-//! would send a reset instead, which can destroy data still in flight.
+//! was emitted): the endpoint asks for the transport's write side to be
+//! shut down ([`wants_shutdown_write`](Endpoint::wants_shutdown_write)), so
+//! the peer reads every byte and then EOF, and reads and discards whatever
+//! the peer still sends until it closes, or until the linger time is up
+//! (`linger`, counted from [`handle_write_shut`](Endpoint::handle_write_shut)).
+//! Closing a socket with unread input would send a reset instead, which can
+//! destroy data still in flight.
+//!
+//! # Call order
+//!
+//! The driver of an endpoint (the reactor, or a test) repeats, whenever
+//! something happened (readiness, a command, a timer):
+//!
+//! 1. feed what happened: `handle_connected`/`handle_connect_failed`,
+//!    `handle_read*` (only while [`wants_read`](Endpoint::wants_read) or
+//!    [`has_backlog`](Endpoint::has_backlog)), `handle_eof`,
+//!    `handle_error`, `handle_wake`, `handle_timeout`, and the
+//!    application's `send`/`disconnect`/`accept`/`reject`/`shutdown`;
+//! 2. write [`transmit`](Endpoint::transmit) while
+//!    [`wants_write`](Endpoint::wants_write), reporting each write with
+//!    [`handle_written`](Endpoint::handle_written);
+//! 3. shut the write side down if
+//!    [`wants_shutdown_write`](Endpoint::wants_shutdown_write), then
+//!    [`handle_write_shut`](Endpoint::handle_write_shut);
+//! 4. take every [`poll_event`](Endpoint::poll_event);
+//! 5. once [`state`](Endpoint::state) is `Closed`, close the transport;
+//!    otherwise call [`handle_timeout`](Endpoint::handle_timeout) at
+//!    [`poll_timeout`](Endpoint::poll_timeout) at the latest.
 
 mod recv;
 mod send;
@@ -75,7 +99,7 @@ use crate::event::{
     Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
     RemoteDisconnect,
 };
-use crate::mode::DisconnectMode;
+use crate::mode::{DisconnectMode, ShutdownMode};
 
 use recv::Inbox;
 use send::Outbox;
@@ -89,6 +113,9 @@ pub const DEFAULT_MAX_PENDING_INPUT: usize = 1024 * 1024;
 pub const DEFAULT_SEND_HIGH_WATER: usize = 1024 * 1024;
 /// The default hard cap of a connection's unsent queue: 16 MiB.
 pub const DEFAULT_SEND_QUEUE_CAP: usize = 16 * 1024 * 1024;
+/// The default time a connection whose local disconnect completed waits for
+/// its peer to close: 5 s.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
 /// Per-connection limits and timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +151,10 @@ pub struct EndpointConfig {
     /// defence against peers that trickle a message, "slowloris"). Default:
     /// no limit.
     pub message_timeout: Option<Duration>,
+    /// How long a connection whose local disconnect completed waits, its
+    /// write side shut down, for the peer to close, reading and discarding
+    /// its input, before it closes anyway. Default [`DEFAULT_LINGER`].
+    pub linger: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -136,6 +167,7 @@ impl Default for EndpointConfig {
             connect_timeout: None,
             idle_timeout: None,
             message_timeout: None,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -155,6 +187,8 @@ struct Timers {
     last_input: Option<Instant>,
     /// When the message now being received began.
     message_start: Option<Instant>,
+    /// Draining: the write side was shut down; close by then.
+    linger_until: Option<Instant>,
 }
 
 /// Where a connection is in its life.
@@ -307,6 +341,7 @@ impl<C: Converter> Endpoint<C> {
                     && !self.inbox.is_waiting()
                     && !self.inbox.is_held()
                     && !self.send_backlogged
+                    && !self.input_held
             }
             State::Draining => true,
             State::Connecting | State::Accepting | State::Closed => false,
@@ -318,7 +353,9 @@ impl<C: Converter> Endpoint<C> {
     /// [`handle_read_into`](Self::handle_read_into)). Decode it with
     /// [`handle_backlog_into`](Self::handle_backlog_into).
     pub fn has_backlog(&self) -> bool {
-        matches!(self.state, State::Open | State::Disconnecting(_)) && self.inbox.is_held()
+        matches!(self.state, State::Open | State::Disconnecting(_))
+            && self.inbox.is_held()
+            && !self.input_held
     }
 
     /// Bytes of input the connection holds: the message being received so
@@ -359,6 +396,14 @@ impl<C: Converter> Endpoint<C> {
     /// would hand a message back.
     pub fn is_full(&self) -> bool {
         self.outbox.bytes() >= self.config.send_high_water.max(1)
+    }
+
+    /// Whether the transport's write side should be shut down now: the
+    /// local disconnect completed (every byte it had to write is written),
+    /// so the peer reads them all and then end of stream. Report it done
+    /// with [`handle_write_shut`](Self::handle_write_shut).
+    pub fn wants_shutdown_write(&self) -> bool {
+        self.state == State::Draining && self.timers.linger_until.is_none()
     }
 
     /// Whether [`transmit`](Self::transmit) has bytes for the socket.
@@ -416,6 +461,7 @@ impl<C: Converter> Endpoint<C> {
                 let message = c.message_timeout.zip(t.message_start).map(|(d, at)| at + d);
                 idle.into_iter().chain(message).min()
             }
+            State::Draining => t.linger_until,
             _ => None,
         }
     }
@@ -553,6 +599,21 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
+    /// The connector shuts down in `mode`: a connect is cancelled, a
+    /// connection not yet accepted is rejected, an open one disconnects in
+    /// the matching [`DisconnectMode`], and with [`ShutdownMode::Now`] one
+    /// already disconnecting or draining ends at once (as by
+    /// [`abort`](Self::abort)).
+    pub fn shutdown(&mut self, mode: ShutdownMode) {
+        match self.state {
+            State::Connecting => self.connect_failed(ConnectError::Cancelled),
+            State::Accepting => self.reject(),
+            State::Open => self.disconnect(mode.into()),
+            State::Disconnecting(_) | State::Draining if mode == ShutdownMode::Now => self.abort(),
+            State::Disconnecting(_) | State::Draining | State::Closed => {}
+        }
+    }
+
     /// Accepts a connection a peer opened: reading and writing start, and
     /// its idle timer starts at `now`.
     pub fn accept(&mut self, now: Instant) {
@@ -564,7 +625,10 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Whether the reactor holds this connection's input back (the memory
-    /// budget is reached): its idle and message timers then do not run.
+    /// budget is reached): nothing is read or decoded
+    /// ([`wants_read`](Self::wants_read) and
+    /// [`has_backlog`](Self::has_backlog) are false, except while
+    /// draining), and its idle and message timers do not run.
     pub fn hold_input(&mut self, held: bool) {
         self.input_held = held;
     }
@@ -614,6 +678,16 @@ impl<C: Converter> Endpoint<C> {
         }
         self.outbox.consume(n);
         self.fill();
+    }
+
+    /// The transport's write side was shut down at `now` (see
+    /// [`wants_shutdown_write`](Self::wants_shutdown_write)): the linger
+    /// time starts, after which the connection closes even if the peer
+    /// never does.
+    pub fn handle_write_shut(&mut self, now: Instant) {
+        if self.state == State::Draining && self.timers.linger_until.is_none() {
+            self.timers.linger_until = Some(now.checked_add(self.config.linger).unwrap_or(now));
+        }
     }
 
     /// Bytes arrived from the socket, at `now`.
@@ -828,6 +902,13 @@ impl<C: Converter> Endpoint<C> {
                 };
                 self.fail(reason);
             }
+            State::Draining if due(self.timers.linger_until) => {
+                tracing::debug!(
+                    "{}: peer did not close within the linger time",
+                    self.connection
+                );
+                self.close();
+            }
             _ => {}
         }
     }
@@ -991,6 +1072,7 @@ pub mod fuzzing {
             connect_timeout: Some(Duration::from_secs(1)),
             idle_timeout: Some(Duration::from_secs(3)),
             message_timeout: Some(Duration::from_secs(2)),
+            linger: Duration::from_secs(1),
         };
         let start = Instant::now();
         let mut now = start;
@@ -1049,6 +1131,9 @@ pub mod fuzzing {
                 2 | 3 => {
                     let n = ep.transmit().len().min(arg * 3);
                     ep.handle_written(n);
+                    if ep.wants_shutdown_write() {
+                        ep.handle_write_shut(now);
+                    }
                 }
                 4 => {
                     let n = arg.min(data.len());
@@ -1084,7 +1169,8 @@ pub mod fuzzing {
         }
         ep.handle_error(io::ErrorKind::ConnectionReset.into());
         // What was read before the reset is delivered before the end: the
-        // input held back is decoded first.
+        // input held back is decoded first, once no longer paused.
+        ep.hold_input(false);
         while ep.has_backlog() {
             ep.handle_backlog_into(now, &mut |e| {
                 assert!(matches!(e, Event::MessageReceived(_)), "{e:?}");

@@ -26,6 +26,7 @@ use std::{fmt, io};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::address::Target;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
@@ -50,9 +51,9 @@ pub(crate) enum Command<M> {
         connection: Connection,
         messages: Vec<M>,
     },
-    /// A send on the caller's thread left events (or a new state) in the
-    /// connection's endpoint: pass them on.
-    Poke {
+    /// A send on the caller's thread left events (or a new state, or bytes
+    /// for the loop to write) in the connection's endpoint: drive it.
+    Drive {
         connection: Connection,
     },
     Disconnect {
@@ -60,7 +61,7 @@ pub(crate) enum Command<M> {
         mode: DisconnectMode,
     },
     /// `connect_waiting`'s callback returned: deliver the held events.
-    Release {
+    CallbackDone {
         connection: Connection,
     },
     Merge {
@@ -74,15 +75,16 @@ pub(crate) enum Command<M> {
     /// The application took enough events to bring the connector's memory
     /// budget down: read again from the connections paused at it.
     BudgetFreed,
-    /// A serializer or deserializer woke its waker.
-    Wake {
+    /// A serializer or deserializer woke its waker: it can go on.
+    ConverterReady {
         connection: Connection,
     },
     Shutdown {
         mode: ShutdownMode,
     },
-    /// Nothing: wakes the poller so that its thread hands the loop over.
-    Nudge,
+    /// Nothing: wakes the thread running the loop so that it hands the
+    /// loop over to a borrower (see [`lead`](super::lead)).
+    HandOver,
 }
 
 impl<M> fmt::Debug for Command<M> {
@@ -92,26 +94,18 @@ impl<M> fmt::Debug for Command<M> {
             Command::Resolved { .. } => "Resolved",
             Command::Send { .. } => "Send",
             Command::SendBatch { .. } => "SendBatch",
-            Command::Poke { .. } => "Poke",
+            Command::Drive { .. } => "Drive",
             Command::Disconnect { .. } => "Disconnect",
-            Command::Release { .. } => "Release",
+            Command::CallbackDone { .. } => "CallbackDone",
             Command::Merge { .. } => "Merge",
             Command::Resume { .. } => "Resume",
             Command::BudgetFreed => "BudgetFreed",
-            Command::Wake { .. } => "Wake",
+            Command::ConverterReady { .. } => "ConverterReady",
             Command::Shutdown { .. } => "Shutdown",
-            Command::Nudge => "Nudge",
+            Command::HandOver => "HandOver",
         };
         f.write_str(name)
     }
-}
-
-/// Where to connect: an address, or a name to resolve off the network thread.
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Addrs(Vec<SocketAddr>),
-    /// `host:port`, resolved by a helper thread.
-    Name(String),
 }
 
 /// The command queue, shared by every handle.
@@ -122,14 +116,14 @@ pub(crate) struct CommandQueue<M> {
     sleeping: AtomicBool,
     closed: AtomicBool,
     pushing: AtomicUsize,
-    /// The network loop is parked idle in its slot (see `lead`): nobody
-    /// polls, so a push rings `bell` for its home thread instead.
-    parked: AtomicBool,
+    /// The loop is idle in its slot (see `lead`): nobody polls, so a push
+    /// wakes the network thread through `idle_wake` instead.
+    idle: AtomicBool,
     /// Shutdown modes asked for, one bit each: a shutdown goes ahead of
     /// whatever commands are queued before it.
     shutdown: AtomicU8,
-    /// What the loop's home thread waits on while it does not run the loop.
-    pub(crate) bell: Condvar,
+    /// What the network thread waits on while it does not run the loop.
+    pub(crate) idle_wake: Condvar,
 }
 
 impl<M> fmt::Debug for CommandQueue<M> {
@@ -150,9 +144,9 @@ impl<M> CommandQueue<M> {
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             pushing: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
             shutdown: AtomicU8::new(0),
-            bell: Condvar::new(),
+            idle_wake: Condvar::new(),
         };
         (queue, rx)
     }
@@ -174,8 +168,8 @@ impl<M> CommandQueue<M> {
             // A failed wake means the poller is gone, so nobody waits.
             let _ = self.waker.wake();
         }
-        if result.is_ok() && self.parked.load(Ordering::SeqCst) {
-            self.bell.notify_all();
+        if result.is_ok() && self.idle.load(Ordering::SeqCst) {
+            self.idle_wake.notify_all();
         }
         result
     }
@@ -202,13 +196,14 @@ impl<M> CommandQueue<M> {
         .filter(move |&m| bits & shutdown_bit(m) != 0)
     }
 
-    /// The loop is parked idle (`true`) or taken to run (`false`). Parking
-    /// returns whether commands are already waiting, in which case the
-    /// caller rings the bell itself (a pusher may have missed the flag).
-    pub(crate) fn set_parked(&self, parked: bool, commands: &Receiver<Command<M>>) -> bool {
-        self.parked.store(parked, Ordering::SeqCst);
+    /// The loop is idle in its slot (`true`) or taken to run (`false`).
+    /// Going idle returns whether commands are already waiting, in which
+    /// case the caller wakes the network thread itself (a pusher may have
+    /// missed the flag).
+    pub(crate) fn set_idle(&self, idle: bool, commands: &Receiver<Command<M>>) -> bool {
+        self.idle.store(idle, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        parked && !commands.is_empty()
+        idle && !commands.is_empty()
     }
 
     /// Network thread: called before draining, so that a command pushed
@@ -265,7 +260,7 @@ impl<M: Send + 'static> Wake for ConnectionWaker<M> {
 
     fn wake_by_ref(self: &Arc<Self>) {
         // After the connector stopped there is nothing left to wake.
-        let _ = self.commands.push(Command::Wake {
+        let _ = self.commands.push(Command::ConverterReady {
             connection: self.connection,
         });
     }

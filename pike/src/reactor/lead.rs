@@ -8,27 +8,27 @@
 //! context switches instead of one, and on a busy machine each costs tens
 //! of microseconds).
 //!
-//! So the [`Reactor`] sits in a slot. Its *home* thread (the one `spawn`
+//! So the [`Reactor`] sits in a slot. Its *network thread* (the one `spawn`
 //! starts, or the caller of `run`) runs it while nobody else wants it. A
 //! thread in `recv` with nothing to take *borrows* it: if it is idle in the
-//! slot, at once; if the home thread is running it, by asking (`wanted`
+//! slot, at once; if the network thread is running it, by asking (`wanted`
 //! and a no-op command that wakes `poll`) and waiting for the hand-over. It
 //! runs turns of the loop until an event for it is queued, then puts the
 //! reactor back in the slot. Only one thread borrows at a time; the others
 //! wait on the queue as before, fed by whoever runs the loop.
 //!
-//! A returned reactor is not handed to the home thread at once: an
+//! A returned reactor is not handed to the network thread at once: an
 //! application that calls `recv` in a loop takes it again straight away,
-//! with no hand-over at all. While it is parked, a command (a send left for
-//! the loop to write, a connect, a shutdown…) rings the home thread's bell,
-//! and the home thread runs one turn that does not wait, then parks it
-//! again. Once it has been idle for [`GRACE`], the home thread takes it
+//! with no hand-over at all. While it is idle in the slot, a command (a send left for
+//! the loop to write, a connect, a shutdown…) wakes the network thread,
+//! and the network thread runs one turn that does not wait, then leaves it idle
+//! again. Once it has been idle for [`GRACE`], the network thread takes it
 //! back, so that a connector whose application threads are all busy still
 //! accepts and reads within that time.
 //!
-//! While the reactor is lent, the home thread checks on it every `GRACE`;
+//! While the reactor is lent, the network thread checks on it every `GRACE`;
 //! once it has stayed lent for [`DOZE_AFTER`] of those in a row (a thread
-//! blocked in `recv` on a quiet connector), the home thread sleeps until
+//! blocked in `recv` on a quiet connector), the network thread sleeps until
 //! the borrower puts it back, so that a quiet connector makes no wake-ups.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,23 +42,23 @@ use crate::reactor::Reactor;
 use crate::reactor::command::CommandQueue;
 use crate::sync::lock;
 
-/// How long a returned reactor may sit idle before its home thread takes
+/// How long a returned reactor may sit idle before its network thread takes
 /// it back.
 pub(crate) const GRACE: Duration = Duration::from_micros(500);
 
 /// How many grace periods in a row the reactor must stay lent before the
-/// home thread stops waking for it (see [`Lead::run_home`]).
+/// network thread stops waking for it (see [`Lead::run_network_thread`]).
 const DOZE_AFTER: u32 = 20;
 
 /// The slot the reactor lives in, and the threads that run it.
 pub(crate) struct Lead<C: Converter> {
     slot: Mutex<Slot<C>>,
-    /// The home thread waits on its bell while the reactor is lent or
+    /// The network thread waits on `idle_wake` while the reactor is lent or
     /// idle; commands pushed while it is idle ring it.
     commands: Arc<CommandQueue<C::Message>>,
-    /// A borrower waits here for the home thread to hand the reactor over.
+    /// A borrower waits here for the network thread to hand the reactor over.
     handed: Condvar,
-    /// Borrowers asking the home thread to hand the reactor over.
+    /// Borrowers asking the network thread to hand the reactor over.
     wanted: AtomicUsize,
     /// A borrower has the reactor or is waiting for it. Changed only under
     /// the slot's lock; an atomic so that the threads in `recv` while one
@@ -71,17 +71,17 @@ pub(crate) struct Lead<C: Converter> {
 struct Slot<C: Converter> {
     /// `None` while a thread runs it (or after it finished).
     reactor: Option<Reactor<C>>,
-    /// A home thread runs the loop (`spawn` or `run` was called).
+    /// A network thread runs the loop (`spawn` or `run` was called).
     started: bool,
     /// The loop ended (shutdown complete) and the reactor is gone.
     done: bool,
     /// When a borrower put it back, while nobody has taken it since.
-    parked_at: Option<Instant>,
+    idle_since: Option<Instant>,
     /// How many times a borrower has put it back.
     returns: u64,
-    /// The home thread sleeps with no timeout until a borrower puts the
+    /// The network thread sleeps with no timeout until a borrower puts the
     /// reactor back: it stayed lent through [`DOZE_AFTER`] grace periods.
-    dozing: bool,
+    asleep: bool,
     /// The borrower that last put the reactor back left work in it (a
     /// command, or a socket ready).
     returned_work: bool,
@@ -102,9 +102,9 @@ impl<C: Converter> Lead<C> {
                 reactor: Some(reactor),
                 started: false,
                 done: false,
-                parked_at: None,
+                idle_since: None,
                 returns: 0,
-                dozing: false,
+                asleep: false,
                 returned_work: false,
             }),
             handed: Condvar::new(),
@@ -114,7 +114,7 @@ impl<C: Converter> Lead<C> {
         }
     }
 
-    /// Marks the loop started by a home thread; false if it was already.
+    /// Marks the loop started by a network thread; false if it was already.
     pub(crate) fn start(&self) -> bool {
         let mut slot = lock(&self.slot);
         if slot.started || slot.reactor.is_none() {
@@ -135,11 +135,11 @@ impl<C: Converter> Lead<C> {
         slot.reactor.take()
     }
 
-    /// The home thread's loop: runs the reactor whenever nobody borrows it,
+    /// The network thread's loop: runs the reactor whenever nobody borrows it,
     /// until shutdown completes.
-    pub(crate) fn run_home(&self) {
+    pub(crate) fn run_network_thread(&self) {
         let mut slot = lock(&self.slot);
-        // `returns` when the home thread last found the reactor lent, and
+        // `returns` when the network thread last found the reactor lent, and
         // for how many grace periods in a row it has stayed lent since.
         let mut seen_returns = None;
         let mut lent_for = 0u32;
@@ -158,41 +158,41 @@ impl<C: Converter> Lead<C> {
                     // blocked in `recv` on a quiet connector): sleep until
                     // it comes back, rather than wake every `GRACE` for
                     // nothing. Not sooner: in a busy stream the loop comes
-                    // and goes, and a home thread woken by each return
+                    // and goes, and a network thread woken by each return
                     // would cost more than its timer.
                     lent_for = 0;
-                    slot.dozing = true;
+                    slot.asleep = true;
                     slot = self
                         .commands
-                        .bell
+                        .idle_wake
                         .wait(slot)
                         .unwrap_or_else(|e| e.into_inner());
-                    slot.dozing = false;
+                    slot.asleep = false;
                     seen_returns = None;
                     if slot.reactor.is_some() && !slot.returned_work {
                         // Woken because it came back: its borrower is likely
                         // to want it again at once, so start the grace
                         // period rather than run a turn now (which would
                         // only make it wait for the hand-over). A command
-                        // rings the bell and cuts the wait short.
-                        slot = self.ring_or_wait(slot, GRACE);
+                        // wakes it and cuts the wait short.
+                        slot = self.wake_or_wait(slot, GRACE);
                     }
                 } else {
                     seen_returns = Some(slot.returns);
-                    slot = self.ring_or_wait(slot, GRACE);
+                    slot = self.wake_or_wait(slot, GRACE);
                 }
                 continue;
             }
             seen_returns = None;
-            let parked_for = slot.parked_at.map_or(GRACE, |t| t.elapsed());
-            // Parked a moment ago, its borrower is likely back soon: only do
+            let idle_for = slot.idle_since.map_or(GRACE, |t| t.elapsed());
+            // Idle since a moment ago, its borrower is likely back soon: only do
             // what the commands ask, without keeping it. Idle for `GRACE`:
             // take it back.
-            let keep = parked_for >= GRACE;
+            let keep = idle_for >= GRACE;
             let mut reactor = slot.reactor.take().expect("idle");
             if keep {
-                reactor.set_parked(false);
-                slot.parked_at = None;
+                reactor.set_idle(false);
+                slot.idle_since = None;
             }
             drop(slot);
             let mut alive = true;
@@ -207,25 +207,25 @@ impl<C: Converter> Lead<C> {
                 self.finish(reactor);
                 return;
             }
-            // Still parked after a quick turn: did more come meanwhile?
-            let again = !keep && (reactor.set_parked(true) || reactor.has_work());
+            // Still idle after a quick turn: did more come meanwhile?
+            let again = !keep && (reactor.set_idle(true) || reactor.has_work());
             slot = lock(&self.slot);
             slot.reactor = Some(reactor);
             self.handed.notify_all();
             if !keep && !again {
-                slot = self.ring_or_wait(slot, GRACE.saturating_sub(parked_for));
+                slot = self.wake_or_wait(slot, GRACE.saturating_sub(idle_for));
             }
         }
     }
 
-    /// Sleeps on the bell until a command rings it or `timeout` passes.
-    fn ring_or_wait<'a>(
+    /// Sleeps on `idle_wake` until a command rings it or `timeout` passes.
+    fn wake_or_wait<'a>(
         &'a self,
         slot: std::sync::MutexGuard<'a, Slot<C>>,
         timeout: Duration,
     ) -> std::sync::MutexGuard<'a, Slot<C>> {
         self.commands
-            .bell
+            .idle_wake
             .wait_timeout(slot, timeout)
             .unwrap_or_else(|e| e.into_inner())
             .0
@@ -233,7 +233,7 @@ impl<C: Converter> Lead<C> {
 
     /// Takes the reactor to run it on this thread, waiting for the home
     /// thread to hand it over until `deadline`. `None` if the loop is not
-    /// running on a home thread, someone else borrows it, it finished, or
+    /// running on a network thread, someone else borrows it, it finished, or
     /// the deadline passed.
     pub(crate) fn borrow(
         &self,
@@ -241,7 +241,7 @@ impl<C: Converter> Lead<C> {
         nudge: impl FnOnce(),
     ) -> Option<Borrowed<'_, C>> {
         // Several threads waiting (a pool of workers): they are better
-        // served by the home thread feeding them all than by one of them
+        // served by the network thread feeding them all than by one of them
         // running the loop and handing it back and forth.
         if self.lent.load(Ordering::Relaxed) || self.waiting.load(Ordering::Relaxed) > 1 {
             return None;
@@ -252,7 +252,7 @@ impl<C: Converter> Lead<C> {
         }
         self.lent.store(true, Ordering::Relaxed);
         if slot.reactor.is_none() {
-            // The home thread runs it: ask it to stop after its turn.
+            // The network thread runs it: ask it to stop after its turn.
             self.wanted.fetch_add(1, Ordering::SeqCst);
             nudge();
             while slot.reactor.is_none() {
@@ -262,7 +262,7 @@ impl<C: Converter> Lead<C> {
                     self.wanted.fetch_sub(1, Ordering::SeqCst);
                     self.lent.store(false, Ordering::Relaxed);
                     drop(slot);
-                    self.commands.bell.notify_all();
+                    self.commands.idle_wake.notify_all();
                     return None;
                 }
                 slot = match deadline {
@@ -278,8 +278,8 @@ impl<C: Converter> Lead<C> {
             self.wanted.fetch_sub(1, Ordering::SeqCst);
         }
         let reactor = slot.reactor.take().expect("checked");
-        reactor.set_parked(false);
-        slot.parked_at = None;
+        reactor.set_idle(false);
+        slot.idle_since = None;
         Some(Borrowed {
             lead: self,
             reactor: Some(reactor),
@@ -299,7 +299,7 @@ impl<C: Converter> Lead<C> {
         slot.done = true;
         self.lent.store(false, Ordering::Relaxed);
         drop(slot);
-        self.commands.bell.notify_all();
+        self.commands.idle_wake.notify_all();
         self.handed.notify_all();
     }
 }
@@ -348,26 +348,26 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
             slot.done = true;
             self.lead.lent.store(false, Ordering::Relaxed);
             drop(slot);
-            self.lead.commands.bell.notify_all();
+            self.lead.commands.idle_wake.notify_all();
             self.lead.handed.notify_all();
             return;
         }
         let mut slot = lock(&self.lead.slot);
-        // From now on a command rings the home thread's bell.
-        let has_work = reactor.set_parked(true) || reactor.has_work();
+        // From now on a command wakes the network thread.
+        let has_work = reactor.set_idle(true) || reactor.has_work();
         slot.reactor = Some(reactor);
         self.lead.lent.store(false, Ordering::Relaxed);
-        slot.parked_at = Some(Instant::now());
+        slot.idle_since = Some(Instant::now());
         slot.returns += 1;
         slot.returned_work = has_work;
-        let dozing = slot.dozing;
+        let asleep = slot.asleep;
         drop(slot);
-        // Otherwise no notification: the home thread takes an idle reactor
+        // Otherwise no notification: the network thread takes an idle reactor
         // back after `GRACE` (or when a command comes); a thread calling
-        // `recv` again takes it at once. A dozing home thread must be
+        // `recv` again takes it at once. A asleep network thread must be
         // woken to start counting.
-        if has_work || dozing {
-            self.lead.commands.bell.notify_all();
+        if has_work || asleep {
+            self.lead.commands.idle_wake.notify_all();
         }
     }
 }

@@ -1,57 +1,77 @@
-//! Sending on the caller's thread.
+//! One connection: its endpoint and its transport, in one place, and the
+//! only code that moves a connection's bytes.
 //!
-//! Each connection's endpoint and socket sit behind a mutex ([`Io`]) shared
-//! by the network thread and the application threads. `send` locks it,
-//! queues the messages, and writes what the socket takes right away: no
-//! hand-off to the network thread, and no wake-up of it, on the common path.
-//! What the socket does not take stays in the endpoint's write buffer and
-//! queue; the socket is registered edge-triggered for writability, so the
-//! network thread gets an event once there is room, and goes on from there.
+//! A [`Conn`] owns the connection's [`Endpoint`] (which decides) and its
+//! [`Transport`] (which carries bytes). It sits in a [`Slot`] (a mutex and
+//! a condition variable for senders waiting for room) shared by the network
+//! thread and the application threads: `send` locks it, queues the
+//! messages, and writes what the transport takes right away, with no
+//! hand-off to the network thread on the common path. What the transport
+//! does not take stays in the endpoint; the network thread gets a
+//! readiness event once there is room and goes on from there.
 //!
 //! A send after a pause is written at once. Sends in quick succession
 //! (within [`COALESCE`] of the last write on that connection, or of the
 //! sending thread's last write on any connection) are left in the buffer
-//! for the network loop, which
-//! writes them together: a system call per small message would cost far
-//! more than the hand-off. `send_batch` is written at once.
+//! for the network loop, which writes them together: a system call per
+//! small message would cost far more than the hand-off. `send_batch` is
+//! written at once.
 //!
-//! Only the network thread takes events out of an endpoint and passes them
-//! on, so they stay in order. When a send on the caller's thread produces an
-//! event (a serializer error, a failed write, a disconnect that completed),
-//! it pokes the network thread, which delivers it.
+//! # Invariants
 //!
-//! A connection is in the [`Directory`] from the moment its id exists
-//! (`connect` creates its endpoint on the caller's thread before it asks the
-//! network thread to connect), so every send of a connection takes the same
-//! path and none overtakes another. When the network thread lets go of a
-//! connection it marks the [`Io`] retired, under the same lock: a send
-//! either got in before (and its messages are accounted for by the
-//! connection's final events) or sees it retired and takes the command path,
-//! which rejects the messages.
+//! * Only the network thread takes events out of an endpoint and passes
+//!   them on, so they stay in order. When a send on the caller's thread
+//!   leaves an event (a serializer error, a failed write, a completed
+//!   disconnect), it asks the network thread to drive the connection
+//!   ([`Command::Drive`]).
+//! * A connection is in the [`Directory`] from the moment its id exists
+//!   (`connect` creates its endpoint on the caller's thread before it asks
+//!   the network thread to connect), so every send of a connection takes
+//!   the same path and none overtakes another.
+//! * When the network thread lets go of a connection it marks the [`Conn`]
+//!   retired, under the same lock as its last delivery: a send either got
+//!   in before (its messages are accounted for by the connection's final
+//!   events) or finds it retired and takes the command path, which rejects
+//!   the messages.
+//! * Readiness: the transport is registered edge-triggered, and `readable`
+//!   and `writable` remember an edge until the transport says
+//!   `WouldBlock`. On Linux a short read or write also clears them (epoll
+//!   reports new data or room with a new edge, so the read that would
+//!   only say `WouldBlock` is skipped); `mio` does not promise this on
+//!   other systems, where they are cleared by `WouldBlock` only. After
+//!   the peer's end of stream or an error, reading goes on to the end.
+//! * Lock order: a slot's lock, then the command queue or an event queue;
+//!   never a slot's lock while holding another slot's or the directory's
+//!   write lock.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use bytes::Bytes;
 
 use crate::converter::Converter;
 use crate::endpoint::{Endpoint, EndpointConfig, State};
 use crate::event::Connection;
+use crate::event::Event;
 use crate::mode::DisconnectMode;
 use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
 use crate::reactor::queues::Route;
+use crate::reactor::readbuf::ReadBuffer;
 use crate::sync::lock;
+use crate::transport::Transport;
 
-/// What the network thread and senders share of one connection.
+/// One connection's endpoint and transport, and what the network thread and
+/// senders share of it.
 #[derive(Debug)]
-pub(crate) struct Io<C: Converter> {
+pub(crate) struct Conn<C: Converter> {
     pub(crate) endpoint: Endpoint<C>,
-    /// `None` while the name is being resolved.
-    pub(crate) socket: Option<TcpStream>,
+    /// `None` while the name is being resolved, and between two addresses
+    /// tried.
+    pub(crate) transport: Option<Box<dyn Transport>>,
     /// Readiness seen and not yet used up by a `WouldBlock`.
     pub(crate) readable: bool,
     pub(crate) writable: bool,
@@ -74,7 +94,7 @@ pub(crate) struct Io<C: Converter> {
     pub(crate) room_tasks: Vec<Waker>,
 }
 
-impl<C: Converter> Io<C> {
+impl<C: Converter> Conn<C> {
     /// Wakes senders waiting for room if they may go on: the queue is down
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
@@ -89,10 +109,10 @@ impl<C: Converter> Io<C> {
     }
 }
 
-/// One connection's [`Io`], and where senders wait for room in its queue.
+/// One connection's [`Conn`], and where senders wait for room in its queue.
 /// Dereferences to the mutex.
 pub(crate) struct Slot<C: Converter> {
-    io: Mutex<Io<C>>,
+    io: Mutex<Conn<C>>,
     pub(crate) room: Condvar,
 }
 
@@ -103,14 +123,14 @@ impl<C: Converter> std::fmt::Debug for Slot<C> {
 }
 
 impl<C: Converter> Deref for Slot<C> {
-    type Target = Mutex<Io<C>>;
+    type Target = Mutex<Conn<C>>;
 
     fn deref(&self) -> &Self::Target {
         &self.io
     }
 }
 
-pub(crate) type SharedIo<C> = Arc<Slot<C>>;
+pub(crate) type SharedConn<C> = Arc<Slot<C>>;
 
 /// What became of a `try_send`.
 #[derive(Debug)]
@@ -123,9 +143,9 @@ pub(crate) enum Offer<M> {
     Absent(M),
 }
 
-/// Every live connection's [`Io`], by id.
+/// Every live connection's [`Slot`], by id.
 pub(crate) struct Directory<C: Converter> {
-    map: RwLock<HashMap<Connection, SharedIo<C>>>,
+    map: RwLock<HashMap<Connection, SharedConn<C>>>,
     converter: Arc<C>,
     config: EndpointConfig,
     commands: Arc<CommandQueue<C::Message>>,
@@ -156,14 +176,14 @@ impl<C: Converter> Directory<C> {
     pub(crate) fn insert(
         &self,
         endpoint: Endpoint<C>,
-        socket: Option<TcpStream>,
+        transport: Option<Box<dyn Transport>>,
         route: Route<C::Message>,
-    ) -> SharedIo<C> {
+    ) -> SharedConn<C> {
         let id = endpoint.connection();
         let io = Arc::new(Slot {
-            io: Mutex::new(Io {
+            io: Mutex::new(Conn {
                 endpoint,
-                socket,
+                transport,
                 readable: false,
                 writable: false,
                 read_closed: false,
@@ -207,7 +227,7 @@ impl<C: Converter> Directory<C> {
         }))
     }
 
-    pub(crate) fn get(&self, id: Connection) -> Option<SharedIo<C>> {
+    pub(crate) fn get(&self, id: Connection) -> Option<SharedConn<C>> {
         self.map
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -233,7 +253,7 @@ impl<C: Converter> Directory<C> {
 
     /// Forgets every connection: the network thread has stopped.
     pub(crate) fn retire_all(&self) {
-        let all: Vec<SharedIo<C>> = self
+        let all: Vec<SharedConn<C>> = self
             .map
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -252,7 +272,7 @@ impl<C: Converter> Directory<C> {
     pub(crate) fn try_send(&self, id: Connection, message: C::Message) -> Offer<C::Message> {
         let mut message = Some(message);
         let mut full = None;
-        let here = self.with_io(id, Flush::Coalesce, |io| {
+        let here = self.with_conn(id, Flush::Coalesce, |io| {
             let m = message.take().expect("called once");
             full = io.endpoint.try_send(m).err();
         });
@@ -324,7 +344,7 @@ impl<C: Converter> Directory<C> {
         I: Iterator<Item = C::Message>,
     {
         let mut messages = Some(messages);
-        self.with_io(id, flush, |io| {
+        self.with_conn(id, flush, |io| {
             io.endpoint.send_all(messages.take().expect("called once"));
         });
         messages.map_or(Ok(()), Err)
@@ -334,13 +354,13 @@ impl<C: Converter> Directory<C> {
     /// its place among the connection's sends. False if the connection is
     /// not here.
     pub(crate) fn disconnect(&self, id: Connection, mode: DisconnectMode) -> bool {
-        self.with_io(id, Flush::Now, |io| io.endpoint.disconnect(mode))
+        self.with_conn(id, Flush::Now, |io| io.endpoint.disconnect(mode))
     }
 
     /// Runs `f` on the connection, writes what its endpoint then offers
     /// (see [`Flush`]), and pokes the network thread if there are events to
     /// pass on. False, without running `f`, if the connection is not here.
-    fn with_io(&self, id: Connection, flush: Flush, f: impl FnOnce(&mut Io<C>)) -> bool {
+    fn with_conn(&self, id: Connection, flush: Flush, f: impl FnOnce(&mut Conn<C>)) -> bool {
         let Some(shared) = self.get(id) else {
             return false;
         };
@@ -364,9 +384,7 @@ impl<C: Converter> Directory<C> {
                 io.flush_pending = true;
                 poke = true;
             }
-        } else if let Some(socket) = &mut io.socket
-            && write_out(&mut io.endpoint, socket, &mut io.writable)
-        {
+        } else if io.write_out() {
             // When the write ended: a slow system call must not make the
             // next send look like one after a pause.
             let done = Instant::now();
@@ -381,7 +399,7 @@ impl<C: Converter> Directory<C> {
         if poke {
             // If the network thread has stopped meanwhile, it closed this
             // connection (passing its events on) after we let go of the lock.
-            let _ = self.commands.push(Command::Poke { connection: id });
+            let _ = self.commands.push(Command::Drive { connection: id });
         }
         true
     }
@@ -410,21 +428,12 @@ pub(crate) enum Flush {
     Coalesce,
 }
 
-/// Accepting and rejecting a connection a peer opened, for
-/// [`RemoteConnect`](crate::event::RemoteConnect), which knows the message type
-/// but not the converter.
-pub(crate) trait Admit<M>: Send + Sync {
+impl<C: Converter> Directory<C> {
     /// Accepts `id` if it still waits for it, its events going by `route`.
     /// False if it no longer waits (closed meanwhile).
-    fn accept(&self, id: Connection, route: Route<M>) -> bool;
-    /// Rejects `id` if it still waits for it.
-    fn reject(&self, id: Connection);
-}
-
-impl<C: Converter> Admit<C::Message> for Directory<C> {
-    fn accept(&self, id: Connection, route: Route<C::Message>) -> bool {
+    pub(crate) fn accept(&self, id: Connection, route: Route<C::Message>) -> bool {
         let mut accepted = false;
-        self.with_io(id, Flush::Now, |io| {
+        self.with_conn(id, Flush::Now, |io| {
             if io.endpoint.state() == State::Accepting {
                 io.route = route;
                 io.endpoint.accept(Instant::now());
@@ -434,116 +443,110 @@ impl<C: Converter> Admit<C::Message> for Directory<C> {
         accepted
     }
 
-    fn reject(&self, id: Connection) {
-        self.with_io(id, Flush::Now, |io| io.endpoint.reject());
+    /// Rejects `id` if it still waits for it.
+    pub(crate) fn reject(&self, id: Connection) {
+        self.with_conn(id, Flush::Now, |io| io.endpoint.reject());
     }
 }
 
-/// Writes what the endpoint offers until it has nothing or the socket is
-/// full. Returns whether anything happened.
-pub(crate) fn write_out<C: Converter>(
-    endpoint: &mut Endpoint<C>,
-    socket: &mut TcpStream,
-    writable: &mut bool,
-) -> bool {
-    let mut progress = false;
-    while *writable && endpoint.wants_write() {
-        let offered = endpoint.transmit().len();
-        match socket.write(endpoint.transmit()) {
-            Ok(0) => {
-                endpoint.handle_error(io::ErrorKind::WriteZero.into());
-                return true;
-            }
-            Ok(n) => {
-                endpoint.handle_written(n);
-                progress = true;
-                // A short write filled the socket's buffer; epoll reports
-                // room with a new edge.
-                if n < offered {
-                    *writable = false;
+/// Whether a short read or write tells that the socket's buffer is empty
+/// or full: true for epoll, whose next edge then reports new data or room
+/// (see the module's invariants).
+const SHORT_IO_CLEARS_READINESS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+impl<C: Converter> Conn<C> {
+    /// Writes what the endpoint offers until it has nothing or the
+    /// transport is full. Returns whether anything happened.
+    pub(crate) fn write_out(&mut self) -> bool {
+        let Some(transport) = &mut self.transport else {
+            return false;
+        };
+        let endpoint = &mut self.endpoint;
+        let mut progress = false;
+        while self.writable && endpoint.wants_write() {
+            let offered = endpoint.transmit().len();
+            match transport.write(endpoint.transmit()) {
+                Ok(0) => {
+                    endpoint.handle_error(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Ok(n) => {
+                    endpoint.handle_written(n);
+                    progress = true;
+                    if n < offered && SHORT_IO_CLEARS_READINESS {
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    endpoint.handle_error(e);
+                    return true;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                endpoint.handle_error(e);
-                return true;
+        }
+        progress
+    }
+
+    /// Shuts the transport's write side down if the endpoint asks (its
+    /// local disconnect completed), at `now`.
+    pub(crate) fn shut_write_if_asked(&mut self, now: Instant) {
+        if self.endpoint.wants_shutdown_write() {
+            if let Some(transport) = &mut self.transport {
+                let _ = transport.shutdown_write();
             }
+            self.endpoint.handle_write_shut(now);
         }
     }
-    progress
-}
 
-/// Applies the connector's socket options to a new connection: no-delay,
-/// TCP keepalive and `TCP_USER_TIMEOUT`. Failures are logged, not fatal.
-pub(crate) fn configure_stream(stream: &TcpStream, options: &SocketOptions) {
-    if options.nodelay
-        && let Err(e) = stream.set_nodelay(true)
-    {
-        tracing::debug!("cannot set TCP_NODELAY: {e}");
-    }
-    let socket = socket2::SockRef::from(stream);
-    if let Some(idle) = options.keepalive {
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(idle.div_f32(3.0).max(Duration::from_secs(1)))
-            .with_retries(3);
-        if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
-            tracing::debug!("cannot set TCP keepalive: {e}");
-        }
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Some(timeout) = options.user_timeout
-        && let Err(e) = socket.set_tcp_user_timeout(Some(timeout))
-    {
-        tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
-    }
-}
-
-/// Socket options of every connection of a connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SocketOptions {
-    pub(crate) nodelay: bool,
-    /// Keepalive probes after this long without traffic (then every third
-    /// of it, three times).
-    pub(crate) keepalive: Option<Duration>,
-    /// `TCP_USER_TIMEOUT` (Linux): how long sent data may stay
-    /// unacknowledged.
-    pub(crate) user_timeout: Option<Duration>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_options_reach_the_socket() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let stream = TcpStream::from_std(std_stream);
-        let options = SocketOptions {
-            nodelay: true,
-            keepalive: Some(Duration::from_secs(30)),
-            user_timeout: Some(Duration::from_secs(7)),
+    /// Reads once from the transport (at most `limit` bytes) into the
+    /// endpoint, messages going to `sink`, and notes what the read said
+    /// about readiness. Returns how many bytes came.
+    pub(crate) fn read_into(
+        &mut self,
+        now: Instant,
+        limit: usize,
+        scratch: &mut ReadBuffer,
+        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+    ) -> usize {
+        let Some(transport) = &mut self.transport else {
+            return 0;
         };
-        configure_stream(&stream, &options);
-        let socket = socket2::SockRef::from(&stream);
-        assert!(stream.nodelay().unwrap());
-        assert!(socket.keepalive().unwrap());
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            assert_eq!(
-                socket.tcp_keepalive_time().unwrap(),
-                Duration::from_secs(30)
-            );
-            assert_eq!(
-                socket.tcp_keepalive_interval().unwrap(),
-                Duration::from_secs(10)
-            );
-            assert_eq!(
-                socket.tcp_user_timeout().unwrap(),
-                Some(Duration::from_secs(7))
-            );
+        let endpoint = &mut self.endpoint;
+        let read = scratch.read_from(
+            transport,
+            limit,
+            |data, chunk: Option<&Bytes>| match chunk {
+                Some(chunk) => endpoint.handle_shared_read_into(now, chunk, sink),
+                None => endpoint.handle_read_into(now, data, sink),
+            },
+        );
+        match read {
+            Ok((0, _)) => endpoint.handle_eof(),
+            Ok((n, filled)) => {
+                if !filled && !self.read_closed && SHORT_IO_CLEARS_READINESS {
+                    self.readable = false;
+                }
+                return n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => endpoint.handle_error(e),
+        }
+        0
+    }
+
+    /// Whether a connecting transport has connected: `None` while still in
+    /// progress.
+    pub(crate) fn connect_outcome(&self) -> Option<io::Result<()>> {
+        let transport = self.transport.as_ref()?;
+        match transport.take_error() {
+            Ok(Some(e)) | Err(e) => Some(Err(e)),
+            Ok(None) => match transport.is_connected() {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            },
         }
     }
 }

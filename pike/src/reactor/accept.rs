@@ -1,0 +1,86 @@
+//! Taking connections from the listener.
+//!
+//! # Invariants
+//!
+//! * The listener is drained on each readiness event (it is
+//!   edge-triggered); a connection beyond `max_connections` is closed at
+//!   once rather than left in the backlog.
+//! * An error such as running out of file descriptors pauses accepting for
+//!   [`ACCEPT_BACKOFF`] instead of spinning on a listener that stays
+//!   readable.
+//! * An accepted connection is in the directory before its `RemoteConnect`
+//!   is queued, so a send to it from the event's handler finds it.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::Reactor;
+use super::queues::{Envelope, Route};
+use crate::address::PeerAddr;
+use crate::converter::Converter;
+use crate::event::{Event, RemoteConnect};
+use crate::transport::Transport;
+
+/// How long accepting pauses after an error such as running out of file
+/// descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl<C: Converter> Reactor<C> {
+    pub(super) fn accept(&mut self) {
+        if self.shutdown.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &mut self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((transport, peer)) if self.remotes >= self.config.max_connections => {
+                    tracing::debug!(
+                        "{peer}: refused, at the limit of {} connections",
+                        self.remotes
+                    );
+                    drop(transport);
+                }
+                Ok((transport, peer)) => self.add_remote(transport, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    tracing::warn!("accept failed, pausing: {e}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_remote(&mut self, mut transport: Box<dyn Transport>, peer: PeerAddr) {
+        let id = self.shared.new_connection();
+        transport.configure(&self.config.socket);
+        let token = self.tokens.take(id);
+        if let Err(e) = transport.register(self.poll.registry(), token) {
+            tracing::warn!("cannot register accepted socket: {e}");
+            self.tokens.give_back(token);
+            return;
+        }
+        let conn =
+            self.directory
+                .insert(self.directory.accepting(id), Some(transport), Route::Main);
+        let mut entry = self.new_entry(conn, token);
+        entry.remote = true;
+        self.remotes += 1;
+        self.conns.insert(id, entry);
+        tracing::debug!("{id}: accepted from {peer}");
+        let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));
+        let _ = self.out.main.send(Envelope {
+            event,
+            credit: None,
+        });
+    }
+}

@@ -1,0 +1,177 @@
+//! What application threads share with the loop: the command queue, the
+//! event queues, the memory budget, the accept handle of a
+//! [`RemoteConnect`](crate::event::RemoteConnect), and whether the
+//! connector has stopped.
+//!
+//! # Invariants
+//!
+//! * Taking an event gives its credit back to the budget; if that lets a
+//!   paused connection (or the whole connector) read again, the taker asks
+//!   the loop to resume it (a command pushed after the queue's lock is let
+//!   go).
+//! * `stopped` is set once, by [`StopGuard`], however the loop ends (its
+//!   last turn, a panic, or never run): a waiter in
+//!   [`wait_stopped`](Shared::wait_stopped) always returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::converter::Converter;
+use crate::event::{AcceptHandle, Connection, Event};
+use crate::mode::Delivery;
+use crate::reactor::budget::{Budget, Credit, Resume};
+use crate::reactor::channel;
+use crate::reactor::command::{Command, CommandQueue};
+use crate::reactor::conn::Directory;
+use crate::reactor::queues::{Envelope, Route, Separate};
+use crate::sync::lock;
+
+/// What application threads and the network thread share.
+#[derive(Debug)]
+pub(crate) struct Shared<M> {
+    pub(crate) commands: Arc<CommandQueue<M>>,
+    pub(crate) main: channel::Receiver<Envelope<M>>,
+    pub(crate) separate: Separate<M>,
+    next_id: AtomicU64,
+    pub(crate) budget: Arc<Budget>,
+    stopped: Mutex<bool>,
+    stopped_changed: Condvar,
+}
+
+impl<M> Shared<M> {
+    pub(crate) fn new(
+        commands: Arc<CommandQueue<M>>,
+        main: channel::Receiver<Envelope<M>>,
+        budget: Arc<Budget>,
+    ) -> Self {
+        Self {
+            commands,
+            main,
+            separate: Separate::default(),
+            // Ids start at 1: 0 is no connection's.
+            next_id: AtomicU64::new(1),
+            budget,
+            stopped: Mutex::new(false),
+            stopped_changed: Condvar::new(),
+        }
+    }
+
+    /// A fresh connection id; ids are never reused within a connector.
+    pub(crate) fn new_connection(&self) -> Connection {
+        Connection(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        *lock(&self.stopped)
+    }
+
+    pub(crate) fn wait_stopped(&self) {
+        let mut stopped = lock(&self.stopped);
+        while !*stopped {
+            stopped = self
+                .stopped_changed
+                .wait(stopped)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn set_stopped(&self) {
+        *lock(&self.stopped) = true;
+        self.stopped_changed.notify_all();
+    }
+
+    /// Takes an envelope out of a queue: gives its credit back, asking the
+    /// network thread to read again if that connection was paused.
+    pub(crate) fn open_envelope(&self, envelope: Envelope<M>) -> Event<M> {
+        if let Some((credit, n)) = &envelope.credit {
+            let resume = credit.taken(&self.budget, *n);
+            self.resume(credit, resume);
+        }
+        envelope.event
+    }
+
+    fn resume(&self, credit: &Credit, resume: Resume) {
+        if resume.connection {
+            let _ = self.commands.push(Command::Resume {
+                connection: credit.connection,
+            });
+        }
+        if resume.budget {
+            let _ = self.commands.push(Command::BudgetFreed);
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: for ever) for the main queue's next
+    /// event, then passes up to `max` of those ready to `take`, in order.
+    /// Returns how many (0 on timeout); Err once the queue is closed and
+    /// empty.
+    pub(crate) fn recv_batch(
+        &self,
+        take: &mut impl FnMut(Event<M>),
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, ()> {
+        // Credit goes back under the queue's lock (an atomic operation);
+        // the rare `Resume` is pushed after it.
+        let mut resume = Vec::new();
+        let n = self.main.recv_batch(max, timeout, |envelope| {
+            if let Some((credit, k)) = &envelope.credit {
+                let r = credit.taken(&self.budget, *k);
+                if r != Resume::default() {
+                    resume.push((credit.clone(), r));
+                }
+            }
+            take(envelope.event);
+        })?;
+        for (credit, r) in resume {
+            self.resume(&credit, r);
+        }
+        Ok(n)
+    }
+}
+
+/// Accepting and rejecting connections a peer opened, for
+/// [`RemoteConnect`](crate::event::RemoteConnect), which knows the message
+/// type but not the converter.
+pub(crate) struct Admission<C: Converter> {
+    pub(crate) shared: Arc<Shared<C::Message>>,
+    pub(crate) directory: Arc<Directory<C>>,
+}
+
+impl<C: Converter> AcceptHandle<C::Message> for Admission<C> {
+    fn accept(&self, id: Connection, delivery: Delivery) {
+        let route = match delivery {
+            Delivery::Merged => Route::Main,
+            Delivery::Separate => self.shared.separate.open(id),
+        };
+        // Applied on this thread, in its place among the connection's sends.
+        if !self.directory.accept(id, route) {
+            self.shared.separate.remove(id);
+        }
+    }
+
+    fn reject(&self, id: Connection) {
+        self.directory.reject(id);
+    }
+}
+
+/// Marks the connector stopped when the network loop ends, even by a panic.
+pub(crate) struct StopGuard<C: Converter> {
+    shared: Arc<Shared<C::Message>>,
+    directory: Arc<Directory<C>>,
+}
+
+impl<C: Converter> StopGuard<C> {
+    pub(crate) fn new(shared: Arc<Shared<C::Message>>, directory: Arc<Directory<C>>) -> Self {
+        Self { shared, directory }
+    }
+}
+
+impl<C: Converter> Drop for StopGuard<C> {
+    fn drop(&mut self) {
+        self.shared.commands.close();
+        self.directory.retire_all();
+        self.shared.set_stopped();
+    }
+}

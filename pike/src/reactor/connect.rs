@@ -1,0 +1,179 @@
+//! Connecting: resolving a name off the loop, trying each address in turn,
+//! and telling the endpoint the outcome.
+//!
+//! # Invariants
+//!
+//! * A connection's slot is in the directory before the loop hears of it
+//!   (`Connector::connect` puts it there), so sends made meanwhile are
+//!   queued in its endpoint, in order.
+//! * The loop never blocks on a name: a `pike-resolve` thread resolves it
+//!   and answers with [`Command::Resolved`]; the loop joins it later.
+//! * The outcome is the endpoint's to report: it emits `FinishConnect`
+//!   (success, the last address's error, its own connect timeout, or a
+//!   cancel), and [`outlet`](super::outlet) hands that to a
+//!   `connect_waiting` caller instead, with its real error.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Reactor;
+use super::command::{Command, ConnectWait};
+use super::queues::Route;
+use crate::address::Target;
+use crate::converter::Converter;
+use crate::endpoint::State;
+use crate::error::ConnectError;
+use crate::event::Connection;
+use crate::sync::lock;
+use crate::transport::{self, Peer};
+
+impl<C: Converter> Reactor<C> {
+    pub(super) fn connect(
+        &mut self,
+        id: Connection,
+        target: Target,
+        waiter: Option<Arc<ConnectWait>>,
+    ) {
+        // `Connector::connect` registered the connection before asking.
+        let conn = match self.directory.get(id) {
+            Some(conn) => conn,
+            None => self
+                .directory
+                .insert(self.directory.connecting(id), None, Route::Main),
+        };
+        let cancelled = lock(&conn).endpoint.state() != State::Connecting;
+        let token = self.tokens.take(id);
+        let mut entry = self.new_entry(conn, token);
+        entry.waiter = waiter;
+        self.conns.insert(id, entry);
+        // Driven once: its events are passed on, its timeout entered.
+        self.mark_ready(id);
+        if cancelled {
+            return;
+        }
+        if self.shutdown.is_some() {
+            return self.connect_failed(id, ConnectError::Cancelled);
+        }
+        let peers: Vec<Peer> = match target {
+            Target::Addrs(addrs) => addrs.into_iter().map(Peer::Inet).collect(),
+            Target::Unix(addr) => vec![Peer::Unix(addr)],
+            Target::Name(name) => {
+                let commands = self.shared.commands.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("pike-resolve".into())
+                    .spawn(move || {
+                        let result = name.to_socket_addrs().map(Iterator::collect);
+                        let _ = commands.push(Command::Resolved {
+                            connection: id,
+                            result,
+                        });
+                    });
+                match spawned {
+                    Ok(handle) => self.resolvers.push(handle),
+                    Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
+                }
+                return;
+            }
+        };
+        if let Some(entry) = self.conns.get_mut(&id) {
+            entry.addrs = peers.into();
+        }
+        self.start_connect(id);
+    }
+
+    /// A resolver thread answered.
+    pub(super) fn resolved(&mut self, id: Connection, result: io::Result<Vec<SocketAddr>>) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match result {
+            Ok(addrs) if !addrs.is_empty() => {
+                entry.addrs = addrs.into_iter().map(Peer::Inet).collect();
+                self.start_connect(id);
+            }
+            Ok(_) => self.connect_failed(
+                id,
+                ConnectError::Resolve(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "name resolved to no address",
+                )),
+            ),
+            Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
+        }
+    }
+
+    /// Tries the next address of a connecting connection.
+    fn start_connect(&mut self, id: Connection) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut conn = lock(&entry.conn);
+        if conn.endpoint.state() != State::Connecting {
+            return;
+        }
+        if let Some(mut old) = conn.transport.take() {
+            let _ = old.deregister(self.poll.registry());
+        }
+        conn.readable = false;
+        conn.writable = false;
+        conn.read_closed = false;
+        while let Some(peer) = entry.addrs.pop_front() {
+            let attempt = transport::connect(&peer).and_then(|mut t| {
+                t.register(self.poll.registry(), entry.token)?;
+                Ok(t)
+            });
+            match attempt {
+                Ok(t) => {
+                    conn.transport = Some(t);
+                    return;
+                }
+                Err(e) => entry.last_error = Some(e),
+            }
+        }
+        drop(conn);
+        let error = entry
+            .last_error
+            .take()
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
+        self.connect_failed(id, ConnectError::Io(error));
+    }
+
+    /// A connecting transport became ready: did it connect?
+    pub(super) fn check_connect(&mut self, id: Connection) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut conn = lock(&entry.conn);
+        if conn.endpoint.state() != State::Connecting {
+            return;
+        }
+        match conn.connect_outcome() {
+            None => {}
+            Some(Ok(())) => {
+                if let Some(t) = &conn.transport {
+                    t.configure(&self.config.socket);
+                }
+                conn.endpoint.handle_connected(Instant::now());
+            }
+            Some(Err(e)) => {
+                drop(conn);
+                if entry.addrs.is_empty() {
+                    self.connect_failed(id, ConnectError::Io(e));
+                } else {
+                    entry.last_error = Some(e);
+                    self.start_connect(id);
+                }
+            }
+        }
+    }
+
+    /// Connecting failed (or was cancelled): the endpoint reports it.
+    pub(super) fn connect_failed(&mut self, id: Connection, error: ConnectError) {
+        if let Some(entry) = self.conns.get(&id) {
+            lock(&entry.conn).endpoint.handle_connect_failed(error);
+            self.mark_ready(id);
+        }
+    }
+}

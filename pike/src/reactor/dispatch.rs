@@ -1,0 +1,133 @@
+//! Carrying out the application's commands.
+//!
+//! # Invariants
+//!
+//! * A shutdown goes ahead of every command queued before it (a flag read
+//!   first), and at most [`COMMAND_BUDGET`] commands run per turn, so a
+//!   flood of sends neither starves the sockets nor delays a shutdown.
+//! * A message for a connection the loop does not know (never was, or
+//!   gone) comes back as a `RejectedMessage` that counts against the
+//!   budget like any event.
+
+use super::outlet::route_event;
+use super::queues::{Envelope, merge_into};
+use super::{COMMAND_BUDGET, Reactor};
+use crate::converter::Converter;
+use crate::endpoint::State;
+use crate::error::RejectReason;
+use crate::event::{Connection, Event, RejectedMessage};
+use crate::reactor::budget::event_cost;
+use crate::reactor::command::Command;
+use crate::reactor::queues::Route;
+use crate::sync::lock;
+
+impl<C: Converter> Reactor<C> {
+    pub(super) fn take_commands(&mut self) {
+        self.shared.commands.woken();
+        for mode in self.shared.commands.take_shutdown_requests() {
+            self.begin_shutdown(mode);
+        }
+        for _ in 0..COMMAND_BUDGET {
+            let Ok(command) = self.commands.try_recv() else {
+                return;
+            };
+            self.command(command);
+        }
+        // More are left for the next turn, which does not sleep while the
+        // queue holds any.
+    }
+
+    fn command(&mut self, command: Command<C::Message>) {
+        match command {
+            Command::Connect {
+                connection,
+                target,
+                waiter,
+            } => self.connect(connection, target, waiter),
+            Command::Resolved { connection, result } => self.resolved(connection, result),
+            Command::Send {
+                connection,
+                message,
+            } => match self.conns.get(&connection) {
+                Some(entry) => {
+                    lock(&entry.conn).endpoint.send(message);
+                    self.mark_ready(connection);
+                }
+                None => self.reject_unknown(connection, message),
+            },
+            Command::SendBatch {
+                connection,
+                messages,
+            } => match self.conns.get(&connection) {
+                Some(entry) => {
+                    lock(&entry.conn).endpoint.send_all(messages);
+                    self.mark_ready(connection);
+                }
+                None => {
+                    for message in messages {
+                        self.reject_unknown(connection, message);
+                    }
+                }
+            },
+            Command::Drive { connection } => self.mark_ready(connection),
+            Command::Disconnect { connection, mode } => {
+                if let Some(entry) = self.conns.get(&connection) {
+                    lock(&entry.conn).endpoint.disconnect(mode);
+                    self.mark_ready(connection);
+                }
+            }
+            Command::CallbackDone { connection } => {
+                if let Some(entry) = self.conns.get_mut(&connection) {
+                    let held = entry.held.take().unwrap_or_default();
+                    let mut conn = lock(&entry.conn);
+                    for event in held {
+                        route_event(entry, &mut conn.route, &self.out, event);
+                    }
+                    let closed = conn.endpoint.state() == State::Closed;
+                    drop(conn);
+                    if closed {
+                        self.close(connection);
+                    } else {
+                        self.mark_ready(connection);
+                    }
+                }
+            }
+            Command::Merge { connection, done } => {
+                if let Some(rx) = self.shared.separate.remove(connection) {
+                    merge_into(&rx, &self.out.main);
+                }
+                if let Some(entry) = self.conns.get(&connection) {
+                    lock(&entry.conn).route = Route::Main;
+                }
+                let _ = done.send(());
+            }
+            Command::Resume { connection } => self.resume_share(connection),
+            Command::BudgetFreed => self.resume_budget(),
+            Command::ConverterReady { connection } => {
+                if let Some(entry) = self.conns.get(&connection) {
+                    lock(&entry.conn).endpoint.handle_wake();
+                    self.mark_ready(connection);
+                }
+            }
+            Command::Shutdown { mode } => self.begin_shutdown(mode),
+            Command::HandOver => {}
+        }
+    }
+
+    /// Hands back a message sent to a connection that is gone. It counts
+    /// against the budget like any event, so that an application replying
+    /// in bulk to peers that left cannot grow the queue without bound.
+    pub(super) fn reject_unknown(&self, connection: Connection, message: C::Message) {
+        let event = Event::RejectedMessage(RejectedMessage {
+            connection,
+            message,
+            reason: RejectReason::Closed,
+        });
+        let cost = event_cost(&*self.out.converter, &event);
+        self.orphans.produced(&self.out.budget, cost);
+        let _ = self.out.main.send(Envelope {
+            event,
+            credit: Some((self.orphans.clone(), cost)),
+        });
+    }
+}

@@ -1,0 +1,242 @@
+//! Driving connections: doing what each ready connection's endpoint asks
+//! with its transport, firing its timers, and closing it at the end.
+//!
+//! # Invariants
+//!
+//! * A connection is driven under its slot's lock, so a sender never sees
+//!   it half-driven; the loop holds one slot at a time.
+//! * Each drive writes first (what senders left, then what the endpoint
+//!   makes room for), shuts the write side down when the endpoint asks,
+//!   passes events on, then reads within the connection's allowance
+//!   ([`pacing`](super::pacing)) and its [`READ_BUDGET`] of reads per turn.
+//! * A connection whose endpoint is `Closed` is closed here: its last
+//!   events passed on, its transport deregistered and dropped, its slot
+//!   retired under the same lock, its budget and timer given back.
+//! * Every endpoint deadline is in the timer set, so the loop sleeps in
+//!   `poll` no longer than until the next one.
+
+use std::time::Instant;
+
+use super::budget::{SMALL_READ, event_cost};
+use super::outlet::deliver;
+use super::pacing::{Allowance, Pause, allowance};
+use super::{READ_BUDGET, Reactor};
+use crate::converter::Converter;
+use crate::endpoint::State;
+use crate::event::{Connection, Event};
+use crate::sync::lock;
+
+impl<C: Converter> Reactor<C> {
+    pub(super) fn drive_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for &id in &ready {
+            if let Some(entry) = self.conns.get_mut(&id) {
+                entry.in_ready = false;
+            }
+            self.drive(id);
+        }
+        // Hand the allocation back if nothing was queued meanwhile.
+        if self.ready.is_empty() {
+            self.ready = ready;
+            self.ready.clear();
+        }
+    }
+
+    /// Does all the I/O a connection can do now, within its read budget,
+    /// then enters its next deadline.
+    fn drive(&mut self, id: Connection) {
+        if self.conns.get(&id).is_some_and(|e| {
+            let conn = lock(&e.conn);
+            conn.endpoint.state() == State::Connecting
+                && conn.transport.is_some()
+                && (conn.readable || conn.writable)
+        }) {
+            self.check_connect(id);
+        }
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let slot = entry.conn.clone();
+        let mut guard = lock(&slot);
+        let conn = &mut *guard;
+        let mut reads = READ_BUDGET;
+        let (due, input_bytes, closed) = loop {
+            let mut progress = false;
+            conn.flush_pending = false;
+            if conn.write_out() {
+                progress = true;
+                conn.last_write = Some(Instant::now());
+                conn.notify_room(&slot.room);
+            }
+            conn.shut_write_if_asked(Instant::now());
+            // Whatever the endpoint still queued goes first, so that the
+            // messages read next can go straight into the batch.
+            deliver(entry, conn, &self.out, &mut self.outgoing);
+            let backlog = conn.endpoint.has_backlog();
+            let wants = backlog || (conn.endpoint.wants_read() && conn.readable);
+            if wants && entry.held.is_none() {
+                // Draining input is discarded, so the bounds do not apply.
+                let allowance = if conn.endpoint.state() == State::Draining {
+                    Allowance::Take {
+                        bytes: usize::MAX,
+                        read: usize::MAX,
+                    }
+                } else {
+                    allowance(&self.out.budget, entry, conn, self.granted == Some(id))
+                };
+                match allowance {
+                    Allowance::Pause(why) => {
+                        entry.paused = why;
+                        conn.endpoint.hold_input(true);
+                        if why == Pause::Budget {
+                            self.budget_paused.push(id);
+                        }
+                    }
+                    Allowance::Take { .. } if reads == 0 => {
+                        // More to read: come back next turn, after the others.
+                        if !entry.in_ready {
+                            entry.in_ready = true;
+                            self.ready.push(id);
+                        }
+                    }
+                    Allowance::Take { bytes, read } => {
+                        reads -= 1;
+                        progress = true;
+                        let now = Instant::now();
+                        let batch = &mut self.outgoing;
+                        let converter = &*self.out.converter;
+                        let mut taken = 0usize;
+                        let mut sink = |event: Event<C::Message>| {
+                            let cost = event_cost(converter, &event);
+                            taken += cost;
+                            batch.push(event, cost);
+                            taken < bytes
+                        };
+                        if backlog {
+                            conn.endpoint.handle_backlog_into(now, &mut sink);
+                        } else {
+                            // Read what the allowance is likely to take, by
+                            // what events cost per byte read last time, so
+                            // that little is held back undecoded.
+                            let read = (read / entry.cost_per_byte.max(1)).max(SMALL_READ);
+                            let n = conn.read_into(now, read, &mut self.scratch, &mut sink);
+                            if n > 0 {
+                                entry.cost_per_byte = taken.div_ceil(n).clamp(1, 1024);
+                            }
+                        }
+                    }
+                }
+            }
+            deliver(entry, conn, &self.out, &mut self.outgoing);
+            let closed = conn.endpoint.state() == State::Closed;
+            if closed || !progress {
+                // The grant ends once the connection holds no input: its
+                // message completed and nothing waits undecoded.
+                if self.granted == Some(id) && conn.endpoint.input_bytes() == 0 {
+                    self.granted = None;
+                }
+                break (
+                    conn.endpoint.poll_timeout(),
+                    conn.endpoint.input_bytes(),
+                    closed,
+                );
+            }
+        };
+        drop(guard);
+        self.account_input(id, input_bytes);
+        if closed {
+            self.close(id);
+        } else {
+            self.set_timer(id, due);
+        }
+    }
+
+    /// Enters a connection's next deadline in the timers.
+    fn set_timer(&mut self, id: Connection, due: Option<Instant>) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if entry.timer == due {
+            return;
+        }
+        if let Some(old) = entry.timer.take() {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(due) = due {
+            self.timers.insert((due, id));
+            entry.timer = Some(due);
+        }
+    }
+
+    /// Marks a connection to be driven this turn or the next.
+    pub(super) fn mark_ready(&mut self, id: Connection) {
+        if let Some(entry) = self.conns.get_mut(&id)
+            && !entry.in_ready
+        {
+            entry.in_ready = true;
+            self.ready.push(id);
+        }
+    }
+
+    /// Closes a connection's transport and forgets it, once its events are
+    /// passed on. Events held for a `connect_waiting` callback keep the
+    /// entry until the callback returned.
+    pub(super) fn close(&mut self, id: Connection) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let slot = entry.conn.clone();
+        let mut conn = lock(&slot);
+        deliver(entry, &mut conn, &self.out, &mut self.outgoing);
+        if let Some(mut transport) = conn.transport.take() {
+            let _ = transport.deregister(self.poll.registry());
+        }
+        // Under the same lock as the last delivery: a later send finds the
+        // connection retired and is rejected through the command queue.
+        conn.retired = true;
+        conn.notify_room(&slot.room);
+        drop(conn);
+        if std::mem::take(&mut entry.remote) {
+            self.remotes -= 1;
+        }
+        let held = entry.held.is_some();
+        if let Some(t) = entry.timer.take() {
+            self.timers.remove(&(t, id));
+        }
+        if self.granted == Some(id) {
+            self.granted = None;
+        }
+        self.account_input(id, 0);
+        self.directory.remove(id);
+        if !held && let Some(entry) = self.conns.remove(&id) {
+            self.tokens.give_back(entry.token);
+            crate::memory::shrink_map(&mut self.conns);
+        }
+    }
+
+    /// Runs what is due: accepting again after a pause, and every endpoint
+    /// deadline that passed.
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+        while let Some(&(due, id)) = self.timers.first()
+            && due <= now
+        {
+            self.timers.pop_first();
+            let Some(entry) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            entry.timer = None;
+            lock(&entry.conn).endpoint.handle_timeout(now);
+            // Passes its events on and enters its next deadline.
+            self.mark_ready(id);
+        }
+        if !self.ready.is_empty() {
+            self.drive_ready();
+        }
+        self.grant_if_stuck();
+    }
+}

@@ -1,0 +1,194 @@
+//! Passing a connection's events on: to the loop's batch, then to the main
+//! queue or the connection's own, counted against the memory budget.
+//!
+//! # Invariants
+//!
+//! * A connection's events leave its endpoint only here, under its slot's
+//!   lock, in the order the endpoint produced them.
+//! * Every event handed over is counted against its connection's credit
+//!   (and so the budget) before a taker can see it.
+//! * A `connect_waiting` connection's `FinishConnect` goes to its waiter
+//!   (with the endpoint's own error); it reaches a queue only if it hands
+//!   messages back, and events after a successful one are held until the
+//!   caller's callback returned.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+
+use super::Entry;
+use super::budget::{Budget, Credit, event_cost};
+use super::channel;
+use super::conn::Conn;
+use super::queues::{Envelope, Route};
+use crate::converter::Converter;
+use crate::error::ConnectError;
+use crate::event::Event;
+use crate::mode::DisconnectMode;
+
+/// Where the loop's events go, and what is needed to count them against
+/// the budget on the way.
+pub(super) struct Outlet<C: Converter> {
+    pub(super) main: channel::Sender<Envelope<C::Message>>,
+    pub(super) budget: Arc<Budget>,
+    pub(super) converter: Arc<C>,
+}
+
+impl<C: Converter> Outlet<C> {
+    /// What `event` costs against the budget.
+    pub(super) fn cost(&self, event: &Event<C::Message>) -> usize {
+        event_cost(&*self.converter, event)
+    }
+
+    /// Queues a connection's events where its route says, counting them
+    /// against its credit first.
+    pub(super) fn hand_over(
+        &self,
+        batch: &mut Batch<C::Message>,
+        credit: &Arc<Credit>,
+        route: &Route<C::Message>,
+    ) {
+        let bytes = std::mem::take(&mut batch.bytes);
+        let events = &mut batch.events;
+        let Some(last) = events.back_mut() else {
+            return;
+        };
+        last.credit = Some((credit.clone(), bytes));
+        credit.produced(&self.budget, bytes);
+        if let Route::Separate(tx) = route
+            && tx.send_all(events).is_ok()
+        {
+            return;
+        }
+        // Main, or a separate queue whose receiver is gone (cannot happen
+        // before a merge): do not drop the events.
+        let _ = self.main.send_all(events);
+        events.clear();
+    }
+}
+
+/// Events on their way to a queue, and what they cost.
+pub(super) struct Batch<M> {
+    pub(super) events: VecDeque<Envelope<M>>,
+    pub(super) bytes: usize,
+}
+
+impl<M> Batch<M> {
+    pub(super) fn new() -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, event: Event<M>, cost: usize) {
+        self.bytes += cost;
+        self.events.push_back(Envelope {
+            event,
+            credit: None,
+        });
+    }
+}
+
+/// Passes a connection's new events on: to its `connect_waiting` caller,
+/// held, or to its queue, in one go.
+pub(super) fn deliver<C: Converter>(
+    entry: &mut Entry<C>,
+    conn: &mut Conn<C>,
+    out: &Outlet<C>,
+    batch: &mut Batch<C::Message>,
+) {
+    while let Some(event) = conn.endpoint.poll_event() {
+        let Some(event) = to_waiter(entry, conn, event) else {
+            continue;
+        };
+        if let Some(held) = &mut entry.held {
+            held.push(event);
+            continue;
+        }
+        let last = event.is_final();
+        let cost = out.cost(&event);
+        batch.push(event, cost);
+        if last {
+            // Nothing follows the final event; later rejections go to main.
+            out.hand_over(batch, &entry.credit, &conn.route);
+            conn.route = Route::Main;
+        }
+    }
+    out.hand_over(batch, &entry.credit, &conn.route);
+}
+
+/// A `connect_waiting` connection's `FinishConnect` goes to the waiting
+/// caller; returns the event if it must still be delivered (it hands
+/// messages back), and every other event.
+fn to_waiter<C: Converter>(
+    entry: &mut Entry<C>,
+    conn: &mut Conn<C>,
+    event: Event<C::Message>,
+) -> Option<Event<C::Message>> {
+    let Event::FinishConnect(mut finish) = event else {
+        if entry.abandoned
+            && let Event::FinishDisconnect(f) = &event
+            && f.incomplete.is_none()
+            && f.queued.is_empty()
+        {
+            // The caller gave up before it connected: nothing to tell.
+            return None;
+        }
+        return Some(event);
+    };
+    let Some(waiter) = entry.waiter.take() else {
+        return Some(Event::FinishConnect(finish));
+    };
+    match finish.error.take() {
+        None => {
+            if waiter.finish(Ok(())) {
+                // Events wait for the caller's callback.
+                entry.held = Some(Vec::new());
+            } else {
+                entry.abandoned = true;
+                conn.endpoint.disconnect(DisconnectMode::Now);
+            }
+            None
+        }
+        Some(error) => {
+            let back = (!finish.queued.is_empty()).then(|| {
+                finish.error = Some(copy_connect_error(&error));
+                Event::FinishConnect(finish)
+            });
+            waiter.finish(Err(error));
+            back
+        }
+    }
+}
+
+/// Passes one event of a connection on, by itself.
+pub(super) fn route_event<C: Converter>(
+    entry: &Entry<C>,
+    route: &mut Route<C::Message>,
+    out: &Outlet<C>,
+    event: Event<C::Message>,
+) {
+    let last = event.is_final();
+    let mut batch = Batch::new();
+    let cost = out.cost(&event);
+    batch.push(event, cost);
+    out.hand_over(&mut batch, &entry.credit, route);
+    if last {
+        *route = Route::Main;
+    }
+}
+
+/// A copy of a connect error, for reporting it in two places.
+fn copy_connect_error(error: &ConnectError) -> ConnectError {
+    let copy = |e: &io::Error| match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    match error {
+        ConnectError::Resolve(e) => ConnectError::Resolve(copy(e)),
+        ConnectError::Io(e) => ConnectError::Io(copy(e)),
+        ConnectError::Cancelled => ConnectError::Cancelled,
+        ConnectError::TimedOut => ConnectError::TimedOut,
+    }
+}

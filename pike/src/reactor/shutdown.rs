@@ -1,0 +1,96 @@
+//! Ending the loop: a shutdown asks every endpoint to end in its mode; the
+//! loop ends once every connection has closed.
+//!
+//! # Invariants
+//!
+//! * The listener goes first (its Unix socket file with it), so no
+//!   connection arrives during a shutdown.
+//! * Each endpoint decides what the mode means for it
+//!   ([`Endpoint::shutdown`](crate::endpoint::Endpoint::shutdown)).
+//! * After the last turn the command queue is closed: a command either got
+//!   in and is answered here (its messages handed back, its connect
+//!   cancelled) or its push fails and the caller gets its message back.
+
+use super::Reactor;
+use super::queues::merge_into;
+use crate::converter::Converter;
+use crate::event::Connection;
+use crate::mode::ShutdownMode;
+use crate::reactor::command::Command;
+use crate::sync::lock;
+
+impl<C: Converter> Reactor<C> {
+    pub(super) fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        if self
+            .shutdown
+            .is_some_and(|m| m == ShutdownMode::Now || m == mode)
+        {
+            return;
+        }
+        self.shutdown = Some(mode);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = listener.deregister(self.poll.registry());
+        }
+        self.accept_paused_until = None;
+        let ids: Vec<Connection> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = self.conns.get(&id) {
+                lock(&entry.conn).endpoint.shutdown(mode);
+                self.mark_ready(id);
+            }
+        }
+    }
+
+    /// Ends every connection at once (the poller failed).
+    pub(super) fn abort_all(&mut self) {
+        let ids: Vec<Connection> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = self.conns.get(&id) {
+                lock(&entry.conn).endpoint.abort();
+            }
+            self.close(id);
+        }
+    }
+
+    /// After the last turn: refuse further commands, answer the ones that
+    /// got in, and close the queues.
+    pub(crate) fn finish(mut self) {
+        self.shared.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Send {
+                    connection,
+                    message,
+                } => self.reject_unknown(connection, message),
+                Command::SendBatch {
+                    connection,
+                    messages,
+                } => {
+                    for message in messages {
+                        self.reject_unknown(connection, message);
+                    }
+                }
+                Command::Connect {
+                    connection,
+                    target,
+                    waiter,
+                } => {
+                    // Shutting down: this cancels it, handing back anything
+                    // sent to it meanwhile.
+                    self.connect(connection, target, waiter);
+                    self.close(connection);
+                }
+                Command::Merge { connection, done } => {
+                    if let Some(rx) = self.shared.separate.remove(connection) {
+                        merge_into(&rx, &self.out.main);
+                    }
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        for resolver in self.resolvers.drain(..) {
+            let _ = resolver.join();
+        }
+    }
+}

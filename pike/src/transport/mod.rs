@@ -1,0 +1,103 @@
+//! Transports: the byte streams connections run over.
+//!
+//! A transport moves bytes and nothing else; the connection's
+//! [`Endpoint`](crate::endpoint::Endpoint) decides what to write, what to
+//! read and when to close. Each transport is one file implementing
+//! [`Transport`] for its connections and [`Listener`] for accepting them:
+//! [`tcp`] and [`unix`] (Unix domain sockets). The network loop and the
+//! senders see only `Box<dyn Transport>`; the dynamic call is nothing
+//! beside the system call behind it.
+//!
+//! # Invariants
+//!
+//! * Every transport is non-blocking and registered with `mio` once, for
+//!   reading and writing, edge-triggered.
+//! * `read` returning `Ok(0)` means the peer's end of stream; `WouldBlock`
+//!   means no data now (a new readiness event follows when there is).
+//! * A transport is owned by its connection's slot
+//!   ([`reactor::conn`](crate::reactor::conn)) and used only under its
+//!   lock.
+
+pub(crate) mod tcp;
+#[cfg(unix)]
+pub(crate) mod unix;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::{Registry, Token};
+
+use crate::address::{Address, PeerAddr, Target, UnixAddr};
+pub(crate) use tcp::SocketOptions;
+
+/// A connected (or connecting) byte stream.
+pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
+    /// Registers for reading and writing, edge-triggered.
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    /// Undoes [`register`](Self::register).
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()>;
+    /// Shuts the write side down: the peer reads end of stream after the
+    /// last byte written.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// Whether a non-blocking connect has completed: `Ok(false)` while it
+    /// is still in progress, an error if it failed.
+    fn is_connected(&self) -> io::Result<bool>;
+    /// Applies the connector's socket options (for TCP: no-delay,
+    /// keepalive, user timeout); called once connected.
+    fn configure(&self, _options: &SocketOptions) {}
+}
+
+/// A socket that accepts connections.
+pub(crate) trait Listener: Send + fmt::Debug {
+    /// Accepts one connection, or `WouldBlock`.
+    fn accept(&mut self) -> io::Result<(Box<dyn Transport>, PeerAddr)>;
+    /// Registers for readability.
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    /// Undoes [`register`](Self::register).
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()>;
+}
+
+/// One address to try connecting to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Peer {
+    Inet(SocketAddr),
+    Unix(UnixAddr),
+}
+
+/// Starts connecting to `peer`, without blocking.
+pub(crate) fn connect(peer: &Peer) -> io::Result<Box<dyn Transport>> {
+    match peer {
+        Peer::Inet(addr) => tcp::connect(*addr),
+        #[cfg(unix)]
+        Peer::Unix(addr) => unix::connect(addr),
+        #[cfg(not(unix))]
+        Peer::Unix(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Unix domain sockets need a Unix system",
+        )),
+    }
+}
+
+/// Binds a listener on `address` (a name is resolved here, blocking) and
+/// returns it with the address peers connect to (port 0 resolved to the
+/// port picked).
+pub(crate) fn bind(address: &Address) -> io::Result<(Box<dyn Listener>, Address)> {
+    match &address.0 {
+        Target::Addrs(addrs) => tcp::bind(addrs),
+        Target::Name(name) => {
+            use std::net::ToSocketAddrs;
+            let addrs: Vec<SocketAddr> = name.to_socket_addrs()?.collect();
+            tcp::bind(&addrs)
+        }
+        #[cfg(unix)]
+        Target::Unix(addr) => unix::bind(addr),
+        #[cfg(not(unix))]
+        Target::Unix(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Unix domain sockets need a Unix system",
+        )),
+    }
+}
