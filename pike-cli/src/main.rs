@@ -109,7 +109,8 @@ enum Command {
     /// peer. Runs until interrupted (Ctrl-C, SIGTERM), also after the end
     /// of stdin.
     Listen {
-        /// Address to listen on, e.g. 127.0.0.1:3453 (port 0 picks one).
+        /// Address to listen on: 127.0.0.1:3453 (port 0 picks one), or a
+        /// Unix socket, unix:/path/to.sock (Linux: unix:@name).
         addr: String,
         /// Wire format of the messages.
         #[arg(long, value_enum, default_value_t = Format::String)]
@@ -124,7 +125,8 @@ enum Command {
     /// Ends at the end of stdin (after sending everything) or when the peer
     /// disconnects.
     Connect {
-        /// Address to connect to, e.g. 127.0.0.1:3453 or localhost:3453.
+        /// Address to connect to: 127.0.0.1:3453, localhost:3453, or
+        /// unix:/path/to.sock.
         addr: String,
         /// Wire format of the messages.
         #[arg(long, value_enum, default_value_t = Format::String)]
@@ -132,7 +134,7 @@ enum Command {
     },
     /// Send files to a `pike recv-files` peer at ADDR.
     SendFile {
-        /// Address of the receiver.
+        /// Address of the receiver (host:port or unix:/path).
         addr: String,
         /// Files to send.
         #[arg(required = true)]
@@ -142,7 +144,7 @@ enum Command {
     /// path. On Ctrl-C or SIGTERM, transfers under way are cut off and
     /// their partial files removed.
     RecvFiles {
-        /// Address to listen on (port 0 picks one).
+        /// Address to listen on (port 0 picks one), or unix:/path.
         addr: String,
         /// Directory to save into (created if missing).
         #[arg(long)]
@@ -284,7 +286,7 @@ where
         .apply(Connector::builder(converter).listen(addr))
         .spawn()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    eprintln!("listening on {}", c.local_addr().expect("listening"));
+    eprintln!("listening on {}", c.listen_address().expect("listening"));
     {
         let c = c.clone();
         on_signal(move || c.shutdown(ShutdownMode::FinishQueues))?;
@@ -465,7 +467,7 @@ fn recv_files(
         ),
     }
     c.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    eprintln!("listening on {}", c.local_addr().expect("listening"));
+    eprintln!("listening on {}", c.listen_address().expect("listening"));
     {
         // Transfers under way are cut off; their partial files go.
         let c = c.clone();

@@ -305,3 +305,27 @@ fn bench_prints_a_table() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[test]
+fn listen_and_connect_over_a_unix_socket() {
+    let path = std::env::temp_dir().join(format!("pike-cli-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let addr = format!("unix:{}", path.display());
+    let mut server = run_pike(&["listen", &addr, "--quiet-ids"]);
+    assert_eq!(
+        server.stderr_line_with("listening on "),
+        format!("listening on {addr}")
+    );
+    let mut client = run_pike(&["connect", &addr]);
+    client.stderr_line_with("connected to");
+    client.type_line("over unix");
+    assert_eq!(server.stdout_line(), "over unix");
+    server.stderr_line_with("connected from");
+    server.type_line("and back");
+    assert_eq!(client.stdout_line(), "and back");
+    client.close_stdin();
+    assert_eq!(client.wait(), 0);
+    server.signal("INT");
+    assert_eq!(server.wait(), 0);
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pike::converters::StringConverter;
-use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+use pike::{Address, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -23,14 +23,19 @@ struct Args {
     /// Server port.
     #[arg(long, default_value_t = 3453)]
     port: u16,
+    /// Connect to the Unix socket at PATH instead of HOST:PORT.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let chat = Connector::builder(StringConverter::new()).spawn()?;
-    let addr = format!("{}:{}", args.host, args.port);
-    let (conn, result) =
-        chat.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
+    let addr = match &args.unix {
+        Some(path) => Address::unix(path),
+        None => format!("{}:{}", args.host, args.port).into(),
+    };
+    let (conn, result) = chat.connect_waiting(&addr, Delivery::Merged, Duration::from_secs(10))?;
     result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
 
     let mut lines = std::io::stdin().lock().lines();

@@ -10,6 +10,9 @@
 //! ```text
 //! cargo run --example chat_server -- --port 3453 --server-nickname server
 //! ```
+//!
+//! `--unix PATH` listens on a Unix socket instead (give the client the
+//! same `--unix PATH`).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -18,13 +21,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use pike::converters::StringConverter;
-use pike::{Connection, Connector, Delivery, Event, ShutdownMode};
+use pike::{Address, Connection, Connector, Delivery, Event, ShutdownMode};
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 3453)]
     port: u16,
+    /// Listen on a Unix socket at PATH instead of the TCP port.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// The name the server's own lines go out under.
     #[arg(long, default_value = "server")]
     server_nickname: String,
@@ -36,9 +42,12 @@ type Clients = Arc<Mutex<HashMap<Connection, String>>>;
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let chat = Connector::builder(StringConverter::new())
-        .listen(("0.0.0.0", args.port))
+        .listen(match &args.unix {
+            Some(path) => Address::unix(path),
+            None => ("0.0.0.0", args.port).into(),
+        })
         .spawn()?;
-    eprintln!("listening on {}", chat.local_addr().expect("listening"));
+    eprintln!("listening on {}", chat.listen_address().expect("listening"));
     let clients: Clients = Arc::default();
 
     // Lines typed here go to everybody.

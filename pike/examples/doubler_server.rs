@@ -5,18 +5,24 @@
 //! ```text
 //! cargo run --example doubler_server -- --port 3453 --num-threads 10
 //! ```
+//!
+//! `--unix PATH` listens on a Unix socket instead (give the client the
+//! same `--unix PATH`).
 
 use std::io::BufRead;
 
 use clap::Parser;
 use pike::converters::FloatConverter;
-use pike::{Connector, Delivery, Event, ShutdownMode};
+use pike::{Address, Connector, Delivery, Event, ShutdownMode};
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 3453)]
     port: u16,
+    /// Listen on a Unix socket at PATH instead of the TCP port.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// Worker threads, all calling `recv`.
     #[arg(long, default_value_t = 10)]
     num_threads: usize,
@@ -25,9 +31,15 @@ struct Args {
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let doubler = Connector::builder(FloatConverter)
-        .listen(("0.0.0.0", args.port))
+        .listen(match &args.unix {
+            Some(path) => Address::unix(path),
+            None => ("0.0.0.0", args.port).into(),
+        })
         .spawn()?;
-    eprintln!("listening on {}", doubler.local_addr().expect("listening"));
+    eprintln!(
+        "listening on {}",
+        doubler.listen_address().expect("listening")
+    );
     let workers: Vec<_> = (0..args.num_threads.max(1))
         .map(|_| {
             let doubler = doubler.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pike::converters::FileConverter;
-use pike::{Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+use pike::{Address, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -19,6 +19,9 @@ struct Args {
     /// Server port.
     #[arg(long, default_value_t = 3453)]
     port: u16,
+    /// Connect to the Unix socket at PATH instead of HOST:PORT.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// The file to send.
     #[arg(long)]
     filename: PathBuf,
@@ -27,9 +30,12 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let client = Connector::builder(FileConverter::new(".")).spawn()?;
-    let addr = format!("{}:{}", args.host, args.port);
+    let addr = match &args.unix {
+        Some(path) => Address::unix(path),
+        None => format!("{}:{}", args.host, args.port).into(),
+    };
     let (conn, result) =
-        client.connect_waiting(addr.as_str(), Delivery::Merged, Duration::from_secs(10))?;
+        client.connect_waiting(&addr, Delivery::Merged, Duration::from_secs(10))?;
     result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     client.send(&conn, args.filename.clone())?;
     client.disconnect(&conn, DisconnectMode::FinishQueue);

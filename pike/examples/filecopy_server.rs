@@ -6,19 +6,25 @@
 //! ```text
 //! cargo run --example filecopy_server -- --port 3453 --directory received
 //! ```
+//!
+//! `--unix PATH` listens on a Unix socket instead (give the client the
+//! same `--unix PATH`).
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::Parser;
 use pike::converters::FileConverter;
-use pike::{Connector, Delivery, Event, ShutdownMode};
+use pike::{Address, Connector, Delivery, Event, ShutdownMode};
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 3453)]
     port: u16,
+    /// Listen on a Unix socket at PATH instead of the TCP port.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// Where received files are saved (created if missing).
     #[arg(long, default_value = ".")]
     directory: PathBuf,
@@ -28,7 +34,10 @@ fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let files = FileConverter::new(&args.directory);
     let server = Connector::builder(files.clone())
-        .listen(("0.0.0.0", args.port))
+        .listen(match &args.unix {
+            Some(path) => Address::unix(path),
+            None => ("0.0.0.0", args.port).into(),
+        })
         .build()?;
     std::fs::create_dir_all(&args.directory)?;
     let stale = files.remove_stale_parts()?;
@@ -36,7 +45,10 @@ fn main() -> std::io::Result<()> {
         eprintln!("removed {stale} partial files of an earlier run");
     }
     server.spawn()?;
-    eprintln!("listening on {}", server.local_addr().expect("listening"));
+    eprintln!(
+        "listening on {}",
+        server.listen_address().expect("listening")
+    );
     {
         let server = server.clone();
         ctrlc::set_handler(move || server.shutdown(ShutdownMode::Now))

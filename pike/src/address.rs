@@ -115,6 +115,12 @@ impl From<SocketAddr> for Address {
     }
 }
 
+impl From<&SocketAddr> for Address {
+    fn from(addr: &SocketAddr) -> Self {
+        (*addr).into()
+    }
+}
+
 impl From<(IpAddr, u16)> for Address {
     fn from(addr: (IpAddr, u16)) -> Self {
         SocketAddr::from(addr).into()

@@ -12,44 +12,45 @@ use pike::converters::StringConverter;
 use pike::{Delivery, Event, ShutdownMode};
 use util::*;
 
-#[test]
-fn events_stream_on_the_futures_executor() {
-    let server = listening(StringConverter::new());
-    let client = client(StringConverter::new());
-    let conn = client
-        .connect(server.local_addr().unwrap(), Delivery::Merged)
-        .unwrap();
-    // (A disconnect while still connecting would cancel the connect.)
-    connected(&client);
-    for i in 0..100 {
-        client.send(&conn, format!("m{i}")).unwrap();
-    }
-    client.disconnect(&conn, pike::DisconnectMode::FinishQueue);
-    // On a thread of its own, so that a hang fails the test in time.
-    let (done, got) = crossbeam_channel::bounded(1);
-    let mut events = server.events();
-    std::thread::spawn(move || {
-        let got: Vec<String> = futures::executor::block_on(async {
-            let mut got = Vec::new();
-            while let Some(event) = events.next().await {
-                match event {
-                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
-                    Event::MessageReceived(m) => got.push(m.message),
-                    Event::RemoteDisconnect(_) => break,
-                    other => panic!("{other:?}"),
+over_transports! {
+    fn events_stream_on_the_futures_executor(net: Net) {
+        let server = listening_on(net, StringConverter::new());
+        let client = client(StringConverter::new());
+        let conn = client
+            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        // (A disconnect while still connecting would cancel the connect.)
+        connected(&client);
+        for i in 0..100 {
+            client.send(&conn, format!("m{i}")).unwrap();
+        }
+        client.disconnect(&conn, pike::DisconnectMode::FinishQueue);
+        // On a thread of its own, so that a hang fails the test in time.
+        let (done, got) = crossbeam_channel::bounded(1);
+        let mut events = server.events();
+        std::thread::spawn(move || {
+            let got: Vec<String> = futures::executor::block_on(async {
+                let mut got = Vec::new();
+                while let Some(event) = events.next().await {
+                    match event {
+                        Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                        Event::MessageReceived(m) => got.push(m.message),
+                        Event::RemoteDisconnect(_) => break,
+                        other => panic!("{other:?}"),
+                    }
                 }
-            }
-            got
+                got
+            });
+            let _ = done.send(got);
         });
-        let _ = done.send(got);
-    });
-    let got = got
-        .recv_timeout(WAIT)
-        .expect("the stream delivered in time");
-    assert_eq!(got, (0..100).map(|i| format!("m{i}")).collect::<Vec<_>>());
-    // The stream ends once the connector has stopped.
-    server.shutdown(ShutdownMode::Now);
-    assert!(futures::executor::block_on(server.recv_async()).is_none());
+        let got = got
+            .recv_timeout(WAIT)
+            .expect("the stream delivered in time");
+        assert_eq!(got, (0..100).map(|i| format!("m{i}")).collect::<Vec<_>>());
+        // The stream ends once the connector has stopped.
+        server.shutdown(ShutdownMode::Now);
+        assert!(futures::executor::block_on(server.recv_async()).is_none());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

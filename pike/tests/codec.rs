@@ -110,48 +110,49 @@ fn input_past_the_limit_is_a_protocol_error() {
     );
 }
 
-#[test]
-fn a_frame_that_cannot_be_encoded_comes_back_and_the_connection_goes_on() {
-    let server = listening(CodecConverter::new(Frames));
-    let client = self::client(CodecConverter::new(Frames));
-    let conn = client
-        .connect(server.local_addr().unwrap(), Delivery::Merged)
-        .unwrap();
-    let remote = accept(&server, Delivery::Merged);
-    connected(&client);
-    let big = Frame {
-        kind: 2,
-        body: vec![0; 70_000],
-    };
-    for f in [
-        Frame {
-            kind: 1,
-            body: b"one".to_vec(),
-        },
-        big.clone(),
-        Frame {
-            kind: 3,
-            body: b"three".to_vec(),
-        },
-    ] {
-        client.send(&conn, f).unwrap();
-    }
-    match next(&client) {
-        Event::RejectedMessage(r) => {
-            assert_eq!(r.message, big);
-            assert!(
-                matches!(&r.reason, RejectReason::Serialize(e) if e.to_string().contains("64 KiB")),
-                "{}",
-                r.reason
-            );
+over_transports! {
+    fn a_frame_that_cannot_be_encoded_comes_back_and_the_connection_goes_on(net: Net) {
+        let server = listening_on(net, CodecConverter::new(Frames));
+        let client = self::client(CodecConverter::new(Frames));
+        let conn = client
+            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        let remote = accept(&server, Delivery::Merged);
+        connected(&client);
+        let big = Frame {
+            kind: 2,
+            body: vec![0; 70_000],
+        };
+        for f in [
+            Frame {
+                kind: 1,
+                body: b"one".to_vec(),
+            },
+            big.clone(),
+            Frame {
+                kind: 3,
+                body: b"three".to_vec(),
+            },
+        ] {
+            client.send(&conn, f).unwrap();
         }
-        other => panic!("{other:?}"),
-    }
-    for kind in [1, 3] {
-        match next(&server) {
-            Event::MessageReceived(m) => assert_eq!((m.connection, m.message.kind), (remote, kind)),
+        match next(&client) {
+            Event::RejectedMessage(r) => {
+                assert_eq!(r.message, big);
+                assert!(
+                    matches!(&r.reason, RejectReason::Serialize(e) if e.to_string().contains("64 KiB")),
+                    "{}",
+                    r.reason
+                );
+            }
             other => panic!("{other:?}"),
         }
+        for kind in [1, 3] {
+            match next(&server) {
+                Event::MessageReceived(m) => assert_eq!((m.connection, m.message.kind), (remote, kind)),
+                other => panic!("{other:?}"),
+            }
+        }
+        server.shutdown(ShutdownMode::Now);
     }
-    server.shutdown(ShutdownMode::Now);
 }

@@ -28,116 +28,122 @@ fn not_listening_refuses_a_raw_connect() {
     c.shutdown(ShutdownMode::Now);
 }
 
-#[test]
-fn listening_gives_remote_connect_then_shutdown_closes_it() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    let closer = {
-        let c = c.clone();
-        std::thread::spawn(move || c.shutdown(ShutdownMode::FinishQueues))
-    };
-    assert_eq!(read_to_eof(&mut peer), b"");
-    drop(peer);
-    match next(&c) {
-        Event::FinishDisconnect(f) => {
-            assert_eq!(f.connection, conn);
-            assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+over_transports! {
+    fn listening_gives_remote_connect_then_shutdown_closes_it(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        let closer = {
+            let c = c.clone();
+            std::thread::spawn(move || c.shutdown(ShutdownMode::FinishQueues))
+        };
+        assert_eq!(read_to_eof(&mut peer), b"");
+        drop(peer);
+        match next(&c) {
+            Event::FinishDisconnect(f) => {
+                assert_eq!(f.connection, conn);
+                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
-    closer.join().unwrap();
-    assert!(c.recv_timeout(WAIT).is_err(), "no event after the last");
-    assert!(c.is_stopped());
-    // The listener is closed.
-    assert!(TcpStream::connect_timeout(&c.local_addr().unwrap(), WAIT).is_err());
-}
-
-#[test]
-fn connect_to_nothing_fails() {
-    let c = client(StringConverter::new());
-    let conn = c.connect(dead_address(), Delivery::Merged).unwrap();
-    c.send(&conn, s("lost?")).unwrap();
-    match next(&c) {
-        Event::FinishConnect(f) => {
-            assert_eq!(f.connection, conn);
-            assert!(!f.success());
-            assert!(
-                matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
-            );
-            assert_eq!(f.queued, vec![s("lost?")]);
-        }
-        other => panic!("{other:?}"),
+        closer.join().unwrap();
+        assert!(c.recv_timeout(WAIT).is_err(), "no event after the last");
+        assert!(c.is_stopped());
+        // The listener is closed.
+        assert!(raw_connect_addr(&c.listen_address().unwrap()).is_err());
     }
 }
 
-#[test]
-fn connect_then_disconnect() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let mut peer = raw_accept(&l);
-    assert_eq!(connected(&c), conn);
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    assert_eq!(read_to_eof(&mut peer), b"");
-    drop(peer);
-    match next(&c) {
-        Event::FinishDisconnect(f) => {
-            assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+over_transports! {
+    fn connect_to_nothing_fails(net: Net) {
+        let c = client(StringConverter::new());
+        let conn = c.connect(net.dead_address(), Delivery::Merged).unwrap();
+        c.send(&conn, s("lost?")).unwrap();
+        match next(&c) {
+            Event::FinishConnect(f) => {
+                assert_eq!(f.connection, conn);
+                assert!(!f.success());
+                assert!(
+                    matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+                );
+                assert_eq!(f.queued, vec![s("lost?")]);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 
-#[test]
-fn connect_waiting_succeeds() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let (conn, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
-    result.unwrap();
-    let mut peer = raw_accept(&l);
-    c.send(&conn, s("hi")).unwrap();
-    assert_eq!(read_exactly(&mut peer, 4), b"2 hi");
-    // No FinishConnect for it.
-    assert!(matches!(
-        c.recv_timeout(Duration::from_millis(100)),
-        Err(RecvTimeoutError::Timeout)
-    ));
+over_transports! {
+    fn connect_then_disconnect(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let mut peer = l.accept();
+        assert_eq!(connected(&c), conn);
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        assert_eq!(read_to_eof(&mut peer), b"");
+        drop(peer);
+        match next(&c) {
+            Event::FinishDisconnect(f) => {
+                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
-#[test]
-fn recv_deadline_times_out_delivers_and_ends() {
-    let c = listening(StringConverter::new());
-    let started = Instant::now();
-    let deadline = started + Duration::from_millis(100);
-    assert!(matches!(
-        c.recv_deadline(deadline),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    assert!(Instant::now() >= deadline);
-    let _peer = raw_connect(c.local_addr().unwrap());
-    assert!(matches!(
-        c.recv_deadline(Instant::now() + WAIT),
-        Ok(Event::RemoteConnect(_))
-    ));
-    c.shutdown(ShutdownMode::Now);
-    assert!(matches!(
-        c.recv_deadline(Instant::now() + WAIT),
-        Err(RecvTimeoutError::Disconnected)
-    ));
+over_transports! {
+    fn connect_waiting_succeeds(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let (conn, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+        result.unwrap();
+        let mut peer = l.accept();
+        c.send(&conn, s("hi")).unwrap();
+        assert_eq!(read_exactly(&mut peer, 4), b"2 hi");
+        // No FinishConnect for it.
+        assert!(matches!(
+            c.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+    }
 }
 
-#[test]
-fn connect_waiting_fails() {
-    let c = client(StringConverter::new());
-    let (_, result) = c
-        .connect_waiting(dead_address(), Delivery::Merged, WAIT)
-        .unwrap();
-    assert!(matches!(result, Err(ConnectError::Io(_))));
-    assert!(matches!(
-        c.recv_timeout(Duration::from_millis(100)),
-        Err(RecvTimeoutError::Timeout)
-    ));
+over_transports! {
+    fn recv_deadline_times_out_delivers_and_ends(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(100);
+        assert!(matches!(
+            c.recv_deadline(deadline),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        assert!(Instant::now() >= deadline);
+        let _peer = raw_connect_to(&c);
+        assert!(matches!(
+            c.recv_deadline(Instant::now() + WAIT),
+            Ok(Event::RemoteConnect(_))
+        ));
+        c.shutdown(ShutdownMode::Now);
+        assert!(matches!(
+            c.recv_deadline(Instant::now() + WAIT),
+            Err(RecvTimeoutError::Disconnected)
+        ));
+    }
+}
+
+over_transports! {
+    fn connect_waiting_fails(net: Net) {
+        let c = client(StringConverter::new());
+        let (_, result) = c
+            .connect_waiting(net.dead_address(), Delivery::Merged, WAIT)
+            .unwrap();
+        assert!(matches!(result, Err(ConnectError::Io(_))));
+        assert!(matches!(
+            c.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+    }
 }
 
 #[test]
@@ -174,98 +180,103 @@ fn connect_waiting_times_out() {
     assert!(c.recv_timeout(WAIT).is_err());
 }
 
-#[test]
-fn connect_waiting_runs_the_callback_before_any_event() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let peer_thread = std::thread::spawn(move || {
-        let mut peer = raw_accept(&l);
-        write_all(&mut peer, &wire(&["early"]));
-        peer
-    });
-    let mut kept_peer = None;
-    let (conn, result) = c
-        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
-            // The peer has sent its message; it must not be delivered yet.
-            kept_peer = Some(peer_thread.join().unwrap());
-            assert!(matches!(
-                c.recv_timeout(Duration::from_millis(200)),
-                Err(RecvTimeoutError::Timeout)
-            ));
-            c.send(&conn, s("from the callback")).unwrap();
-        })
-        .unwrap();
-    result.unwrap();
-    let mut peer = kept_peer.expect("the callback ran");
-    let expected = wire(&["from the callback"]);
-    assert_eq!(read_exactly(&mut peer, expected.len()), expected);
-    match next(&c) {
-        Event::MessageReceived(m) => {
-            assert_eq!(m.connection, conn);
-            assert_eq!(m.message, "early");
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn three_strings_from_a_raw_peer_then_close() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    write_all(&mut peer, &wire(&["plango", "", "hi mom!"]));
-    drop(peer);
-    for expected in ["plango", "", "hi mom!"] {
+over_transports! {
+    fn connect_waiting_runs_the_callback_before_any_event(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let peer_thread = std::thread::spawn(move || {
+            let mut peer = l.accept();
+            write_all(&mut peer, &wire(&["early"]));
+            peer
+        });
+        let mut kept_peer = None;
+        let (conn, result) = c
+            .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+                // The peer has sent its message; it must not be delivered yet.
+                kept_peer = Some(peer_thread.join().unwrap());
+                assert!(matches!(
+                    c.recv_timeout(Duration::from_millis(200)),
+                    Err(RecvTimeoutError::Timeout)
+                ));
+                c.send(&conn, s("from the callback")).unwrap();
+            })
+            .unwrap();
+        result.unwrap();
+        let mut peer = kept_peer.expect("the callback ran");
+        let expected = wire(&["from the callback"]);
+        assert_eq!(read_exactly(&mut peer, expected.len()), expected);
         match next(&c) {
             Event::MessageReceived(m) => {
-                assert_eq!((m.connection, m.message.as_str()), (conn, expected));
+                assert_eq!(m.connection, conn);
+                assert_eq!(m.message, "early");
             }
             other => panic!("{other:?}"),
         }
     }
-    match next(&c) {
-        Event::RemoteDisconnect(r) => {
-            assert_eq!(r.connection, conn);
-            assert!(matches!(r.reason, DisconnectReason::PeerClosed));
-            assert!(r.incomplete.is_none() && r.queued.is_empty());
+}
+
+over_transports! {
+    fn three_strings_from_a_raw_peer_then_close(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        write_all(&mut peer, &wire(&["plango", "", "hi mom!"]));
+        drop(peer);
+        for expected in ["plango", "", "hi mom!"] {
+            match next(&c) {
+                Event::MessageReceived(m) => {
+                    assert_eq!((m.connection, m.message.as_str()), (conn, expected));
+                }
+                other => panic!("{other:?}"),
+            }
         }
-        other => panic!("{other:?}"),
+        match next(&c) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(r.connection, conn);
+                assert!(matches!(r.reason, DisconnectReason::PeerClosed));
+                assert!(r.incomplete.is_none() && r.queued.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 
-#[test]
-fn three_strings_sent_then_disconnect() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    // Sent while connecting: written once connected.
-    for m in ["plango", "", "hi mom!"] {
-        c.send(&conn, s(m)).unwrap();
+over_transports! {
+    fn three_strings_sent_then_disconnect(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        // Sent while connecting: written once connected.
+        for m in ["plango", "", "hi mom!"] {
+            c.send(&conn, s(m)).unwrap();
+        }
+        let mut peer = l.accept();
+        // (A disconnect before the connect completes would cancel it.)
+        assert_eq!(connected(&c), conn);
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        assert_eq!(read_to_eof(&mut peer), wire(&["plango", "", "hi mom!"]));
+        drop(peer);
+        assert!(
+            matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty() && f.incomplete.is_none())
+        );
     }
-    let mut peer = raw_accept(&l);
-    // (A disconnect before the connect completes would cancel it.)
-    assert_eq!(connected(&c), conn);
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    assert_eq!(read_to_eof(&mut peer), wire(&["plango", "", "hi mom!"]));
-    drop(peer);
-    assert!(
-        matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty() && f.incomplete.is_none())
-    );
 }
 
 /// `ONE` has written `abc` (read by the peer) and waits for its callback;
 /// `TWO` is queued behind it.
-fn paused_mid_message() -> (
+fn paused_mid_message(
+    net: Net,
+) -> (
     Connector<Pausing>,
     pike::Connection,
-    TcpStream,
+    RawPeer,
     crossbeam_channel::Receiver<std::task::Waker>,
 ) {
-    let (l, addr) = raw_listener();
+    let (l, addr) = raw_listener_on(net);
     let (converter, wakers) = Pausing::new();
     let c = client(converter);
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let mut peer = raw_accept(&l);
+    let conn = c.connect(&addr, Delivery::Merged).unwrap();
+    let mut peer = l.accept();
     assert_eq!(connected(&c), conn);
     c.send(&conn, s("ONE")).unwrap();
     c.send(&conn, s("TWO")).unwrap();
@@ -273,142 +284,149 @@ fn paused_mid_message() -> (
     (c, conn, peer, wakers)
 }
 
-#[test]
-fn disconnect_now_mid_message() {
-    let (c, conn, mut peer, _wakers) = paused_mid_message();
-    c.disconnect(&conn, DisconnectMode::Now);
-    match next(&c) {
-        Event::FinishDisconnect(f) => {
-            assert_eq!((f.incomplete, f.queued), (Some(s("ONE")), vec![s("TWO")]));
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(read_to_eof(&mut peer), b"");
-}
-
-#[test]
-fn disconnect_finish_message_mid_message() {
-    let (c, conn, mut peer, wakers) = paused_mid_message();
-    c.disconnect(&conn, DisconnectMode::FinishMessage);
-    wake_next(&wakers);
-    assert_eq!(read_to_eof(&mut peer), b"ONE123");
-    drop(peer);
-    match next(&c) {
-        Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![s("TWO")])),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn disconnect_finish_queue_mid_message() {
-    let (c, conn, mut peer, wakers) = paused_mid_message();
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    wake_next(&wakers); // ONE
-    wake_next(&wakers); // TWO
-    assert_eq!(read_to_eof(&mut peer), b"ONE123abcTWO123");
-    drop(peer);
-    match next(&c) {
-        Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![])),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn recv_connection_gets_a_separate_connections_events() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Separate);
-    write_all(&mut peer, &wire(&["to the side"]));
-    match next_of(&c, &conn) {
-        Event::MessageReceived(m) => assert_eq!(m.message, "to the side"),
-        other => panic!("{other:?}"),
-    }
-    // Nothing of it reaches the main queue.
-    assert!(matches!(
-        c.recv_timeout(Duration::from_millis(100)),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    drop(peer);
-    assert!(matches!(next_of(&c, &conn), Event::RemoteDisconnect(_)));
-    // After its final event, recv_connection returns None at once.
-    assert!(c.recv_connection(&conn).is_none());
-}
-
-#[test]
-fn merge_connection_moves_queued_events_in_order() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Separate);
-    // One write: the network thread reads all three in one go, so once the
-    // first is taken the others are queued before any merge is handled.
-    write_all(&mut peer, &wire(&["a", "b", "c"]));
-    match next_of(&c, &conn) {
-        Event::MessageReceived(m) => assert_eq!(m.message, "a"),
-        other => panic!("{other:?}"),
-    }
-    // A thread blocked on the (otherwise empty) queue is released by merge.
-    let blocked = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            let mut got = Vec::new();
-            while let Some(e) = c.recv_connection(&conn) {
-                got.push(e);
+over_transports! {
+    fn disconnect_now_mid_message(net: Net) {
+        let (c, conn, mut peer, _wakers) = paused_mid_message(net);
+        c.disconnect(&conn, DisconnectMode::Now);
+        match next(&c) {
+            Event::FinishDisconnect(f) => {
+                assert_eq!((f.incomplete, f.queued), (Some(s("ONE")), vec![s("TWO")]));
             }
-            got.len()
-        })
-    };
-    c.merge_connection(&conn);
-    let taken_by_blocked = blocked.join().unwrap();
-    let mut rest = Vec::new();
-    for _ in 0..(2 - taken_by_blocked) {
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(read_to_eof(&mut peer), b"");
+    }
+}
+
+over_transports! {
+    fn disconnect_finish_message_mid_message(net: Net) {
+        let (c, conn, mut peer, wakers) = paused_mid_message(net);
+        c.disconnect(&conn, DisconnectMode::FinishMessage);
+        wake_next(&wakers);
+        assert_eq!(read_to_eof(&mut peer), b"ONE123");
+        drop(peer);
         match next(&c) {
-            Event::MessageReceived(m) => rest.push(m.message),
+            Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![s("TWO")])),
             other => panic!("{other:?}"),
         }
     }
-    if taken_by_blocked == 0 {
-        assert_eq!(rest, vec![s("b"), s("c")]);
-    }
-    assert!(c.recv_connection(&conn).is_none());
-    // Later events go to the main queue.
-    write_all(&mut peer, &wire(&["d"]));
-    assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "d"));
 }
 
-#[test]
-fn merge_connection_with_nothing_blocked_moves_everything() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Separate);
-    write_all(&mut peer, &wire(&["a", "b", "c"]));
-    drop(peer);
-    assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "a"));
-    c.merge_connection(&conn);
-    let mut got = Vec::new();
-    loop {
+over_transports! {
+    fn disconnect_finish_queue_mid_message(net: Net) {
+        let (c, conn, mut peer, wakers) = paused_mid_message(net);
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        wake_next(&wakers); // ONE
+        wake_next(&wakers); // TWO
+        assert_eq!(read_to_eof(&mut peer), b"ONE123abcTWO123");
+        drop(peer);
         match next(&c) {
-            Event::MessageReceived(m) => got.push(m.message),
-            Event::RemoteDisconnect(_) => break,
+            Event::FinishDisconnect(f) => assert_eq!((f.incomplete, f.queued), (None, vec![])),
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(got, vec![s("b"), s("c")]);
-    assert!(c.recv_connection(&conn).is_none());
 }
 
-#[test]
-fn a_separate_outgoing_connection() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let conn = c.connect(addr, Delivery::Separate).unwrap();
-    let mut peer = raw_accept(&l);
-    assert!(matches!(next_of(&c, &conn), Event::FinishConnect(f) if f.success()));
-    write_all(&mut peer, &wire(&["x"]));
-    assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "x"));
-    assert!(matches!(
-        c.recv_timeout(Duration::from_millis(100)),
-        Err(RecvTimeoutError::Timeout)
-    ));
+over_transports! {
+    fn recv_connection_gets_a_separate_connections_events(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Separate);
+        write_all(&mut peer, &wire(&["to the side"]));
+        match next_of(&c, &conn) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "to the side"),
+            other => panic!("{other:?}"),
+        }
+        // Nothing of it reaches the main queue.
+        assert!(matches!(
+            c.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        drop(peer);
+        assert!(matches!(next_of(&c, &conn), Event::RemoteDisconnect(_)));
+        // After its final event, recv_connection returns None at once.
+        assert!(c.recv_connection(&conn).is_none());
+    }
+}
+
+over_transports! {
+    fn merge_connection_moves_queued_events_in_order(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Separate);
+        // One write: the network thread reads all three in one go, so once the
+        // first is taken the others are queued before any merge is handled.
+        write_all(&mut peer, &wire(&["a", "b", "c"]));
+        match next_of(&c, &conn) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "a"),
+            other => panic!("{other:?}"),
+        }
+        // A thread blocked on the (otherwise empty) queue is released by merge.
+        let blocked = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Some(e) = c.recv_connection(&conn) {
+                    got.push(e);
+                }
+                got.len()
+            })
+        };
+        c.merge_connection(&conn);
+        let taken_by_blocked = blocked.join().unwrap();
+        let mut rest = Vec::new();
+        for _ in 0..(2 - taken_by_blocked) {
+            match next(&c) {
+                Event::MessageReceived(m) => rest.push(m.message),
+                other => panic!("{other:?}"),
+            }
+        }
+        if taken_by_blocked == 0 {
+            assert_eq!(rest, vec![s("b"), s("c")]);
+        }
+        assert!(c.recv_connection(&conn).is_none());
+        // Later events go to the main queue.
+        write_all(&mut peer, &wire(&["d"]));
+        assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "d"));
+    }
+}
+
+over_transports! {
+    fn merge_connection_with_nothing_blocked_moves_everything(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Separate);
+        write_all(&mut peer, &wire(&["a", "b", "c"]));
+        drop(peer);
+        assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "a"));
+        c.merge_connection(&conn);
+        let mut got = Vec::new();
+        loop {
+            match next(&c) {
+                Event::MessageReceived(m) => got.push(m.message),
+                Event::RemoteDisconnect(_) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, vec![s("b"), s("c")]);
+        assert!(c.recv_connection(&conn).is_none());
+    }
+}
+
+over_transports! {
+    fn a_separate_outgoing_connection(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let conn = c.connect(&addr, Delivery::Separate).unwrap();
+        let mut peer = l.accept();
+        assert!(matches!(next_of(&c, &conn), Event::FinishConnect(f) if f.success()));
+        write_all(&mut peer, &wire(&["x"]));
+        assert!(matches!(next_of(&c, &conn), Event::MessageReceived(m) if m.message == "x"));
+        assert!(matches!(
+            c.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+    }
 }
 
 /// What became of one connection's messages.
@@ -425,8 +443,8 @@ struct Outcome {
 /// Several connections with messages in flight; the peers read everything
 /// until EOF. Returns, per connection, what the peer read and what came
 /// back.
-fn shutdown_with_traffic(mode: ShutdownMode) -> Vec<Outcome> {
-    let (l, addr) = raw_listener();
+fn shutdown_with_traffic(net: Net, mode: ShutdownMode) -> Vec<Outcome> {
+    let (l, addr) = raw_listener_on(net);
     let c = Connector::builder(StringConverter::new())
         .write_buffer_size(16 * 1024)
         .spawn()
@@ -434,13 +452,13 @@ fn shutdown_with_traffic(mode: ShutdownMode) -> Vec<Outcome> {
     let big = "z".repeat(50_000);
     let mut conns = Vec::new();
     for i in 0..3 {
-        let conn = c.connect(addr, Delivery::Merged).unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
         for j in 0..40 {
             c.send(&conn, format!("{i}-{j}-{big}")).unwrap();
         }
         conns.push(conn);
     }
-    let peers: Vec<_> = (0..3).map(|_| raw_accept(&l)).collect();
+    let peers: Vec<_> = (0..3).map(|_| l.accept()).collect();
     // Connected first: a shutdown cancels connections still connecting.
     for _ in 0..3 {
         connected(&c);
@@ -484,101 +502,107 @@ fn shutdown_with_traffic(mode: ShutdownMode) -> Vec<Outcome> {
     results
 }
 
-#[test]
-fn shutdown_finish_queues_writes_everything() {
-    for o in shutdown_with_traffic(ShutdownMode::FinishQueues) {
-        assert_eq!(o.read.len(), 40);
-        assert_eq!((o.partial, o.incomplete, o.queued.len()), (0, None, 0));
+over_transports! {
+    fn shutdown_finish_queues_writes_everything(net: Net) {
+        for o in shutdown_with_traffic(net, ShutdownMode::FinishQueues) {
+            assert_eq!(o.read.len(), 40);
+            assert_eq!((o.partial, o.incomplete, o.queued.len()), (0, None, 0));
+        }
     }
 }
 
-#[test]
-fn shutdown_finish_messages_completes_the_partial_one() {
-    for o in shutdown_with_traffic(ShutdownMode::FinishMessages) {
-        assert_eq!(o.partial, 0, "no partial message on the wire");
-        assert!(o.incomplete.is_none());
-        // Each message read or returned, in order.
-        let seq = |m: &String| -> usize { m.split('-').nth(1).unwrap().parse().unwrap() };
-        let all: Vec<usize> = o.read.iter().chain(&o.queued).map(seq).collect();
-        assert_eq!(all, (0..40).collect::<Vec<_>>());
+over_transports! {
+    fn shutdown_finish_messages_completes_the_partial_one(net: Net) {
+        for o in shutdown_with_traffic(net, ShutdownMode::FinishMessages) {
+            assert_eq!(o.partial, 0, "no partial message on the wire");
+            assert!(o.incomplete.is_none());
+            // Each message read or returned, in order.
+            let seq = |m: &String| -> usize { m.split('-').nth(1).unwrap().parse().unwrap() };
+            let all: Vec<usize> = o.read.iter().chain(&o.queued).map(seq).collect();
+            assert_eq!(all, (0..40).collect::<Vec<_>>());
+        }
     }
 }
 
-#[test]
-fn shutdown_now_returns_what_was_not_written() {
-    for o in shutdown_with_traffic(ShutdownMode::Now) {
-        let incomplete = usize::from(o.incomplete.is_some());
-        assert_eq!(o.read.len() + incomplete + o.queued.len(), 40);
-        // A partial message on the wire is exactly the incomplete one.
-        assert_eq!(o.partial > 0, o.incomplete.is_some());
+over_transports! {
+    fn shutdown_now_returns_what_was_not_written(net: Net) {
+        for o in shutdown_with_traffic(net, ShutdownMode::Now) {
+            let incomplete = usize::from(o.incomplete.is_some());
+            assert_eq!(o.read.len() + incomplete + o.queued.len(), 40);
+            // A partial message on the wire is exactly the incomplete one.
+            assert_eq!(o.partial > 0, o.incomplete.is_some());
+        }
     }
 }
 
 // ----- beyond the original --------------------------------------------------------
 
-#[test]
-fn a_remote_connect_dropped_is_rejected() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    match next(&c) {
-        Event::RemoteConnect(r) => drop(r),
-        other => panic!("{other:?}"),
+over_transports! {
+    fn a_remote_connect_dropped_is_rejected(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        match next(&c) {
+            Event::RemoteConnect(r) => drop(r),
+            other => panic!("{other:?}"),
+        }
+        let mut buf = Vec::new();
+        // EOF or reset, but nothing else and no hang.
+        let _ = std::io::Read::read_to_end(&mut peer, &mut buf);
+        assert!(buf.is_empty());
     }
-    let mut buf = Vec::new();
-    // EOF or reset, but nothing else and no hang.
-    let _ = std::io::Read::read_to_end(&mut peer, &mut buf);
-    assert!(buf.is_empty());
 }
 
-#[test]
-fn send_to_an_unknown_connection_is_rejected() {
-    let c = client(StringConverter::new());
-    let (l, addr) = raw_listener();
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let mut peer = raw_accept(&l);
-    connected(&c);
-    c.disconnect(&conn, DisconnectMode::Now);
-    assert!(matches!(next(&c), Event::FinishDisconnect(_)));
-    assert_eq!(read_to_eof(&mut peer), b"");
-    c.send(&conn, s("too late")).unwrap();
-    match next(&c) {
-        Event::RejectedMessage(r) => {
-            assert_eq!(r.message, "too late");
-            assert!(matches!(r.reason, RejectReason::Closed));
+over_transports! {
+    fn send_to_an_unknown_connection_is_rejected(net: Net) {
+        let c = client(StringConverter::new());
+        let (l, addr) = raw_listener_on(net);
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let mut peer = l.accept();
+        connected(&c);
+        c.disconnect(&conn, DisconnectMode::Now);
+        assert!(matches!(next(&c), Event::FinishDisconnect(_)));
+        assert_eq!(read_to_eof(&mut peer), b"");
+        c.send(&conn, s("too late")).unwrap();
+        match next(&c) {
+            Event::RejectedMessage(r) => {
+                assert_eq!(r.message, "too late");
+                assert!(matches!(r.reason, RejectReason::Closed));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        c.shutdown(ShutdownMode::Now);
+        // Fully stopped: the message comes straight back.
+        let back = c.send(&conn, s("after stop")).unwrap_err();
+        assert_eq!(back.0, "after stop");
+        assert!(c.recv().is_none());
     }
-    c.shutdown(ShutdownMode::Now);
-    // Fully stopped: the message comes straight back.
-    let back = c.send(&conn, s("after stop")).unwrap_err();
-    assert_eq!(back.0, "after stop");
-    assert!(c.recv().is_none());
 }
 
-#[test]
-fn a_peer_breaking_the_protocol_closes_only_its_connection() {
-    let c = listening(StringConverter::new().with_max_message_size(1024));
-    let mut bad = raw_connect(c.local_addr().unwrap());
-    let bad_conn = accept(&c, Delivery::Merged);
-    let mut good = raw_connect(c.local_addr().unwrap());
-    let good_conn = accept(&c, Delivery::Merged);
-    write_all(&mut bad, b"1 a99999999999999999999 ");
-    assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == bad_conn));
-    match next(&c) {
-        Event::RemoteDisconnect(r) => {
-            assert_eq!(r.connection, bad_conn);
-            assert!(matches!(
-                r.reason,
-                DisconnectReason::Protocol(ProtocolError::TooLarge { .. })
-            ));
+over_transports! {
+    fn a_peer_breaking_the_protocol_closes_only_its_connection(net: Net) {
+        let c = listening_on(net, StringConverter::new().with_max_message_size(1024));
+        let mut bad = raw_connect_to(&c);
+        let bad_conn = accept(&c, Delivery::Merged);
+        let mut good = raw_connect_to(&c);
+        let good_conn = accept(&c, Delivery::Merged);
+        write_all(&mut bad, b"1 a99999999999999999999 ");
+        assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == bad_conn));
+        match next(&c) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(r.connection, bad_conn);
+                assert!(matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::TooLarge { .. })
+                ));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        c.send(&good_conn, s("still here")).unwrap();
+        let expected = wire(&["still here"]);
+        assert_eq!(read_exactly(&mut good, expected.len()), expected);
+        write_all(&mut good, &wire(&["me too"]));
+        assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "me too"));
     }
-    c.send(&good_conn, s("still here")).unwrap();
-    let expected = wire(&["still here"]);
-    assert_eq!(read_exactly(&mut good, expected.len()), expected);
-    write_all(&mut good, &wire(&["me too"]));
-    assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "me too"));
 }
 
 #[test]
@@ -603,27 +627,28 @@ fn a_reset_is_reported_with_its_reason() {
     }
 }
 
-#[test]
-fn a_panicking_serializer_closes_only_its_connection() {
-    let (converter, _wakers) = Pausing::new();
-    let c = listening(converter);
-    let mut p1 = raw_connect(c.local_addr().unwrap());
-    let c1 = accept(&c, Delivery::Merged);
-    let mut p2 = raw_connect(c.local_addr().unwrap());
-    let c2 = accept(&c, Delivery::Merged);
-    c.send(&c1, s("panic")).unwrap();
-    match next(&c) {
-        Event::RemoteDisconnect(r) => {
-            assert_eq!(r.connection, c1);
-            assert!(matches!(r.reason, DisconnectReason::SerializerPanicked(_)));
-            assert_eq!(r.queued, vec![s("panic")]);
+over_transports! {
+    fn a_panicking_serializer_closes_only_its_connection(net: Net) {
+        let (converter, _wakers) = Pausing::new();
+        let c = listening_on(net, converter);
+        let mut p1 = raw_connect_to(&c);
+        let c1 = accept(&c, Delivery::Merged);
+        let mut p2 = raw_connect_to(&c);
+        let c2 = accept(&c, Delivery::Merged);
+        c.send(&c1, s("panic")).unwrap();
+        match next(&c) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(r.connection, c1);
+                assert!(matches!(r.reason, DisconnectReason::SerializerPanicked(_)));
+                assert_eq!(r.queued, vec![s("panic")]);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        assert_eq!(read_to_eof(&mut p1), b"");
+        // The other connection and the network thread carry on.
+        write_all(&mut p2, &wire(&["alive"]));
+        assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == c2));
     }
-    assert_eq!(read_to_eof(&mut p1), b"");
-    // The other connection and the network thread carry on.
-    write_all(&mut p2, &wire(&["alive"]));
-    assert!(matches!(next(&c), Event::MessageReceived(m) if m.connection == c2));
 }
 
 #[test]
@@ -672,216 +697,223 @@ fn names_are_resolved_off_the_network_thread() {
     }
 }
 
-#[test]
-fn dropping_the_last_handle_shuts_down() {
-    let c = listening(StringConverter::new());
-    let addr = c.local_addr().unwrap();
-    let c2 = c.clone();
-    drop(c);
-    // Still running through the clone.
-    let _p = raw_connect(addr);
-    drop(c2);
-    // Shut down and joined: the listener is gone.
-    assert!(TcpStream::connect_timeout(&addr, WAIT).is_err());
+over_transports! {
+    fn dropping_the_last_handle_shuts_down(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let addr = c.listen_address().unwrap();
+        let c2 = c.clone();
+        drop(c);
+        // Still running through the clone.
+        let _p = raw_connect_addr(&addr).unwrap();
+        drop(c2);
+        // Shut down and joined: the listener is gone.
+        assert!(raw_connect_addr(&addr).is_err());
+    }
 }
 
-#[test]
-fn run_blocks_the_calling_thread_until_shutdown() {
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .build()
-        .unwrap();
-    let runner = {
-        let c = c.clone();
-        std::thread::spawn(move || c.run())
-    };
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    c.send(&conn, s("ran")).unwrap();
-    assert_eq!(read_exactly(&mut peer, 5), b"3 ran");
-    c.shutdown(ShutdownMode::Now);
-    runner.join().unwrap().unwrap();
-    assert!(c.run().is_err(), "a connector runs once");
+over_transports! {
+    fn run_blocks_the_calling_thread_until_shutdown(net: Net) {
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .build()
+            .unwrap();
+        let runner = {
+            let c = c.clone();
+            std::thread::spawn(move || c.run())
+        };
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        c.send(&conn, s("ran")).unwrap();
+        assert_eq!(read_exactly(&mut peer, 5), b"3 ran");
+        c.shutdown(ShutdownMode::Now);
+        runner.join().unwrap().unwrap();
+        assert!(c.run().is_err(), "a connector runs once");
+    }
 }
 
-#[test]
-fn a_graceful_close_delivers_everything_despite_unread_input() {
-    // The peer sends a lot that the connector never reads (its application
-    // takes no events, so reading pauses), and reads nothing until the
-    // connector has closed. A plain close() with unread input would send a
-    // reset and destroy data still in flight.
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .connection_share(4 * 1024)
-        .spawn()
-        .unwrap();
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    let mut writer = peer.try_clone().unwrap();
-    let flood = std::thread::spawn(move || {
-        let chunk = wire(&[&"u".repeat(1000)]);
-        // Stops when the connector closes; errors are expected then.
-        for _ in 0..4000 {
-            if writer.write_all(&chunk).is_err() {
-                break;
+over_transports! {
+    fn a_graceful_close_delivers_everything_despite_unread_input(net: Net) {
+        // The peer sends a lot that the connector never reads (its application
+        // takes no events, so reading pauses), and reads nothing until the
+        // connector has closed. A plain close() with unread input would send a
+        // reset and destroy data still in flight.
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .connection_share(4 * 1024)
+            .spawn()
+            .unwrap();
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        let mut writer = peer.try_clone().unwrap();
+        let flood = std::thread::spawn(move || {
+            let chunk = wire(&[&"u".repeat(1000)]);
+            // Stops when the connector closes; errors are expected then.
+            for _ in 0..4000 {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(Shutdown::Write);
+        });
+        let body = "d".repeat(10_000);
+        let n = 300; // 3 MB, more than the socket buffers hold
+        for i in 0..n {
+            c.send(&conn, format!("{i:04}{body}")).unwrap();
+        }
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        let got = read_to_eof(&mut peer);
+        let (messages, partial) = decode_strings(&got);
+        assert_eq!((messages.len(), partial), (n, 0));
+        drop(peer);
+        flood.join().unwrap();
+        loop {
+            match next(&c) {
+                Event::FinishDisconnect(f) => {
+                    assert!(
+                        f.queued.is_empty() && f.incomplete.is_none(),
+                        "{:?}",
+                        f.error
+                    );
+                    break;
+                }
+                Event::MessageReceived(_) => {}
+                other => panic!("{other:?}"),
             }
         }
-        let _ = writer.shutdown(Shutdown::Write);
-    });
-    let body = "d".repeat(10_000);
-    let n = 300; // 3 MB, more than the socket buffers hold
-    for i in 0..n {
-        c.send(&conn, format!("{i:04}{body}")).unwrap();
     }
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    let got = read_to_eof(&mut peer);
-    let (messages, partial) = decode_strings(&got);
-    assert_eq!((messages.len(), partial), (n, 0));
-    drop(peer);
-    flood.join().unwrap();
-    loop {
+}
+
+over_transports! {
+    fn events_of_a_connection_closed_inside_the_callback_are_not_lost(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let (conn, result) = c
+            .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+                c.disconnect(&conn, DisconnectMode::Now);
+                c.send(&conn, s("after the disconnect")).unwrap();
+                // A round trip through the network thread: both commands above
+                // are done (the connection is closed) before this returns.
+                c.merge_connection(&conn);
+            })
+            .unwrap();
+        result.unwrap();
+        drop(l.accept());
+        assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
         match next(&c) {
-            Event::FinishDisconnect(f) => {
-                assert!(
-                    f.queued.is_empty() && f.incomplete.is_none(),
-                    "{:?}",
-                    f.error
-                );
-                break;
-            }
-            Event::MessageReceived(_) => {}
+            Event::RejectedMessage(r) => assert_eq!(r.message, "after the disconnect"),
             other => panic!("{other:?}"),
         }
     }
 }
 
-#[test]
-fn events_of_a_connection_closed_inside_the_callback_are_not_lost() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let (conn, result) = c
-        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
-            c.disconnect(&conn, DisconnectMode::Now);
-            c.send(&conn, s("after the disconnect")).unwrap();
-            // A round trip through the network thread: both commands above
-            // are done (the connection is closed) before this returns.
-            c.merge_connection(&conn);
-        })
-        .unwrap();
-    result.unwrap();
-    drop(raw_accept(&l));
-    assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
-    match next(&c) {
-        Event::RejectedMessage(r) => assert_eq!(r.message, "after the disconnect"),
-        other => panic!("{other:?}"),
+over_transports! {
+    fn a_panicking_callback_still_releases_the_connection(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = client(StringConverter::new());
+        let mut conn = None;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.connect_waiting_with(addr, Delivery::Merged, WAIT, |cn| {
+                conn = Some(cn);
+                panic!("callback panics on purpose");
+            })
+        }));
+        assert!(outcome.is_err());
+        let conn = conn.expect("the callback ran");
+        let mut peer = l.accept();
+        write_all(&mut peer, &wire(&["still delivered"]));
+        match next(&c) {
+            Event::MessageReceived(m) => assert_eq!(
+                (m.connection, m.message.as_str()),
+                (conn, "still delivered")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }
 
-#[test]
-fn a_panicking_callback_still_releases_the_connection() {
-    let (l, addr) = raw_listener();
-    let c = client(StringConverter::new());
-    let mut conn = None;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        c.connect_waiting_with(addr, Delivery::Merged, WAIT, |cn| {
-            conn = Some(cn);
-            panic!("callback panics on purpose");
-        })
-    }));
-    assert!(outcome.is_err());
-    let conn = conn.expect("the callback ran");
-    let mut peer = raw_accept(&l);
-    write_all(&mut peer, &wire(&["still delivered"]));
-    match next(&c) {
-        Event::MessageReceived(m) => assert_eq!(
-            (m.connection, m.message.as_str()),
-            (conn, "still delivered")
-        ),
-        other => panic!("{other:?}"),
-    }
-}
+over_transports! {
+    fn send_batch_and_recv_batch(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        let batch: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
+        c.send_batch(&conn, batch.clone()).unwrap();
+        c.send_batch(&conn, Vec::new()).unwrap();
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let expected = wire(&refs);
+        assert_eq!(read_exactly(&mut peer, expected.len()), expected);
 
-#[test]
-fn send_batch_and_recv_batch() {
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    let batch: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
-    c.send_batch(&conn, batch.clone()).unwrap();
-    c.send_batch(&conn, Vec::new()).unwrap();
-    let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-    let expected = wire(&refs);
-    assert_eq!(read_exactly(&mut peer, expected.len()), expected);
-
-    // Many events, taken in a few batches, in order, never more than max.
-    write_all(&mut peer, &expected);
-    let mut got = Vec::new();
-    let mut events = Vec::new();
-    while got.len() < 500 {
-        events.clear();
-        let n = c.recv_batch(&mut events, 64, WAIT).unwrap();
-        assert!((1..=64).contains(&n) && n == events.len());
-        for e in events.drain(..) {
-            match e {
-                Event::MessageReceived(m) => got.push(m.message),
-                other => panic!("{other:?}"),
+        // Many events, taken in a few batches, in order, never more than max.
+        write_all(&mut peer, &expected);
+        let mut got = Vec::new();
+        let mut events = Vec::new();
+        while got.len() < 500 {
+            events.clear();
+            let n = c.recv_batch(&mut events, 64, WAIT).unwrap();
+            assert!((1..=64).contains(&n) && n == events.len());
+            for e in events.drain(..) {
+                match e {
+                    Event::MessageReceived(m) => got.push(m.message),
+                    other => panic!("{other:?}"),
+                }
             }
         }
-    }
-    assert_eq!(got, batch);
-    assert_eq!(
-        c.recv_batch(&mut events, 64, Duration::from_millis(20)),
-        Ok(0)
-    );
+        assert_eq!(got, batch);
+        assert_eq!(
+            c.recv_batch(&mut events, 64, Duration::from_millis(20)),
+            Ok(0)
+        );
 
-    // To an unknown connection: each message comes back.
-    let stranger = pike::Connection::from_id(999_999);
-    c.send_batch(&stranger, vec![s("x"), s("y")]).unwrap();
-    for expected in ["x", "y"] {
-        assert!(matches!(next(&c), Event::RejectedMessage(r) if r.message == expected));
-    }
-    // After stopping: all come straight back, and recv_batch says stopped.
-    c.shutdown(ShutdownMode::Now);
-    let back = c.send_batch(&conn, vec![s("a"), s("b")]).unwrap_err();
-    assert_eq!(back.0, vec![s("a"), s("b")]);
-    let mut rest = Vec::new();
-    while let Ok(n) = c.recv_batch(&mut rest, 16, WAIT) {
-        assert!(n > 0, "a stopped connector does not time out");
+        // To an unknown connection: each message comes back.
+        let stranger = pike::Connection::from_id(999_999);
+        c.send_batch(&stranger, vec![s("x"), s("y")]).unwrap();
+        for expected in ["x", "y"] {
+            assert!(matches!(next(&c), Event::RejectedMessage(r) if r.message == expected));
+        }
+        // After stopping: all come straight back, and recv_batch says stopped.
+        c.shutdown(ShutdownMode::Now);
+        let back = c.send_batch(&conn, vec![s("a"), s("b")]).unwrap_err();
+        assert_eq!(back.0, vec![s("a"), s("b")]);
+        let mut rest = Vec::new();
+        while let Ok(n) = c.recv_batch(&mut rest, 16, WAIT) {
+            assert!(n > 0, "a stopped connector does not time out");
+        }
     }
 }
 
-#[test]
-fn shutdown_now_cuts_a_finishing_shutdown_short() {
-    let (l, addr) = raw_listener();
-    // Room for all 30 MB in the unsent queue (it holds 16 MiB by default).
-    let c = Connector::builder(StringConverter::new())
-        .send_queue_cap(64 << 20)
-        .spawn()
-        .unwrap();
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let _peer = raw_accept(&l); // never reads
-    connected(&c);
-    let big = "q".repeat(100_000);
-    for _ in 0..300 {
-        c.send(&conn, big.clone()).unwrap(); // 30 MB: more than the sockets hold
-    }
-    let (done_tx, done) = crossbeam_channel::bounded(1);
-    {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            c.shutdown(ShutdownMode::FinishQueues);
-            let _ = done_tx.send(());
-        });
-    }
-    c.shutdown(ShutdownMode::Now);
-    done.recv_timeout(WAIT)
-        .expect("the finishing shutdown returned too");
-    match next(&c) {
-        Event::FinishDisconnect(f) => {
-            let back = usize::from(f.incomplete.is_some()) + f.queued.len();
-            assert!(back > 0, "a peer that never reads cannot have taken 30 MB");
+over_transports! {
+    fn shutdown_now_cuts_a_finishing_shutdown_short(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        // Room for all 30 MB in the unsent queue (it holds 16 MiB by default).
+        let c = Connector::builder(StringConverter::new())
+            .send_queue_cap(64 << 20)
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let _peer = l.accept(); // never reads
+        connected(&c);
+        let big = "q".repeat(100_000);
+        for _ in 0..300 {
+            c.send(&conn, big.clone()).unwrap(); // 30 MB: more than the sockets hold
         }
-        other => panic!("{other:?}"),
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.shutdown(ShutdownMode::FinishQueues);
+                let _ = done_tx.send(());
+            });
+        }
+        c.shutdown(ShutdownMode::Now);
+        done.recv_timeout(WAIT)
+            .expect("the finishing shutdown returned too");
+        match next(&c) {
+            Event::FinishDisconnect(f) => {
+                let back = usize::from(f.incomplete.is_some()) + f.queued.len();
+                assert!(back > 0, "a peer that never reads cannot have taken 30 MB");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 
@@ -891,91 +923,95 @@ fn shutdown_now_cuts_a_finishing_shutdown_short() {
 // (see `reactor::lead`). These check that the loop still runs for everyone
 // else when that thread goes away, and that waiting threads are released.
 
-#[test]
-fn the_loop_runs_on_after_the_thread_that_ran_it_stops_calling_recv() {
-    let server = listening(StringConverter::new());
-    let (l, addr) = raw_listener();
-    let client = client(StringConverter::new());
-    // This recv runs the loop, gets the connection, and never comes back.
-    let mut peer = raw_connect(server.local_addr().unwrap());
-    let conn = match next(&server) {
-        Event::RemoteConnect(r) => {
-            let conn = r.connection;
-            r.finish_accept(Delivery::Separate);
-            conn
+over_transports! {
+    fn the_loop_runs_on_after_the_thread_that_ran_it_stops_calling_recv(net: Net) {
+        let server = listening_on(net, StringConverter::new());
+        let (l, addr) = raw_listener_on(net);
+        let client = client(StringConverter::new());
+        // This recv runs the loop, gets the connection, and never comes back.
+        let mut peer = raw_connect_to(&server);
+        let conn = match next(&server) {
+            Event::RemoteConnect(r) => {
+                let conn = r.connection;
+                r.finish_accept(Delivery::Separate);
+                conn
+            }
+            other => panic!("{other:?}"),
+        };
+        // Reading, writing and connecting all go on without a thread in recv.
+        write_all(&mut peer, &wire(&["in"]));
+        match next_of(&server, &conn) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "in"),
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    };
-    // Reading, writing and connecting all go on without a thread in recv.
-    write_all(&mut peer, &wire(&["in"]));
-    match next_of(&server, &conn) {
-        Event::MessageReceived(m) => assert_eq!(m.message, "in"),
-        other => panic!("{other:?}"),
+        server.send(&conn, s("out")).unwrap();
+        assert_eq!(read_exactly(&mut peer, 5), b"3 out");
+        let (_, result) = client
+            .connect_waiting(addr, Delivery::Merged, WAIT)
+            .unwrap();
+        result.unwrap();
+        drop(l.accept());
     }
-    server.send(&conn, s("out")).unwrap();
-    assert_eq!(read_exactly(&mut peer, 5), b"3 out");
-    let (_, result) = client
-        .connect_waiting(addr, Delivery::Merged, WAIT)
-        .unwrap();
-    result.unwrap();
-    drop(raw_accept(&l));
 }
 
-#[test]
-fn shutdown_releases_a_thread_blocked_in_recv() {
-    let c = listening(StringConverter::new());
-    let (started, waiting) = crossbeam_channel::bounded(1);
-    let blocked = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            started.send(()).unwrap();
-            // No timeout: only the shutdown can end this.
-            c.recv().is_none()
-        })
-    };
-    waiting.recv_timeout(WAIT).unwrap();
-    c.shutdown(ShutdownMode::Now);
-    assert!(blocked.join().unwrap(), "recv returns None after shutdown");
-}
-
-#[test]
-fn recv_timeout_returns_in_time_while_running_the_loop() {
-    let c = listening(StringConverter::new());
-    let started = std::time::Instant::now();
-    assert!(matches!(
-        c.recv_timeout(Duration::from_millis(50)),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    assert!(started.elapsed() < WAIT);
-    // The loop still answers afterwards.
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    c.send(&conn, s("ok")).unwrap();
-    assert_eq!(read_exactly(&mut peer, 4), b"2 ok");
-}
-
-#[test]
-fn sends_in_quick_succession_are_all_written_while_nobody_is_in_recv() {
-    // One by one and back to back, the sends after the first are left for
-    // the network loop to write together; the loop is parked idle after the
-    // recv below, so this also checks that a send wakes its home thread.
-    let c = listening(StringConverter::new());
-    let mut peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    let n = 5_000;
-    for i in 0..n {
-        c.send(&conn, i.to_string()).unwrap();
+over_transports! {
+    fn shutdown_releases_a_thread_blocked_in_recv(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let (started, waiting) = crossbeam_channel::bounded(1);
+        let blocked = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                started.send(()).unwrap();
+                // No timeout: only the shutdown can end this.
+                c.recv().is_none()
+            })
+        };
+        waiting.recv_timeout(WAIT).unwrap();
+        c.shutdown(ShutdownMode::Now);
+        assert!(blocked.join().unwrap(), "recv returns None after shutdown");
     }
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    let (read, partial) = decode_strings(&read_to_eof(&mut peer));
-    assert_eq!(partial, 0);
-    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-    assert!(
-        read == expected,
-        "{} messages read, not 0..{n} in order",
-        read.len()
-    );
-    assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty()));
+}
+
+over_transports! {
+    fn recv_timeout_returns_in_time_while_running_the_loop(net: Net) {
+        let c = listening_on(net, StringConverter::new());
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            c.recv_timeout(Duration::from_millis(50)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        assert!(started.elapsed() < WAIT);
+        // The loop still answers afterwards.
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        c.send(&conn, s("ok")).unwrap();
+        assert_eq!(read_exactly(&mut peer, 4), b"2 ok");
+    }
+}
+
+over_transports! {
+    fn sends_in_quick_succession_are_all_written_while_nobody_is_in_recv(net: Net) {
+        // One by one and back to back, the sends after the first are left for
+        // the network loop to write together; the loop is parked idle after the
+        // recv below, so this also checks that a send wakes its home thread.
+        let c = listening_on(net, StringConverter::new());
+        let mut peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        let n = 5_000;
+        for i in 0..n {
+            c.send(&conn, i.to_string()).unwrap();
+        }
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        let (read, partial) = decode_strings(&read_to_eof(&mut peer));
+        assert_eq!(partial, 0);
+        let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        assert!(
+            read == expected,
+            "{} messages read, not 0..{n} in order",
+            read.len()
+        );
+        assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.queued.is_empty()));
+    }
 }
 
 /// The body of message `i` in the shared-buffer test: its size and bytes
@@ -985,52 +1021,134 @@ fn shared_test_body(i: usize) -> Vec<u8> {
     (0..len).map(|k| (i * 31 + k) as u8).collect()
 }
 
+over_transports! {
+    fn shared_read_buffers_never_overwrite_a_message_still_held(net: Net) {
+        use bytes::Bytes;
+        use pike::converters::BytesConverter;
+        const N: usize = 6_000;
+        // Small reads, so that the loop goes through many buffers, reusing
+        // those no message holds and leaving the others alone.
+        let server = Connector::builder(BytesConverter::new().with_shared_read_buffer(true))
+            .listen(net.address())
+            .read_chunk(4096)
+            .spawn()
+            .unwrap();
+        let mut peer = raw_connect_to(&server);
+        let conn = accept(&server, Delivery::Merged);
+        let writer = std::thread::spawn(move || {
+            let mut wire = Vec::new();
+            for i in 0..N {
+                let body = shared_test_body(i);
+                wire.extend_from_slice(format!("{} ", body.len()).as_bytes());
+                wire.extend_from_slice(&body);
+            }
+            // In uneven pieces, so that messages straddle reads.
+            for piece in wire.chunks(3001) {
+                peer.write_all(piece).unwrap();
+            }
+            peer
+        });
+        // Keep every other message (their buffers stay alive), drop the rest
+        // at once (theirs can be reused); check all of them at the end.
+        let mut kept: Vec<(usize, Bytes)> = Vec::new();
+        for i in 0..N {
+            match next(&server) {
+                Event::MessageReceived(m) => {
+                    assert_eq!(m.connection, conn);
+                    if i % 2 == 0 {
+                        kept.push((i, m.message));
+                    } else {
+                        assert_eq!(m.message, shared_test_body(i), "message {i}");
+                    }
+                }
+                other => panic!("expected message {i}, got {other:?}"),
+            }
+        }
+        for (i, message) in &kept {
+            assert_eq!(message[..], shared_test_body(*i)[..], "kept message {i}");
+        }
+        drop(writer.join().unwrap());
+        server.shutdown(ShutdownMode::Now);
+    }
+}
+
+// ----- Unix domain sockets -------------------------------------------------------
+
 #[test]
-fn shared_read_buffers_never_overwrite_a_message_still_held() {
-    use bytes::Bytes;
-    use pike::converters::BytesConverter;
-    const N: usize = 6_000;
-    // Small reads, so that the loop goes through many buffers, reusing
-    // those no message holds and leaving the others alone.
-    let server = Connector::builder(BytesConverter::new().with_shared_read_buffer(true))
-        .listen(any_local_address())
-        .read_chunk(4096)
+fn a_unix_listener_replaces_a_stale_file_and_removes_its_own_at_shutdown() {
+    let path = unique_socket_path();
+    // A process that died left its socket file behind.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let c = Connector::builder(StringConverter::new())
+        .listen(format!("unix:{}", path.display()))
         .spawn()
         .unwrap();
-    let mut peer = raw_connect(server.local_addr().unwrap());
-    let conn = accept(&server, Delivery::Merged);
-    let writer = std::thread::spawn(move || {
-        let mut wire = Vec::new();
-        for i in 0..N {
-            let body = shared_test_body(i);
-            wire.extend_from_slice(format!("{} ", body.len()).as_bytes());
-            wire.extend_from_slice(&body);
+    assert_eq!(c.local_addr(), None);
+    assert_eq!(c.listen_address(), Some(pike::Address::unix(&path)));
+    let mut peer = raw_connect_to(&c);
+    match next(&c) {
+        Event::RemoteConnect(r) => {
+            assert!(
+                matches!(r.peer, pike::PeerAddr::Unix(None)),
+                "an unbound client has no name: {:?}",
+                r.peer
+            );
+            r.finish_accept(Delivery::Merged);
         }
-        // In uneven pieces, so that messages straddle reads.
-        for piece in wire.chunks(3001) {
-            peer.write_all(piece).unwrap();
-        }
-        peer
-    });
-    // Keep every other message (their buffers stay alive), drop the rest
-    // at once (theirs can be reused); check all of them at the end.
-    let mut kept: Vec<(usize, Bytes)> = Vec::new();
-    for i in 0..N {
-        match next(&server) {
-            Event::MessageReceived(m) => {
-                assert_eq!(m.connection, conn);
-                if i % 2 == 0 {
-                    kept.push((i, m.message));
-                } else {
-                    assert_eq!(m.message, shared_test_body(i), "message {i}");
-                }
-            }
-            other => panic!("expected message {i}, got {other:?}"),
-        }
+        other => panic!("{other:?}"),
     }
-    for (i, message) in &kept {
-        assert_eq!(message[..], shared_test_body(*i)[..], "kept message {i}");
+    write_all(&mut peer, &wire(&["over unix"]));
+    assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "over unix"));
+    // A second connector cannot take a live socket over. (Its probe, a
+    // connect, reaches the first one as a connection.)
+    let err = Connector::builder(StringConverter::new())
+        .listen(pike::Address::unix(&path))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(matches!(next(&c), Event::RemoteConnect(_)));
+    c.shutdown(ShutdownMode::Now);
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_abstract_unix_name_connects_connector_to_connector() {
+    let name = format!("unix:@pike-test-{}", std::process::id());
+    let server = Connector::builder(StringConverter::new())
+        .listen(name.as_str())
+        .spawn()
+        .unwrap();
+    assert_eq!(server.listen_address().unwrap().to_string(), name);
+    let cl = client(StringConverter::new());
+    let conn = cl.connect(name.as_str(), Delivery::Merged).unwrap();
+    let remote = accept(&server, Delivery::Merged);
+    assert_eq!(connected(&cl), conn);
+    cl.send(&conn, s("abstract")).unwrap();
+    match next(&server) {
+        Event::MessageReceived(m) => {
+            assert_eq!((m.connection, m.message.as_str()), (remote, "abstract"))
+        }
+        other => panic!("{other:?}"),
     }
-    drop(writer.join().unwrap());
-    server.shutdown(ShutdownMode::Now);
+}
+
+#[test]
+fn connecting_to_a_missing_unix_socket_fails_with_not_found() {
+    let c = client(StringConverter::new());
+    let path = unique_socket_path();
+    let conn = c
+        .connect(pike::Address::unix(&path), Delivery::Merged)
+        .unwrap();
+    match next(&c) {
+        Event::FinishConnect(f) => {
+            assert_eq!(f.connection, conn);
+            assert!(
+                matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound),
+                "{:?}",
+                f.error
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -134,6 +134,29 @@ fn doubler_server_and_client() {
 }
 
 #[test]
+fn doubler_over_a_unix_socket() {
+    let path = unique_socket_path();
+    let path = path.to_str().unwrap();
+    let mut server = example("doubler_server", &["--unix", path, "--num-threads", "2"]);
+    assert!(
+        server
+            .stderr_line_with("listening on ")
+            .ends_with(&format!("unix:{path}"))
+    );
+    let mut client = example("doubler_client", &["--unix", path]);
+    client.type_line("21");
+    assert_eq!(client.stdout_line(), "42.0");
+    client.type_line("quit");
+    assert_eq!(client.wait(), 0);
+    server.close_stdin();
+    assert_eq!(server.wait(), 0);
+    assert!(
+        !std::path::Path::new(path).exists(),
+        "the socket file is removed at shutdown"
+    );
+}
+
+#[test]
 fn filecopy_server_and_client() {
     let src = TempDir::new("filecopy-src");
     let dst = TempDir::new("filecopy-dst");

@@ -17,8 +17,8 @@ use pike::{
 use util::*;
 
 /// A receiving connector saving into `dir`, and a sending one.
-fn pair(dir: &TempDir) -> (Connector<FileConverter>, Connector<FileConverter>) {
-    let rx = listening(FileConverter::new(dir.path()));
+fn pair(net: Net, dir: &TempDir) -> (Connector<FileConverter>, Connector<FileConverter>) {
+    let rx = listening_on(net, FileConverter::new(dir.path()));
     let tx = client(FileConverter::new(dir.path()));
     (rx, tx)
 }
@@ -38,7 +38,7 @@ fn receive_files(rx: &Connector<FileConverter>, n: usize) -> Vec<PathBuf> {
     got
 }
 
-fn copy_files(separate_connections: bool) {
+fn copy_files(net: Net, separate_connections: bool) {
     let src = TempDir::new("src");
     let dst = TempDir::new("dst");
     let sizes = [0u64, 1, 200 << 20];
@@ -48,17 +48,17 @@ fn copy_files(separate_connections: bool) {
         generate_file(&path, size, i as u64);
         sent.push(path);
     }
-    let (rx, tx) = pair(&dst);
-    let addr = rx.local_addr().unwrap();
+    let (rx, tx) = pair(net, &dst);
+    let addr = rx.listen_address().unwrap();
     let mut conns = Vec::new();
     if separate_connections {
         for path in &sent {
-            let conn = tx.connect(addr, Delivery::Merged).unwrap();
+            let conn = tx.connect(&addr, Delivery::Merged).unwrap();
             tx.send(&conn, path.clone()).unwrap();
             conns.push(conn);
         }
     } else {
-        let conn = tx.connect(addr, Delivery::Merged).unwrap();
+        let conn = tx.connect(&addr, Delivery::Merged).unwrap();
         for path in &sent {
             tx.send(&conn, path.clone()).unwrap();
         }
@@ -92,148 +92,155 @@ fn copy_files(separate_connections: bool) {
     }
 }
 
-#[test]
-fn files_of_0_1_and_200_mib_over_one_connection() {
-    copy_files(false);
-}
-
-#[test]
-fn files_of_0_1_and_200_mib_over_separate_connections() {
-    copy_files(true);
-}
-
-#[test]
-fn a_raw_peer_speaking_the_wire_format_by_hand() {
-    let dst = TempDir::new("raw");
-    let rx = listening(FileConverter::new(dst.path()));
-    let mut peer = raw_connect(rx.local_addr().unwrap());
-    accept(&rx, Delivery::Merged);
-    // Name and size in the string form, then the contents; then a second
-    // file with the same name.
-    write_all(&mut peer, b"9 notes.txt2 11hello world");
-    write_all(&mut peer, b"9 notes.txt1 3abc8 empty.md1 0");
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        match next(&rx) {
-            Event::MessageReceived(m) => got.push(m.message),
-            other => panic!("{other:?}"),
-        }
-    }
-    let read = |p: &PathBuf| std::fs::read(p).unwrap();
-    assert_eq!(got[0], dst.path().join("notes.txt"));
-    assert_eq!(read(&got[0]), b"hello world");
-    assert_eq!(got[1], dst.path().join("notes_(1).txt"));
-    assert_eq!(read(&got[1]), b"abc");
-    assert_eq!(got[2], dst.path().join("empty.md"));
-    assert_eq!(read(&got[2]), b"");
-    write_all(&mut peer, b"9 notes.txt1 1x");
-    match next(&rx) {
-        Event::MessageReceived(m) => assert_eq!(m.message, dst.path().join("notes_(2).txt")),
-        other => panic!("{other:?}"),
+over_transports! {
+    fn files_of_0_1_and_200_mib_over_one_connection(net: Net) {
+        copy_files(net, false);
     }
 }
 
-#[test]
-fn path_traversal_is_a_protocol_error_and_writes_nothing() {
-    let outer = TempDir::new("outer");
-    let dst = outer.path().join("inbox");
-    std::fs::create_dir(&dst).unwrap();
-    let rx = listening(FileConverter::new(&dst));
-    for name in [
-        "../evil",
-        "/tmp/evil",
-        "a/evil",
-        "..",
-        ".",
-        "",
-        "a\\evil",
-        "e\0vil",
-    ] {
-        let mut peer = raw_connect(rx.local_addr().unwrap());
+over_transports! {
+    fn files_of_0_1_and_200_mib_over_separate_connections(net: Net) {
+        copy_files(net, true);
+    }
+}
+
+over_transports! {
+    fn a_raw_peer_speaking_the_wire_format_by_hand(net: Net) {
+        let dst = TempDir::new("raw");
+        let rx = listening_on(net, FileConverter::new(dst.path()));
+        let mut peer = raw_connect_to(&rx);
         accept(&rx, Delivery::Merged);
-        let mut bytes = format!("{} {name}1 4evil", name.len()).into_bytes();
-        bytes.extend_from_slice(b"more");
-        write_all(&mut peer, &bytes);
-        match next(&rx) {
-            Event::RemoteDisconnect(r) => assert!(
-                matches!(r.reason, DisconnectReason::Protocol(ProtocolError::UnsafeFileName(ref n)) if n == name),
-                "{name:?}: {:?}",
-                r.reason
-            ),
-            other => panic!("{name:?}: {other:?}"),
-        }
-    }
-    assert_eq!(outer.names(), vec!["inbox"]);
-    assert!(std::fs::read_dir(&dst).unwrap().next().is_none());
-    assert!(!std::path::Path::new("/tmp/evil").exists());
-}
-
-#[test]
-fn a_transfer_cut_off_midway_leaves_no_file() {
-    let dst = TempDir::new("cut");
-    let rx = listening(FileConverter::new(dst.path()).with_chunk_size(1000));
-    let mut peer = raw_connect(rx.local_addr().unwrap());
-    accept(&rx, Delivery::Merged);
-    write_all(&mut peer, b"8 half.bin7 1000000");
-    write_all(&mut peer, &[7u8; 5000]);
-    drop(peer);
-    match next(&rx) {
-        Event::RemoteDisconnect(r) => assert!(matches!(
-            r.reason,
-            DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
-        )),
-        other => panic!("{other:?}"),
-    }
-    assert!(dst.names().is_empty(), "left behind: {:?}", dst.names());
-}
-
-#[test]
-fn an_oversized_file_is_refused_before_writing() {
-    let dst = TempDir::new("big");
-    let rx = listening(FileConverter::new(dst.path()).with_max_file_size(10));
-    let mut peer = raw_connect(rx.local_addr().unwrap());
-    accept(&rx, Delivery::Merged);
-    write_all(&mut peer, b"5 a.bin2 11");
-    match next(&rx) {
-        Event::RemoteDisconnect(r) => assert!(matches!(
-            r.reason,
-            DisconnectReason::Protocol(ProtocolError::TooLarge { length: 11, .. })
-        )),
-        other => panic!("{other:?}"),
-    }
-    assert!(dst.names().is_empty());
-}
-
-#[test]
-fn an_unreadable_file_comes_back_and_the_connection_carries_on() {
-    let src = TempDir::new("unreadable");
-    let dst = TempDir::new("unreadable-dst");
-    let (rx, tx) = pair(&dst);
-    let conn = tx
-        .connect(rx.local_addr().unwrap(), Delivery::Merged)
-        .unwrap();
-    let good = src.path().join("good.txt");
-    std::fs::write(&good, b"fine").unwrap();
-    let missing = src.path().join("missing.txt");
-    tx.send(&conn, missing.clone()).unwrap();
-    tx.send(&conn, src.path().to_owned()).unwrap(); // a directory
-    tx.send(&conn, good.clone()).unwrap();
-    assert!(connected(&tx) == conn);
-    for expected in [&missing, &src.path().to_owned()] {
-        match next(&tx) {
-            Event::RejectedMessage(r) => {
-                assert_eq!(&r.message, expected);
-                assert!(
-                    matches!(r.reason, RejectReason::Serialize(_)),
-                    "{:?}",
-                    r.reason
-                );
+        // Name and size in the string form, then the contents; then a second
+        // file with the same name.
+        write_all(&mut peer, b"9 notes.txt2 11hello world");
+        write_all(&mut peer, b"9 notes.txt1 3abc8 empty.md1 0");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match next(&rx) {
+                Event::MessageReceived(m) => got.push(m.message),
+                other => panic!("{other:?}"),
             }
+        }
+        let read = |p: &PathBuf| std::fs::read(p).unwrap();
+        assert_eq!(got[0], dst.path().join("notes.txt"));
+        assert_eq!(read(&got[0]), b"hello world");
+        assert_eq!(got[1], dst.path().join("notes_(1).txt"));
+        assert_eq!(read(&got[1]), b"abc");
+        assert_eq!(got[2], dst.path().join("empty.md"));
+        assert_eq!(read(&got[2]), b"");
+        write_all(&mut peer, b"9 notes.txt1 1x");
+        match next(&rx) {
+            Event::MessageReceived(m) => assert_eq!(m.message, dst.path().join("notes_(2).txt")),
             other => panic!("{other:?}"),
         }
     }
-    let got = receive_files(&rx, 1);
-    assert_eq!(std::fs::read(&got[0]).unwrap(), b"fine");
+}
+
+over_transports! {
+    fn path_traversal_is_a_protocol_error_and_writes_nothing(net: Net) {
+        let outer = TempDir::new("outer");
+        let dst = outer.path().join("inbox");
+        std::fs::create_dir(&dst).unwrap();
+        let rx = listening_on(net, FileConverter::new(&dst));
+        for name in [
+            "../evil",
+            "/tmp/evil",
+            "a/evil",
+            "..",
+            ".",
+            "",
+            "a\\evil",
+            "e\0vil",
+        ] {
+            let mut peer = raw_connect_to(&rx);
+            accept(&rx, Delivery::Merged);
+            let mut bytes = format!("{} {name}1 4evil", name.len()).into_bytes();
+            bytes.extend_from_slice(b"more");
+            write_all(&mut peer, &bytes);
+            match next(&rx) {
+                Event::RemoteDisconnect(r) => assert!(
+                    matches!(r.reason, DisconnectReason::Protocol(ProtocolError::UnsafeFileName(ref n)) if n == name),
+                    "{name:?}: {:?}",
+                    r.reason
+                ),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        assert_eq!(outer.names(), vec!["inbox"]);
+        assert!(std::fs::read_dir(&dst).unwrap().next().is_none());
+        assert!(!std::path::Path::new("/tmp/evil").exists());
+    }
+}
+
+over_transports! {
+    fn a_transfer_cut_off_midway_leaves_no_file(net: Net) {
+        let dst = TempDir::new("cut");
+        let rx = listening_on(net, FileConverter::new(dst.path()).with_chunk_size(1000));
+        let mut peer = raw_connect_to(&rx);
+        accept(&rx, Delivery::Merged);
+        write_all(&mut peer, b"8 half.bin7 1000000");
+        write_all(&mut peer, &[7u8; 5000]);
+        drop(peer);
+        match next(&rx) {
+            Event::RemoteDisconnect(r) => assert!(matches!(
+                r.reason,
+                DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+            )),
+            other => panic!("{other:?}"),
+        }
+        assert!(dst.names().is_empty(), "left behind: {:?}", dst.names());
+    }
+}
+
+over_transports! {
+    fn an_oversized_file_is_refused_before_writing(net: Net) {
+        let dst = TempDir::new("big");
+        let rx = listening_on(net, FileConverter::new(dst.path()).with_max_file_size(10));
+        let mut peer = raw_connect_to(&rx);
+        accept(&rx, Delivery::Merged);
+        write_all(&mut peer, b"5 a.bin2 11");
+        match next(&rx) {
+            Event::RemoteDisconnect(r) => assert!(matches!(
+                r.reason,
+                DisconnectReason::Protocol(ProtocolError::TooLarge { length: 11, .. })
+            )),
+            other => panic!("{other:?}"),
+        }
+        assert!(dst.names().is_empty());
+    }
+}
+
+over_transports! {
+    fn an_unreadable_file_comes_back_and_the_connection_carries_on(net: Net) {
+        let src = TempDir::new("unreadable");
+        let dst = TempDir::new("unreadable-dst");
+        let (rx, tx) = pair(net, &dst);
+        let conn = tx
+            .connect(rx.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        let good = src.path().join("good.txt");
+        std::fs::write(&good, b"fine").unwrap();
+        let missing = src.path().join("missing.txt");
+        tx.send(&conn, missing.clone()).unwrap();
+        tx.send(&conn, src.path().to_owned()).unwrap(); // a directory
+        tx.send(&conn, good.clone()).unwrap();
+        assert!(connected(&tx) == conn);
+        for expected in [&missing, &src.path().to_owned()] {
+            match next(&tx) {
+                Event::RejectedMessage(r) => {
+                    assert_eq!(&r.message, expected);
+                    assert!(
+                        matches!(r.reason, RejectReason::Serialize(_)),
+                        "{:?}",
+                        r.reason
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let got = receive_files(&rx, 1);
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"fine");
+    }
 }
 
 // ----- wait-for-callback end to end -------------------------------------------------
@@ -296,62 +303,63 @@ impl Deserializer for GatedDeserializer {
     }
 }
 
-#[test]
-fn a_waiting_deserializer_does_not_hold_up_other_connections() {
-    let gate = Arc::new(AtomicBool::new(false));
-    let (wakers_tx, wakers) = crossbeam_channel::unbounded();
-    let server = listening(Gated {
-        gate: gate.clone(),
-        wakers: wakers_tx,
-    });
-    let addr = server.local_addr().unwrap();
-    let mut slow_peer = raw_connect(addr);
-    let slow: Connection = accept(&server, Delivery::Merged);
-    write_all(&mut slow_peer, &wire(&["slow one", "after it"]));
-    let waker = wakers
-        .recv_timeout(WAIT)
-        .expect("the slow message is waiting");
-    // Another connection: 1,000 round trips through an echoing thread.
-    let mut fast_peer = raw_connect(addr);
-    let echo = {
-        let server = server.clone();
-        std::thread::spawn(move || {
-            let mut echoed = 0;
-            while echoed < 1000 {
-                match server.recv_timeout(WAIT).expect("an event") {
-                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
-                    Event::MessageReceived(m) => {
-                        assert_ne!(m.connection, slow, "the slow connection delivered early");
-                        server.send(&m.connection, m.message).unwrap();
-                        echoed += 1;
+over_transports! {
+    fn a_waiting_deserializer_does_not_hold_up_other_connections(net: Net) {
+        let gate = Arc::new(AtomicBool::new(false));
+        let (wakers_tx, wakers) = crossbeam_channel::unbounded();
+        let server = listening_on(net, Gated {
+            gate: gate.clone(),
+            wakers: wakers_tx,
+        });
+        let addr = server.listen_address().unwrap();
+        let mut slow_peer = raw_connect_addr(&addr).unwrap();
+        let slow: Connection = accept(&server, Delivery::Merged);
+        write_all(&mut slow_peer, &wire(&["slow one", "after it"]));
+        let waker = wakers
+            .recv_timeout(WAIT)
+            .expect("the slow message is waiting");
+        // Another connection: 1,000 round trips through an echoing thread.
+        let mut fast_peer = raw_connect_addr(&addr).unwrap();
+        let echo = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let mut echoed = 0;
+                while echoed < 1000 {
+                    match server.recv_timeout(WAIT).expect("an event") {
+                        Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                        Event::MessageReceived(m) => {
+                            assert_ne!(m.connection, slow, "the slow connection delivered early");
+                            server.send(&m.connection, m.message).unwrap();
+                            echoed += 1;
+                        }
+                        other => panic!("{other:?}"),
                     }
-                    other => panic!("{other:?}"),
                 }
-            }
-        })
-    };
-    for i in 0..1000 {
-        let msg = wire(&[&format!("ping {i}")]);
-        write_all(&mut fast_peer, &msg);
-        assert_eq!(read_exactly(&mut fast_peer, msg.len()), msg);
-    }
-    echo.join().unwrap();
-    // Still held; then the sink finishes and calls back from this thread.
-    assert!(matches!(
-        server.recv_timeout(Duration::from_millis(50)),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    gate.store(true, Ordering::SeqCst);
-    waker.wake();
-    for expected in ["slow one", "after it"] {
-        match next(&server) {
-            Event::MessageReceived(m) => {
-                assert_eq!((m.connection, m.message.as_str()), (slow, expected))
-            }
-            other => panic!("{other:?}"),
+            })
+        };
+        for i in 0..1000 {
+            let msg = wire(&[&format!("ping {i}")]);
+            write_all(&mut fast_peer, &msg);
+            assert_eq!(read_exactly(&mut fast_peer, msg.len()), msg);
         }
+        echo.join().unwrap();
+        // Still held; then the sink finishes and calls back from this thread.
+        assert!(matches!(
+            server.recv_timeout(Duration::from_millis(50)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        gate.store(true, Ordering::SeqCst);
+        waker.wake();
+        for expected in ["slow one", "after it"] {
+            match next(&server) {
+                Event::MessageReceived(m) => {
+                    assert_eq!((m.connection, m.message.as_str()), (slow, expected))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        server.shutdown(ShutdownMode::Now);
     }
-    server.shutdown(ShutdownMode::Now);
 }
 
 /// The threads of this process whose name starts with `prefix`.
@@ -424,22 +432,23 @@ fn stalled_uploads_hold_slots_not_threads_and_the_rest_wait_their_turn() {
     assert_eq!(dst.names(), ["late.bin"]);
 }
 
-#[test]
-fn a_name_of_240_bytes_is_saved_under_its_own_name() {
-    let src = TempDir::new("long-src");
-    let dst = TempDir::new("long-dst");
-    let name = format!("{}.txt", "n".repeat(236));
-    assert_eq!(name.len(), 240);
-    let path = src.path().join(&name);
-    std::fs::write(&path, b"long name").unwrap();
-    let (rx, tx) = pair(&dst);
-    let conn = tx
-        .connect(rx.local_addr().unwrap(), Delivery::Merged)
-        .unwrap();
-    tx.send(&conn, path).unwrap();
-    let got = receive_files(&rx, 1);
-    assert_eq!(got[0].file_name().unwrap().to_str().unwrap(), name);
-    assert_eq!(std::fs::read(&got[0]).unwrap(), b"long name");
+over_transports! {
+    fn a_name_of_240_bytes_is_saved_under_its_own_name(net: Net) {
+        let src = TempDir::new("long-src");
+        let dst = TempDir::new("long-dst");
+        let name = format!("{}.txt", "n".repeat(236));
+        assert_eq!(name.len(), 240);
+        let path = src.path().join(&name);
+        std::fs::write(&path, b"long name").unwrap();
+        let (rx, tx) = pair(net, &dst);
+        let conn = tx
+            .connect(rx.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        tx.send(&conn, path).unwrap();
+        let got = receive_files(&rx, 1);
+        assert_eq!(got[0].file_name().unwrap().to_str().unwrap(), name);
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"long name");
+    }
 }
 
 #[test]
@@ -447,7 +456,7 @@ fn a_name_of_240_bytes_is_saved_under_its_own_name() {
 fn a_file_that_reports_no_size_is_sent_whole() {
     // Files under /proc report size 0 and have contents.
     let dst = TempDir::new("proc");
-    let (rx, tx) = pair(&dst);
+    let (rx, tx) = pair(Net::Tcp, &dst);
     let conn = tx
         .connect(rx.local_addr().unwrap(), Delivery::Merged)
         .unwrap();
@@ -512,7 +521,7 @@ fn one_gib_transfer_peak_rss() {
     };
     let before = hwm();
     let started = std::time::Instant::now();
-    let (rx, tx) = pair(&dst);
+    let (rx, tx) = pair(Net::Tcp, &dst);
     let conn = tx
         .connect(rx.local_addr().unwrap(), Delivery::Merged)
         .unwrap();

@@ -24,36 +24,37 @@ use util::*;
 /// undecoded, plus the one message whose event crossed the bound.
 const ONE_READ: usize = 256 * 1024 + 64 * 1024;
 
-#[test]
-fn one_connection_stops_at_its_share() {
-    const SHARE: usize = 64 * 1024;
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .connection_share(SHARE)
-        .spawn()
-        .unwrap();
-    let peer = raw_connect(c.local_addr().unwrap());
-    accept(&c, Delivery::Merged);
-    let (written, writer) = flood(peer, wire(&["s"]).repeat(4096), 1024);
-    let stalled_at = until_stalled(&written);
-    assert!(stalled_at < 1024, "reading never paused");
-    let held = c.memory_in_use();
-    assert!(
-        held <= SHARE + ONE_READ,
-        "{held} held against a share of {SHARE}"
-    );
-    let got = take_messages(&c, stalled_at.max(1) * 4096);
-    assert!(got.iter().all(|(_, m)| m == "s"));
-    drop(writer);
+over_transports! {
+    fn one_connection_stops_at_its_share(net: Net) {
+        const SHARE: usize = 64 * 1024;
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .connection_share(SHARE)
+            .spawn()
+            .unwrap();
+        let peer = raw_connect_to(&c);
+        accept(&c, Delivery::Merged);
+        let (written, writer) = flood(peer, wire(&["s"]).repeat(4096), 1024);
+        let stalled_at = until_stalled(&written);
+        assert!(stalled_at < 1024, "reading never paused");
+        let held = c.memory_in_use();
+        assert!(
+            held <= SHARE + ONE_READ,
+            "{held} held against a share of {SHARE}"
+        );
+        let got = take_messages(&c, stalled_at.max(1) * 4096);
+        assert!(got.iter().all(|(_, m)| m == "s"));
+        drop(writer);
+    }
 }
 
 /// A thread that writes `chunk` to `s` over and over (up to `times`),
 /// counting the writes, until the connection fails.
 fn flood(
-    mut s: TcpStream,
+    mut s: RawPeer,
     chunk: Vec<u8>,
     times: usize,
-) -> (Arc<AtomicUsize>, std::thread::JoinHandle<TcpStream>) {
+) -> (Arc<AtomicUsize>, std::thread::JoinHandle<RawPeer>) {
     let written = Arc::new(AtomicUsize::new(0));
     let counter = written.clone();
     let handle = std::thread::spawn(move || {
@@ -70,9 +71,9 @@ fn flood(
 
 /// A listening connector whose only bound on received data is a budget of
 /// `bytes` (a connection's share is all of it).
-fn held_to_budget(bytes: usize) -> Connector<StringConverter> {
+fn held_to_budget(net: Net, bytes: usize) -> Connector<StringConverter> {
     Connector::builder(StringConverter::new())
-        .listen(any_local_address())
+        .listen(net.address())
         .memory_budget(bytes)
         .connection_share(bytes)
         .spawn()
@@ -92,34 +93,35 @@ fn take_messages(c: &Connector<StringConverter>, n: usize) -> Vec<(Connection, S
     got
 }
 
-#[test]
-fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing() {
-    const BUDGET: usize = 1 << 20;
-    let c = held_to_budget(BUDGET);
-    let peer = raw_connect(c.local_addr().unwrap());
-    let conn = accept(&c, Delivery::Merged);
-    // 3 bytes a message on the wire, ~100 bytes an event: one 256 KiB read
-    // would be 8 MiB of events if nothing stopped it mid-read.
-    let chunk = wire(&["x"]).repeat(4096);
-    let times = 1024; // 12 MiB: more than the sockets hold
-    let (written, writer) = flood(peer, chunk, times);
-    let stalled_at = until_stalled(&written);
-    assert!(
-        stalled_at < times,
-        "reading never paused ({stalled_at} chunks written)"
-    );
-    let held = c.memory_in_use();
-    assert!(
-        held <= BUDGET + ONE_READ,
-        "{held} bytes held against a budget of {BUDGET}"
-    );
-    assert!(held >= BUDGET / 2, "the budget was not used: {held}");
-    // Taking events resumes reading; every message arrives.
-    let got = take_messages(&c, times * 4096);
-    assert!(got.iter().all(|(id, m)| *id == conn && m == "x"));
-    drop(writer.join().unwrap());
-    assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
-    assert_eq!(c.memory_in_use(), 0, "everything given back");
+over_transports! {
+    fn a_flood_of_small_messages_stays_within_the_budget_and_loses_nothing(net: Net) {
+        const BUDGET: usize = 1 << 20;
+        let c = held_to_budget(net, BUDGET);
+        let peer = raw_connect_to(&c);
+        let conn = accept(&c, Delivery::Merged);
+        // 3 bytes a message on the wire, ~100 bytes an event: one 256 KiB read
+        // would be 8 MiB of events if nothing stopped it mid-read.
+        let chunk = wire(&["x"]).repeat(4096);
+        let times = 1024; // 12 MiB: more than the sockets hold
+        let (written, writer) = flood(peer, chunk, times);
+        let stalled_at = until_stalled(&written);
+        assert!(
+            stalled_at < times,
+            "reading never paused ({stalled_at} chunks written)"
+        );
+        let held = c.memory_in_use();
+        assert!(
+            held <= BUDGET + ONE_READ,
+            "{held} bytes held against a budget of {BUDGET}"
+        );
+        assert!(held >= BUDGET / 2, "the budget was not used: {held}");
+        // Taking events resumes reading; every message arrives.
+        let got = take_messages(&c, times * 4096);
+        assert!(got.iter().all(|(id, m)| *id == conn && m == "x"));
+        drop(writer.join().unwrap());
+        assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
+        assert_eq!(c.memory_in_use(), 0, "everything given back");
+    }
 }
 
 proptest::proptest! {
@@ -183,260 +185,265 @@ proptest::proptest! {
     }
 }
 
-#[test]
-fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget() {
-    const BUDGET: usize = 1 << 20;
-    let c = held_to_budget(BUDGET);
-    let addr = c.local_addr().unwrap();
-    // The flooder's events go to a queue the application never reads.
-    let flooder = raw_connect(addr);
-    let flooder_conn = accept(&c, Delivery::Separate);
-    let (written, _writer) = flood(flooder, wire(&["f"]).repeat(4096), 10_000);
-    until_stalled(&written);
-    assert!(c.memory_in_use() >= BUDGET / 2);
-    // A newcomer is still heard, and answered.
-    let mut good = raw_connect(addr);
-    let good_conn = accept(&c, Delivery::Merged);
-    for i in 0..20 {
-        write_all(&mut good, &wire(&[&format!("ping {i}")]));
+over_transports! {
+    fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget(net: Net) {
+        const BUDGET: usize = 1 << 20;
+        let c = held_to_budget(net, BUDGET);
+        let addr = c.listen_address().unwrap();
+        // The flooder's events go to a queue the application never reads.
+        let flooder = raw_connect_addr(&addr).unwrap();
+        let flooder_conn = accept(&c, Delivery::Separate);
+        let (written, _writer) = flood(flooder, wire(&["f"]).repeat(4096), 10_000);
+        until_stalled(&written);
+        assert!(c.memory_in_use() >= BUDGET / 2);
+        // A newcomer is still heard, and answered.
+        let mut good = raw_connect_addr(&addr).unwrap();
+        let good_conn = accept(&c, Delivery::Merged);
+        for i in 0..20 {
+            write_all(&mut good, &wire(&[&format!("ping {i}")]));
+            match next(&c) {
+                Event::MessageReceived(m) => {
+                    assert_eq!((m.connection, m.message), (good_conn, format!("ping {i}")));
+                    c.send(&good_conn, format!("pong {i}")).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+            let reply = format!("pong {i}");
+            let want = wire(&[&reply]);
+            assert_eq!(read_exactly(&mut good, want.len()), want);
+        }
+        assert!(
+            c.memory_in_use() <= BUDGET + ONE_READ,
+            "{} held",
+            c.memory_in_use()
+        );
+        c.shutdown(ShutdownMode::Now);
+        let _ = flooder_conn;
+    }
+}
+
+over_transports! {
+    fn many_partly_sent_messages_stay_within_the_budget_and_all_complete(net: Net) {
+        // Eight peers each announce a 200 KiB message and send most of it:
+        // more than the budget in partial messages alone. Memory stays
+        // bounded, and once they finish, every message arrives (one
+        // connection at a time reads on, so the budget cannot deadlock).
+        const BUDGET: usize = 1 << 20;
+        const BODY: usize = 200 * 1024;
+        let c = Connector::builder(StringConverter::new().with_max_message_size(BODY))
+            .listen(net.address())
+            .memory_budget(BUDGET)
+            .spawn()
+            .unwrap();
+        let addr = c.listen_address().unwrap();
+        let mut peers = Vec::new();
+        for i in 0..8u8 {
+            let mut s = raw_connect_addr(&addr).unwrap();
+            accept(&c, Delivery::Merged);
+            let body = vec![b'a' + i; BODY];
+            let mut bytes = format!("{BODY} ").into_bytes();
+            bytes.extend_from_slice(&body);
+            let first = bytes.len() * 3 / 4;
+            s.write_all(&bytes[..first]).unwrap();
+            peers.push((s, bytes[first..].to_vec()));
+        }
+        // The peers' sockets hold what is not read; wait until the connector
+        // has read what it will.
+        let deadline = Instant::now() + WAIT;
+        let mut last = usize::MAX;
+        loop {
+            std::thread::park_timeout(Duration::from_millis(300));
+            let now = c.memory_in_use();
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        assert!(
+            c.memory_in_use() <= BUDGET + ONE_READ,
+            "{} held in partial messages",
+            c.memory_in_use()
+        );
+        for (s, rest) in &mut peers {
+            s.write_all(rest).unwrap();
+        }
+        let mut got: Vec<String> = take_messages(&c, 8).into_iter().map(|(_, m)| m).collect();
+        got.sort();
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(m.len(), BODY);
+            assert!(m.bytes().all(|b| b == b'a' + i as u8));
+        }
+    }
+}
+
+over_transports! {
+    fn a_peer_that_never_reads_stops_being_read_and_the_queue_stays_bounded(net: Net) {
+        const HIGH: usize = 64 * 1024;
+        const CAP: usize = 256 * 1024;
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .send_high_water(HIGH)
+            .send_queue_cap(CAP)
+            .spawn()
+            .unwrap();
+        let addr = c.listen_address().unwrap();
+        let greedy = raw_connect_addr(&addr).unwrap();
+        let greedy_conn = accept(&c, Delivery::Merged);
+        // It sends requests and never reads a reply.
+        let request = wire(&[&"r".repeat(100)]);
+        let (written, _writer) = flood(greedy, request.repeat(100), 100_000);
+        let replier = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let (mut replies, mut full) = (0usize, 0usize);
+                while let Ok(event) = c.recv_timeout(Duration::from_secs(2)) {
+                    match event {
+                        Event::MessageReceived(m) => {
+                            replies += 1;
+                            c.send(&m.connection, m.message.repeat(10)).unwrap();
+                        }
+                        Event::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => {
+                            full += 1;
+                        }
+                        Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                        Event::RemoteDisconnect(_) => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                (replies, full)
+            })
+        };
+        let stalled_at = until_stalled(&written);
+        assert!(
+            stalled_at < 100_000,
+            "reading from the greedy peer never paused"
+        );
+        let queued = c.queued(&greedy_conn).expect("still open");
+        assert!(queued.bytes <= CAP, "{queued:?}");
+        // Another peer is served meanwhile.
+        let mut other = raw_connect_addr(&addr).unwrap();
+        write_all(&mut other, &wire(&["hi"]));
+        let want = wire(&[&"hi".repeat(10)]);
+        assert_eq!(read_exactly(&mut other, want.len()), want);
+        drop(other);
+        let (replies, _full) = replier.join().unwrap();
+        assert!(replies > 0);
+        assert!(c.memory_in_use() < 1 << 20);
+    }
+}
+
+over_transports! {
+    fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = Connector::builder(StringConverter::new())
+            .send_high_water(64 * 1024)
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let mut peer = l.accept();
+        connected(&c);
+        let big = "b".repeat(32 * 1024);
+        // Nobody reads: the queue fills past the mark once the sockets are
+        // full. Until then the network thread drains it into them, so room
+        // comes back; at last it does not.
+        let mut sent = 0;
+        let timeout = loop {
+            let full = loop {
+                match c.try_send(&conn, big.clone()) {
+                    Ok(()) => sent += 1,
+                    Err(e) => break e,
+                }
+            };
+            assert!(full.is_full());
+            assert_eq!(full.into_inner(), big);
+            let q = c.queued(&conn).unwrap();
+            assert!(q.bytes >= 64 * 1024, "{q:?}");
+            let started = Instant::now();
+            match c.send_timeout(&conn, big.clone(), Duration::from_millis(100)) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    assert!(started.elapsed() >= Duration::from_millis(100));
+                    break e;
+                }
+            }
+            assert!(sent < 10_000, "the queue never stayed full");
+        };
+        assert!(timeout.is_timeout());
+        // The peer reads: a blocked sender goes on once the queue drains.
+        let sender = {
+            let (c, big) = (c.clone(), big.clone());
+            std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
+        };
+        let mut reader = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut buf = vec![0; 1 << 16];
+            while let Ok(k) = peer.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            n
+        });
+        sender.join().unwrap().expect("room came");
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
         match next(&c) {
-            Event::MessageReceived(m) => {
-                assert_eq!((m.connection, m.message), (good_conn, format!("ping {i}")));
-                c.send(&good_conn, format!("pong {i}")).unwrap();
+            Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
+            other => panic!("{other:?}"),
+        }
+        let header = format!("{} ", big.len()).len();
+        let total = std::mem::replace(&mut reader, std::thread::spawn(|| 0))
+            .join()
+            .unwrap();
+        assert_eq!(total, (sent + 1) * (header + big.len()));
+    }
+}
+
+over_transports! {
+    fn a_sender_waiting_for_room_is_released_by_a_disconnect(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = Connector::builder(StringConverter::new())
+            .send_high_water(64 * 1024)
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let _peer = l.accept(); // never reads
+        connected(&c);
+        let big = "w".repeat(32 * 1024);
+        // Fill until a sender has to wait (the sockets full, the queue past
+        // its mark).
+        while c
+            .send_timeout(&conn, big.clone(), Duration::from_millis(100))
+            .is_ok()
+        {}
+        let waiting = {
+            let (c, big) = (c.clone(), big.clone());
+            std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
+        };
+        // Nothing will drain the queue; a disconnect that waits to write it
+        // all still lets the sender go (if the sender was not waiting yet, its
+        // send finds the connection disconnecting; the outcome is the same).
+        assert!(c.queued(&conn).is_some_and(|q| q.bytes > 32 * 1024));
+        let started = Instant::now();
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        waiting
+            .join()
+            .unwrap()
+            .expect("released, the message handed back by an event");
+        assert!(started.elapsed() < WAIT);
+        match next(&c) {
+            Event::RejectedMessage(r) => {
+                assert!(
+                    matches!(r.reason, RejectReason::Disconnecting),
+                    "{}",
+                    r.reason
+                );
+                assert_eq!(r.message, big);
             }
             other => panic!("{other:?}"),
         }
-        let reply = format!("pong {i}");
-        let want = wire(&[&reply]);
-        assert_eq!(read_exactly(&mut good, want.len()), want);
+        c.shutdown(ShutdownMode::Now);
     }
-    assert!(
-        c.memory_in_use() <= BUDGET + ONE_READ,
-        "{} held",
-        c.memory_in_use()
-    );
-    c.shutdown(ShutdownMode::Now);
-    let _ = flooder_conn;
-}
-
-#[test]
-fn many_partly_sent_messages_stay_within_the_budget_and_all_complete() {
-    // Eight peers each announce a 200 KiB message and send most of it:
-    // more than the budget in partial messages alone. Memory stays
-    // bounded, and once they finish, every message arrives (one
-    // connection at a time reads on, so the budget cannot deadlock).
-    const BUDGET: usize = 1 << 20;
-    const BODY: usize = 200 * 1024;
-    let c = Connector::builder(StringConverter::new().with_max_message_size(BODY))
-        .listen(any_local_address())
-        .memory_budget(BUDGET)
-        .spawn()
-        .unwrap();
-    let addr = c.local_addr().unwrap();
-    let mut peers = Vec::new();
-    for i in 0..8u8 {
-        let mut s = raw_connect(addr);
-        accept(&c, Delivery::Merged);
-        let body = vec![b'a' + i; BODY];
-        let mut bytes = format!("{BODY} ").into_bytes();
-        bytes.extend_from_slice(&body);
-        let first = bytes.len() * 3 / 4;
-        s.write_all(&bytes[..first]).unwrap();
-        peers.push((s, bytes[first..].to_vec()));
-    }
-    // The peers' sockets hold what is not read; wait until the connector
-    // has read what it will.
-    let deadline = Instant::now() + WAIT;
-    let mut last = usize::MAX;
-    loop {
-        std::thread::park_timeout(Duration::from_millis(300));
-        let now = c.memory_in_use();
-        if now == last || Instant::now() > deadline {
-            break;
-        }
-        last = now;
-    }
-    assert!(
-        c.memory_in_use() <= BUDGET + ONE_READ,
-        "{} held in partial messages",
-        c.memory_in_use()
-    );
-    for (s, rest) in &mut peers {
-        s.write_all(rest).unwrap();
-    }
-    let mut got: Vec<String> = take_messages(&c, 8).into_iter().map(|(_, m)| m).collect();
-    got.sort();
-    for (i, m) in got.iter().enumerate() {
-        assert_eq!(m.len(), BODY);
-        assert!(m.bytes().all(|b| b == b'a' + i as u8));
-    }
-}
-
-#[test]
-fn a_peer_that_never_reads_stops_being_read_and_the_queue_stays_bounded() {
-    const HIGH: usize = 64 * 1024;
-    const CAP: usize = 256 * 1024;
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .send_high_water(HIGH)
-        .send_queue_cap(CAP)
-        .spawn()
-        .unwrap();
-    let addr = c.local_addr().unwrap();
-    let greedy = raw_connect(addr);
-    let greedy_conn = accept(&c, Delivery::Merged);
-    // It sends requests and never reads a reply.
-    let request = wire(&[&"r".repeat(100)]);
-    let (written, _writer) = flood(greedy, request.repeat(100), 100_000);
-    let replier = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            let (mut replies, mut full) = (0usize, 0usize);
-            while let Ok(event) = c.recv_timeout(Duration::from_secs(2)) {
-                match event {
-                    Event::MessageReceived(m) => {
-                        replies += 1;
-                        c.send(&m.connection, m.message.repeat(10)).unwrap();
-                    }
-                    Event::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => {
-                        full += 1;
-                    }
-                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
-                    Event::RemoteDisconnect(_) => {}
-                    other => panic!("{other:?}"),
-                }
-            }
-            (replies, full)
-        })
-    };
-    let stalled_at = until_stalled(&written);
-    assert!(
-        stalled_at < 100_000,
-        "reading from the greedy peer never paused"
-    );
-    let queued = c.queued(&greedy_conn).expect("still open");
-    assert!(queued.bytes <= CAP, "{queued:?}");
-    // Another peer is served meanwhile.
-    let mut other = raw_connect(addr);
-    write_all(&mut other, &wire(&["hi"]));
-    let want = wire(&[&"hi".repeat(10)]);
-    assert_eq!(read_exactly(&mut other, want.len()), want);
-    drop(other);
-    let (replies, _full) = replier.join().unwrap();
-    assert!(replies > 0);
-    assert!(c.memory_in_use() < 1 << 20);
-}
-
-#[test]
-fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow() {
-    let (l, addr) = raw_listener();
-    let c = Connector::builder(StringConverter::new())
-        .send_high_water(64 * 1024)
-        .spawn()
-        .unwrap();
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let mut peer = raw_accept(&l);
-    connected(&c);
-    let big = "b".repeat(32 * 1024);
-    // Nobody reads: the queue fills past the mark once the sockets are
-    // full. Until then the network thread drains it into them, so room
-    // comes back; at last it does not.
-    let mut sent = 0;
-    let timeout = loop {
-        let full = loop {
-            match c.try_send(&conn, big.clone()) {
-                Ok(()) => sent += 1,
-                Err(e) => break e,
-            }
-        };
-        assert!(full.is_full());
-        assert_eq!(full.into_inner(), big);
-        let q = c.queued(&conn).unwrap();
-        assert!(q.bytes >= 64 * 1024, "{q:?}");
-        let started = Instant::now();
-        match c.send_timeout(&conn, big.clone(), Duration::from_millis(100)) {
-            Ok(()) => sent += 1,
-            Err(e) => {
-                assert!(started.elapsed() >= Duration::from_millis(100));
-                break e;
-            }
-        }
-        assert!(sent < 10_000, "the queue never stayed full");
-    };
-    assert!(timeout.is_timeout());
-    // The peer reads: a blocked sender goes on once the queue drains.
-    let sender = {
-        let (c, big) = (c.clone(), big.clone());
-        std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
-    };
-    let mut reader = std::thread::spawn(move || {
-        let mut n = 0;
-        let mut buf = vec![0; 1 << 16];
-        while let Ok(k) = peer.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
-        n
-    });
-    sender.join().unwrap().expect("room came");
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    match next(&c) {
-        Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
-        other => panic!("{other:?}"),
-    }
-    let header = format!("{} ", big.len()).len();
-    let total = std::mem::replace(&mut reader, std::thread::spawn(|| 0))
-        .join()
-        .unwrap();
-    assert_eq!(total, (sent + 1) * (header + big.len()));
-}
-
-#[test]
-fn a_sender_waiting_for_room_is_released_by_a_disconnect() {
-    let (l, addr) = raw_listener();
-    let c = Connector::builder(StringConverter::new())
-        .send_high_water(64 * 1024)
-        .spawn()
-        .unwrap();
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
-    let _peer = raw_accept(&l); // never reads
-    connected(&c);
-    let big = "w".repeat(32 * 1024);
-    // Fill until a sender has to wait (the sockets full, the queue past
-    // its mark).
-    while c
-        .send_timeout(&conn, big.clone(), Duration::from_millis(100))
-        .is_ok()
-    {}
-    let waiting = {
-        let (c, big) = (c.clone(), big.clone());
-        std::thread::spawn(move || c.send_timeout(&conn, big, WAIT))
-    };
-    // Nothing will drain the queue; a disconnect that waits to write it
-    // all still lets the sender go (if the sender was not waiting yet, its
-    // send finds the connection disconnecting; the outcome is the same).
-    assert!(c.queued(&conn).is_some_and(|q| q.bytes > 32 * 1024));
-    let started = Instant::now();
-    c.disconnect(&conn, DisconnectMode::FinishQueue);
-    waiting
-        .join()
-        .unwrap()
-        .expect("released, the message handed back by an event");
-    assert!(started.elapsed() < WAIT);
-    match next(&c) {
-        Event::RejectedMessage(r) => {
-            assert!(
-                matches!(r.reason, RejectReason::Disconnecting),
-                "{}",
-                r.reason
-            );
-            assert_eq!(r.message, big);
-        }
-        other => panic!("{other:?}"),
-    }
-    c.shutdown(ShutdownMode::Now);
 }
 
 /// While `ends` is let go by a timeout, `busy` keeps sending whole
@@ -444,7 +451,7 @@ fn a_sender_waiting_for_room_is_released_by_a_disconnect() {
 /// the messages of `ends` that came before.
 fn busy_peer_served_until_the_other_ends(
     c: &Connector<StringConverter>,
-    busy: &mut TcpStream,
+    busy: &mut RawPeer,
     busy_conn: Connection,
     ends: Connection,
 ) -> (DisconnectReason, Vec<String>) {
@@ -465,52 +472,54 @@ fn busy_peer_served_until_the_other_ends(
     }
 }
 
-#[test]
-fn an_idle_peer_is_disconnected_and_others_are_served() {
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .idle_timeout(Duration::from_millis(300))
-        .spawn()
-        .unwrap();
-    let addr = c.local_addr().unwrap();
-    let mut quiet = raw_connect(addr);
-    let quiet_conn = accept(&c, Delivery::Merged);
-    let mut chatty = raw_connect(addr);
-    let chatty_conn = accept(&c, Delivery::Merged);
-    let started = Instant::now();
-    let (reason, _) =
-        busy_peer_served_until_the_other_ends(&c, &mut chatty, chatty_conn, quiet_conn);
-    assert!(
-        matches!(reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
-        "{reason:?}"
-    );
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(
-        quiet.read(&mut [0; 8]).unwrap_or(0),
-        0,
-        "the quiet peer sees the close"
-    );
+over_transports! {
+    fn an_idle_peer_is_disconnected_and_others_are_served(net: Net) {
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .idle_timeout(Duration::from_millis(300))
+            .spawn()
+            .unwrap();
+        let addr = c.listen_address().unwrap();
+        let mut quiet = raw_connect_addr(&addr).unwrap();
+        let quiet_conn = accept(&c, Delivery::Merged);
+        let mut chatty = raw_connect_addr(&addr).unwrap();
+        let chatty_conn = accept(&c, Delivery::Merged);
+        let started = Instant::now();
+        let (reason, _) =
+            busy_peer_served_until_the_other_ends(&c, &mut chatty, chatty_conn, quiet_conn);
+        assert!(
+            matches!(reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
+            "{reason:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            quiet.read(&mut [0; 8]).unwrap_or(0),
+            0,
+            "the quiet peer sees the close"
+        );
+    }
 }
 
-#[test]
-fn a_trickled_message_hits_the_message_timeout() {
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .message_timeout(Duration::from_millis(300))
-        .spawn()
-        .unwrap();
-    let addr = c.local_addr().unwrap();
-    let mut slow = raw_connect(addr);
-    let conn = accept(&c, Delivery::Merged);
-    let mut brisk = raw_connect(addr);
-    let brisk_conn = accept(&c, Delivery::Merged);
-    write_all(&mut slow, b"2 ok100 a byte at a time");
-    let (reason, before) = busy_peer_served_until_the_other_ends(&c, &mut brisk, brisk_conn, conn);
-    assert!(
-        matches!(reason, DisconnectReason::MessageTimeout(_)),
-        "{reason:?}"
-    );
-    assert_eq!(before, ["ok"]);
+over_transports! {
+    fn a_trickled_message_hits_the_message_timeout(net: Net) {
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .message_timeout(Duration::from_millis(300))
+            .spawn()
+            .unwrap();
+        let addr = c.listen_address().unwrap();
+        let mut slow = raw_connect_addr(&addr).unwrap();
+        let conn = accept(&c, Delivery::Merged);
+        let mut brisk = raw_connect_addr(&addr).unwrap();
+        let brisk_conn = accept(&c, Delivery::Merged);
+        write_all(&mut slow, b"2 ok100 a byte at a time");
+        let (reason, before) = busy_peer_served_until_the_other_ends(&c, &mut brisk, brisk_conn, conn);
+        assert!(
+            matches!(reason, DisconnectReason::MessageTimeout(_)),
+            "{reason:?}"
+        );
+        assert_eq!(before, ["ok"]);
+    }
 }
 
 #[test]
@@ -528,7 +537,7 @@ fn connect_gives_up_at_its_timeout() {
         .connect_timeout(Duration::from_millis(300))
         .spawn()
         .unwrap();
-    let conn = c.connect(addr, Delivery::Merged).unwrap();
+    let conn = c.connect(&addr, Delivery::Merged).unwrap();
     c.send(&conn, "never sent".into()).unwrap();
     match next(&c) {
         Event::FinishConnect(f) => {
@@ -546,51 +555,53 @@ fn connect_gives_up_at_its_timeout() {
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
 }
 
-#[test]
-fn connections_past_the_limit_are_closed_at_once() {
-    let c = Connector::builder(StringConverter::new())
-        .listen(any_local_address())
-        .max_connections(2)
-        .spawn()
-        .unwrap();
-    let addr = c.local_addr().unwrap();
-    let mut first = raw_connect(addr);
-    let first_conn = accept(&c, Delivery::Merged);
-    let _second = raw_connect(addr);
-    accept(&c, Delivery::Merged);
-    let mut third = raw_connect(addr);
-    assert_eq!(third.read(&mut [0; 8]).unwrap_or(0), 0, "closed at once");
-    // The others are served; once one leaves, a newcomer is taken.
-    write_all(&mut first, &wire(&["still served"]));
-    match next(&c) {
-        Event::MessageReceived(m) => assert_eq!(m.connection, first_conn),
-        other => panic!("{other:?}"),
-    }
-    first.shutdown(Shutdown::Both).unwrap();
-    assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
-    let _fourth = raw_connect(addr);
-    assert!(matches!(next(&c), Event::RemoteConnect(_)));
-}
-
-#[test]
-fn shutdown_is_not_held_up_by_a_flood_of_sends_to_closed_connections() {
-    let c = client(StringConverter::new());
-    let gone = Connection::from_id(1_000_000);
-    let n = 200_000;
-    for i in 0..n {
-        c.send(&gone, i.to_string()).unwrap();
-    }
-    c.shutdown(ShutdownMode::Now);
-    // Each message still comes back exactly once.
-    let mut back = 0;
-    while let Some(event) = c.recv() {
-        match event {
-            Event::RejectedMessage(r) => {
-                assert_eq!(r.message, back.to_string());
-                back += 1;
-            }
+over_transports! {
+    fn connections_past_the_limit_are_closed_at_once(net: Net) {
+        let c = Connector::builder(StringConverter::new())
+            .listen(net.address())
+            .max_connections(2)
+            .spawn()
+            .unwrap();
+        let addr = c.listen_address().unwrap();
+        let mut first = raw_connect_addr(&addr).unwrap();
+        let first_conn = accept(&c, Delivery::Merged);
+        let _second = raw_connect_addr(&addr).unwrap();
+        accept(&c, Delivery::Merged);
+        let mut third = raw_connect_addr(&addr).unwrap();
+        assert_eq!(third.read(&mut [0; 8]).unwrap_or(0), 0, "closed at once");
+        // The others are served; once one leaves, a newcomer is taken.
+        write_all(&mut first, &wire(&["still served"]));
+        match next(&c) {
+            Event::MessageReceived(m) => assert_eq!(m.connection, first_conn),
             other => panic!("{other:?}"),
         }
+        first.shutdown(Shutdown::Both).unwrap();
+        assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
+        let _fourth = raw_connect_addr(&addr).unwrap();
+        assert!(matches!(next(&c), Event::RemoteConnect(_)));
     }
-    assert_eq!(back, n);
+}
+
+over_transports! {
+    fn shutdown_is_not_held_up_by_a_flood_of_sends_to_closed_connections(_net: Net) {
+        let c = client(StringConverter::new());
+        let gone = Connection::from_id(1_000_000);
+        let n = 200_000;
+        for i in 0..n {
+            c.send(&gone, i.to_string()).unwrap();
+        }
+        c.shutdown(ShutdownMode::Now);
+        // Each message still comes back exactly once.
+        let mut back = 0;
+        while let Some(event) = c.recv() {
+            match event {
+                Event::RejectedMessage(r) => {
+                    assert_eq!(r.message, back.to_string());
+                    back += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, n);
+    }
 }

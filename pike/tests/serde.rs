@@ -184,52 +184,53 @@ impl Serialize for Picky {
     }
 }
 
-#[test]
-fn a_message_that_cannot_be_encoded_comes_back_and_the_connection_goes_on() {
-    let server = listening(PostcardConverter::<Picky>::new());
-    let client = self::client(PostcardConverter::<Picky>::new());
-    let conn = client
-        .connect(server.local_addr().unwrap(), Delivery::Merged)
-        .unwrap();
-    let remote = accept(&server, Delivery::Merged);
-    connected(&client);
-    for text in ["before", "unencodable", "after"] {
-        client.send(&conn, Picky(text.into())).unwrap();
-    }
-    match next(&client) {
-        Event::RejectedMessage(r) => {
-            assert_eq!(r.message, Picky("unencodable".into()));
-            // (postcard reports a custom error without its text)
-            assert!(
-                matches!(&r.reason, RejectReason::Serialize(_)),
-                "{}",
-                r.reason
-            );
+over_transports! {
+    fn a_message_that_cannot_be_encoded_comes_back_and_the_connection_goes_on(net: Net) {
+        let server = listening_on(net, PostcardConverter::<Picky>::new());
+        let client = self::client(PostcardConverter::<Picky>::new());
+        let conn = client
+            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        let remote = accept(&server, Delivery::Merged);
+        connected(&client);
+        for text in ["before", "unencodable", "after"] {
+            client.send(&conn, Picky(text.into())).unwrap();
         }
-        other => panic!("{other:?}"),
-    }
-    for text in ["before", "after"] {
-        match next(&server) {
-            Event::MessageReceived(m) => {
-                assert_eq!((m.connection, m.message), (remote, Picky(text.into())))
+        match next(&client) {
+            Event::RejectedMessage(r) => {
+                assert_eq!(r.message, Picky("unencodable".into()));
+                // (postcard reports a custom error without its text)
+                assert!(
+                    matches!(&r.reason, RejectReason::Serialize(_)),
+                    "{}",
+                    r.reason
+                );
             }
             other => panic!("{other:?}"),
         }
-    }
-    // A body that does not decode closes that connection, with its reason.
-    let mut raw = raw_connect(server.local_addr().unwrap());
-    accept(&server, Delivery::Merged);
-    write_all(&mut raw, b"1 \xff");
-    match next(&server) {
-        Event::RemoteDisconnect(r) => assert!(
-            matches!(
-                r.reason,
-                DisconnectReason::Protocol(ProtocolError::Other(_))
+        for text in ["before", "after"] {
+            match next(&server) {
+                Event::MessageReceived(m) => {
+                    assert_eq!((m.connection, m.message), (remote, Picky(text.into())))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A body that does not decode closes that connection, with its reason.
+        let mut raw = raw_connect_to(&server);
+        accept(&server, Delivery::Merged);
+        write_all(&mut raw, b"1 \xff");
+        match next(&server) {
+            Event::RemoteDisconnect(r) => assert!(
+                matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::Other(_))
+                ),
+                "{:?}",
+                r.reason
             ),
-            "{:?}",
-            r.reason
-        ),
-        other => panic!("{other:?}"),
+            other => panic!("{other:?}"),
+        }
+        server.shutdown(ShutdownMode::Now);
     }
-    server.shutdown(ShutdownMode::Now);
 }

@@ -2,7 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use pike::converter::{Converter, Encoded, Serializer, WriteBuf};
 use pike::converters::StringConverter;
 use pike::error::SerializeError;
-use pike::{Connection, Connector, Delivery, Event};
+use pike::{Address, Connection, Connector, Delivery, Event, UnixAddr};
 
 /// The longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -96,21 +97,21 @@ pub fn dead_address() -> SocketAddr {
 }
 
 /// Reads until EOF; fails on a timeout or an error.
-pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_eof(s: &mut impl Read) -> Vec<u8> {
     let mut out = Vec::new();
     s.read_to_end(&mut out).expect("read to EOF");
     out
 }
 
 /// Reads exactly `n` bytes.
-pub fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
+pub fn read_exactly(s: &mut impl Read, n: usize) -> Vec<u8> {
     let mut out = vec![0; n];
     s.read_exact(&mut out).expect("read the expected bytes");
     out
 }
 
 /// Writes `bytes` in full.
-pub fn write_all(s: &mut TcpStream, bytes: &[u8]) {
+pub fn write_all(s: &mut impl Write, bytes: &[u8]) {
     s.write_all(bytes).expect("write");
 }
 
@@ -374,4 +375,232 @@ pub fn encode_with_room<C: Converter>(c: &C, message: &C::Message, room: usize) 
         assert_eq!(status, Encoded::More);
     }
     panic!("serializer never finished");
+}
+
+// ----- both transports ---------------------------------------------------------
+
+/// The transports a connector test runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    Tcp,
+    Unix,
+}
+
+/// Defines a test that runs over TCP and over Unix domain sockets: a
+/// module `name` with tests `tcp` and `unix` calling the body with `net`.
+#[macro_export]
+macro_rules! over_transports {
+    ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            fn body($net: Net) $body
+
+            #[test]
+            fn tcp() {
+                body(Net::Tcp)
+            }
+
+            #[test]
+            fn unix() {
+                body(Net::Unix)
+            }
+        }
+    };
+}
+
+/// A Unix socket path no other test uses (removed first if left over).
+pub fn unique_socket_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("pike-t{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+impl Net {
+    /// A fresh address to listen on: loopback port 0, or a new socket file.
+    pub fn address(self) -> Address {
+        match self {
+            Net::Tcp => any_local_address().into(),
+            Net::Unix => Address::unix(unique_socket_path()),
+        }
+    }
+
+    /// An address nothing listens on (a connect is refused): for Unix a
+    /// socket file whose listener is gone.
+    pub fn dead_address(self) -> Address {
+        match self {
+            Net::Tcp => dead_address().into(),
+            Net::Unix => {
+                let path = unique_socket_path();
+                drop(UnixListener::bind(&path).unwrap());
+                Address::unix(path)
+            }
+        }
+    }
+}
+
+/// A spawned connector listening over `net`.
+pub fn listening_on<C: Converter>(net: Net, converter: C) -> Connector<C> {
+    Connector::builder(converter)
+        .listen(net.address())
+        .spawn()
+        .expect("start a listening connector")
+}
+
+/// A raw peer socket of either transport, with read/write timeouts.
+#[derive(Debug)]
+pub enum RawPeer {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl RawPeer {
+    fn with_timeouts(self) -> Self {
+        match &self {
+            RawPeer::Tcp(s) => {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                s.set_write_timeout(Some(WAIT)).unwrap();
+            }
+            RawPeer::Unix(s) => {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                s.set_write_timeout(Some(WAIT)).unwrap();
+            }
+        }
+        self
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            RawPeer::Tcp(s) => s.shutdown(how),
+            RawPeer::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            RawPeer::Tcp(s) => s.set_read_timeout(timeout),
+            RawPeer::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            RawPeer::Tcp(s) => s.set_nonblocking(on),
+            RawPeer::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            RawPeer::Tcp(s) => RawPeer::Tcp(s.try_clone()?),
+            RawPeer::Unix(s) => RawPeer::Unix(s.try_clone()?),
+        })
+    }
+}
+
+impl std::os::fd::AsFd for RawPeer {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            RawPeer::Tcp(s) => s.as_fd(),
+            RawPeer::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for RawPeer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            RawPeer::Tcp(s) => s.read(buf),
+            RawPeer::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawPeer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawPeer::Tcp(s) => s.write(buf),
+            RawPeer::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A raw connection to `addr`, with read/write timeouts.
+pub fn raw_connect_addr(addr: &Address) -> io::Result<RawPeer> {
+    let peer = match (addr.as_socket_addr(), addr.as_unix()) {
+        (Some(a), _) => RawPeer::Tcp(TcpStream::connect_timeout(&a, WAIT)?),
+        (None, Some(UnixAddr::Path(p))) => RawPeer::Unix(UnixStream::connect(p)?),
+        _ => panic!("no raw connect to {addr}"),
+    };
+    Ok(peer.with_timeouts())
+}
+
+/// A raw connection to where `c` listens, with read/write timeouts.
+pub fn raw_connect_to<C: Converter>(c: &Connector<C>) -> RawPeer {
+    raw_connect_addr(&c.listen_address().expect("listening")).expect("raw connect")
+}
+
+/// A raw listener of either transport playing the peer.
+#[derive(Debug)]
+pub enum RawListener {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+/// A raw listener over `net`, and the address to connect to.
+pub fn raw_listener_on(net: Net) -> (RawListener, Address) {
+    match net {
+        Net::Tcp => {
+            let (l, addr) = raw_listener();
+            (RawListener::Tcp(l), addr.into())
+        }
+        Net::Unix => {
+            let path = unique_socket_path();
+            let l = UnixListener::bind(&path).unwrap();
+            (RawListener::Unix(l, path.clone()), Address::unix(path))
+        }
+    }
+}
+
+impl RawListener {
+    /// Accepts one connection, with read/write timeouts.
+    pub fn accept(&self) -> RawPeer {
+        match self {
+            RawListener::Tcp(l) => RawPeer::Tcp(raw_accept(l)),
+            RawListener::Unix(l, _) => {
+                l.set_nonblocking(true).unwrap();
+                let deadline = Instant::now() + WAIT;
+                loop {
+                    match l.accept() {
+                        Ok((s, _)) => {
+                            s.set_nonblocking(false).unwrap();
+                            return RawPeer::Unix(s).with_timeouts();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            assert!(Instant::now() < deadline, "no connection to accept");
+                            std::thread::yield_now();
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RawListener {
+    fn drop(&mut self) {
+        if let RawListener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
