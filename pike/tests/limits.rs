@@ -537,7 +537,7 @@ fn connect_gives_up_at_its_timeout() {
         .connect_timeout(Duration::from_millis(300))
         .spawn()
         .unwrap();
-    let conn = c.connect(&addr, Delivery::Merged).unwrap();
+    let conn = c.connect(addr, Delivery::Merged).unwrap();
     c.send(&conn, "never sent".into()).unwrap();
     match next(&c) {
         Event::FinishConnect(f) => {
