@@ -43,8 +43,8 @@ use crate::address::Address;
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
 use crate::error::{
-    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
-    TrySendError,
+    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StartError, StoppedError,
+    TryRecvError, TrySendError, UsageError,
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
@@ -344,31 +344,33 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Gives the calling thread to the network loop until shutdown
-    /// completes (the blocking way to run a connector). Fails if already
-    /// started.
-    pub fn run(&self) -> io::Result<()> {
+    /// completes (the blocking way to run a connector). A connector runs
+    /// once: a second `run` or `spawn` is [`UsageError::AlreadyStarted`].
+    pub fn run(&self) -> Result<(), UsageError> {
         self.start()?;
         self.inner.lead.run_network_thread();
         Ok(())
     }
 
-    /// Starts the network loop on a background thread and returns. Fails
-    /// if already started.
-    pub fn spawn(&self) -> io::Result<()> {
+    /// Starts the network loop on a background thread and returns. A
+    /// connector runs once: a second `run` or `spawn` is
+    /// [`UsageError::AlreadyStarted`].
+    pub fn spawn(&self) -> Result<(), StartError> {
         self.start()?;
         let lead = self.inner.lead.clone();
         let handle = std::thread::Builder::new()
             .name("pike-network".into())
-            .spawn(move || lead.run_network_thread())?;
+            .spawn(move || lead.run_network_thread())
+            .map_err(StartError::Thread)?;
         *lock(&self.inner.thread) = Some(handle);
         Ok(())
     }
 
-    fn start(&self) -> io::Result<()> {
+    fn start(&self) -> Result<(), UsageError> {
         if self.inner.lead.start() {
             Ok(())
         } else {
-            Err(io::Error::other("connector already started"))
+            Err(UsageError::AlreadyStarted)
         }
     }
 

@@ -171,6 +171,39 @@ pub enum RejectReason {
     QueueFull,
 }
 
+/// The caller used the API in a way it does not allow: a bug in the
+/// calling code, not a condition of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// `run` or `spawn` on a connector already started (a connector runs
+    /// once).
+    #[error("the connector is already started: a connector runs once")]
+    AlreadyStarted,
+}
+
+/// Why [`Connector::spawn`](crate::Connector::spawn) did not start the
+/// network thread.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The caller's mistake (started twice).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The operating system would not start a thread.
+    #[error("cannot start the network thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+impl From<StartError> for io::Error {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Thread(e) => e,
+            StartError::Usage(e) => io::Error::other(e),
+        }
+    }
+}
+
 /// The connector has stopped: no event can be delivered any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the connector has stopped")]

@@ -727,7 +727,11 @@ over_transports! {
         assert_eq!(read_exactly(&mut peer, 5), b"3 ran");
         c.shutdown(ShutdownMode::Now);
         runner.join().unwrap().unwrap();
-        assert!(c.run().is_err(), "a connector runs once");
+        assert_eq!(c.run(), Err(pike::UsageError::AlreadyStarted), "a connector runs once");
+        assert!(matches!(
+            c.spawn(),
+            Err(pike::StartError::Usage(pike::UsageError::AlreadyStarted))
+        ));
     }
 }
 

@@ -210,6 +210,47 @@ pub enum State {
     Closed,
 }
 
+/// What an endpoint tells its driver: the application's [`Event`]s
+/// except `RemoteConnect`, which only the reactor makes (it holds the
+/// handle that accepts the connection). The reactor turns each into an
+/// [`Event`] as it passes it on (`Event::from`).
+#[derive(Debug)]
+pub enum EndpointEvent<M> {
+    /// See [`Event::FinishConnect`].
+    FinishConnect(FinishConnect<M>),
+    /// See [`Event::FinishDisconnect`].
+    FinishDisconnect(FinishDisconnect<M>),
+    /// See [`Event::RemoteDisconnect`].
+    RemoteDisconnect(RemoteDisconnect<M>),
+    /// See [`Event::MessageReceived`].
+    MessageReceived(MessageReceived<M>),
+    /// See [`Event::RejectedMessage`].
+    RejectedMessage(RejectedMessage<M>),
+}
+
+impl<M> EndpointEvent<M> {
+    /// Whether this is the connection's last event (nothing follows it).
+    pub fn is_final(&self) -> bool {
+        match self {
+            EndpointEvent::FinishConnect(e) => !e.success(),
+            EndpointEvent::FinishDisconnect(_) | EndpointEvent::RemoteDisconnect(_) => true,
+            EndpointEvent::MessageReceived(_) | EndpointEvent::RejectedMessage(_) => false,
+        }
+    }
+}
+
+impl<M> From<EndpointEvent<M>> for Event<M> {
+    fn from(event: EndpointEvent<M>) -> Self {
+        match event {
+            EndpointEvent::FinishConnect(e) => Event::FinishConnect(e),
+            EndpointEvent::FinishDisconnect(e) => Event::FinishDisconnect(e),
+            EndpointEvent::RemoteDisconnect(e) => Event::RemoteDisconnect(e),
+            EndpointEvent::MessageReceived(e) => Event::MessageReceived(e),
+            EndpointEvent::RejectedMessage(e) => Event::RejectedMessage(e),
+        }
+    }
+}
+
 /// The sans-IO state machine of one connection: outgoing queue, serializer,
 /// bounded write buffer, incoming deserializer, disconnect modes and the
 /// accounting of every message.
@@ -228,7 +269,7 @@ pub struct Endpoint<C: Converter> {
     peer_gone: Option<DisconnectReason>,
     /// The peer closed its sending side while a local disconnect is writing.
     read_closed: bool,
-    events: VecDeque<Event<C::Message>>,
+    events: VecDeque<EndpointEvent<C::Message>>,
     config: EndpointConfig,
     timers: Timers,
     /// The reactor holds input back (the memory budget is reached).
@@ -440,7 +481,7 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// The next event, in the order things happened.
-    pub fn poll_event(&mut self) -> Option<Event<C::Message>> {
+    pub fn poll_event(&mut self) -> Option<EndpointEvent<C::Message>> {
         let event = self.events.pop_front();
         if event.is_none() {
             // Do not keep a queue sized for a burst that is over.
@@ -472,7 +513,7 @@ impl<C: Converter> Endpoint<C> {
     pub(crate) fn held_bytes(&self) -> usize {
         self.outbox.held_bytes()
             + self.inbox.held_bytes()
-            + self.events.capacity() * std::mem::size_of::<Event<C::Message>>()
+            + self.events.capacity() * std::mem::size_of::<EndpointEvent<C::Message>>()
     }
 
     // ----- commands from the application --------------------------------
@@ -554,7 +595,7 @@ impl<C: Converter> Endpoint<C> {
 
     fn reject_message(&mut self, message: C::Message, reason: RejectReason) {
         self.events
-            .push_back(Event::RejectedMessage(RejectedMessage {
+            .push_back(EndpointEvent::RejectedMessage(RejectedMessage {
                 connection: self.connection,
                 message,
                 reason,
@@ -655,11 +696,12 @@ impl<C: Converter> Endpoint<C> {
         }
         self.state = State::Open;
         self.timers.last_input = Some(now);
-        self.events.push_back(Event::FinishConnect(FinishConnect {
-            connection: self.connection,
-            error: None,
-            queued: Vec::new(),
-        }));
+        self.events
+            .push_back(EndpointEvent::FinishConnect(FinishConnect {
+                connection: self.connection,
+                error: None,
+                queued: Vec::new(),
+            }));
         self.fill();
     }
 
@@ -692,7 +734,12 @@ impl<C: Converter> Endpoint<C> {
 
     /// Bytes arrived from the socket, at `now`.
     pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
-        self.read(now, data, None, None::<&mut fn(Event<C::Message>) -> bool>);
+        self.read(
+            now,
+            data,
+            None,
+            None::<&mut fn(EndpointEvent<C::Message>) -> bool>,
+        );
     }
 
     /// Bytes arrived from the socket, as [`handle_read`](Self::handle_read),
@@ -715,7 +762,7 @@ impl<C: Converter> Endpoint<C> {
         &mut self,
         now: Instant,
         data: &[u8],
-        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+        sink: &mut impl FnMut(EndpointEvent<C::Message>) -> bool,
     ) {
         self.read(now, data, None, Some(sink));
     }
@@ -727,7 +774,7 @@ impl<C: Converter> Endpoint<C> {
         &mut self,
         now: Instant,
         chunk: &Bytes,
-        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+        sink: &mut impl FnMut(EndpointEvent<C::Message>) -> bool,
     ) {
         self.read(now, chunk, Some(chunk), Some(sink));
     }
@@ -738,7 +785,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn handle_backlog_into(
         &mut self,
         now: Instant,
-        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+        sink: &mut impl FnMut(EndpointEvent<C::Message>) -> bool,
     ) {
         if !self.has_backlog() {
             return;
@@ -752,7 +799,7 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
-    fn read<F: FnMut(Event<C::Message>) -> bool>(
+    fn read<F: FnMut(EndpointEvent<C::Message>) -> bool>(
         &mut self,
         now: Instant,
         data: &[u8],
@@ -771,7 +818,7 @@ impl<C: Converter> Endpoint<C> {
 
     /// Decodes `input`, messages going to `sink` (or the event queue),
     /// then sets the message timer.
-    fn decode<F: FnMut(Event<C::Message>) -> bool>(
+    fn decode<F: FnMut(EndpointEvent<C::Message>) -> bool>(
         &mut self,
         now: Instant,
         mut sink: Option<&mut F>,
@@ -973,7 +1020,7 @@ impl<C: Converter> Endpoint<C> {
             State::Open | State::Accepting => {
                 let (incomplete, queued) = self.outbox.take_all_unsent();
                 self.events
-                    .push_back(Event::RemoteDisconnect(RemoteDisconnect {
+                    .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
                         connection: self.connection,
                         incomplete,
                         queued,
@@ -1002,7 +1049,7 @@ impl<C: Converter> Endpoint<C> {
         error: Option<DisconnectReason>,
     ) {
         self.events
-            .push_back(Event::FinishDisconnect(FinishDisconnect {
+            .push_back(EndpointEvent::FinishDisconnect(FinishDisconnect {
                 connection: self.connection,
                 incomplete,
                 queued,
@@ -1012,11 +1059,12 @@ impl<C: Converter> Endpoint<C> {
 
     fn connect_failed(&mut self, error: ConnectError) {
         let (_, queued) = self.outbox.take_all_unsent();
-        self.events.push_back(Event::FinishConnect(FinishConnect {
-            connection: self.connection,
-            error: Some(error),
-            queued,
-        }));
+        self.events
+            .push_back(EndpointEvent::FinishConnect(FinishConnect {
+                connection: self.connection,
+                error: Some(error),
+                queued,
+            }));
         self.close();
     }
 
@@ -1035,8 +1083,8 @@ enum Input<'a> {
     Backlog,
 }
 
-fn received<M>(connection: Connection, message: M) -> Event<M> {
-    Event::MessageReceived(MessageReceived {
+fn received<M>(connection: Connection, message: M) -> EndpointEvent<M> {
+    EndpointEvent::MessageReceived(MessageReceived {
         connection,
         message,
     })
@@ -1053,8 +1101,9 @@ pub mod fuzzing {
 
     use super::{Endpoint, EndpointConfig, State};
     use crate::converters::StringConverter;
+    use crate::endpoint::EndpointEvent;
     use crate::error::ConnectError;
-    use crate::event::{Connection, Event};
+    use crate::event::Connection;
     use crate::mode::DisconnectMode;
 
     /// Interprets `data` as socket events, sends and incoming bytes, then
@@ -1092,15 +1141,15 @@ pub mod fuzzing {
             while let Some(e) = ep.poll_event() {
                 finals += usize::from(e.is_final());
                 returned += match e {
-                    Event::FinishConnect(f) => f.queued.len(),
-                    Event::FinishDisconnect(f) => {
+                    EndpointEvent::FinishConnect(f) => f.queued.len(),
+                    EndpointEvent::FinishDisconnect(f) => {
                         f.queued.len() + usize::from(f.incomplete.is_some())
                     }
-                    Event::RemoteDisconnect(r) => {
+                    EndpointEvent::RemoteDisconnect(r) => {
                         r.queued.len() + usize::from(r.incomplete.is_some())
                     }
-                    Event::RejectedMessage(_) => 1,
-                    Event::MessageReceived(_) | Event::RemoteConnect(_) => 0,
+                    EndpointEvent::RejectedMessage(_) => 1,
+                    EndpointEvent::MessageReceived(_) => 0,
                 };
             }
         };
@@ -1109,9 +1158,9 @@ pub mod fuzzing {
             let arg = usize::from(op >> 4);
             // A sink that takes `arg / 2` messages, then wants no more.
             let mut takes = arg / 2;
-            let mut sink = |e: Event<String>| {
+            let mut sink = |e: EndpointEvent<String>| {
                 assert!(
-                    matches!(e, Event::MessageReceived(_)),
+                    matches!(e, EndpointEvent::MessageReceived(_)),
                     "only messages go to the sink, not {e:?}"
                 );
                 takes = takes.saturating_sub(1);
@@ -1173,7 +1222,7 @@ pub mod fuzzing {
         ep.hold_input(false);
         while ep.has_backlog() {
             ep.handle_backlog_into(now, &mut |e| {
-                assert!(matches!(e, Event::MessageReceived(_)), "{e:?}");
+                assert!(matches!(e, EndpointEvent::MessageReceived(_)), "{e:?}");
                 true
             });
         }

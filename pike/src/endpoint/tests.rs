@@ -152,7 +152,7 @@ fn write_all<C: Converter>(ep: &mut Endpoint<C>) -> Vec<u8> {
     wire
 }
 
-fn events<C: Converter>(ep: &mut Endpoint<C>) -> Vec<Event<C::Message>> {
+fn events<C: Converter>(ep: &mut Endpoint<C>) -> Vec<EndpointEvent<C::Message>> {
     std::iter::from_fn(|| ep.poll_event()).collect()
 }
 
@@ -171,7 +171,7 @@ fn take_finish_disconnect<C: Converter<Message = String>>(
     let mut evs = events(ep);
     assert_eq!(evs.len(), 1, "expected one event, got {evs:?}");
     match evs.pop() {
-        Some(Event::FinishDisconnect(e)) => e,
+        Some(EndpointEvent::FinishDisconnect(e)) => e,
         other => panic!("expected FinishDisconnect, got {other:?}"),
     }
 }
@@ -184,8 +184,8 @@ fn take_remote_disconnect<C: Converter<Message = String>>(
     for e in events(ep) {
         assert!(last.is_none(), "an event after RemoteDisconnect: {e:?}");
         match e {
-            Event::MessageReceived(m) => received.push(m.message),
-            Event::RemoteDisconnect(r) => last = Some(r),
+            EndpointEvent::MessageReceived(m) => received.push(m.message),
+            EndpointEvent::RemoteDisconnect(r) => last = Some(r),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -332,7 +332,7 @@ fn messages_sent_while_connecting_are_written_once_connected() {
     assert!(!ep.wants_write() && !ep.wants_read());
     ep.handle_connected(t0());
     match events(&mut ep).as_slice() {
-        [Event::FinishConnect(f)] => assert!(f.success() && f.queued.is_empty()),
+        [EndpointEvent::FinishConnect(f)] => assert!(f.success() && f.queued.is_empty()),
         other => panic!("{other:?}"),
     }
     assert_eq!(write_all(&mut ep), b"1 a2 bc");
@@ -347,7 +347,7 @@ fn connect_failure_returns_every_queued_message() {
     ep.handle_connect_failed(ConnectError::Io(io::ErrorKind::ConnectionRefused.into()));
     let mut evs = events(&mut ep);
     match evs.pop() {
-        Some(Event::FinishConnect(f)) => {
+        Some(EndpointEvent::FinishConnect(f)) => {
             assert!(!f.success());
             assert!(matches!(f.error, Some(ConnectError::Io(_))));
             assert_eq!(f.queued, strings(&["x", "y", "z"]));
@@ -364,7 +364,7 @@ fn disconnect_while_connecting_cancels() {
     ep.send(s("x"));
     ep.disconnect(DisconnectMode::FinishQueue);
     match events(&mut ep).as_slice() {
-        [Event::FinishConnect(f)] => {
+        [EndpointEvent::FinishConnect(f)] => {
             assert!(matches!(f.error, Some(ConnectError::Cancelled)));
             assert_eq!(f.queued, strings(&["x"]));
         }
@@ -383,7 +383,7 @@ fn sends_after_disconnect_are_rejected() {
     ep.disconnect(DisconnectMode::FinishQueue);
     ep.send(s("late"));
     match events(&mut ep).as_slice() {
-        [Event::RejectedMessage(r)] => {
+        [EndpointEvent::RejectedMessage(r)] => {
             assert_eq!(r.message, "late");
             assert!(matches!(r.reason, RejectReason::Disconnecting));
         }
@@ -394,7 +394,7 @@ fn sends_after_disconnect_are_rejected() {
     let _ = events(&mut ep);
     ep.send(s("later"));
     match events(&mut ep).as_slice() {
-        [Event::RejectedMessage(r)] => assert!(matches!(r.reason, RejectReason::Closed)),
+        [EndpointEvent::RejectedMessage(r)] => assert!(matches!(r.reason, RejectReason::Closed)),
         other => panic!("{other:?}"),
     }
 }
@@ -502,7 +502,7 @@ fn a_serializer_error_before_any_byte_rejects_only_that_message() {
     ep.send(s("!bad"));
     ep.send(s("ok"));
     match events(&mut ep).as_slice() {
-        [Event::RejectedMessage(r)] => {
+        [EndpointEvent::RejectedMessage(r)] => {
             assert_eq!(r.message, "!bad");
             assert!(matches!(r.reason, RejectReason::Serialize(_)));
         }
@@ -532,7 +532,7 @@ fn a_panicking_serializer_closes_only_its_connection() {
     ep.send(s("next"));
     assert!(matches!(
         events(&mut ep).as_slice(),
-        [Event::RejectedMessage(RejectedMessage {
+        [EndpointEvent::RejectedMessage(RejectedMessage {
             reason: RejectReason::Closed,
             ..
         })]
@@ -869,17 +869,17 @@ fn check_nothing_lost<C: Converter<Message = String> + Default>(
     for e in evs {
         finals += usize::from(e.is_final());
         match e {
-            Event::FinishConnect(f) => handed_back.extend(f.queued),
-            Event::FinishDisconnect(f) => {
+            EndpointEvent::FinishConnect(f) => handed_back.extend(f.queued),
+            EndpointEvent::FinishDisconnect(f) => {
                 incomplete.extend(f.incomplete);
                 handed_back.extend(f.queued);
             }
-            Event::RemoteDisconnect(r) => {
+            EndpointEvent::RemoteDisconnect(r) => {
                 incomplete.extend(r.incomplete);
                 handed_back.extend(r.queued);
             }
-            Event::RejectedMessage(r) => handed_back.push(r.message),
-            Event::MessageReceived(_) | Event::RemoteConnect(_) => {}
+            EndpointEvent::RejectedMessage(r) => handed_back.push(r.message),
+            EndpointEvent::MessageReceived(_) => {}
         }
     }
     prop_assert_eq!(finals, 1, "exactly one final event");
@@ -966,7 +966,7 @@ fn an_accepting_connection_queues_until_accepted() {
     ep.send(s("early"));
     ep.reject();
     match events(&mut ep).as_slice() {
-        [Event::RejectedMessage(r)] => assert_eq!(r.message, "early"),
+        [EndpointEvent::RejectedMessage(r)] => assert_eq!(r.message, "early"),
         other => panic!("{other:?}"),
     }
     assert_eq!(ep.state(), State::Closed);
@@ -1002,7 +1002,7 @@ fn send_all_is_send_for_each() {
     let rejected: Vec<String> = events(&mut ep)
         .into_iter()
         .map(|e| match e {
-            Event::RejectedMessage(r) => r.message,
+            EndpointEvent::RejectedMessage(r) => r.message,
             other => panic!("{other:?}"),
         })
         .collect();
@@ -1064,11 +1064,11 @@ fn a_trickle_of_small_sends_keeps_its_small_buffer() {
 // ----- reading into the network loop's batch -----------------------------------
 
 /// The messages of `events`, which must all be `MessageReceived`.
-fn received_texts(events: &[Event<String>]) -> Vec<String> {
+fn received_texts(events: &[EndpointEvent<String>]) -> Vec<String> {
     events
         .iter()
         .map(|e| match e {
-            Event::MessageReceived(m) => m.message.clone(),
+            EndpointEvent::MessageReceived(m) => m.message.clone(),
             other => panic!("unexpected {other:?}"),
         })
         .collect()
@@ -1087,7 +1087,7 @@ fn handle_read_into_keeps_the_order_of_events() {
     });
     assert!(sink.is_empty(), "overtook a queued event: {sink:?}");
     let queued = events(&mut ep);
-    assert!(matches!(&queued[0], Event::RejectedMessage(r) if r.message == "!refused"));
+    assert!(matches!(&queued[0], EndpointEvent::RejectedMessage(r) if r.message == "!refused"));
     assert_eq!(received_texts(&queued[1..]), ["a", "b"]);
     // Nothing queued: messages go straight to the sink, and the protocol
     // error after them is queued, so it comes after them.
@@ -1245,7 +1245,7 @@ fn send_past_the_cap_is_rejected_with_queue_full_and_nothing_is_lost() {
     ep.send(s("small")); // fits under the cap
     let evs = events(&mut ep);
     match evs.as_slice() {
-        [Event::RejectedMessage(r)] => {
+        [EndpointEvent::RejectedMessage(r)] => {
             assert!(matches!(r.reason, RejectReason::QueueFull));
             assert_eq!(r.message, "x".repeat(76));
         }
@@ -1258,7 +1258,9 @@ fn send_past_the_cap_is_rejected_with_queue_full_and_nothing_is_lost() {
     let reasons: Vec<String> = events(&mut ep)
         .into_iter()
         .map(|e| match e {
-            Event::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => r.message,
+            EndpointEvent::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull) => {
+                r.message
+            }
             other => panic!("{other:?}"),
         })
         .collect();
@@ -1281,7 +1283,7 @@ fn send_past_the_cap_is_rejected_with_queue_full_and_nothing_is_lost() {
 fn a_taker_that_wants_no_more_holds_the_rest_of_a_read_back() {
     let mut ep = configured(EndpointConfig::default(), true);
     let mut got = Vec::new();
-    let mut take_two = |e: Event<String>| {
+    let mut take_two = |e: EndpointEvent<String>| {
         got.push(e);
         got.len() % 2 != 0
     };
@@ -1293,7 +1295,7 @@ fn a_taker_that_wants_no_more_holds_the_rest_of_a_read_back() {
     // The peer closes meanwhile: the end waits for the held input.
     ep.handle_eof();
     assert!(events(&mut ep).is_empty());
-    let mut take_two = |e: Event<String>| {
+    let mut take_two = |e: EndpointEvent<String>| {
         got.push(e);
         got.len() % 2 != 0
     };
@@ -1328,7 +1330,7 @@ fn connect_times_out_on_the_made_up_clock() {
     assert!(events(&mut ep).is_empty(), "early is harmless");
     ep.handle_timeout(t0() + secs(5));
     match events(&mut ep).as_slice() {
-        [Event::FinishConnect(f)] => {
+        [EndpointEvent::FinishConnect(f)] => {
             assert!(matches!(f.error, Some(ConnectError::TimedOut)));
             assert_eq!(f.queued, [s("queued")]);
         }
@@ -1448,10 +1450,10 @@ where
         turns += 1;
         let allowance = *allowances.next().unwrap();
         let mut n = 0;
-        let mut sink = |e: Event<C::Message>| {
+        let mut sink = |e: EndpointEvent<C::Message>| {
             n += 1;
             match e {
-                Event::MessageReceived(m) => got.push(m.message),
+                EndpointEvent::MessageReceived(m) => got.push(m.message),
                 other => panic!("{other:?}"),
             }
             n < allowance
@@ -1645,4 +1647,115 @@ fn fuzz_finds_a_reset_with_input_held_back() {
     for case in cases {
         fuzzing::drive(case);
     }
+}
+
+// ----- half-close, linger, shutdown policy ------------------------------------
+
+#[test]
+fn a_completed_disconnect_asks_for_the_write_side_then_lingers_until_its_time() {
+    let mut ep = configured(
+        EndpointConfig {
+            linger: secs(5),
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    ep.send(s("bye"));
+    ep.disconnect(DisconnectMode::FinishQueue);
+    assert!(
+        !ep.wants_shutdown_write(),
+        "not before the last byte is written"
+    );
+    assert_eq!(write_all(&mut ep), b"3 bye");
+    assert!(matches!(
+        events(&mut ep)[..],
+        [EndpointEvent::FinishDisconnect(_)]
+    ));
+    assert_eq!(ep.state(), State::Draining);
+    assert!(ep.wants_shutdown_write());
+    assert_eq!(
+        ep.poll_timeout(),
+        None,
+        "the linger time starts at the shutdown"
+    );
+    ep.handle_write_shut(t0() + secs(1));
+    assert!(!ep.wants_shutdown_write(), "asked once");
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(6)));
+    // Input is read and discarded meanwhile.
+    ep.handle_read(t0() + secs(2), b"5 extra");
+    assert!(events(&mut ep).is_empty());
+    ep.handle_timeout(t0() + secs(5));
+    assert_eq!(ep.state(), State::Draining, "not yet");
+    ep.handle_timeout(t0() + secs(6));
+    assert_eq!(ep.state(), State::Closed, "the peer never closed");
+    assert!(
+        events(&mut ep).is_empty(),
+        "the disconnect was reported already"
+    );
+}
+
+#[test]
+fn a_peer_closing_ends_the_linger_early() {
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.disconnect(DisconnectMode::FinishQueue);
+    ep.handle_write_shut(t0());
+    ep.handle_eof();
+    assert_eq!(ep.state(), State::Closed);
+    assert_eq!(ep.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_applies_its_mode_to_each_state() {
+    // Connecting: cancelled, handing back what was sent.
+    let mut ep = configured(EndpointConfig::default(), false);
+    ep.send(s("early"));
+    ep.shutdown(ShutdownMode::FinishQueues);
+    match &events(&mut ep)[..] {
+        [EndpointEvent::FinishConnect(f)] => {
+            assert!(matches!(f.error, Some(ConnectError::Cancelled)));
+            assert_eq!(f.queued, strings(&["early"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Open: the matching disconnect mode (here: everything written first).
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.send(s("one"));
+    ep.shutdown(ShutdownMode::FinishQueues);
+    assert_eq!(
+        ep.state(),
+        State::Disconnecting(DisconnectMode::FinishQueue)
+    );
+    assert_eq!(write_all(&mut ep), b"3 one");
+    assert_eq!(ep.state(), State::Draining);
+    // Draining: a weaker shutdown leaves it be; `Now` ends it.
+    ep.shutdown(ShutdownMode::FinishMessages);
+    assert_eq!(ep.state(), State::Draining);
+    ep.shutdown(ShutdownMode::Now);
+    assert_eq!(ep.state(), State::Closed);
+    // Open with `Now`: everything unwritten comes back.
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.send(s("lost?"));
+    ep.shutdown(ShutdownMode::Now);
+    let f = take_finish_disconnect(&mut ep);
+    assert_eq!(
+        f.incomplete.into_iter().chain(f.queued).collect::<Vec<_>>(),
+        strings(&["lost?"])
+    );
+}
+
+#[test]
+fn held_input_is_neither_read_nor_decoded_but_draining_reads_on() {
+    let mut ep = configured(EndpointConfig::default(), true);
+    assert!(ep.wants_read());
+    ep.hold_input(true);
+    assert!(!ep.wants_read() && !ep.has_backlog());
+    ep.hold_input(false);
+    assert!(ep.wants_read());
+    ep.disconnect(DisconnectMode::FinishQueue);
+    assert_eq!(ep.state(), State::Draining);
+    ep.hold_input(true);
+    assert!(
+        ep.wants_read(),
+        "draining input is discarded, so never held"
+    );
 }

@@ -54,9 +54,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::converter::Converter;
-use crate::endpoint::{Endpoint, EndpointConfig, State};
+use crate::endpoint::{Endpoint, EndpointConfig, EndpointEvent, State};
 use crate::event::Connection;
-use crate::event::Event;
 use crate::mode::DisconnectMode;
 use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
 use crate::reactor::queues::Route;
@@ -507,7 +506,7 @@ impl<C: Converter> Conn<C> {
         now: Instant,
         limit: usize,
         scratch: &mut ReadBuffer,
-        sink: &mut impl FnMut(Event<C::Message>) -> bool,
+        sink: &mut impl FnMut(EndpointEvent<C::Message>) -> bool,
     ) -> usize {
         let Some(transport) = &mut self.transport else {
             return 0;

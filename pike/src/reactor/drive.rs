@@ -22,7 +22,7 @@ use super::outlet::deliver;
 use super::pacing::{Allowance, Pause, allowance};
 use super::{READ_BUDGET, Reactor};
 use crate::converter::Converter;
-use crate::endpoint::State;
+use crate::endpoint::{EndpointEvent, State};
 use crate::event::{Connection, Event};
 use crate::sync::lock;
 
@@ -106,7 +106,8 @@ impl<C: Converter> Reactor<C> {
                         let batch = &mut self.outgoing;
                         let converter = &*self.out.converter;
                         let mut taken = 0usize;
-                        let mut sink = |event: Event<C::Message>| {
+                        let mut sink = |event: EndpointEvent<C::Message>| {
+                            let event = Event::from(event);
                             let cost = event_cost(converter, &event);
                             taken += cost;
                             batch.push(event, cost);

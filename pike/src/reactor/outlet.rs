@@ -99,7 +99,7 @@ pub(super) fn deliver<C: Converter>(
     batch: &mut Batch<C::Message>,
 ) {
     while let Some(event) = conn.endpoint.poll_event() {
-        let Some(event) = to_waiter(entry, conn, event) else {
+        let Some(event) = to_waiter(entry, conn, event.into()) else {
             continue;
         };
         if let Some(held) = &mut entry.held {
