@@ -36,9 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
-use crossbeam_channel::TryRecvError as ChannelTryRecv;
-
 use crate::address::Address;
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
@@ -48,12 +45,7 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
-use crate::reactor::boundary::Shared;
-use crate::reactor::command::{Command, ConnectWait};
-use crate::reactor::conn::{Directory, Flush, Offer};
-use crate::reactor::lead::Lead;
-use crate::reactor::queues::{Envelope, Route};
-use crate::reactor::{Config, Reactor};
+use crate::reactor::{Config, Handle};
 use crate::sync::lock;
 use crate::transport::{self, SocketOptions};
 
@@ -253,12 +245,10 @@ impl<C: Converter> ConnectorBuilder<C> {
                 (Some(listener), Some(local))
             }
         };
-        let reactor = Reactor::new(Arc::new(self.converter), self.config, listener)?;
+        let handle = Handle::new(Arc::new(self.converter), self.config, listener)?;
         Ok(Connector {
             inner: Arc::new(Inner {
-                shared: reactor.shared(),
-                directory: reactor.directory(),
-                lead: Arc::new(Lead::new(reactor)),
+                handle,
                 thread: Mutex::new(None),
                 local,
             }),
@@ -284,11 +274,8 @@ pub struct Connector<C: Converter> {
 }
 
 struct Inner<C: Converter> {
-    shared: Arc<Shared<C::Message>>,
-    /// Where sends find their connection's endpoint and socket.
-    directory: Arc<Directory<C>>,
-    /// The network loop, and who runs it.
-    lead: Arc<Lead<C>>,
+    /// Everything the connector asks of the network side goes through it.
+    handle: Handle<C>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where it listens, as peers connect to it.
     local: Option<Address>,
@@ -306,7 +293,7 @@ impl<C: Converter> fmt::Debug for Connector<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
             .field("listening", &self.inner.local)
-            .field("stopped", &self.inner.shared.is_stopped())
+            .field("stopped", &self.inner.handle.is_stopped())
             .finish()
     }
 }
@@ -348,7 +335,7 @@ impl<C: Converter> Connector<C> {
     /// once: a second `run` or `spawn` is [`UsageError::AlreadyStarted`].
     pub fn run(&self) -> Result<(), UsageError> {
         self.start()?;
-        self.inner.lead.run_network_thread();
+        (self.inner.handle.network_thread())();
         Ok(())
     }
 
@@ -357,17 +344,16 @@ impl<C: Converter> Connector<C> {
     /// [`UsageError::AlreadyStarted`].
     pub fn spawn(&self) -> Result<(), StartError> {
         self.start()?;
-        let lead = self.inner.lead.clone();
         let handle = std::thread::Builder::new()
             .name("pike-network".into())
-            .spawn(move || lead.run_network_thread())
+            .spawn(self.inner.handle.network_thread())
             .map_err(StartError::Thread)?;
         *lock(&self.inner.thread) = Some(handle);
         Ok(())
     }
 
     fn start(&self) -> Result<(), UsageError> {
-        if self.inner.lead.start() {
+        if self.inner.handle.start() {
             Ok(())
         } else {
             Err(UsageError::AlreadyStarted)
@@ -378,12 +364,12 @@ impl<C: Converter> Connector<C> {
     /// [`ConnectorBuilder::memory_budget`]): received events not yet taken,
     /// partly received messages, and input read but not yet decoded.
     pub fn memory_in_use(&self) -> usize {
-        self.inner.shared.budget.gauge.used()
+        self.inner.handle.memory_in_use()
     }
 
     /// Whether the connector has fully stopped (no event will come).
     pub fn is_stopped(&self) -> bool {
-        self.inner.shared.is_stopped()
+        self.inner.handle.is_stopped()
     }
 
     // ----- connections ----------------------------------------------------------
@@ -396,7 +382,7 @@ impl<C: Converter> Connector<C> {
         addr: impl Into<Address>,
         delivery: Delivery,
     ) -> Result<Connection, StoppedError> {
-        self.start_connect(addr.into(), delivery, None)
+        self.inner.handle.connect(addr.into().0, delivery)
     }
 
     /// Connects, blocking until connected, failed or `timeout`. No
@@ -422,55 +408,20 @@ impl<C: Converter> Connector<C> {
         callback: impl FnOnce(Connection),
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
         let deadline = Instant::now() + timeout;
-        let waiter = Arc::new(ConnectWait::default());
-        let connection = self.start_connect(addr.into(), delivery, Some(waiter.clone()))?;
-        let shared = &self.inner.shared;
-        match waiter.wait(deadline) {
-            Some(Ok(())) => {
-                // Released even if the callback panics, or the connection's
-                // events would be held forever.
-                let _release = ReleaseOnDrop { shared, connection };
+        let (connection, outcome) =
+            self.inner
+                .handle
+                .connect_waiting(addr.into().0, delivery, deadline)?;
+        match outcome {
+            Ok(held) => {
+                // Its events are held until this returns, even if the
+                // callback panics (or they would be held forever).
+                let _held = held;
                 callback(connection);
                 Ok((connection, Ok(())))
             }
-            Some(Err(e)) => {
-                shared.separate.remove(connection);
-                Ok((connection, Err(e)))
-            }
-            None => {
-                shared.separate.remove(connection);
-                Ok((connection, Err(ConnectError::TimedOut)))
-            }
+            Err(e) => Ok((connection, Err(e))),
         }
-    }
-
-    fn start_connect(
-        &self,
-        addr: Address,
-        delivery: Delivery,
-        waiter: Option<Arc<ConnectWait>>,
-    ) -> Result<Connection, StoppedError> {
-        let shared = &self.inner.shared;
-        let connection = shared.new_connection();
-        let route = match delivery {
-            Delivery::Merged => Route::Main,
-            Delivery::Separate => shared.separate.open(connection),
-        };
-        // Registered before the network thread hears of it, so that every
-        // send of this connection takes the same path, in order.
-        let directory = &self.inner.directory;
-        directory.insert(directory.connecting(connection), None, route);
-        let command = Command::Connect {
-            connection,
-            target: addr.0,
-            waiter,
-        };
-        if shared.commands.push(command).is_err() {
-            directory.remove(connection);
-            shared.separate.remove(connection);
-            return Err(StoppedError);
-        }
-        Ok(connection)
     }
 
     /// Enqueues `message`; never waits for the network. If the connection
@@ -488,35 +439,7 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         message: C::Message,
     ) -> Result<(), SendError<C::Message>> {
-        let Err(mut back) =
-            self.inner
-                .directory
-                .send(*connection, Flush::Coalesce, std::iter::once(message))
-        else {
-            return Ok(());
-        };
-        let message = back.next().expect("handed back untouched");
-        self.send_by_command(connection, message)
-    }
-
-    /// A send to a connection that is not in the directory: the network
-    /// thread rejects it (it knows whether the connection ever existed).
-    fn send_by_command(
-        &self,
-        connection: &Connection,
-        message: C::Message,
-    ) -> Result<(), SendError<C::Message>> {
-        self.inner
-            .shared
-            .commands
-            .push(Command::Send {
-                connection: *connection,
-                message,
-            })
-            .map_err(|command| match command {
-                Command::Send { message, .. } => SendError(message),
-                _ => unreachable!("the queue hands back what it was given"),
-            })
+        self.inner.handle.send(*connection, message)
     }
 
     /// Enqueues `message` unless the connection's unsent queue is over its
@@ -530,13 +453,7 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         message: C::Message,
     ) -> Result<(), TrySendError<C::Message>> {
-        match self.inner.directory.try_send(*connection, message) {
-            Offer::Taken => Ok(()),
-            Offer::Full(m) => Err(TrySendError::Full(m)),
-            Offer::Absent(m) => self
-                .send_by_command(connection, m)
-                .map_err(|SendError(m)| TrySendError::Stopped(m)),
-        }
+        self.inner.handle.try_send(*connection, message)
     }
 
     /// Enqueues `message`, waiting up to `timeout` while the connection's
@@ -578,24 +495,12 @@ impl<C: Converter> Connector<C> {
     fn send_waiting(
         &self,
         connection: &Connection,
-        mut message: C::Message,
+        message: C::Message,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<C::Message>> {
-        let directory = &self.inner.directory;
-        loop {
-            match directory.try_send(*connection, message) {
-                Offer::Taken => return Ok(()),
-                Offer::Full(m) => message = m,
-                Offer::Absent(m) => {
-                    return self
-                        .send_by_command(connection, m)
-                        .map_err(|SendError(m)| SendTimeoutError::Stopped(m));
-                }
-            }
-            if !directory.wait_room(*connection, deadline) {
-                return Err(SendTimeoutError::Timeout(message));
-            }
-        }
+        self.inner
+            .handle
+            .send_waiting(*connection, message, deadline)
     }
 
     /// The connection's unsent queue: how many messages are not yet written
@@ -603,7 +508,7 @@ impl<C: Converter> Connector<C> {
     /// the connection is closed or unknown.
     pub fn queued(&self, connection: &Connection) -> Option<Queued> {
         self.inner
-            .directory
+            .handle
             .queued(*connection)
             .map(|(messages, bytes)| Queued { messages, bytes })
     }
@@ -623,38 +528,14 @@ impl<C: Converter> Connector<C> {
         if messages.is_empty() {
             return Ok(());
         }
-        let Err(back) = self
-            .inner
-            .directory
-            .send(*connection, Flush::Now, messages.into_iter())
-        else {
-            return Ok(());
-        };
-        let messages: Vec<C::Message> = back.collect();
-        self.inner
-            .shared
-            .commands
-            .push(Command::SendBatch {
-                connection: *connection,
-                messages,
-            })
-            .map_err(|command| match command {
-                Command::SendBatch { messages, .. } => SendError(messages),
-                _ => unreachable!("the queue hands back what it was given"),
-            })
+        self.inner.handle.send_batch(*connection, messages)
     }
 
     /// Starts closing `connection` in `mode`; a `FinishDisconnect` event
     /// follows (or an unsuccessful `FinishConnect` if it was still
     /// connecting). A second call is a no-op.
     pub fn disconnect(&self, connection: &Connection, mode: DisconnectMode) {
-        if self.inner.directory.disconnect(*connection, mode) {
-            return;
-        }
-        let _ = self.inner.shared.commands.push(Command::Disconnect {
-            connection: *connection,
-            mode,
-        });
+        self.inner.handle.disconnect(*connection, mode);
     }
 
     // ----- events ---------------------------------------------------------------
@@ -669,12 +550,7 @@ impl<C: Converter> Connector<C> {
 
     /// The next event of the main queue, if one is ready.
     pub fn try_recv(&self) -> Result<Event<C::Message>, TryRecvError> {
-        let shared = &self.inner.shared;
-        shared
-            .main
-            .try_recv()
-            .map(|e| shared.open_envelope(e))
-            .map_err(try_recv_error)
+        self.inner.handle.try_recv()
     }
 
     /// Blocks for the next event of the main queue until `deadline`.
@@ -716,55 +592,22 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Passes up to `max` events of the main queue to `take`, waiting for
-    /// the first until `deadline` (`None`: for ever). While it waits, this
-    /// thread runs the network loop itself if nobody else needs it (see
-    /// `reactor::lead`), so that the event's arrival wakes it directly.
-    /// Returns how many (0 on timeout); Err once the connector stopped and
-    /// every event was taken.
+    /// the first until `deadline` (`None`: for ever), running the network
+    /// loop on this thread meanwhile if nobody else needs it.
     fn take_main(
         &self,
         take: &mut impl FnMut(Event<C::Message>),
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize, ()> {
-        let shared = &self.inner.shared;
-        let ready = shared.recv_batch(take, max, Some(Duration::ZERO))?;
-        if ready > 0 {
-            return Ok(ready);
-        }
-        let nudge = || {
-            let _ = shared.commands.push(Command::HandOver);
-        };
-        let _waiting = self.inner.lead.waiting();
-        if let Some(mut lent) = self.inner.lead.borrow(deadline, nudge) {
-            loop {
-                let n = shared.recv_batch(take, max, Some(Duration::ZERO))?;
-                if n > 0 {
-                    return Ok(n);
-                }
-                let cap = match deadline {
-                    None => None,
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left),
-                        _ => return Ok(0),
-                    },
-                };
-                if !lent.turn(cap) {
-                    // Shutdown completed: what is left is in the queue.
-                    break;
-                }
-            }
-        }
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        shared.recv_batch(take, max, timeout)
+        self.inner.handle.take_main(take, max, deadline)
     }
 
     /// Blocks for the next event of a [separate](Delivery::Separate)
     /// connection. `None` if the connection is merged, unknown, or its final
     /// event was taken.
     pub fn recv_connection(&self, connection: &Connection) -> Option<Event<C::Message>> {
-        let rx = self.inner.shared.separate.receiver(*connection)?;
-        rx.recv().map(|e| self.open_separate(e))
+        self.inner.handle.separate(*connection)?.recv()
     }
 
     /// The next event of a separate connection, if one is ready.
@@ -772,15 +615,11 @@ impl<C: Converter> Connector<C> {
         &self,
         connection: &Connection,
     ) -> Result<Event<C::Message>, TryRecvError> {
-        let rx = self
-            .inner
-            .shared
-            .separate
-            .receiver(*connection)
-            .ok_or(TryRecvError::Disconnected)?;
-        rx.try_recv()
-            .map(|e| self.open_separate(e))
-            .map_err(try_recv_error)
+        self.inner
+            .handle
+            .separate(*connection)
+            .ok_or(TryRecvError::Disconnected)?
+            .try_recv()
     }
 
     /// Blocks for the next event of a separate connection, at most `timeout`.
@@ -789,24 +628,11 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         timeout: Duration,
     ) -> Result<Event<C::Message>, RecvTimeoutError> {
-        let rx = self
-            .inner
-            .shared
-            .separate
-            .receiver(*connection)
-            .ok_or(RecvTimeoutError::Disconnected)?;
-        rx.recv_timeout(timeout)
-            .map(|e| self.open_separate(e))
-            .map_err(recv_timeout_error)
-    }
-
-    fn open_separate(&self, envelope: Envelope<C::Message>) -> Event<C::Message> {
-        let shared = &self.inner.shared;
-        let event = shared.open_envelope(envelope);
-        if event.is_final() {
-            shared.separate.remove(event.connection());
-        }
-        event
+        self.inner
+            .handle
+            .separate(*connection)
+            .ok_or(RecvTimeoutError::Disconnected)?
+            .recv_timeout(timeout)
     }
 
     /// Sends a separate connection's events to the main queue from now on.
@@ -815,15 +641,7 @@ impl<C: Converter> Connector<C> {
     /// for it return `None`. (After the connector has stopped, the events
     /// stay where `recv_connection` still finds them.)
     pub fn merge_connection(&self, connection: &Connection) {
-        let (done, finished) = crossbeam_channel::bounded(1);
-        let command = Command::Merge {
-            connection: *connection,
-            done,
-        };
-        if self.inner.shared.commands.push(command).is_ok() {
-            // Err means the network thread died, dropping `done`.
-            let _ = finished.recv();
-        }
+        self.inner.handle.merge(*connection);
     }
 
     // ----- shutdown -------------------------------------------------------------
@@ -846,13 +664,7 @@ impl<C: Converter> Connector<C> {
 
 impl<C: Converter> Inner<C> {
     fn shutdown(&self, mode: ShutdownMode) {
-        let _ = self.shared.commands.request_shutdown(mode);
-        // Never started: run the loop here until the shutdown completes, so
-        // that commands already given are answered.
-        if let Some(reactor) = self.lead.take_unstarted() {
-            reactor.run();
-        }
-        self.shared.wait_stopped();
+        self.handle.shutdown(mode);
         let thread = lock(&self.thread).take();
         if let Some(thread) = thread
             && thread.thread().id() != std::thread::current().id()
@@ -876,32 +688,4 @@ pub struct Queued {
     pub messages: usize,
     /// Their memory, by [`Converter::message_size`].
     pub bytes: usize,
-}
-
-/// Lets a `connect_waiting` connection's held events go when dropped.
-struct ReleaseOnDrop<'a, M> {
-    shared: &'a Shared<M>,
-    connection: Connection,
-}
-
-impl<M> Drop for ReleaseOnDrop<'_, M> {
-    fn drop(&mut self) {
-        let _ = self.shared.commands.push(Command::CallbackDone {
-            connection: self.connection,
-        });
-    }
-}
-
-fn try_recv_error(e: ChannelTryRecv) -> TryRecvError {
-    match e {
-        ChannelTryRecv::Empty => TryRecvError::Empty,
-        ChannelTryRecv::Disconnected => TryRecvError::Disconnected,
-    }
-}
-
-fn recv_timeout_error(e: ChannelTimeout) -> RecvTimeoutError {
-    match e {
-        ChannelTimeout::Timeout => RecvTimeoutError::Timeout,
-        ChannelTimeout::Disconnected => RecvTimeoutError::Disconnected,
-    }
 }

@@ -17,9 +17,7 @@ use super::Connector;
 use crate::converter::Converter;
 use crate::error::SendError;
 use crate::event::{Connection, Event};
-use crate::reactor::channel::Receiver;
-use crate::reactor::conn::Offer;
-use crate::reactor::queues::Envelope;
+use crate::reactor::SeparateQueue;
 
 impl<C: Converter> Connector<C> {
     /// Waits, without blocking a thread, for the next event of the main
@@ -57,8 +55,8 @@ impl<C: Converter> Connector<C> {
     /// [`recv_connection`](Self::recv_connection) for async code.
     pub fn recv_connection_async(&self, connection: &Connection) -> RecvConnection<'_, C> {
         RecvConnection {
-            connector: self,
-            queue: self.inner.shared.separate.receiver(*connection),
+            _connector: self,
+            queue: self.inner.handle.separate(*connection),
         }
     }
 
@@ -85,11 +83,7 @@ impl<C: Converter> Future for Recv<'_, C> {
     type Output = Option<Event<C::Message>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let shared = &self.connector.inner.shared;
-        shared
-            .main
-            .poll_recv(cx)
-            .map(|e| e.map(|e| shared.open_envelope(e)))
+        self.connector.inner.handle.poll_recv(cx)
     }
 }
 
@@ -103,19 +97,16 @@ impl<C: Converter> Stream for Events<C> {
     type Item = Event<C::Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let shared = &self.connector.inner.shared;
-        shared
-            .main
-            .poll_recv(cx)
-            .map(|e| e.map(|e| shared.open_envelope(e)))
+        self.connector.inner.handle.poll_recv(cx)
     }
 }
 
 /// The future of [`Connector::recv_connection_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvConnection<'a, C: Converter> {
-    connector: &'a Connector<C>,
-    queue: Option<Receiver<Envelope<C::Message>>>,
+    /// The queue is the connector's; it lives as long.
+    _connector: &'a Connector<C>,
+    queue: Option<SeparateQueue<C::Message>>,
 }
 
 impl<C: Converter> Future for RecvConnection<'_, C> {
@@ -125,9 +116,7 @@ impl<C: Converter> Future for RecvConnection<'_, C> {
         let Some(queue) = &self.queue else {
             return Poll::Ready(None);
         };
-        queue
-            .poll_recv(cx)
-            .map(|e| e.map(|e| self.connector.open_separate(e)))
+        queue.poll_recv(cx)
     }
 }
 
@@ -146,27 +135,11 @@ impl<C: Converter> Future for SendAsync<'_, C> {
     type Output = Result<(), SendError<C::Message>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(mut message) = self.message.take() else {
-            panic!("SendAsync polled after it completed");
-        };
-        let directory = &self.connector.inner.directory;
-        loop {
-            match directory.try_send(self.connection, message) {
-                Offer::Taken => return Poll::Ready(Ok(())),
-                Offer::Absent(m) => {
-                    return Poll::Ready(self.connector.send_by_command(&self.connection, m));
-                }
-                Offer::Full(m) => {
-                    // Registered, then the queue looked at again under the
-                    // same lock: no wake-up is missed.
-                    if directory.register_room_task(self.connection, cx.waker()) {
-                        self.message = Some(m);
-                        return Poll::Pending;
-                    }
-                    message = m;
-                }
-            }
-        }
+        let this = &mut *self;
+        this.connector
+            .inner
+            .handle
+            .poll_send(this.connection, &mut this.message, cx)
     }
 }
 

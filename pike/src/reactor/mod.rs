@@ -10,6 +10,7 @@
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` | the loop: poll, then commands, connections, timers |
+//! | `handle.rs` | what the connector asks through: the one type it uses |
 //! | [`boundary`] | what application threads share with the loop: event queues, budget, accept handle, stop |
 //! | [`command`] | the command queue and how the loop is woken |
 //! | `dispatch.rs` | carrying out commands |
@@ -61,6 +62,7 @@ pub(crate) mod conn;
 mod connect;
 mod dispatch;
 mod drive;
+mod handle;
 pub(crate) mod lead;
 mod outlet;
 mod pacing;
@@ -87,6 +89,7 @@ use boundary::{Admission, Shared, StopGuard};
 use budget::{Budget, Credit};
 use command::{Command, CommandQueue, ConnectWait};
 use conn::{Directory, SharedConn};
+pub(crate) use handle::{Handle, SeparateQueue};
 use outlet::{Batch, Outlet};
 use pacing::Pause;
 use queues::{Envelope, Route};

@@ -1,0 +1,471 @@
+//! What the connector asks through: the one reactor type the
+//! [`Connector`](crate::Connector) uses. It builds every command, knows
+//! which operations go straight to a connection's slot (sends, a
+//! disconnect) and which through the command queue, and opens the event
+//! queues' envelopes so that their credit goes back to the budget.
+//!
+//! # Invariants
+//!
+//! * A connection is registered in the directory before the loop hears of
+//!   it, so that every send of it takes the same path, in order.
+//! * Anything handed to a stopped connector comes straight back to the
+//!   caller (as the error of the call), never silently dropped.
+//! * Only the connector's own threads block here: waiting for an event
+//!   (possibly running the loop meanwhile, see [`lead`](super::lead)),
+//!   for room in a connection's unsent queue, or for a shutdown.
+
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
+use crossbeam_channel::TryRecvError as ChannelTryRecv;
+
+use super::boundary::Shared;
+use super::channel::Receiver;
+use super::command::{Command, ConnectWait};
+use super::conn::{Directory, Flush, Offer};
+use super::lead::Lead;
+use super::queues::{Envelope, Route};
+use super::{Config, Reactor};
+use crate::address::Target;
+use crate::converter::Converter;
+use crate::error::{
+    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
+    TrySendError,
+};
+use crate::event::{Connection, Event};
+use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
+use crate::transport::Listener;
+
+/// The connector's side of the reactor; see the module documentation.
+pub(crate) struct Handle<C: Converter> {
+    shared: Arc<Shared<C::Message>>,
+    /// Where sends find their connection's slot.
+    directory: Arc<Directory<C>>,
+    /// The loop, and who runs it.
+    lead: Arc<Lead<C>>,
+}
+
+impl<C: Converter> std::fmt::Debug for Handle<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("stopped", &self.shared.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> Handle<C> {
+    /// Sets up a reactor (not running yet) and the handle to it.
+    pub(crate) fn new(
+        converter: Arc<C>,
+        config: Config,
+        listener: Option<Box<dyn Listener>>,
+    ) -> io::Result<Self> {
+        let reactor = Reactor::new(converter, config, listener)?;
+        Ok(Self {
+            shared: reactor.shared(),
+            directory: reactor.directory(),
+            lead: Arc::new(Lead::new(reactor)),
+        })
+    }
+
+    // ----- running and stopping -----------------------------------------------
+
+    /// Marks the loop started; false if it was already.
+    pub(crate) fn start(&self) -> bool {
+        self.lead.start()
+    }
+
+    /// What the network thread runs (after [`start`](Self::start)), until
+    /// shutdown completes.
+    pub(crate) fn network_thread(&self) -> impl FnOnce() + Send + 'static {
+        let lead = self.lead.clone();
+        move || lead.run_network_thread()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.shared.is_stopped()
+    }
+
+    /// Bytes counted against the memory budget now.
+    pub(crate) fn memory_in_use(&self) -> usize {
+        self.shared.budget.gauge.used()
+    }
+
+    /// Asks for a shutdown and waits until the loop has stopped. A loop
+    /// never started runs here until then, so that commands already given
+    /// are answered.
+    pub(crate) fn shutdown(&self, mode: ShutdownMode) {
+        let _ = self.shared.commands.request_shutdown(mode);
+        if let Some(reactor) = self.lead.take_unstarted() {
+            reactor.run();
+        }
+        self.shared.wait_stopped();
+    }
+
+    // ----- connections --------------------------------------------------------
+
+    /// Starts connecting to `target`; the outcome comes as a
+    /// `FinishConnect` event (or to `waiter`).
+    fn open(
+        &self,
+        target: Target,
+        delivery: Delivery,
+        waiter: Option<Arc<ConnectWait>>,
+    ) -> Result<Connection, StoppedError> {
+        let shared = &self.shared;
+        let connection = shared.new_connection();
+        let route = match delivery {
+            Delivery::Merged => Route::Main,
+            Delivery::Separate => shared.separate.open(connection),
+        };
+        let directory = &self.directory;
+        directory.insert(directory.connecting(connection), None, route);
+        let command = Command::Connect {
+            connection,
+            target,
+            waiter,
+        };
+        if shared.commands.push(command).is_err() {
+            directory.remove(connection);
+            shared.separate.remove(connection);
+            return Err(StoppedError);
+        }
+        Ok(connection)
+    }
+
+    /// Starts connecting to `target`; the outcome comes as a
+    /// `FinishConnect` event.
+    pub(crate) fn connect(
+        &self,
+        target: Target,
+        delivery: Delivery,
+    ) -> Result<Connection, StoppedError> {
+        self.open(target, delivery, None)
+    }
+
+    /// Connects, waiting until `deadline`; no `FinishConnect` event. On
+    /// success the connection's events are held until the returned guard
+    /// is dropped.
+    pub(crate) fn connect_waiting(
+        &self,
+        target: Target,
+        delivery: Delivery,
+        deadline: Instant,
+    ) -> Result<(Connection, Result<HeldEvents<'_, C>, ConnectError>), StoppedError> {
+        let waiter = Arc::new(ConnectWait::default());
+        let connection = self.open(target, delivery, Some(waiter.clone()))?;
+        let outcome = match waiter.wait(deadline) {
+            Some(Ok(())) => Ok(HeldEvents {
+                handle: self,
+                connection,
+            }),
+            Some(Err(e)) => Err(e),
+            None => Err(ConnectError::TimedOut),
+        };
+        if outcome.is_err() {
+            self.shared.separate.remove(connection);
+        }
+        Ok((connection, outcome))
+    }
+
+    // ----- sending ------------------------------------------------------------
+
+    /// Queues `message` (written now or by the loop, see
+    /// [`conn`](super::conn)); a connection that is not in the directory
+    /// goes through the command queue, which rejects it.
+    pub(crate) fn send(
+        &self,
+        connection: Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
+        let Err(mut back) =
+            self.directory
+                .send(connection, Flush::Coalesce, std::iter::once(message))
+        else {
+            return Ok(());
+        };
+        let message = back.next().expect("handed back untouched");
+        self.send_by_command(connection, message)
+    }
+
+    /// A send to a connection that is not in the directory: the network
+    /// thread rejects it (it knows whether the connection ever existed).
+    fn send_by_command(
+        &self,
+        connection: Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
+        self.shared
+            .commands
+            .push(Command::Send {
+                connection,
+                message,
+            })
+            .map_err(|command| match command {
+                Command::Send { message, .. } => SendError(message),
+                _ => unreachable!("the queue hands back what it was given"),
+            })
+    }
+
+    /// Queues every message of `messages`, in order, written at once.
+    pub(crate) fn send_batch(
+        &self,
+        connection: Connection,
+        messages: Vec<C::Message>,
+    ) -> Result<(), SendError<Vec<C::Message>>> {
+        let Err(back) = self
+            .directory
+            .send(connection, Flush::Now, messages.into_iter())
+        else {
+            return Ok(());
+        };
+        let messages: Vec<C::Message> = back.collect();
+        self.shared
+            .commands
+            .push(Command::SendBatch {
+                connection,
+                messages,
+            })
+            .map_err(|command| match command {
+                Command::SendBatch { messages, .. } => SendError(messages),
+                _ => unreachable!("the queue hands back what it was given"),
+            })
+    }
+
+    /// Queues `message` unless the unsent queue is over its high-water mark.
+    pub(crate) fn try_send(
+        &self,
+        connection: Connection,
+        message: C::Message,
+    ) -> Result<(), TrySendError<C::Message>> {
+        match self.directory.try_send(connection, message) {
+            Offer::Taken => Ok(()),
+            Offer::Full(m) => Err(TrySendError::Full(m)),
+            Offer::Absent(m) => self
+                .send_by_command(connection, m)
+                .map_err(|SendError(m)| TrySendError::Stopped(m)),
+        }
+    }
+
+    /// Queues `message`, waiting until `deadline` (`None`: for ever) while
+    /// the unsent queue is over its high-water mark.
+    pub(crate) fn send_waiting(
+        &self,
+        connection: Connection,
+        mut message: C::Message,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<C::Message>> {
+        loop {
+            match self.directory.try_send(connection, message) {
+                Offer::Taken => return Ok(()),
+                Offer::Full(m) => message = m,
+                Offer::Absent(m) => {
+                    return self
+                        .send_by_command(connection, m)
+                        .map_err(|SendError(m)| SendTimeoutError::Stopped(m));
+                }
+            }
+            if !self.directory.wait_room(connection, deadline) {
+                return Err(SendTimeoutError::Timeout(message));
+            }
+        }
+    }
+
+    /// The async form of [`send_waiting`](Self::send_waiting): queues the
+    /// message in `slot`, or leaves it there and registers the task to be
+    /// woken when there is room.
+    pub(crate) fn poll_send(
+        &self,
+        connection: Connection,
+        slot: &mut Option<C::Message>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SendError<C::Message>>> {
+        let Some(mut message) = slot.take() else {
+            panic!("a send future polled after it completed");
+        };
+        loop {
+            match self.directory.try_send(connection, message) {
+                Offer::Taken => return Poll::Ready(Ok(())),
+                Offer::Absent(m) => return Poll::Ready(self.send_by_command(connection, m)),
+                Offer::Full(m) => {
+                    // Registered, then the queue looked at again under the
+                    // same lock: no wake-up is missed.
+                    if self.directory.register_room_task(connection, cx.waker()) {
+                        *slot = Some(m);
+                        return Poll::Pending;
+                    }
+                    message = m;
+                }
+            }
+        }
+    }
+
+    /// The unsent queue of a connection: messages and their bytes.
+    pub(crate) fn queued(&self, connection: Connection) -> Option<(usize, usize)> {
+        self.directory.queued(connection)
+    }
+
+    /// Starts a local disconnect, in its place among the connection's sends.
+    pub(crate) fn disconnect(&self, connection: Connection, mode: DisconnectMode) {
+        if self.directory.disconnect(connection, mode) {
+            return;
+        }
+        let _ = self
+            .shared
+            .commands
+            .push(Command::Disconnect { connection, mode });
+    }
+
+    // ----- events -------------------------------------------------------------
+
+    /// The next event of the main queue, if one is ready.
+    pub(crate) fn try_recv(&self) -> Result<Event<C::Message>, TryRecvError> {
+        self.shared
+            .main
+            .try_recv()
+            .map(|e| self.shared.open_envelope(e))
+            .map_err(try_recv_error)
+    }
+
+    /// The async form of taking the main queue's next event.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Event<C::Message>>> {
+        self.shared
+            .main
+            .poll_recv(cx)
+            .map(|e| e.map(|e| self.shared.open_envelope(e)))
+    }
+
+    /// Passes up to `max` events of the main queue to `take`, waiting for
+    /// the first until `deadline` (`None`: for ever). While it waits, this
+    /// thread runs the network loop itself if nobody else needs it (see
+    /// [`lead`](super::lead)), so that the event's arrival wakes it
+    /// directly. Returns how many (0 on timeout); Err once the connector
+    /// stopped and every event was taken.
+    pub(crate) fn take_main(
+        &self,
+        take: &mut impl FnMut(Event<C::Message>),
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, ()> {
+        let shared = &self.shared;
+        let ready = shared.recv_batch(take, max, Some(Duration::ZERO))?;
+        if ready > 0 {
+            return Ok(ready);
+        }
+        let ask_hand_over = || {
+            let _ = shared.commands.push(Command::HandOver);
+        };
+        let _waiting = self.lead.waiting();
+        if let Some(mut lent) = self.lead.borrow(deadline, ask_hand_over) {
+            loop {
+                let n = shared.recv_batch(take, max, Some(Duration::ZERO))?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                let cap = match deadline {
+                    None => None,
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return Ok(0),
+                    },
+                };
+                if !lent.turn(cap) {
+                    // Shutdown completed: what is left is in the queue.
+                    break;
+                }
+            }
+        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        shared.recv_batch(take, max, timeout)
+    }
+
+    /// A separate connection's queue, if it is separate and not finished.
+    pub(crate) fn separate(&self, connection: Connection) -> Option<SeparateQueue<C::Message>> {
+        Some(SeparateQueue {
+            queue: self.shared.separate.receiver(connection)?,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Moves a separate connection's events to the main queue; returns
+    /// once they have all moved.
+    pub(crate) fn merge(&self, connection: Connection) {
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let command = Command::Merge { connection, done };
+        if self.shared.commands.push(command).is_ok() {
+            // Err means the network thread died, dropping `done`.
+            let _ = finished.recv();
+        }
+    }
+}
+
+/// A `connect_waiting` connection's events, held until this is dropped
+/// (after the caller's callback).
+pub(crate) struct HeldEvents<'a, C: Converter> {
+    handle: &'a Handle<C>,
+    connection: Connection,
+}
+
+impl<C: Converter> Drop for HeldEvents<'_, C> {
+    fn drop(&mut self) {
+        let _ = self.handle.shared.commands.push(Command::CallbackDone {
+            connection: self.connection,
+        });
+    }
+}
+
+/// The event queue of one separate connection: taking its final event
+/// forgets it.
+pub(crate) struct SeparateQueue<M> {
+    queue: Receiver<Envelope<M>>,
+    shared: Arc<Shared<M>>,
+}
+
+impl<M> SeparateQueue<M> {
+    fn open(&self, envelope: Envelope<M>) -> Event<M> {
+        let event = self.shared.open_envelope(envelope);
+        if event.is_final() {
+            self.shared.separate.remove(event.connection());
+        }
+        event
+    }
+
+    pub(crate) fn recv(&self) -> Option<Event<M>> {
+        self.queue.recv().map(|e| self.open(e))
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<Event<M>, TryRecvError> {
+        self.queue
+            .try_recv()
+            .map(|e| self.open(e))
+            .map_err(try_recv_error)
+    }
+
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<Event<M>, RecvTimeoutError> {
+        self.queue
+            .recv_timeout(timeout)
+            .map(|e| self.open(e))
+            .map_err(recv_timeout_error)
+    }
+
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
+        self.queue.poll_recv(cx).map(|e| e.map(|e| self.open(e)))
+    }
+}
+
+fn try_recv_error(e: ChannelTryRecv) -> TryRecvError {
+    match e {
+        ChannelTryRecv::Empty => TryRecvError::Empty,
+        ChannelTryRecv::Disconnected => TryRecvError::Disconnected,
+    }
+}
+
+fn recv_timeout_error(e: ChannelTimeout) -> RecvTimeoutError {
+    match e {
+        ChannelTimeout::Timeout => RecvTimeoutError::Timeout,
+        ChannelTimeout::Disconnected => RecvTimeoutError::Disconnected,
+    }
+}
