@@ -42,13 +42,30 @@
 //! # fn main() {}
 //! ```
 //!
+//! *The endpoint decides, the reactor does, the connector asks.* The
+//! threads, as they are:
+//!
 //! ```text
-//!  application threads ──connect/merge/…──► Connector ──commands──► reactor (network thread)
-//!     │     ▲                                                          │ owns every socket,
-//!     │     └──────── events (MPMC queues, in batches) ◄───────────────┤ reads, passes events on
-//!     └──send/disconnect──► Endpoint (sans-IO) + socket, one per connection, behind a lock
-//!                           written on the sender's thread while the socket takes it
+//!  application threads                          pike-network (the network thread)
+//!  ───────────────────                          ─────────────────────────────────
+//!  connect / disconnect / merge / shutdown ──► command queue ──► the loop (reactor): polls,
+//!                                                               accepts, connects, drives each
+//!  send / send_batch / try_send ──► connection's slot           connection's endpoint, reads
+//!    (lock; the endpoint queues and        ▲                    within the memory budget,
+//!     serializes; the sending thread       └──── shared ─────── passes events on, fires timers
+//!     writes what the transport takes)                                   │
+//!  recv / recv_batch / events() ◄──── event queues (main, per connection) ◄┘
+//!    a thread blocked in recv may borrow the loop and run it itself
+//!    (one context switch fewer per event); the network thread waits meanwhile
+//!
+//!  pike-resolve: one per `connect` to a host name, resolves it off the loop
+//!  pike-file-io: a small pool reading and writing files for the file converter
 //! ```
+//!
+//! Each connection's [`Endpoint`](endpoint::Endpoint) is a sans-IO state
+//! machine: it decides what to write, whether to read, when to close and
+//! when its timeouts expire. Its transport (TCP, or a Unix domain socket:
+//! see [`Address`]) only moves bytes.
 //!
 //! * [`Connector`]: connect, send, receive events, disconnect, shut down.
 //! * [`converter`]: the [`Converter`] traits that fix the wire protocol;

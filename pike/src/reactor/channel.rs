@@ -20,6 +20,16 @@
 //! to exactly one consumer, in order; once the [`Sender`] is dropped,
 //! consumers get what is left and then `Disconnected`; once every
 //! [`Receiver`] is dropped, sending fails and hands the items back.
+//!
+//! # Invariants
+//!
+//! * One producer (the loop); items leave in the order they came, each to
+//!   exactly one consumer.
+//! * Lock order: the queue's lock is taken last (a connection's slot may be
+//!   held while sending); nothing else is locked under it, and sleepers and
+//!   async tasks are woken after it is let go.
+//! * A sleeper is signalled only if one waits and items are there; async
+//!   tasks waiting for items are woken when items come.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

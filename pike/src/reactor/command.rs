@@ -16,6 +16,13 @@
 //! pusher announces itself, then checks `closed`; the network thread sets
 //! `closed`, then waits for `pushing` to reach zero before it drains the
 //! queue for the last time.
+//!
+//! # Invariants
+//!
+//! * Any thread pushes; only the thread running the loop takes.
+//! * A push after the loop has stopped fails and hands the command back.
+//! * Lock order: no lock is held across a push except a connection's slot
+//!   (a send that must ask the loop to drive the connection).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};

@@ -27,9 +27,19 @@
 //! accepts and reads within that time.
 //!
 //! While the reactor is lent, the network thread checks on it every `GRACE`;
-//! once it has stayed lent for [`DOZE_AFTER`] of those in a row (a thread
+//! once it has stayed lent for [`SLEEP_AFTER`] of those in a row (a thread
 //! blocked in `recv` on a quiet connector), the network thread sleeps until
 //! the borrower puts it back, so that a quiet connector makes no wake-ups.
+//!
+//! # Invariants
+//!
+//! * The reactor is in exactly one place: the slot, the network thread, or
+//!   one borrower. Only the slot's lock moves it.
+//! * A borrower always puts it back (a guard does, even on a panic), and a
+//!   loop left idle in the slot is woken by any command.
+//! * Words: the reactor is *lent* to a *borrower* and *returned*; it is
+//!   *idle* in the slot while nobody runs it; the network thread is
+//!   *asleep* while it waits without a timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -48,7 +58,7 @@ pub(crate) const GRACE: Duration = Duration::from_micros(500);
 
 /// How many grace periods in a row the reactor must stay lent before the
 /// network thread stops waking for it (see [`Lead::run_network_thread`]).
-const DOZE_AFTER: u32 = 20;
+const SLEEP_AFTER: u32 = 20;
 
 /// The slot the reactor lives in, and the threads that run it.
 pub(crate) struct Lead<C: Converter> {
@@ -80,7 +90,7 @@ struct Slot<C: Converter> {
     /// How many times a borrower has put it back.
     returns: u64,
     /// The network thread sleeps with no timeout until a borrower puts the
-    /// reactor back: it stayed lent through [`DOZE_AFTER`] grace periods.
+    /// reactor back: it stayed lent through [`SLEEP_AFTER`] grace periods.
     asleep: bool,
     /// The borrower that last put the reactor back left work in it (a
     /// command, or a socket ready).
@@ -153,7 +163,7 @@ impl<C: Converter> Lead<C> {
             if !idle {
                 let still_lent = slot.reactor.is_none() && seen_returns == Some(slot.returns);
                 lent_for = if still_lent { lent_for + 1 } else { 0 };
-                if lent_for >= DOZE_AFTER {
+                if lent_for >= SLEEP_AFTER {
                     // Lent all through the last grace periods (a thread
                     // blocked in `recv` on a quiet connector): sleep until
                     // it comes back, rather than wake every `GRACE` for

@@ -11,6 +11,14 @@
 //! [`Route`]. Merging is done by the network thread, the only sender: it
 //! moves what is left to the main queue, in order, then drops the sender,
 //! which releases every thread blocked in `recv_connection` with `None`.
+//!
+//! # Invariants
+//!
+//! * A connection's events go to exactly one queue at a time, in order: its
+//!   route changes only on the loop (a merge) or under its slot's lock
+//!   (`finish_accept`).
+//! * Nothing follows a connection's final event; after it, its route is the
+//!   main queue (late rejections go there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -8,6 +8,11 @@
 //! is left in the current one; the old one is reused in place if no
 //! message holds on to it any more, and otherwise freed with the last of
 //! them.
+//!
+//! # Invariants
+//!
+//! * Owned by the loop, used by one read at a time.
+//! * A shared chunk is never written again while any message holds it.
 
 use std::io::{self, Read};
 
