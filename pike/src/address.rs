@@ -28,7 +28,9 @@ const UNIX_PREFIX: &str = "unix:";
 ///
 /// Converts from `SocketAddr`, `(IpAddr, u16)`, `(&str, u16)` and text:
 /// `"127.0.0.1:80"`, `"[::1]:80"`, `"example.org:80"`, `"unix:/path"`,
-/// `"unix:@name"` (Linux abstract namespace).
+/// `"unix:@name"` (Linux abstract namespace). Text that starts with
+/// `unix:` is always a Unix socket (a host named `unix` is
+/// `("unix", 80)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address(pub(crate) Target);
 

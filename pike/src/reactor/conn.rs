@@ -488,13 +488,13 @@ impl<C: Converter> Conn<C> {
     }
 
     /// Shuts the transport's write side down if the endpoint asks (its
-    /// local disconnect completed), at `now`.
-    pub(crate) fn shut_write_if_asked(&mut self, now: Instant) {
+    /// local disconnect completed); its linger time starts now.
+    pub(crate) fn shut_write_if_asked(&mut self) {
         if self.endpoint.wants_shutdown_write() {
             if let Some(transport) = &mut self.transport {
                 let _ = transport.shutdown_write();
             }
-            self.endpoint.handle_write_shut(now);
+            self.endpoint.handle_write_shut(Instant::now());
         }
     }
 

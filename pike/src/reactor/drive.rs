@@ -68,7 +68,7 @@ impl<C: Converter> Reactor<C> {
                 conn.last_write = Some(Instant::now());
                 conn.notify_room(&slot.room);
             }
-            conn.shut_write_if_asked(Instant::now());
+            conn.shut_write_if_asked();
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
             deliver(entry, conn, &self.out, &mut self.outgoing);
