@@ -118,6 +118,10 @@ enum Command {
         /// Print messages alone, without the connection id in front.
         #[arg(long)]
         quiet_ids: bool,
+        /// Print the connector's numbers on stderr once a second
+        /// (connections, messages and bytes in and out, queues, memory).
+        #[arg(long)]
+        stats: bool,
         #[command(flatten)]
         limits: Limits,
     },
@@ -183,8 +187,17 @@ fn main() -> ExitCode {
             addr,
             converter,
             quiet_ids,
+            stats,
             limits,
-        } => with_format(converter, &Mode::Listen { quiet_ids, limits }, &addr),
+        } => with_format(
+            converter,
+            &Mode::Listen {
+                quiet_ids,
+                stats,
+                limits,
+            },
+            &addr,
+        ),
         Command::Connect { addr, converter } => with_format(converter, &Mode::Connect, &addr),
         Command::SendFile { addr, files } => send_files(&addr, &files),
         Command::RecvFiles {
@@ -206,7 +219,11 @@ fn main() -> ExitCode {
 
 #[derive(Debug, Clone)]
 enum Mode {
-    Listen { quiet_ids: bool, limits: Limits },
+    Listen {
+        quiet_ids: bool,
+        stats: bool,
+        limits: Limits,
+    },
     Connect,
 }
 
@@ -216,7 +233,11 @@ fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
         C::Message: LineMessage + std::fmt::Debug,
     {
         match mode {
-            Mode::Listen { quiet_ids, limits } => listen(converter, addr, *quiet_ids, limits),
+            Mode::Listen {
+                quiet_ids,
+                stats,
+                limits,
+            } => listen(converter, addr, *quiet_ids, *stats, limits),
             Mode::Connect => connect(converter, addr),
         }
     }
@@ -277,6 +298,7 @@ fn listen<C: Converter>(
     converter: C,
     addr: &str,
     quiet_ids: bool,
+    stats: bool,
     limits: &Limits,
 ) -> Result<(), String>
 where
@@ -290,6 +312,15 @@ where
     {
         let c = c.clone();
         on_signal(move || c.shutdown(ShutdownMode::FinishQueues))?;
+    }
+    if stats {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            while !c.is_stopped() {
+                std::thread::sleep(Duration::from_secs(1));
+                eprintln!("stats: {}", c.stats());
+            }
+        });
     }
     let peers: Arc<Mutex<Vec<Connection>>> = Arc::default();
     {

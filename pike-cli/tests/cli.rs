@@ -329,3 +329,24 @@ fn listen_and_connect_over_a_unix_socket() {
     assert_eq!(server.wait(), 0);
     assert!(!path.exists(), "the socket file is removed at shutdown");
 }
+
+#[test]
+fn listen_with_stats_prints_the_numbers_each_second() {
+    let mut pike = run_pike(&["listen", "127.0.0.1:0", "--stats"]);
+    let addr = pike.listening_addr();
+    let mut peer = raw(addr);
+    pike.stderr_line_with("connected from");
+    peer.write_all(b"5 hello").unwrap();
+    assert!(pike.stdout_line().ends_with(": hello"));
+    // Within a few seconds a line shows the message and its 7 bytes.
+    let line = loop {
+        let line = pike.stderr_line_with("stats: ");
+        if line.contains("in 1 msgs 7 B") {
+            break line;
+        }
+    };
+    assert!(line.contains("open 1 accepted 1"), "{line}");
+    pike.signal("INT");
+    drop(peer);
+    assert_eq!(pike.wait(), 0);
+}

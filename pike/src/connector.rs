@@ -46,6 +46,7 @@ use crate::error::{
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::{Config, Handle};
+use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
 use crate::transport::{self, SocketOptions};
 
@@ -365,6 +366,31 @@ impl<C: Converter> Connector<C> {
     /// partly received messages, and input read but not yet decoded.
     pub fn memory_in_use(&self) -> usize {
         self.inner.handle.memory_in_use()
+    }
+
+    /// A snapshot of the connector's counters and gauges: connections
+    /// open, accepted, connected and closed (by how), messages and bytes
+    /// in and out, messages handed back (by why), protocol errors, queued
+    /// and undelivered messages, memory in use. Exact: every connection,
+    /// open or closed, is counted once. See [`stats`](crate::stats).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use pike::Connector;
+    /// use pike::converters::StringConverter;
+    ///
+    /// let c = Connector::builder(StringConverter::new()).spawn()?;
+    /// println!("{}", c.stats()); // one line, as `pike listen --stats` prints it
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.inner.handle.stats()
+    }
+
+    /// One open connection's counters and gauges; `None` once it is closed
+    /// (its numbers are then in [`stats`](Self::stats)' totals).
+    pub fn connection_stats(&self, connection: &Connection) -> Option<ConnectionStats> {
+        self.inner.handle.connection_stats(*connection)
     }
 
     /// Whether the connector has fully stopped (no event will come).

@@ -110,6 +110,7 @@ pub mod event;
 mod memory;
 pub mod mode;
 mod reactor;
+pub mod stats;
 mod sync;
 mod transport;
 

@@ -100,6 +100,7 @@ use crate::event::{
     RemoteDisconnect,
 };
 use crate::mode::{DisconnectMode, ShutdownMode};
+use crate::stats::{ConnectionStats, Ending, HandedBack, Traffic};
 
 use recv::Inbox;
 use send::Outbox;
@@ -277,6 +278,19 @@ pub struct Endpoint<C: Converter> {
     /// The unsent queue went past its high-water mark and is not yet down
     /// to half of it: reading pauses.
     send_backlogged: bool,
+    /// What [`stats`](Self::stats) reports.
+    counters: Counters,
+}
+
+/// The endpoint's counters (see [`ConnectionStats`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    bytes_in: u64,
+    messages_in: u64,
+    bytes_out: u64,
+    handed_back: HandedBack,
+    protocol_errors: u64,
+    ending: Option<Ending>,
 }
 
 impl<C: Converter> fmt::Debug for Endpoint<C> {
@@ -355,6 +369,7 @@ impl<C: Converter> Endpoint<C> {
             timers: Timers::default(),
             input_held: false,
             send_backlogged: false,
+            counters: Counters::default(),
         }
     }
 
@@ -471,6 +486,24 @@ impl<C: Converter> Endpoint<C> {
     /// How many messages are waiting to be written in full.
     pub fn messages_unwritten(&self) -> usize {
         self.outbox.unwritten()
+    }
+
+    /// The connection's counters and gauges.
+    pub fn stats(&self) -> ConnectionStats {
+        let c = &self.counters;
+        ConnectionStats {
+            traffic: Traffic {
+                messages_in: c.messages_in,
+                bytes_in: c.bytes_in,
+                messages_out: self.outbox.written(),
+                bytes_out: c.bytes_out,
+            },
+            handed_back: c.handed_back,
+            protocol_errors: c.protocol_errors,
+            queued_messages: self.outbox.unwritten() as u64,
+            queued_bytes: self.outbox.bytes() as u64,
+            ending: c.ending,
+        }
     }
 
     // ----- outputs -------------------------------------------------------
@@ -594,6 +627,7 @@ impl<C: Converter> Endpoint<C> {
     }
 
     fn reject_message(&mut self, message: C::Message, reason: RejectReason) {
+        self.counters.handed_back.count_rejected(&reason);
         self.events
             .push_back(EndpointEvent::RejectedMessage(RejectedMessage {
                 connection: self.connection,
@@ -718,6 +752,7 @@ impl<C: Converter> Endpoint<C> {
         if n == 0 {
             return;
         }
+        self.counters.bytes_out += n as u64;
         self.outbox.consume(n);
         self.fill();
     }
@@ -806,6 +841,7 @@ impl<C: Converter> Endpoint<C> {
         shared: Option<&Bytes>,
         sink: Option<&mut F>,
     ) {
+        self.counters.bytes_in += data.len() as u64;
         match self.state {
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 self.timers.last_input = Some(now);
@@ -847,6 +883,7 @@ impl<C: Converter> Endpoint<C> {
             }
             Input::Backlog => self.inbox.resume(converter, waker, &mut deliver),
         };
+        self.counters.messages_in += self.inbox.completed() - completed;
         if !self.inbox.mid_message() {
             self.timers.message_start = None;
         } else if self.inbox.completed() != completed || self.timers.message_start.is_none() {
@@ -896,10 +933,12 @@ impl<C: Converter> Endpoint<C> {
         }
         let connection = self.connection;
         let events = &mut self.events;
+        let completed = self.inbox.completed();
         let result = self.inbox.wake(&self.converter, &self.waker, &mut |m| {
             events.push_back(received(connection, m));
             true
         });
+        self.counters.messages_in += self.inbox.completed() - completed;
         if let Err(reason) = result {
             return self.fail(reason);
         }
@@ -1016,9 +1055,15 @@ impl<C: Converter> Endpoint<C> {
     /// Ends the connection for `reason`, handing back every unwritten
     /// message.
     fn fail(&mut self, reason: DisconnectReason) {
+        if matches!(reason, DisconnectReason::Protocol(_)) {
+            self.counters.protocol_errors += 1;
+        }
         match self.state {
             State::Open | State::Accepting => {
                 let (incomplete, queued) = self.outbox.take_all_unsent();
+                self.counters.handed_back.at_close +=
+                    queued.len() as u64 + u64::from(incomplete.is_some());
+                self.counters.ending = Some(Ending::of(&reason));
                 self.events
                     .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
                         connection: self.connection,
@@ -1048,6 +1093,8 @@ impl<C: Converter> Endpoint<C> {
         queued: Vec<C::Message>,
         error: Option<DisconnectReason>,
     ) {
+        self.counters.handed_back.at_close += queued.len() as u64 + u64::from(incomplete.is_some());
+        self.counters.ending = Some(error.as_ref().map_or(Ending::Local, Ending::of));
         self.events
             .push_back(EndpointEvent::FinishDisconnect(FinishDisconnect {
                 connection: self.connection,
@@ -1059,6 +1106,8 @@ impl<C: Converter> Endpoint<C> {
 
     fn connect_failed(&mut self, error: ConnectError) {
         let (_, queued) = self.outbox.take_all_unsent();
+        self.counters.handed_back.at_close += queued.len() as u64;
+        self.counters.ending = Some(Ending::ConnectFailed);
         self.events
             .push_back(EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
@@ -1069,6 +1118,8 @@ impl<C: Converter> Endpoint<C> {
     }
 
     fn close(&mut self) {
+        // Rejected before it was accepted, or closed some other quiet way.
+        self.counters.ending.get_or_insert(Ending::Local);
         self.state = State::Closed;
         self.peer_gone = None;
         self.inbox = Inbox::new(0);

@@ -19,6 +19,7 @@ use super::queues::{Envelope, Route};
 use crate::address::PeerAddr;
 use crate::converter::Converter;
 use crate::event::{Event, RemoteConnect};
+use crate::sync::lock;
 use crate::transport::Transport;
 
 /// How long accepting pauses after an error such as running out of file
@@ -72,11 +73,12 @@ impl<C: Converter> Reactor<C> {
         let conn =
             self.directory
                 .insert(self.directory.accepting(id), Some(transport), Route::Main);
-        let mut entry = self.new_entry(conn, token);
+        let mut entry = self.new_entry(conn, token, &peer);
+        entry.span.in_scope(|| tracing::debug!("accepted"));
         entry.remote = true;
         self.remotes += 1;
+        lock(&self.shared.totals).accepted += 1;
         self.conns.insert(id, entry);
-        tracing::debug!("{id}: accepted from {peer}");
         let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));
         let _ = self.out.main.send(Envelope {
             event,

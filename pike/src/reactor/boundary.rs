@@ -25,6 +25,7 @@ use crate::reactor::channel;
 use crate::reactor::command::{Command, CommandQueue};
 use crate::reactor::conn::Directory;
 use crate::reactor::queues::{Envelope, Route, Separate};
+use crate::stats::Stats;
 use crate::sync::lock;
 
 /// What application threads and the network thread share.
@@ -35,6 +36,10 @@ pub(crate) struct Shared<M> {
     pub(crate) separate: Separate<M>,
     next_id: AtomicU64,
     pub(crate) budget: Arc<Budget>,
+    /// The counters of connections already closed, and connection counts
+    /// (see [`stats`](crate::stats)). Lock order: before the directory's
+    /// map and any slot.
+    pub(crate) totals: Mutex<Stats>,
     stopped: Mutex<bool>,
     stopped_changed: Condvar,
 }
@@ -52,6 +57,7 @@ impl<M> Shared<M> {
             // Ids start at 1: 0 is no connection's.
             next_id: AtomicU64::new(1),
             budget,
+            totals: Mutex::new(Stats::default()),
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),
         }

@@ -200,6 +200,11 @@ impl<T> std::fmt::Debug for Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// Items queued now.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.0.state).items.len()
+    }
+
     /// Blocks until an item comes or the queue is disconnected and empty.
     pub(crate) fn recv(&self) -> Option<T> {
         let mut n = None;

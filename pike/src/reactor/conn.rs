@@ -226,6 +226,16 @@ impl<C: Converter> Directory<C> {
         }))
     }
 
+    /// Every live connection's slot.
+    pub(crate) fn all(&self) -> Vec<SharedConn<C>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn get(&self, id: Connection) -> Option<SharedConn<C>> {
         self.map
             .read()
@@ -470,6 +480,7 @@ impl<C: Converter> Conn<C> {
                     return true;
                 }
                 Ok(n) => {
+                    tracing::trace!(bytes = n, "wrote");
                     endpoint.handle_written(n);
                     progress = true;
                     if n < offered && SHORT_IO_CLEARS_READINESS {
@@ -521,8 +532,12 @@ impl<C: Converter> Conn<C> {
             },
         );
         match read {
-            Ok((0, _)) => endpoint.handle_eof(),
+            Ok((0, _)) => {
+                tracing::trace!("end of stream");
+                endpoint.handle_eof();
+            }
             Ok((n, filled)) => {
+                tracing::trace!(bytes = n, "read");
                 if !filled && !self.read_closed && SHORT_IO_CLEARS_READINESS {
                     self.readable = false;
                 }

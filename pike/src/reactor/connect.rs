@@ -45,7 +45,8 @@ impl<C: Converter> Reactor<C> {
         };
         let cancelled = lock(&conn).endpoint.state() != State::Connecting;
         let token = self.tokens.take(id);
-        let mut entry = self.new_entry(conn, token);
+        let mut entry = self.new_entry(conn, token, &target);
+        entry.span.in_scope(|| tracing::debug!("connecting"));
         entry.waiter = waiter;
         self.conns.insert(id, entry);
         // Driven once: its events are passed on, its timeout entered.
@@ -156,6 +157,8 @@ impl<C: Converter> Reactor<C> {
                     t.configure(&self.config.socket);
                 }
                 conn.endpoint.handle_connected(Instant::now());
+                lock(&self.shared.totals).connected += 1;
+                entry.span.in_scope(|| tracing::debug!("connected"));
             }
             Some(Err(e)) => {
                 drop(conn);

@@ -125,6 +125,7 @@ impl<C: Converter> Reactor<C> {
         });
         let cost = event_cost(&*self.out.converter, &event);
         self.orphans.produced(&self.out.budget, cost);
+        lock(&self.shared.totals).handed_back.closed += 1;
         let _ = self.out.main.send(Envelope {
             event,
             credit: Some((self.orphans.clone(), cost)),

@@ -24,6 +24,7 @@ use super::{READ_BUDGET, Reactor};
 use crate::converter::Converter;
 use crate::endpoint::{EndpointEvent, State};
 use crate::event::{Connection, Event};
+use crate::stats::Ending;
 use crate::sync::lock;
 
 impl<C: Converter> Reactor<C> {
@@ -57,6 +58,8 @@ impl<C: Converter> Reactor<C> {
             return;
         };
         let slot = entry.conn.clone();
+        let span = entry.span.clone();
+        let _in_span = span.enter();
         let mut guard = lock(&slot);
         let conn = &mut *guard;
         let mut reads = READ_BUDGET;
@@ -196,7 +199,12 @@ impl<C: Converter> Reactor<C> {
         // connection retired and is rejected through the command queue.
         conn.retired = true;
         conn.notify_room(&slot.room);
+        let stats = conn.endpoint.stats();
         drop(conn);
+        entry.span.in_scope(|| {
+            let ending = stats.ending.unwrap_or(Ending::Local).name();
+            tracing::debug!(ending, "closed");
+        });
         if std::mem::take(&mut entry.remote) {
             self.remotes -= 1;
         }
@@ -208,7 +216,14 @@ impl<C: Converter> Reactor<C> {
             self.granted = None;
         }
         self.account_input(id, 0);
-        self.directory.remove(id);
+        {
+            // Its counters move to the totals as it leaves the directory,
+            // under the totals' lock, so a snapshot counts it once.
+            let mut totals = lock(&self.shared.totals);
+            totals.add_connection(&stats);
+            totals.closed.count(stats.ending.unwrap_or(Ending::Local));
+            self.directory.remove(id);
+        }
         if !held && let Some(entry) = self.conns.remove(&id) {
             self.tokens.give_back(entry.token);
             crate::memory::shrink_map(&mut self.conns);

@@ -37,6 +37,8 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
+use crate::stats::{ConnectionStats, Stats};
+use crate::sync::lock;
 use crate::transport::Listener;
 
 /// The connector's side of the reactor; see the module documentation.
@@ -92,6 +94,31 @@ impl<C: Converter> Handle<C> {
     /// Bytes counted against the memory budget now.
     pub(crate) fn memory_in_use(&self) -> usize {
         self.shared.budget.gauge.used()
+    }
+
+    /// A snapshot of the connector's numbers: the totals of closed
+    /// connections, then every live one's, each counted once (see
+    /// [`stats`](crate::stats)).
+    pub(crate) fn stats(&self) -> Stats {
+        let (mut stats, live) = {
+            let totals = lock(&self.shared.totals);
+            (totals.clone(), self.directory.all())
+        };
+        stats.connections_open = live.len() as u64;
+        for slot in live {
+            stats.add_connection(&lock(&slot).endpoint.stats());
+        }
+        stats.undelivered_events = (self.shared.main.len() + self.shared.separate.queued()) as u64;
+        stats.memory_in_use = self.shared.budget.gauge.used() as u64;
+        stats.memory_budget = self.shared.budget.limit as u64;
+        stats
+    }
+
+    /// A live connection's numbers.
+    pub(crate) fn connection_stats(&self, connection: Connection) -> Option<ConnectionStats> {
+        let slot = self.directory.get(connection)?;
+        let conn = lock(&slot);
+        (!conn.retired).then(|| conn.endpoint.stats())
     }
 
     /// Asks for a shutdown and waits until the loop has stopped. A loop

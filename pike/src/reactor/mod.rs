@@ -147,6 +147,9 @@ struct Entry<C: Converter> {
     /// What the events of its last read cost per byte read (at least 1):
     /// small messages cost many times their size as events.
     cost_per_byte: usize,
+    /// Its `tracing` span (`connection` with `id` and `peer`), entered
+    /// while it is driven: its life at debug level, its I/O at trace.
+    span: tracing::Span,
 }
 
 /// `mio` tokens of the live connections. Connection ids are 64-bit and
@@ -447,9 +450,15 @@ impl<C: Converter> Reactor<C> {
 
     /// A new entry for a connection whose slot is in the directory, with
     /// the token taken for it.
-    fn new_entry(&self, conn: SharedConn<C>, token: Token) -> Entry<C> {
+    fn new_entry(
+        &self,
+        conn: SharedConn<C>,
+        token: Token,
+        peer: &dyn std::fmt::Display,
+    ) -> Entry<C> {
         let id = lock(&conn).endpoint.connection();
         Entry {
+            span: tracing::debug_span!("connection", id = %id, peer = %peer),
             conn,
             token,
             in_ready: false,

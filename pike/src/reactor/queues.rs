@@ -76,6 +76,11 @@ impl<M> Separate<M> {
         lock(&self.receivers).get(&connection).cloned()
     }
 
+    /// Events queued on every separate connection.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.receivers).values().map(Receiver::len).sum()
+    }
+
     /// Forgets `connection`'s queue (merged, or its final event taken).
     pub(crate) fn remove(&self, connection: Connection) -> Option<Receiver<Envelope<M>>> {
         let mut receivers = lock(&self.receivers);
