@@ -26,6 +26,10 @@ fn example(name: &str, args: &[&str]) -> Proc {
                 "--quiet",
                 "--workspace",
                 "--examples",
+                // The README's test command's features: the job queue
+                // example needs `postcard`.
+                "--features",
+                "pike/postcard,pike/json,pike/msgpack,pike/metrics",
                 "--target-dir",
             ])
             .arg(target_dir)
@@ -154,6 +158,46 @@ fn doubler_over_a_unix_socket() {
         !std::path::Path::new(path).exists(),
         "the socket file is removed at shutdown"
     );
+}
+
+#[test]
+fn job_queue_survives_a_worker_killed_mid_job() {
+    const JOBS: u64 = 20;
+    let mut server = example("job_queue", &["serve", "0", &JOBS.to_string()]);
+    let port = port_of(&server);
+    // A worker that takes a minute per job: killed with two in hand.
+    let slow = example("job_queue", &["work", &port, "60000"]);
+    assert!(slow.stdout_line().starts_with("working on "));
+    slow.signal("KILL");
+    let mut fast = example("job_queue", &["work", &port, "0"]);
+    let mut done = std::collections::BTreeMap::new();
+    let mut redone = None;
+    loop {
+        let line = server.stdout_line();
+        if let Some(rest) = line.strip_prefix("done ") {
+            let id: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            *done.entry(id).or_insert(0) += 1;
+        } else if line.contains(" left: ") {
+            // "… left: N jobs back unsent, M to redo": the two in hand.
+            let numbers: Vec<usize> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            let n = numbers.len();
+            redone = Some(numbers[n - 2] + numbers[n - 1]);
+        } else if line == format!("all {JOBS} jobs done") {
+            break;
+        }
+    }
+    assert_eq!(redone, Some(2), "the killed worker's two jobs went back");
+    assert_eq!(done.len() as u64, JOBS);
+    assert!(
+        done.values().all(|&n| n == 1),
+        "each job done once: {done:?}"
+    );
+    assert_eq!(server.wait(), 0);
+    // The server's shutdown ends the worker.
+    assert_eq!(fast.wait(), 0);
 }
 
 #[test]
