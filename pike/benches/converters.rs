@@ -1,6 +1,7 @@
-//! Nanoseconds per encode and decode of every primitive converter.
+//! Nanoseconds per encode and decode of every primitive converter, and of
+//! the serde converters on a struct of about 1 KiB (beside a 1 KiB string).
 //!
-//! `cargo bench -p pike --bench converters`
+//! `cargo bench -p pike --bench converters --features postcard,json,msgpack`
 
 // `criterion_group!` generates undocumented items.
 #![allow(missing_docs)]
@@ -110,6 +111,55 @@ fn converters(crit: &mut Criterion) {
         Bytes::from(vec![7u8; 64 * 1024]),
     );
     bench_one(crit, "vec_256B", VecConverter::new(), vec![1u8; 256]);
+    bench_one(
+        crit,
+        "string_1KiB",
+        StringConverter::new(),
+        "s".repeat(1024),
+    );
+    #[cfg(feature = "postcard")]
+    bench_one(
+        crit,
+        "postcard_1KiB_struct",
+        pike::converters::serde::PostcardConverter::<Record>::new(),
+        Record::sample(),
+    );
+    #[cfg(feature = "json")]
+    bench_one(
+        crit,
+        "json_1KiB_struct",
+        pike::converters::serde::JsonConverter::<Record>::new(),
+        Record::sample(),
+    );
+    #[cfg(feature = "msgpack")]
+    bench_one(
+        crit,
+        "msgpack_1KiB_struct",
+        pike::converters::serde::MsgpackConverter::<Record>::new(),
+        Record::sample(),
+    );
+}
+
+/// A struct of about 1 KiB in postcard (an id, a name, tags and 120
+/// floats): what a typed message of an application looks like.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    values: Vec<f64>,
+}
+
+impl Record {
+    #[allow(dead_code)]
+    fn sample() -> Self {
+        Record {
+            id: 1_234_567,
+            name: "a record of about one kibibyte".to_owned(),
+            tags: vec!["alpha".into(), "beta".into(), "gamma".into()],
+            values: (0..120).map(|i| f64::from(i) * 1.25).collect(),
+        }
+    }
 }
 
 criterion_group!(benches, converters);
