@@ -45,7 +45,7 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
-use crate::reactor::{Config, Handle};
+use crate::reactor::{Config, Handle, Start};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
 use crate::transport::{self, SocketOptions};
@@ -60,6 +60,26 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 
 /// Configures and starts a [`Connector`]. Every setting has a documented
 /// default.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use pike::Connector;
+/// use pike::converters::StringConverter;
+///
+/// let server = Connector::builder(StringConverter::new().with_max_message_size(64 << 10))
+///     .listen("127.0.0.1:0") // or "unix:/run/app.sock"
+///     .memory_budget(16 << 20) // everything received and not yet taken
+///     .connection_share(128 << 10)
+///     .send_high_water(256 << 10)
+///     .max_connections(1000)
+///     .idle_timeout(Duration::from_secs(60))
+///     .message_timeout(Duration::from_secs(10))
+///     .tcp_keepalive(Duration::from_secs(30))
+///     .spawn()?;
+/// assert!(server.local_addr().is_some());
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until `build`, `spawn` or a `run`"]
 pub struct ConnectorBuilder<C> {
     converter: C,
@@ -82,18 +102,24 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// `"unix:@name"`, [`Address::unix`]). A Unix socket file left by a
     /// process that died is replaced, one something listens on is not;
     /// the file is removed at shutdown. Default: not listening.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn listen(mut self, addr: impl Into<Address>) -> Self {
         self.listen = Some(addr.into());
         self
     }
 
     /// Bound of each connection's write buffer, in bytes. Default 256 KiB.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.config.endpoint.write_buffer_size = bytes.max(1);
         self
     }
 
     /// Bound on received bytes a deserializer may leave pending. Default 1 MiB.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn max_pending_input(mut self, bytes: usize) -> Self {
         self.config.endpoint.max_pending_input = bytes.max(1);
         self
@@ -116,6 +142,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// at a time reads on to complete its message. A peer that starts a
     /// message and never finishes it is best ended by a
     /// [`message_timeout`](Self::message_timeout).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.memory_budget = bytes.max(1);
         self
@@ -125,6 +153,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// events not yet taken. Reading from it pauses there and resumes
     /// once the application has taken them down to half. Default
     /// [`DEFAULT_CONNECTION_SHARE`] (256 KiB).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn connection_share(mut self, bytes: usize) -> Self {
         self.config.connection_share = bytes.max(1);
         self
@@ -133,6 +163,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// The most connections accepted from the listener and open at once;
     /// peers connecting beyond it are closed at once. Connections made
     /// with `connect` do not count. Default [`DEFAULT_MAX_CONNECTIONS`].
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.config.max_connections = connections;
         self
@@ -147,6 +179,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// being read. Default
     /// [`DEFAULT_SEND_HIGH_WATER`](crate::endpoint::DEFAULT_SEND_HIGH_WATER)
     /// (1 MiB).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn send_high_water(mut self, bytes: usize) -> Self {
         self.config.endpoint.send_high_water = bytes.max(1);
         self
@@ -159,6 +193,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// than queue past it. Default
     /// [`DEFAULT_SEND_QUEUE_CAP`](crate::endpoint::DEFAULT_SEND_QUEUE_CAP)
     /// (16 MiB).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn send_queue_cap(mut self, bytes: usize) -> Self {
         self.config.endpoint.send_queue_cap = bytes.max(1);
         self
@@ -167,6 +203,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// How long a `connect` may take, name resolution included, before it
     /// fails with [`ConnectError::TimedOut`]. Default: no limit of Pike's
     /// own (the operating system gives up after about two minutes).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.endpoint.connect_timeout = Some(timeout);
         self
@@ -176,6 +214,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// it ends with [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout).
     /// Time during which Pike itself holds the connection's input back
     /// (the application is behind) does not count. Default: none.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.endpoint.idle_timeout = Some(timeout);
         self
@@ -188,6 +228,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// connection and its memory ("slowloris"). Set it well above the
     /// time the largest message needs at the slowest expected speed (for
     /// files, the whole file is one message). Default: none.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn message_timeout(mut self, timeout: Duration) -> Self {
         self.config.endpoint.message_timeout = Some(timeout);
         self
@@ -198,6 +240,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// ends a connection whose peer is gone, with
     /// [`DisconnectReason::PeerUnresponsive`](crate::DisconnectReason::PeerUnresponsive).
     /// Default: off.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
         self.config.socket.keepalive = Some(idle);
         self
@@ -209,6 +253,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// which detects a dead peer while there is data to send (keepalive
     /// covers quiet connections). Ignored elsewhere. Default: the
     /// system's (many minutes).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
         self.config.socket.user_timeout = Some(timeout);
         self
@@ -217,12 +263,16 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// How long a connection closed with `FinishMessage`/`FinishQueue`
     /// waits for its peer to close, so that no reset destroys data in
     /// flight. Default [`DEFAULT_LINGER`].
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.endpoint.linger = linger;
         self
     }
 
     /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Default true.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn nodelay(mut self, nodelay: bool) -> Self {
         self.config.socket.nodelay = nodelay;
         self
@@ -230,6 +280,8 @@ impl<C: Converter> ConnectorBuilder<C> {
 
     /// Size of the network thread's read buffer (one per connector, not per
     /// connection): the most one read system call takes. Default 256 KiB.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn read_chunk(mut self, bytes: usize) -> Self {
         self.config.read_chunk = bytes.max(1);
         self
@@ -238,6 +290,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// Binds the listener, if any, and returns a connector that is not
     /// running yet: start it with [`Connector::run`] or [`Connector::spawn`].
     /// Commands given before that wait for it.
+    ///
+    /// Example: [`Connector::run`].
     pub fn build(self) -> io::Result<Connector<C>> {
         let (listener, local) = match &self.listen {
             None => (None, None),
@@ -257,6 +311,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     }
 
     /// Builds the connector and starts its network thread in the background.
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
     pub fn spawn(self) -> io::Result<Connector<C>> {
         let connector = self.build()?;
         connector.spawn()?;
@@ -301,6 +357,8 @@ impl<C: Converter> fmt::Debug for Connector<C> {
 
 impl<C: Converter> Connector<C> {
     /// Starts configuring a connector that speaks `converter`'s protocol.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn builder(converter: C) -> ConnectorBuilder<C> {
         ConnectorBuilder {
             converter,
@@ -321,12 +379,16 @@ impl<C: Converter> Connector<C> {
     }
 
     /// The TCP address the connector listens on, if it listens on TCP.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.local.as_ref()?.as_socket_addr()
     }
 
     /// Where the connector listens, in the form peers connect to (TCP or
     /// Unix), if it listens.
+    ///
+    /// Example: [`Address`] (how it prints), and the module documentation.
     pub fn listen_address(&self) -> Option<Address> {
         self.inner.local.clone()
     }
@@ -334,17 +396,49 @@ impl<C: Converter> Connector<C> {
     /// Gives the calling thread to the network loop until shutdown
     /// completes (the blocking way to run a connector). A connector runs
     /// once: a second `run` or `spawn` is [`UsageError::AlreadyStarted`].
+    /// After a shutdown that came before any start, it returns at once:
+    /// there is nothing left to run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let blocking = Connector::builder(StringConverter::new()).build()?;
+    /// let runner = {
+    ///     let c = blocking.clone();
+    ///     std::thread::spawn(move || c.run()) // returns once shut down
+    /// };
+    /// // … connect, send and receive from other threads …
+    /// blocking.shutdown(ShutdownMode::Now);
+    /// runner.join().unwrap()?;
+    /// # Ok(()) }
+    /// ```
     pub fn run(&self) -> Result<(), UsageError> {
-        self.start()?;
-        (self.inner.handle.network_thread())();
+        if self.start()? {
+            (self.inner.handle.network_thread())();
+        }
         Ok(())
     }
 
     /// Starts the network loop on a background thread and returns. A
     /// connector runs once: a second `run` or `spawn` is
-    /// [`UsageError::AlreadyStarted`].
+    /// [`UsageError::AlreadyStarted`] (after a shutdown that came before
+    /// any start, there is nothing to run, and it returns `Ok`).
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn spawn(&self) -> Result<(), StartError> {
-        self.start()?;
+        if !self.start()? {
+            return Ok(());
+        }
         let handle = std::thread::Builder::new()
             .name("pike-network".into())
             .spawn(self.inner.handle.network_thread())
@@ -353,17 +447,21 @@ impl<C: Converter> Connector<C> {
         Ok(())
     }
 
-    fn start(&self) -> Result<(), UsageError> {
-        if self.inner.handle.start() {
-            Ok(())
-        } else {
-            Err(UsageError::AlreadyStarted)
+    /// Whether the caller is to run the loop: not if a shutdown came
+    /// first (the connector is stopped, there is nothing to run).
+    fn start(&self) -> Result<bool, UsageError> {
+        match self.inner.handle.start() {
+            Start::Go => Ok(true),
+            Start::Stopped => Ok(false),
+            Start::Twice => Err(UsageError::AlreadyStarted),
         }
     }
 
     /// Bytes counted against the memory budget now (see
     /// [`ConnectorBuilder::memory_budget`]): received events not yet taken,
     /// partly received messages, and input read but not yet decoded.
+    ///
+    /// Example: [`stats`](Self::stats), which includes it.
     pub fn memory_in_use(&self) -> usize {
         self.inner.handle.memory_in_use()
     }
@@ -389,11 +487,15 @@ impl<C: Converter> Connector<C> {
 
     /// One open connection's counters and gauges; `None` once it is closed
     /// (its numbers are then in [`stats`](Self::stats)' totals).
+    ///
+    /// Example: [`stats`](Self::stats).
     pub fn connection_stats(&self, connection: &Connection) -> Option<ConnectionStats> {
         self.inner.handle.connection_stats(*connection)
     }
 
     /// Whether the connector has fully stopped (no event will come).
+    ///
+    /// Example: [`shutdown`](Self::shutdown).
     pub fn is_stopped(&self) -> bool {
         self.inner.handle.is_stopped()
     }
@@ -403,6 +505,8 @@ impl<C: Converter> Connector<C> {
     /// Starts connecting to `addr` and returns the connection at once. The
     /// outcome arrives as a `FinishConnect` event; messages sent meanwhile
     /// are written once connected, or come back in that event.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn connect(
         &self,
         addr: impl Into<Address>,
@@ -414,6 +518,25 @@ impl<C: Converter> Connector<C> {
     /// Connects, blocking until connected, failed or `timeout`. No
     /// `FinishConnect` event is produced. On timeout the attempt is
     /// abandoned (and closed whenever it completes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let (conn, result) = client.connect_waiting(server.local_addr().unwrap(), Delivery::Merged, wait)?;
+    /// result?; // a ConnectError says why not
+    /// client.send(&conn, "connected".to_owned())?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_waiting(
         &self,
         addr: impl Into<Address>,
@@ -426,6 +549,8 @@ impl<C: Converter> Connector<C> {
     /// Like [`connect_waiting`](Self::connect_waiting), and on success runs
     /// `callback` on the calling thread before any event of the connection
     /// is delivered.
+    ///
+    /// Example: [`connect_waiting`](Self::connect_waiting); the `chat_client` example.
     pub fn connect_waiting_with(
         &self,
         addr: impl Into<Address>,
@@ -460,6 +585,8 @@ impl<C: Converter> Connector<C> {
     /// without a hand-off to the network thread; sends in quick succession
     /// are left for the network thread to write together, and so is
     /// whatever the socket does not take.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn send(
         &self,
         connection: &Connection,
@@ -474,6 +601,36 @@ impl<C: Converter> Connector<C> {
     /// Otherwise as [`send`](Self::send): a connection that is
     /// disconnecting, closed or unknown hands it back in a
     /// `RejectedMessage` event.
+    ///
+    /// # Examples
+    ///
+    /// A producer that must not wait keeps what the connection cannot take:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
+    /// let mut backlog = Vec::new();
+    /// for i in 0..10 {
+    ///     match client.try_send(&conn, i.to_string()) {
+    ///         Ok(()) => {}
+    ///         Err(pike::TrySendError::Full(message)) => backlog.push(message), // try later
+    ///         Err(pike::TrySendError::Stopped(_)) => break,
+    ///     }
+    /// }
+    /// // Or wait for room, at most a while:
+    /// client.send_timeout(&conn, "last".to_owned(), wait)?;
+    /// println!("{:?} still to write", client.queued(&conn));
+    /// # Ok(()) }
+    /// ```
     pub fn try_send(
         &self,
         connection: &Connection,
@@ -486,6 +643,8 @@ impl<C: Converter> Connector<C> {
     /// unsent queue is over its high-water mark, until it is down to half
     /// of it. On timeout the message comes back as
     /// [`SendTimeoutError::Timeout`]. Otherwise as [`send`](Self::send).
+    ///
+    /// Example: [`try_send`](Self::try_send).
     pub fn send_timeout(
         &self,
         connection: &Connection,
@@ -496,6 +655,8 @@ impl<C: Converter> Connector<C> {
     }
 
     /// [`send_timeout`](Self::send_timeout) with a deadline.
+    ///
+    /// Example: [`try_send`](Self::try_send).
     pub fn send_deadline(
         &self,
         connection: &Connection,
@@ -509,6 +670,8 @@ impl<C: Converter> Connector<C> {
     /// queue is over its high-water mark (the peer reads slowly), until it
     /// is down to half of it: the form for a producer that should go at
     /// its peer's pace. Otherwise as [`send`](Self::send).
+    ///
+    /// Example: [`try_send`](Self::try_send).
     pub fn send_blocking(
         &self,
         connection: &Connection,
@@ -532,6 +695,8 @@ impl<C: Converter> Connector<C> {
     /// The connection's unsent queue: how many messages are not yet written
     /// in full, and their bytes (by [`Converter::message_size`]). `None` if
     /// the connection is closed or unknown.
+    ///
+    /// Example: [`try_send`](Self::try_send).
     pub fn queued(&self, connection: &Connection) -> Option<Queued> {
         self.inner
             .handle
@@ -543,6 +708,35 @@ impl<C: Converter> Connector<C> {
     /// with as few system calls as the socket allows: cheaper than one
     /// `send` each. Outcomes as for [`send`](Self::send); once the connector
     /// has stopped, all of them come straight back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
+    /// client.send_batch(&conn, (0..100).map(|i| i.to_string()))?;
+    /// let (mut events, mut got) = (Vec::new(), 0);
+    /// while got < 100 {
+    ///     server.recv_batch(&mut events, 256, wait)?;
+    ///     for event in events.drain(..) {
+    ///         match event {
+    ///             Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+    ///             Event::MessageReceived(_) => got += 1,
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn send_batch(
         &self,
         connection: &Connection,
@@ -560,6 +754,8 @@ impl<C: Converter> Connector<C> {
     /// Starts closing `connection` in `mode`; a `FinishDisconnect` event
     /// follows (or an unsuccessful `FinishConnect` if it was still
     /// connecting). A second call is a no-op.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn disconnect(&self, connection: &Connection, mode: DisconnectMode) {
         self.inner.handle.disconnect(*connection, mode);
     }
@@ -568,6 +764,8 @@ impl<C: Converter> Connector<C> {
 
     /// Blocks for the next event of the main queue; `None` once the
     /// connector has stopped and every event was taken.
+    ///
+    /// Example: [`shutdown`](Self::shutdown).
     pub fn recv(&self) -> Option<Event<C::Message>> {
         let mut got = None;
         self.take_main(&mut |e| got = Some(e), 1, None).ok()?;
@@ -575,16 +773,22 @@ impl<C: Converter> Connector<C> {
     }
 
     /// The next event of the main queue, if one is ready.
+    ///
+    /// Example: [`recv_batch`](Self::recv_batch) takes what is ready the same way, many at once.
     pub fn try_recv(&self) -> Result<Event<C::Message>, TryRecvError> {
         self.inner.handle.try_recv()
     }
 
     /// Blocks for the next event of the main queue until `deadline`.
+    ///
+    /// Example: [the module documentation](crate::connector) (with a timeout instead).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Event<C::Message>, RecvTimeoutError> {
         self.recv_until(Some(deadline))
     }
 
     /// Blocks for the next event of the main queue, at most `timeout`.
+    ///
+    /// Example: [the module documentation](crate::connector).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
         // A timeout too large for an `Instant` waits for ever.
         self.recv_until(Instant::now().checked_add(timeout))
@@ -603,6 +807,8 @@ impl<C: Converter> Connector<C> {
     /// `out` (in order). Returns how many were added: 0 on timeout. One
     /// wake-up for many events, where [`recv`](Self::recv) pays one each.
     /// Err once the connector has stopped and every event was taken.
+    ///
+    /// Example: [`send_batch`](Self::send_batch).
     pub fn recv_batch(
         &self,
         out: &mut Vec<Event<C::Message>>,
@@ -632,11 +838,39 @@ impl<C: Converter> Connector<C> {
     /// Blocks for the next event of a [separate](Delivery::Separate)
     /// connection. `None` if the connection is merged, unknown, or its final
     /// event was taken.
+    ///
+    /// # Examples
+    ///
+    /// A connection with its own queue, read on its own, then merged into the
+    /// main queue:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Separate)?;
+    /// match client.recv_connection_timeout(&conn, wait)? {
+    ///     Event::FinishConnect(f) => assert!(f.success()),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// client.merge_connection(&conn); // its events come to `recv` from now on
+    /// assert!(client.recv_connection(&conn).is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn recv_connection(&self, connection: &Connection) -> Option<Event<C::Message>> {
         self.inner.handle.separate(*connection)?.recv()
     }
 
     /// The next event of a separate connection, if one is ready.
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection).
     pub fn try_recv_connection(
         &self,
         connection: &Connection,
@@ -649,6 +883,8 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Blocks for the next event of a separate connection, at most `timeout`.
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection).
     pub fn recv_connection_timeout(
         &self,
         connection: &Connection,
@@ -666,6 +902,8 @@ impl<C: Converter> Connector<C> {
     /// order, to the main queue, and threads blocked in `recv_connection`
     /// for it return `None`. (After the connector has stopped, the events
     /// stay where `recv_connection` still finds them.)
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection).
     pub fn merge_connection(&self, connection: &Connection) {
         self.inner.handle.merge(*connection);
     }
@@ -683,6 +921,29 @@ impl<C: Converter> Connector<C> {
     /// read what is still to be written, then up to the builder's `linger`
     /// for each peer to close (so that no reset destroys data in flight). A
     /// later `shutdown(Now)` from another thread cuts that short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// # #[allow(unused_imports)]
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// let wait = Duration::from_secs(5);
+    /// # let _ = (&server, &client, wait);
+    /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
+    /// client.send(&conn, "written before the end".to_owned())?;
+    /// client.shutdown(ShutdownMode::FinishQueues); // returns once everything is written
+    /// assert!(client.is_stopped());
+    /// while let Some(event) = client.recv() {
+    ///     println!("{event:?}"); // the connection's last events, then `None`
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn shutdown(&self, mode: ShutdownMode) {
         self.inner.shutdown(mode);
     }

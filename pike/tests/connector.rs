@@ -684,6 +684,16 @@ fn ipv6_loopback() {
 
 /// Apart from the IPv6 test, so that it runs where there is no IPv6.
 #[test]
+fn run_after_a_shutdown_that_came_first_returns_at_once() {
+    let c = Connector::builder(StringConverter::new()).build().unwrap();
+    c.shutdown(ShutdownMode::Now);
+    assert!(c.is_stopped());
+    assert_eq!(c.run(), Ok(()), "nothing to run");
+    assert!(c.spawn().is_ok());
+    assert!(c.recv().is_none());
+}
+
+#[test]
 fn names_are_resolved_off_the_network_thread() {
     let cl = client(StringConverter::new());
     let v4 = listening(StringConverter::new());

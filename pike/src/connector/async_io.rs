@@ -44,6 +44,8 @@ impl<C: Converter> Connector<C> {
 
     /// The events of the main queue as a [`Stream`], ending once the
     /// connector has stopped and every event was taken.
+    ///
+    /// Example: [`recv_async`](Self::recv_async), and the `async_echo` example (tokio).
     pub fn events(&self) -> Events<C> {
         Events {
             connector: self.clone(),
@@ -53,6 +55,8 @@ impl<C: Converter> Connector<C> {
     /// Waits, without blocking a thread, for the next event of a
     /// [separate](crate::Delivery::Separate) connection:
     /// [`recv_connection`](Self::recv_connection) for async code.
+    ///
+    /// Example: [`recv_async`](Self::recv_async), and the `async_echo` example (tokio).
     pub fn recv_connection_async(&self, connection: &Connection) -> RecvConnection<'_, C> {
         RecvConnection {
             _connector: self,
@@ -64,6 +68,8 @@ impl<C: Converter> Connector<C> {
     /// connection's unsent queue is over its high-water mark, until it is
     /// down to half of it: [`send_blocking`](Self::send_blocking) for async
     /// code. Otherwise as [`send`](Self::send).
+    ///
+    /// Example: [`recv_async`](Self::recv_async), and the `async_echo` example (tokio).
     pub fn send_async(&self, connection: &Connection, message: C::Message) -> SendAsync<'_, C> {
         SendAsync {
             connector: self,

@@ -26,7 +26,7 @@ use super::boundary::Shared;
 use super::channel::Receiver;
 use super::command::{Command, ConnectWait};
 use super::conn::{Directory, Flush, Offer};
-use super::lead::Lead;
+use super::lead::{Lead, Start};
 use super::queues::{Envelope, Route};
 use super::{Config, Reactor};
 use crate::address::Target;
@@ -75,8 +75,8 @@ impl<C: Converter> Handle<C> {
 
     // ----- running and stopping -----------------------------------------------
 
-    /// Marks the loop started; false if it was already.
-    pub(crate) fn start(&self) -> bool {
+    /// Marks the loop started, if it can be.
+    pub(crate) fn start(&self) -> Start {
         self.lead.start()
     }
 

@@ -60,6 +60,17 @@ pub(crate) const GRACE: Duration = Duration::from_micros(500);
 /// network thread stops waking for it (see [`Lead::run_network_thread`]).
 const SLEEP_AFTER: u32 = 20;
 
+/// What became of a request to start the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Started: the caller runs the network thread.
+    Go,
+    /// Started before: the caller's mistake.
+    Twice,
+    /// A shutdown came first: nothing to run.
+    Stopped,
+}
+
 /// The slot the reactor lives in, and the threads that run it.
 pub(crate) struct Lead<C: Converter> {
     slot: Mutex<Slot<C>>,
@@ -83,6 +94,9 @@ struct Slot<C: Converter> {
     reactor: Option<Reactor<C>>,
     /// A network thread runs the loop (`spawn` or `run` was called).
     started: bool,
+    /// A shutdown ran the loop before anyone started it: there is nothing
+    /// left to run.
+    shut_down_unstarted: bool,
     /// The loop ended (shutdown complete) and the reactor is gone.
     done: bool,
     /// When a borrower put it back, while nobody has taken it since.
@@ -111,6 +125,7 @@ impl<C: Converter> Lead<C> {
             slot: Mutex::new(Slot {
                 reactor: Some(reactor),
                 started: false,
+                shut_down_unstarted: false,
                 done: false,
                 idle_since: None,
                 returns: 0,
@@ -124,14 +139,17 @@ impl<C: Converter> Lead<C> {
         }
     }
 
-    /// Marks the loop started by a network thread; false if it was already.
-    pub(crate) fn start(&self) -> bool {
+    /// Marks the loop started by a network thread, if it can be.
+    pub(crate) fn start(&self) -> Start {
         let mut slot = lock(&self.slot);
+        if slot.shut_down_unstarted {
+            return Start::Stopped;
+        }
         if slot.started || slot.reactor.is_none() {
-            return false;
+            return Start::Twice;
         }
         slot.started = true;
-        true
+        Start::Go
     }
 
     /// The reactor of a connector that was never started, to run its
@@ -142,6 +160,7 @@ impl<C: Converter> Lead<C> {
             return None;
         }
         slot.started = true;
+        slot.shut_down_unstarted = true;
         slot.reactor.take()
     }
 

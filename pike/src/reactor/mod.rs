@@ -90,6 +90,7 @@ use budget::{Budget, Credit};
 use command::{Command, CommandQueue, ConnectWait};
 use conn::{Directory, SharedConn};
 pub(crate) use handle::{Handle, SeparateQueue};
+pub(crate) use lead::Start;
 use outlet::{Batch, Outlet};
 use pacing::Pause;
 use queues::{Envelope, Route};
