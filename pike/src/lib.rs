@@ -80,10 +80,22 @@
 //! type for both: an enum (`enum Msg { Job(Job), Done(Done) }`) with a serde
 //! converter, each side matching on what it receives.
 //!
-//! Example programs, in `pike/examples/` of the repository: a chat server
-//! and client (a handshake on a connection's own queue, then merged), a
-//! "doubler" server whose worker threads all call `recv`, and a file copier
-//! (`cargo run --example chat_server -- --port 3453`, and so on).
+//! Example programs, in `pike/examples/` of the repository
+//! (`cargo run --example NAME -- --help`):
+//!
+//! * `chat_server`, `chat_client`: a handshake on a connection's own
+//!   queue, then merged into the main one;
+//! * `doubler_server`, `doubler_client`: worker threads that all call
+//!   `recv` on one connector;
+//! * `filecopy_server`, `filecopy_client`: files streamed by the file
+//!   converter;
+//! * `job_queue` (feature `postcard`): structs handed to workers; a worker
+//!   killed mid-job loses no job;
+//! * `async_echo`: the async front end on tokio.
+//!
+//! The servers and clients take `--unix PATH` to run over a Unix socket.
+//! Operators watch a connector through [`Connector::stats`] (and the
+//! `metrics` feature); see [`stats`].
 //!
 //! Converters work on plain buffers:
 //!

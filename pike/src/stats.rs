@@ -8,7 +8,7 @@
 //! and a snapshot adds them up (the totals of closed connections are kept
 //! apart, so a snapshot is exact: every connection is counted once).
 //!
-//! With the `metrics` feature, [`Stats::record_metrics`] hands a snapshot
+//! With the `metrics` feature, `Stats::record_metrics` hands a snapshot
 //! to the [`metrics`](https://docs.rs/metrics) facade (absolute counters
 //! and gauges, names prefixed `pike_`), for whatever exporter the
 //! application installed; `pike listen --stats` prints one a second.
