@@ -62,13 +62,18 @@ pub fn raw_listener() -> (TcpListener, SocketAddr) {
 /// Accepts one connection on a raw listener, with read/write timeouts.
 pub fn raw_accept(l: &TcpListener) -> TcpStream {
     l.set_nonblocking(true).unwrap();
+    let s = accept_within(|| l.accept().map(|(s, _)| s));
+    s.set_nonblocking(false).unwrap();
+    with_timeouts(s)
+}
+
+/// Calls a non-blocking `accept` until it gives a connection; fails the
+/// test after [`WAIT`].
+fn accept_within<S>(mut accept: impl FnMut() -> io::Result<S>) -> S {
     let deadline = Instant::now() + WAIT;
     loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).unwrap();
-                return with_timeouts(s);
-            }
+        match accept() {
+            Ok(s) => return s,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 assert!(Instant::now() < deadline, "no connection to accept");
                 std::thread::yield_now();
@@ -578,20 +583,9 @@ impl RawListener {
             RawListener::Tcp(l) => RawPeer::Tcp(raw_accept(l)),
             RawListener::Unix(l, _) => {
                 l.set_nonblocking(true).unwrap();
-                let deadline = Instant::now() + WAIT;
-                loop {
-                    match l.accept() {
-                        Ok((s, _)) => {
-                            s.set_nonblocking(false).unwrap();
-                            return RawPeer::Unix(s).with_timeouts();
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            assert!(Instant::now() < deadline, "no connection to accept");
-                            std::thread::yield_now();
-                        }
-                        Err(e) => panic!("accept: {e}"),
-                    }
-                }
+                let s = accept_within(|| l.accept().map(|(s, _)| s));
+                s.set_nonblocking(false).unwrap();
+                RawPeer::Unix(s).with_timeouts()
             }
         }
     }
