@@ -13,7 +13,7 @@ for r in rows:
     if r["system"] not in systems:
         systems.append(r["system"])
 value = {(r["system"], r["metric"]): float(r["value"]) for r in rows}
-colors = ["#d6452b", "#555555", "#3a7bd5", "#2aa876", "#e0a100", "#8e44ad"]
+colors = ["#d6452b", "#555555", "#3a7bd5", "#2aa876", "#e0a100", "#8e44ad", "#16a085", "#7f8c8d", "#c0392b"]
 groups = [("thr16", "16 B"), ("thr256", "256 B"), ("thr65536", "64 KiB")]
 
 W, H = 1000, 420

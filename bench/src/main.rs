@@ -103,6 +103,8 @@ fn main() {
         None => metrics.to_vec(),
     };
     let mut results: HashMap<(&str, Metric), Vec<Figure>> = HashMap::new();
+    // Peak RSS of the process (both peers) during each throughput run, MB.
+    let mut rss: HashMap<(&str, Metric), Vec<f64>> = HashMap::new();
     let mut failures = Vec::new();
     for run in 0..runs {
         for &(metric, count) in &metrics {
@@ -115,6 +117,7 @@ fn main() {
                     run + 1,
                     system.name()
                 );
+                reset_peak_rss();
                 let outcome = match metric {
                     Metric::Throughput(size) => system
                         .throughput(size, count)
@@ -129,6 +132,10 @@ fn main() {
                         Figure::RoundTrip(at(0.5), at(0.99))
                     }),
                 };
+                if let (Ok(_), Metric::Throughput(_), Some(mb)) = (&outcome, metric, peak_rss_mb())
+                {
+                    rss.entry((system.name(), metric)).or_default().push(mb);
+                }
                 match outcome {
                     Ok(f) => results.entry((system.name(), metric)).or_default().push(f),
                     Err(e) => failures.push(format!("{} {metric:?}: {e}", system.name())),
@@ -137,7 +144,7 @@ fn main() {
         }
     }
     eprintln!();
-    report(&systems, &metrics, &results, runs);
+    report(&systems, &metrics, &results, &rss, runs);
     // The extras run in a full run, or when `--metrics` names them
     // (`--metrics idle,doubler`).
     let narrowed = wanted("--systems").is_some() || wanted("--metrics").is_some();
@@ -222,6 +229,25 @@ fn write_csv(
     std::fs::write(path, out)
 }
 
+/// Starts the process's peak RSS over from its current RSS (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak RSS since the last reset, in MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -231,6 +257,7 @@ fn report(
     systems: &[Box<dyn System>],
     metrics: &[(Metric, usize)],
     results: &HashMap<(&str, Metric), Vec<Figure>>,
+    rss: &HashMap<(&str, Metric), Vec<f64>>,
     runs: usize,
 ) {
     let rate = |name: &str, m: Metric| -> Option<f64> {
@@ -263,25 +290,28 @@ fn report(
         .map(|s| s.name())
         .filter(|n| !n.starts_with("pike") && *n != "raw")
         .collect();
-    let shared_in = systems.iter().any(|s| s.name() == "pike-shared");
+    // tokio: the better of its rows.
+    let tokio = |m: Metric| -> Option<f64> {
+        ["tokio", "tokio-mt"]
+            .iter()
+            .filter_map(|n| rate(n, m))
+            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}"));
     println!("pike-compare: 127.0.0.1, medians of {runs} interleaved runs");
+    println!(
+        "(pike-plain: send_blocking/recv_timeout one at a time, defaults; pike: send_batch/recv_batch with a window)"
+    );
     println!();
     println!(
-        "{:<22} {}",
+        "{:<22} {}   plain/raw  plain/tokio  batch/tokio",
         "throughput (msg/s)",
         systems
             .iter()
             .map(|s| format!("{:>14}", s.name()))
             .collect::<String>()
-            + "   pike/raw  pike/best-peer"
-            + if shared_in {
-                "   shared/raw  shared/best-peer"
-            } else {
-                ""
-            }
     );
-    let mut summary = HashMap::new();
-    let mut shared_summary = HashMap::new();
     for &(metric, _) in metrics {
         let Metric::Throughput(size) = metric else {
             continue;
@@ -293,24 +323,14 @@ fn report(
                 None => format!("{:>14}", "failed"),
             };
         }
-        let raw = rate("raw", metric);
-        let best_peer = peers
-            .iter()
-            .filter_map(|p| rate(p, metric))
-            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
-        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-        let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}"));
-        let pike = rate("pike", metric);
-        let (vs_raw, vs_peer) = (ratio(pike, raw), ratio(pike, best_peer));
-        line += &format!("   {:>8}  {:>14}", show(vs_raw), show(vs_peer));
-        let shared = rate("pike-shared", metric);
-        let (shared_raw, shared_peer) = (ratio(shared, raw), ratio(shared, best_peer));
-        if shared_in {
-            line += &format!("   {:>10}  {:>16}", show(shared_raw), show(shared_peer));
-        }
+        let plain = rate("pike-plain", metric);
+        line += &format!(
+            "   {:>9}  {:>11}  {:>11}",
+            show(ratio(plain, rate("raw", metric))),
+            show(ratio(plain, tokio(metric))),
+            show(ratio(rate("pike", metric), tokio(metric))),
+        );
         println!("{line}");
-        summary.insert(size, (vs_raw, vs_peer));
-        shared_summary.insert(size, (shared_raw, shared_peer));
         let mb = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.0}", r * size as f64 / 1e6));
         if size >= 1024 {
             println!(
@@ -322,6 +342,17 @@ fn report(
                     .collect::<String>()
             );
         }
+        println!(
+            "{:<22} {}",
+            "  peak RSS (MB)",
+            systems
+                .iter()
+                .map(|s| {
+                    let v = rss.get(&(s.name(), metric)).map(|v| median(v.clone()));
+                    format!("{:>14}", v.map_or("-".into(), |v| format!("{v:.0}")))
+                })
+                .collect::<String>()
+        );
     }
     if metrics.iter().any(|(m, _)| *m == Metric::Latency) {
         println!();
@@ -333,36 +364,32 @@ fn report(
             }
         }
     }
-    let pike_p50 = rtt("pike").map(|r| r.0);
+    let pike_p50 = rtt("pike-plain").map(|r| r.0);
     let raw_p50 = rtt("raw").map(|r| r.0);
     let best_peer_p50 = peers
         .iter()
         .filter_map(|p| rtt(p).map(|r| r.0))
         .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.min(r))));
     let fmt = |x: Option<f64>| x.map_or("nan".to_owned(), |x| format!("{x:.2}"));
-    let div = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    // The largest peak RSS of any Pike throughput run (the medians' max).
+    let rss_max = rss
+        .iter()
+        .filter(|((name, _), _)| name.starts_with("pike"))
+        .map(|(_, v)| median(v.clone()))
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    let thr = |size: usize| Metric::Throughput(size);
     println!();
-    if shared_in {
-        let get = |size: usize, i: usize| {
-            fmt(shared_summary
-                .get(&size)
-                .and_then(|s: &(Option<f64>, Option<f64>)| [s.0, s.1][i]))
-        };
-        println!(
-            "with shared read buffers: thr16_raw={} thr16_peer={} thr256_raw={} thr256_peer={} thr64k_raw={}",
-            get(16, 0),
-            get(16, 1),
-            get(256, 0),
-            get(256, 1),
-            get(64 * 1024, 0),
-        );
-    }
     println!(
-        "summary thr16_raw={} thr16_peer={} thr64k_raw={} lat16_raw={} lat16_peer={}",
-        fmt(summary.get(&16).and_then(|s| s.0)),
-        fmt(summary.get(&16).and_then(|s| s.1)),
-        fmt(summary.get(&(64 * 1024)).and_then(|s| s.0)),
-        fmt(div(pike_p50, raw_p50)),
-        fmt(div(pike_p50, best_peer_p50)),
+        "summary plain16_tokio={} plain256_tokio={} batch16_tokio={} thr64k_raw={} lat16_raw={} lat16_peer={} rss_max_mb={}",
+        fmt(ratio(rate("pike-plain", thr(16)), tokio(thr(16)))),
+        fmt(ratio(rate("pike-plain", thr(256)), tokio(thr(256)))),
+        fmt(ratio(rate("pike", thr(16)), tokio(thr(16)))),
+        fmt(ratio(
+            rate("pike-plain", thr(64 * 1024)),
+            rate("raw", thr(64 * 1024))
+        )),
+        fmt(ratio(pike_p50, raw_p50)),
+        fmt(ratio(pike_p50, best_peer_p50)),
+        rss_max.map_or("nan".to_owned(), |v| format!("{v:.0}")),
     );
 }

@@ -41,10 +41,21 @@ pub(crate) trait System {
 
 pub(crate) fn all() -> Vec<Box<dyn System>> {
     let systems: Vec<Box<dyn System>> = vec![
-        Box::new(Pike { shared: false }),
-        Box::new(Pike { shared: true }),
+        Box::new(Pike {
+            shared: false,
+            plain: true,
+        }),
+        Box::new(Pike {
+            shared: false,
+            plain: false,
+        }),
+        Box::new(Pike {
+            shared: true,
+            plain: false,
+        }),
         Box::new(Raw),
         Box::new(Tokio),
+        Box::new(TokioMt),
         Box::new(MessageIo),
     ];
     #[cfg(feature = "zmq")]
@@ -128,16 +139,23 @@ impl Window {
 
 // ----- Pike ----------------------------------------------------------------
 
-/// Pike with the bytes converter as it comes (`pike`), or with received
-/// messages sliced from shared read buffers instead of copied
-/// (`pike-shared`, `BytesConverter::with_shared_read_buffer`).
+/// Pike as its users write it: `pike-plain` sends with `send_blocking`
+/// and receives with `recv_timeout`, one message at a time, with every
+/// setting at its default (the connector's own bounds pace the sender);
+/// `pike` uses `send_batch`/`recv_batch` with an application window;
+/// `pike-shared` is `pike` with received messages sliced from shared read
+/// buffers instead of copied (`BytesConverter::with_shared_read_buffer`).
 struct Pike {
     shared: bool,
+    plain: bool,
 }
 
 type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
 
-fn pike_pair(shared: bool) -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
+fn pike_pair(
+    shared: bool,
+    plain: bool,
+) -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
     use pike::converters::BytesConverter;
     use pike::{Connector, Delivery, Event};
     let conv = || {
@@ -149,13 +167,16 @@ fn pike_pair(shared: bool) -> Result<(PikeConnector, PikeConnector, pike::Connec
         .listen("127.0.0.1:0")
         .spawn()
         .map_err(err)?;
-    // The window below keeps up to 64 MiB in flight, in batches of 256:
-    // room for it past the unsent queue's default cap (16 MiB), which
-    // would hand batches back.
-    let client = Connector::builder(conv())
-        .send_queue_cap(128 << 20)
-        .spawn()
-        .map_err(err)?;
+    // The batch rows' window keeps up to 64 MiB in flight, in batches of
+    // 256: room for it past the unsent queue's default cap (16 MiB), which
+    // would hand batches back. The plain row keeps every default.
+    let builder = Connector::builder(conv());
+    let builder = if plain {
+        builder
+    } else {
+        builder.send_queue_cap(128 << 20)
+    };
+    let client = builder.spawn().map_err(err)?;
     let addr = server.local_addr().ok_or("not listening")?;
     let (conn, result) = client
         .connect_waiting(addr, Delivery::Merged, RUN_LIMIT)
@@ -170,19 +191,26 @@ fn pike_pair(shared: bool) -> Result<(PikeConnector, PikeConnector, pike::Connec
 
 impl System for Pike {
     fn name(&self) -> &'static str {
-        if self.shared { "pike-shared" } else { "pike" }
+        match (self.plain, self.shared) {
+            (true, _) => "pike-plain",
+            (false, false) => "pike",
+            (false, true) => "pike-shared",
+        }
     }
 
-    /// The option changes nothing for a 16-byte ping-pong.
+    /// A ping-pong is one message at a time whatever the row: measured once.
     fn measures_latency(&self) -> bool {
-        !self.shared
+        self.plain
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
         use pike::{Event, ShutdownMode};
         /// Messages per `send_batch` and at most per `recv_batch`.
         const BATCH: usize = 256;
-        let (server, client, conn) = pike_pair(self.shared)?;
+        let (server, client, conn) = pike_pair(self.shared, self.plain)?;
+        if self.plain {
+            return plain_throughput(server, client, conn, size, count);
+        }
         let received = Window::new();
         let rx = {
             let (server, received) = (server.clone(), received.clone());
@@ -231,7 +259,7 @@ impl System for Pike {
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
         use pike::{Event, ShutdownMode};
-        let (server, client, conn) = pike_pair(self.shared)?;
+        let (server, client, conn) = pike_pair(self.shared, self.plain)?;
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {
@@ -261,6 +289,42 @@ impl System for Pike {
         let _ = echo.join();
         Ok(rtts)
     }
+}
+
+/// One message at a time each way, as the README teaches: `send_blocking`
+/// (it waits while the unsent queue is over its high-water mark) and
+/// `recv_timeout`.
+fn plain_throughput(
+    server: PikeConnector,
+    client: PikeConnector,
+    conn: pike::Connection,
+    size: usize,
+    count: usize,
+) -> Result<Duration> {
+    use pike::{Event, ShutdownMode};
+    let rx = {
+        let server = server.clone();
+        std::thread::spawn(move || -> Result<Instant> {
+            for _ in 0..count {
+                match server.recv_timeout(RUN_LIMIT) {
+                    Ok(Event::MessageReceived(m)) if m.message.len() == size => {}
+                    other => return Err(format!("unexpected {other:?}")),
+                }
+            }
+            Ok(Instant::now())
+        })
+    };
+    let payload = Bytes::from(vec![b'p'; size]);
+    let start = Instant::now();
+    for _ in 0..count {
+        client
+            .send_blocking(&conn, payload.clone())
+            .map_err(|_| "stopped".to_string())?;
+    }
+    let end = join(rx)?;
+    client.shutdown(ShutdownMode::Now);
+    server.shutdown(ShutdownMode::Now);
+    Ok(end - start)
 }
 
 // ----- raw std::net with a 4-byte length prefix -----------------------------
@@ -382,21 +446,15 @@ impl System for Tokio {
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
-        use futures_util::{SinkExt, StreamExt};
+        use futures_util::SinkExt;
         use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
         let (client, server) = raw_pair()?;
         let rx = std::thread::spawn(move || -> Result<Instant> {
             runtime()?.block_on(async move {
-                let mut frames =
-                    FramedRead::new(tokio_stream(server)?, LengthDelimitedCodec::new());
-                for _ in 0..count {
-                    let next = tokio::time::timeout(RUN_LIMIT, frames.next()).await;
-                    match next {
-                        Ok(Some(Ok(f))) if f.len() == size => {}
-                        _ => return Err("missing or wrong frame".to_string()),
-                    }
-                }
-                Ok(Instant::now())
+                let frames = FramedRead::new(tokio_stream(server)?, LengthDelimitedCodec::new());
+                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
             })
         });
         let payload = Bytes::from(vec![b't'; size]);
@@ -447,6 +505,80 @@ impl System for Tokio {
         // The client's stream is closed: the echo side ends.
         let _ = echo.join();
         Ok(rtts)
+    }
+}
+
+/// Takes `count` frames of `size` bytes, as a tokio user writes it (one
+/// timeout around the whole, not one timer per frame).
+async fn receive_frames<R: tokio::io::AsyncRead + Unpin>(
+    mut frames: tokio_util::codec::FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    size: usize,
+    count: usize,
+) -> Result<Instant> {
+    use futures_util::StreamExt;
+    for _ in 0..count {
+        match frames.next().await {
+            Some(Ok(f)) if f.len() == size => {}
+            _ => return Err("missing or wrong frame".to_string()),
+        }
+    }
+    Ok(Instant::now())
+}
+
+/// tokio as most of its users run it: one multi-thread runtime (two
+/// workers, for this machine's two cores) with a task for each peer.
+struct TokioMt;
+
+impl System for TokioMt {
+    fn name(&self) -> &'static str {
+        "tokio-mt"
+    }
+
+    /// The current-thread row measures the round trip.
+    fn measures_latency(&self) -> bool {
+        false
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        use futures_util::SinkExt;
+        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(err)?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(err)?;
+            let addr = listener.local_addr().map_err(err)?;
+            let rx = tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.map_err(err)?;
+                let _ = stream.set_nodelay(true);
+                let frames = FramedRead::new(stream, LengthDelimitedCodec::new());
+                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+            });
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
+            let _ = stream.set_nodelay(true);
+            let payload = Bytes::from(vec![b't'; size]);
+            let start = Instant::now();
+            let tx = tokio::spawn(async move {
+                let mut sink = FramedWrite::new(stream, LengthDelimitedCodec::new());
+                for _ in 0..count {
+                    sink.feed(payload.clone()).await.map_err(err)?;
+                }
+                SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)
+            });
+            tx.await.map_err(err)??;
+            let end = rx.await.map_err(err)??;
+            Ok(end - start)
+        })
+    }
+
+    fn latency(&self, _samples: usize) -> Result<Vec<Duration>> {
+        Err("not measured".into())
     }
 }
 
