@@ -45,7 +45,7 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
-use crate::reactor::{Config, Handle, Start};
+use crate::reactor::{Config, Handle, Start, Wait};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
 use crate::transport::{self, SocketOptions};
@@ -768,7 +768,8 @@ impl<C: Converter> Connector<C> {
     /// Example: [`shutdown`](Self::shutdown).
     pub fn recv(&self) -> Option<Event<C::Message>> {
         let mut got = None;
-        self.take_main(&mut |e| got = Some(e), 1, None).ok()?;
+        self.take_main(&mut |e| got = Some(e), 1, Wait::Forever)
+            .ok()?;
         got
     }
 
@@ -783,20 +784,19 @@ impl<C: Converter> Connector<C> {
     ///
     /// Example: [the module documentation](crate::connector) (with a timeout instead).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Event<C::Message>, RecvTimeoutError> {
-        self.recv_until(Some(deadline))
+        self.recv_until(Wait::Until(deadline))
     }
 
     /// Blocks for the next event of the main queue, at most `timeout`.
     ///
     /// Example: [the module documentation](crate::connector).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event<C::Message>, RecvTimeoutError> {
-        // A timeout too large for an `Instant` waits for ever.
-        self.recv_until(Instant::now().checked_add(timeout))
+        self.recv_until(Wait::For(timeout))
     }
 
-    fn recv_until(&self, deadline: Option<Instant>) -> Result<Event<C::Message>, RecvTimeoutError> {
+    fn recv_until(&self, wait: Wait) -> Result<Event<C::Message>, RecvTimeoutError> {
         let mut got = None;
-        match self.take_main(&mut |e| got = Some(e), 1, deadline) {
+        match self.take_main(&mut |e| got = Some(e), 1, wait) {
             Ok(_) => got.ok_or(RecvTimeoutError::Timeout),
             Err(()) => Err(RecvTimeoutError::Disconnected),
         }
@@ -818,21 +818,20 @@ impl<C: Converter> Connector<C> {
         if max == 0 {
             return Ok(0);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        self.take_main(&mut |e| out.push(e), max, deadline)
+        self.take_main(&mut |e| out.push(e), max, Wait::For(timeout))
             .map_err(|()| StoppedError)
     }
 
     /// Passes up to `max` events of the main queue to `take`, waiting for
-    /// the first until `deadline` (`None`: for ever), running the network
-    /// loop on this thread meanwhile if nobody else needs it.
+    /// the first as `wait` says, running the network loop on this thread
+    /// meanwhile if nobody else needs it.
     fn take_main(
         &self,
         take: &mut impl FnMut(Event<C::Message>),
         max: usize,
-        deadline: Option<Instant>,
+        wait: Wait,
     ) -> Result<usize, ()> {
-        self.inner.handle.take_main(take, max, deadline)
+        self.inner.handle.take_main(take, max, wait)
     }
 
     /// Blocks for the next event of a [separate](Delivery::Separate)

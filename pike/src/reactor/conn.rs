@@ -44,7 +44,7 @@
 //!   never a slot's lock while holding another slot's or the directory's
 //!   write lock.
 
-use std::collections::HashMap;
+use crate::memory::{ConnMap, conn_map};
 use std::io;
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -77,8 +77,9 @@ pub(crate) struct Conn<C: Converter> {
     /// The peer's end of input (or an error) was reported: read until EOF,
     /// even after a short read.
     pub(crate) read_closed: bool,
-    /// When bytes last went to the socket, from any thread.
-    pub(crate) last_write: Option<Instant>,
+    /// Until when sends coalesce: bytes went to the transport, from any
+    /// thread, less than [`COALESCE`] before.
+    pub(crate) coalesce_until: Option<Instant>,
     /// The network loop was asked to write what senders left in the buffer.
     pub(crate) flush_pending: bool,
     /// Where the connection's events go; set by `finish_accept` and by a
@@ -144,7 +145,7 @@ pub(crate) enum Offer<M> {
 
 /// Every live connection's [`Slot`], by id.
 pub(crate) struct Directory<C: Converter> {
-    map: RwLock<HashMap<Connection, SharedConn<C>>>,
+    map: RwLock<ConnMap<SharedConn<C>>>,
     converter: Arc<C>,
     config: EndpointConfig,
     commands: Arc<CommandQueue<C::Message>>,
@@ -163,7 +164,7 @@ impl<C: Converter> Directory<C> {
         commands: Arc<CommandQueue<C::Message>>,
     ) -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(conn_map()),
             converter,
             config,
             commands,
@@ -186,7 +187,7 @@ impl<C: Converter> Directory<C> {
                 readable: false,
                 writable: false,
                 read_closed: false,
-                last_write: None,
+                coalesce_until: None,
                 flush_pending: false,
                 route,
                 retired: false,
@@ -382,11 +383,15 @@ impl<C: Converter> Directory<C> {
         let wanted_input = io.endpoint.wants_read();
         f(io);
         let mut poke = false;
-        let now = Instant::now();
-        let recent =
-            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < COALESCE);
-        let recent = recent(io.last_write) || recent(THREAD_LAST_WRITE.get());
-        if flush == Flush::Coalesce && (io.flush_pending || recent) {
+        // The clock is read only when no write for the loop is pending
+        // already (in a stream of sends, once per write of the loop).
+        let coalesce = flush == Flush::Coalesce
+            && (io.flush_pending || {
+                let now = Instant::now();
+                let recent = |until: Option<Instant>| until.is_some_and(|u| now < u);
+                recent(io.coalesce_until) || recent(THREAD_COALESCE_UNTIL.get())
+            });
+        if coalesce {
             // Sends in quick succession: one write by the network loop
             // takes them all, where a system call each would cost far more.
             if !io.flush_pending && io.endpoint.wants_write() {
@@ -394,11 +399,8 @@ impl<C: Converter> Directory<C> {
                 poke = true;
             }
         } else if io.write_out() {
-            // When the write ended: a slow system call must not make the
-            // next send look like one after a pause.
-            let done = Instant::now();
-            io.last_write = Some(done);
-            THREAD_LAST_WRITE.set(Some(done));
+            io.note_write();
+            THREAD_COALESCE_UNTIL.set(io.coalesce_until);
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         // The queue drained below its mark here: reading may go on.
@@ -420,10 +422,10 @@ impl<C: Converter> Directory<C> {
 const COALESCE: Duration = Duration::from_micros(10);
 
 thread_local! {
-    /// When this thread last wrote a send itself, on any connection: a
-    /// thread sending in a loop coalesces even when each send goes to a
-    /// different connection.
-    static THREAD_LAST_WRITE: std::cell::Cell<Option<Instant>> =
+    /// Until when this thread's sends coalesce, after it last wrote one
+    /// itself, on any connection: a thread sending in a loop coalesces even
+    /// when each send goes to a different connection.
+    static THREAD_COALESCE_UNTIL: std::cell::Cell<Option<Instant>> =
         const { std::cell::Cell::new(None) };
 }
 
@@ -496,6 +498,14 @@ impl<C: Converter> Conn<C> {
             }
         }
         progress
+    }
+
+    /// Bytes went to the transport just now: sends in the next
+    /// [`COALESCE`] are left for the loop to write together. Timed when
+    /// the write ended, so that a slow system call does not make the next
+    /// send look like one after a pause.
+    pub(crate) fn note_write(&mut self) {
+        self.coalesce_until = Some(Instant::now() + COALESCE);
     }
 
     /// Shuts the transport's write side down if the endpoint asks (its

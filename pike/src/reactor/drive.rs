@@ -68,7 +68,7 @@ impl<C: Converter> Reactor<C> {
             conn.flush_pending = false;
             if conn.write_out() {
                 progress = true;
-                conn.last_write = Some(Instant::now());
+                conn.note_write();
                 conn.notify_room(&slot.room);
             }
             conn.shut_write_if_asked();

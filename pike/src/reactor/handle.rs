@@ -366,7 +366,7 @@ impl<C: Converter> Handle<C> {
     }
 
     /// Passes up to `max` events of the main queue to `take`, waiting for
-    /// the first until `deadline` (`None`: for ever). While it waits, this
+    /// the first as `wait` says. While it waits, this
     /// thread runs the network loop itself if nobody else needs it (see
     /// [`lead`](super::lead)), so that the event's arrival wakes it
     /// directly. Returns how many (0 on timeout); Err once the connector
@@ -375,13 +375,15 @@ impl<C: Converter> Handle<C> {
         &self,
         take: &mut impl FnMut(Event<C::Message>),
         max: usize,
-        deadline: Option<Instant>,
+        wait: Wait,
     ) -> Result<usize, ()> {
         let shared = &self.shared;
         let ready = shared.recv_batch(take, max, Some(Duration::ZERO))?;
         if ready > 0 {
             return Ok(ready);
         }
+        // The clock is read only when there is something to wait for.
+        let deadline = wait.deadline();
         let ask_hand_over = || {
             let _ = shared.commands.push(Command::HandOver);
         };
@@ -425,6 +427,26 @@ impl<C: Converter> Handle<C> {
         if self.shared.commands.push(command).is_ok() {
             // Err means the network thread died, dropping `done`.
             let _ = finished.recv();
+        }
+    }
+}
+
+/// How long to wait for an event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    Forever,
+    /// This long from when waiting starts (too long for an `Instant`: for
+    /// ever).
+    For(Duration),
+    Until(Instant),
+}
+
+impl Wait {
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Forever => None,
+            Wait::For(timeout) => Instant::now().checked_add(timeout),
+            Wait::Until(deadline) => Some(deadline),
         }
     }
 }

@@ -70,7 +70,9 @@ pub(crate) mod queues;
 mod readbuf;
 mod shutdown;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::memory::{ConnMap, conn_map};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -89,7 +91,7 @@ use boundary::{Admission, Shared, StopGuard};
 use budget::{Budget, Credit};
 use command::{Command, CommandQueue, ConnectWait};
 use conn::{Directory, SharedConn};
-pub(crate) use handle::{Handle, SeparateQueue};
+pub(crate) use handle::{Handle, SeparateQueue, Wait};
 pub(crate) use lead::Start;
 use outlet::{Batch, Outlet};
 use pacing::Pause;
@@ -222,7 +224,7 @@ pub(crate) struct Reactor<C: Converter> {
     /// What each `RemoteConnect` accepts or rejects through.
     admission: Arc<dyn AcceptHandle<C::Message>>,
     accept_paused_until: Option<Instant>,
-    conns: HashMap<Connection, Entry<C>>,
+    conns: ConnMap<Entry<C>>,
     tokens: Tokens,
     ready: Vec<Connection>,
     scratch: ReadBuffer,
@@ -296,7 +298,7 @@ impl<C: Converter> Reactor<C> {
                 directory: directory.clone(),
             }),
             accept_paused_until: None,
-            conns: HashMap::new(),
+            conns: conn_map(),
             tokens: Tokens::default(),
             ready: Vec::new(),
             scratch: ReadBuffer::new(config.read_chunk, shares_input),

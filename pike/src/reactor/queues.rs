@@ -20,7 +20,7 @@
 //! * Nothing follows a connection's final event; after it, its route is the
 //!   main queue (late rejections go there).
 
-use std::collections::HashMap;
+use crate::memory::{ConnMap, conn_map};
 use std::sync::{Arc, Mutex};
 
 use crate::event::{Connection, Event};
@@ -51,13 +51,13 @@ pub(crate) enum Route<M> {
 /// The receivers of separate connections, by connection.
 #[derive(Debug)]
 pub(crate) struct Separate<M> {
-    receivers: Mutex<HashMap<Connection, Receiver<Envelope<M>>>>,
+    receivers: Mutex<ConnMap<Receiver<Envelope<M>>>>,
 }
 
 impl<M> Default for Separate<M> {
     fn default() -> Self {
         Self {
-            receivers: Mutex::new(HashMap::new()),
+            receivers: Mutex::new(conn_map()),
         }
     }
 }
