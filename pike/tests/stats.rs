@@ -211,3 +211,24 @@ fn a_snapshot_goes_to_the_metrics_facade() {
         &DebugValue::Gauge(1.0.into())
     );
 }
+
+#[test]
+fn a_connection_closed_while_its_events_are_held_is_counted_once() {
+    let (l, addr) = raw_listener_on(Net::Tcp);
+    let c = client(StringConverter::new());
+    let (conn, result) = c
+        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+            c.disconnect(&conn, DisconnectMode::Now);
+            // A round trip through the network thread: the connection is
+            // closed, its events held for this callback, before it returns.
+            c.merge_connection(&conn);
+        })
+        .unwrap();
+    result.unwrap();
+    drop(l.accept());
+    assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
+    let s = c.stats();
+    assert_eq!(s.connected, 1);
+    assert_eq!(s.closed.total(), 1, "{:?}", s.closed);
+    assert_eq!(s.closed.get(Ending::Local), 1);
+}

@@ -196,15 +196,17 @@ impl<C: Converter> Reactor<C> {
             let _ = transport.deregister(self.poll.registry());
         }
         // Under the same lock as the last delivery: a later send finds the
-        // connection retired and is rejected through the command queue.
-        conn.retired = true;
+        // connection retired and is rejected through the command queue. A
+        // connection whose events wait for a `connect_waiting` callback is
+        // closed a second time when they go: it is counted the first time.
+        let first = !std::mem::replace(&mut conn.retired, true);
         conn.notify_room(&slot.room);
-        let stats = conn.endpoint.stats();
+        let stats = first.then(|| conn.endpoint.stats());
         drop(conn);
-        entry.span.in_scope(|| {
+        if let Some(stats) = &stats {
             let ending = stats.ending.unwrap_or(Ending::Local).name();
-            tracing::debug!(ending, "closed");
-        });
+            entry.span.in_scope(|| tracing::debug!(ending, "closed"));
+        }
         if std::mem::take(&mut entry.remote) {
             self.remotes -= 1;
         }
@@ -216,12 +218,13 @@ impl<C: Converter> Reactor<C> {
             self.granted = None;
         }
         self.account_input(id, 0);
-        {
+        if let Some(stats) = stats {
+            let ending = stats.ending.unwrap_or(Ending::Local);
             // Its counters move to the totals as it leaves the directory,
             // under the totals' lock, so a snapshot counts it once.
             let mut totals = lock(&self.shared.totals);
             totals.add_connection(&stats);
-            totals.closed.count(stats.ending.unwrap_or(Ending::Local));
+            totals.closed.count(ending);
             self.directory.remove(id);
         }
         if !held && let Some(entry) = self.conns.remove(&id) {
