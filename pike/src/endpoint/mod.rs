@@ -188,7 +188,10 @@ struct Timers {
     last_input: Option<Instant>,
     /// When the message now being received began.
     message_start: Option<Instant>,
-    /// Draining: the write side was shut down; close by then.
+    /// Draining: the write side was shut down.
+    write_shut: bool,
+    /// Draining: close by then (`None` after the write side was shut:
+    /// a linger too long for an `Instant`, which waits for the peer).
     linger_until: Option<Instant>,
 }
 
@@ -459,7 +462,7 @@ impl<C: Converter> Endpoint<C> {
     /// so the peer reads them all and then end of stream. Report it done
     /// with [`handle_write_shut`](Self::handle_write_shut).
     pub fn wants_shutdown_write(&self) -> bool {
-        self.state == State::Draining && self.timers.linger_until.is_none()
+        self.state == State::Draining && !self.timers.write_shut
     }
 
     /// Whether [`transmit`](Self::transmit) has bytes for the socket.
@@ -762,8 +765,9 @@ impl<C: Converter> Endpoint<C> {
     /// time starts, after which the connection closes even if the peer
     /// never does.
     pub fn handle_write_shut(&mut self, now: Instant) {
-        if self.state == State::Draining && self.timers.linger_until.is_none() {
-            self.timers.linger_until = Some(now.checked_add(self.config.linger).unwrap_or(now));
+        if self.state == State::Draining && !self.timers.write_shut {
+            self.timers.write_shut = true;
+            self.timers.linger_until = now.checked_add(self.config.linger);
         }
     }
 

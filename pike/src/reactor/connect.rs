@@ -157,8 +157,10 @@ impl<C: Converter> Reactor<C> {
                     t.configure(&self.config.socket);
                 }
                 conn.endpoint.handle_connected(Instant::now());
-                lock(&self.shared.totals).connected += 1;
+                drop(conn);
                 entry.span.in_scope(|| tracing::debug!("connected"));
+                // After the slot's lock: the totals' lock comes first.
+                lock(&self.shared.totals).connected += 1;
             }
             Some(Err(e)) => {
                 drop(conn);
