@@ -99,9 +99,13 @@ pub(super) fn deliver<C: Converter>(
     batch: &mut Batch<C::Message>,
 ) {
     while let Some(event) = conn.endpoint.poll_event() {
-        let Some(event) = to_waiter(entry, conn, event.into()) else {
-            continue;
-        };
+        let mut event = Event::from(event);
+        if entry.waiter.is_some() || entry.abandoned {
+            match to_waiter(entry, conn, event) {
+                Some(e) => event = e,
+                None => continue,
+            }
+        }
         if let Some(held) = &mut entry.held {
             held.push(event);
             continue;
