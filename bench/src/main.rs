@@ -105,6 +105,8 @@ fn main() {
     let mut results: HashMap<(&str, Metric), Vec<Figure>> = HashMap::new();
     // Peak RSS of the process (both peers) during each throughput run, MB.
     let mut rss: HashMap<(&str, Metric), Vec<f64>> = HashMap::new();
+    // Context switches of the process per 1,000 messages in each run.
+    let mut switches: HashMap<(&str, Metric), Vec<f64>> = HashMap::new();
     let mut failures = Vec::new();
     for run in 0..runs {
         for &(metric, count) in &metrics {
@@ -118,6 +120,7 @@ fn main() {
                     system.name()
                 );
                 reset_peak_rss();
+                let switches_before = context_switches();
                 let outcome = match metric {
                     Metric::Throughput(size) => system
                         .throughput(size, count)
@@ -136,6 +139,15 @@ fn main() {
                 {
                     rss.entry((system.name(), metric)).or_default().push(mb);
                 }
+                if let (Ok(_), Metric::Throughput(_), Some(a), Some(b)) =
+                    (&outcome, metric, switches_before, context_switches())
+                {
+                    let per_1000 = (b - a) as f64 * 1000.0 / count as f64;
+                    switches
+                        .entry((system.name(), metric))
+                        .or_default()
+                        .push(per_1000);
+                }
                 match outcome {
                     Ok(f) => results.entry((system.name(), metric)).or_default().push(f),
                     Err(e) => failures.push(format!("{} {metric:?}: {e}", system.name())),
@@ -144,7 +156,7 @@ fn main() {
         }
     }
     eprintln!();
-    report(&systems, &metrics, &results, &rss, runs);
+    report(&systems, &metrics, &results, &rss, &switches, runs);
     // The extras run in a full run, or when `--metrics` names them
     // (`--metrics idle,doubler`).
     let narrowed = wanted("--systems").is_some() || wanted("--metrics").is_some();
@@ -234,6 +246,17 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Context switches of every thread of the process so far, those that
+/// ended included, voluntary and not.
+fn context_switches() -> Option<i64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    Some(
+        i64::from(usage.voluntary_context_switches())
+            + i64::from(usage.involuntary_context_switches()),
+    )
+}
+
 /// The process's peak RSS since the last reset, in MB (Linux).
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -258,6 +281,7 @@ fn report(
     metrics: &[(Metric, usize)],
     results: &HashMap<(&str, Metric), Vec<Figure>>,
     rss: &HashMap<(&str, Metric), Vec<f64>>,
+    switches: &HashMap<(&str, Metric), Vec<f64>>,
     runs: usize,
 ) {
     let rate = |name: &str, m: Metric| -> Option<f64> {
@@ -342,17 +366,21 @@ fn report(
                     .collect::<String>()
             );
         }
-        println!(
-            "{:<22} {}",
-            "  peak RSS (MB)",
-            systems
-                .iter()
-                .map(|s| {
-                    let v = rss.get(&(s.name(), metric)).map(|v| median(v.clone()));
-                    format!("{:>14}", v.map_or("-".into(), |v| format!("{v:.0}")))
-                })
-                .collect::<String>()
-        );
+        let row = |label: &str, figures: &HashMap<(&str, Metric), Vec<f64>>, digits: usize| {
+            println!(
+                "{:<22} {}",
+                label,
+                systems
+                    .iter()
+                    .map(|s| {
+                        let v = figures.get(&(s.name(), metric)).map(|v| median(v.clone()));
+                        format!("{:>14}", v.map_or("-".into(), |v| format!("{v:.digits$}")))
+                    })
+                    .collect::<String>()
+            );
+        };
+        row("  peak RSS (MB)", rss, 0);
+        row("  switches/1000 msgs", switches, 1);
     }
     if metrics.iter().any(|(m, _)| *m == Metric::Latency) {
         println!();
