@@ -248,13 +248,10 @@ fn reset_peak_rss() {
 
 /// Context switches of every thread of the process so far, those that
 /// ended included, voluntary and not.
-fn context_switches() -> Option<i64> {
+fn context_switches() -> Option<nix::libc::c_long> {
     use nix::sys::resource::{UsageWho, getrusage};
     let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
-    Some(
-        i64::from(usage.voluntary_context_switches())
-            + i64::from(usage.involuntary_context_switches()),
-    )
+    Some(usage.voluntary_context_switches() + usage.involuntary_context_switches())
 }
 
 /// The process's peak RSS since the last reset, in MB (Linux).
