@@ -311,15 +311,14 @@ over_transports! {
             gate: gate.clone(),
             wakers: wakers_tx,
         });
-        let addr = server.listen_address().unwrap();
-        let mut slow_peer = raw_connect_addr(&addr).unwrap();
+        let mut slow_peer = raw_connect_to(&server);
         let slow: Connection = accept(&server, Delivery::Merged);
         write_all(&mut slow_peer, &wire(&["slow one", "after it"]));
         let waker = wakers
             .recv_timeout(WAIT)
             .expect("the slow message is waiting");
         // Another connection: 1,000 round trips through an echoing thread.
-        let mut fast_peer = raw_connect_addr(&addr).unwrap();
+        let mut fast_peer = raw_connect_to(&server);
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {

@@ -189,15 +189,14 @@ over_transports! {
     fn a_well_behaved_peer_is_served_while_a_flooder_holds_the_budget(net: Net) {
         const BUDGET: usize = 1 << 20;
         let c = held_to_budget(net, BUDGET);
-        let addr = c.listen_address().unwrap();
         // The flooder's events go to a queue the application never reads.
-        let flooder = raw_connect_addr(&addr).unwrap();
+        let flooder = raw_connect_to(&c);
         let flooder_conn = accept(&c, Delivery::Separate);
         let (written, _writer) = flood(flooder, wire(&["f"]).repeat(4096), 10_000);
         until_stalled(&written);
         assert!(c.memory_in_use() >= BUDGET / 2);
         // A newcomer is still heard, and answered.
-        let mut good = raw_connect_addr(&addr).unwrap();
+        let mut good = raw_connect_to(&c);
         let good_conn = accept(&c, Delivery::Merged);
         for i in 0..20 {
             write_all(&mut good, &wire(&[&format!("ping {i}")]));
@@ -286,8 +285,7 @@ over_transports! {
             .send_queue_cap(CAP)
             .spawn()
             .unwrap();
-        let addr = c.listen_address().unwrap();
-        let greedy = raw_connect_addr(&addr).unwrap();
+        let greedy = raw_connect_to(&c);
         let greedy_conn = accept(&c, Delivery::Merged);
         // It sends requests and never reads a reply.
         let request = wire(&[&"r".repeat(100)]);
@@ -321,7 +319,7 @@ over_transports! {
         let queued = c.queued(&greedy_conn).expect("still open");
         assert!(queued.bytes <= CAP, "{queued:?}");
         // Another peer is served meanwhile.
-        let mut other = raw_connect_addr(&addr).unwrap();
+        let mut other = raw_connect_to(&c);
         write_all(&mut other, &wire(&["hi"]));
         let want = wire(&[&"hi".repeat(10)]);
         assert_eq!(read_exactly(&mut other, want.len()), want);
@@ -479,10 +477,9 @@ over_transports! {
             .idle_timeout(Duration::from_millis(300))
             .spawn()
             .unwrap();
-        let addr = c.listen_address().unwrap();
-        let mut quiet = raw_connect_addr(&addr).unwrap();
+        let mut quiet = raw_connect_to(&c);
         let quiet_conn = accept(&c, Delivery::Merged);
-        let mut chatty = raw_connect_addr(&addr).unwrap();
+        let mut chatty = raw_connect_to(&c);
         let chatty_conn = accept(&c, Delivery::Merged);
         let started = Instant::now();
         let (reason, _) =
@@ -507,10 +504,9 @@ over_transports! {
             .message_timeout(Duration::from_millis(300))
             .spawn()
             .unwrap();
-        let addr = c.listen_address().unwrap();
-        let mut slow = raw_connect_addr(&addr).unwrap();
+        let mut slow = raw_connect_to(&c);
         let conn = accept(&c, Delivery::Merged);
-        let mut brisk = raw_connect_addr(&addr).unwrap();
+        let mut brisk = raw_connect_to(&c);
         let brisk_conn = accept(&c, Delivery::Merged);
         write_all(&mut slow, b"2 ok100 a byte at a time");
         let (reason, before) = busy_peer_served_until_the_other_ends(&c, &mut brisk, brisk_conn, conn);
@@ -562,12 +558,11 @@ over_transports! {
             .max_connections(2)
             .spawn()
             .unwrap();
-        let addr = c.listen_address().unwrap();
-        let mut first = raw_connect_addr(&addr).unwrap();
+        let mut first = raw_connect_to(&c);
         let first_conn = accept(&c, Delivery::Merged);
-        let _second = raw_connect_addr(&addr).unwrap();
+        let _second = raw_connect_to(&c);
         accept(&c, Delivery::Merged);
-        let mut third = raw_connect_addr(&addr).unwrap();
+        let mut third = raw_connect_to(&c);
         assert_eq!(third.read(&mut [0; 8]).unwrap_or(0), 0, "closed at once");
         // The others are served; once one leaves, a newcomer is taken.
         write_all(&mut first, &wire(&["still served"]));
@@ -577,7 +572,7 @@ over_transports! {
         }
         first.shutdown(Shutdown::Both).unwrap();
         assert!(matches!(next(&c), Event::RemoteDisconnect(_)));
-        let _fourth = raw_connect_addr(&addr).unwrap();
+        let _fourth = raw_connect_to(&c);
         assert!(matches!(next(&c), Event::RemoteConnect(_)));
     }
 }
