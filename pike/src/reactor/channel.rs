@@ -239,7 +239,9 @@ impl<T> Receiver<T> {
         timeout: Option<Duration>,
         mut take: impl FnMut(T),
     ) -> Result<usize, ()> {
-        let deadline = timeout.map(|t| Instant::now().checked_add(t));
+        // The clock is read only once there is something to wait for: a
+        // poll (`Duration::ZERO`) that finds items, or none, never reads it.
+        let mut deadline: Option<Option<Instant>> = None;
         let mut state = lock(&self.0.state);
         loop {
             if !state.items.is_empty() {
@@ -254,9 +256,14 @@ impl<T> Receiver<T> {
             if !state.sender {
                 return Err(());
             }
+            if timeout == Some(Duration::ZERO) {
+                return Ok(0);
+            }
+            let deadline = *deadline
+                .get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
             state = match deadline {
-                None | Some(None) => self.wait(state, None),
-                Some(Some(deadline)) => {
+                None => self.wait(state, None),
+                Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Ok(0);
