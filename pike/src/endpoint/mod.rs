@@ -181,8 +181,11 @@ impl Default for EndpointConfig {
 /// a timer that expires then is pushed a full period on.
 #[derive(Debug, Clone, Copy, Default)]
 struct Timers {
-    /// Connecting must be done by then.
-    connect_deadline: Option<Instant>,
+    /// Connecting: must be done by then. Draining, once the write side
+    /// was shut: close by then (`None`: a linger too long for an
+    /// `Instant`, which waits for the peer). One field for both, which
+    /// never run at once.
+    deadline: Option<Instant>,
     /// When the idle period started: the last byte received, or the
     /// moment the connection opened.
     last_input: Option<Instant>,
@@ -190,9 +193,6 @@ struct Timers {
     message_start: Option<Instant>,
     /// Draining: the write side was shut down.
     write_shut: bool,
-    /// Draining: close by then (`None` after the write side was shut:
-    /// a linger too long for an `Instant`, which waits for the peer).
-    linger_until: Option<Instant>,
 }
 
 /// Where a connection is in its life.
@@ -270,11 +270,13 @@ pub struct Endpoint<C: Converter> {
     set_aside: Vec<C::Message>,
     /// The peer is gone (closed, reset, broke the protocol). The connection
     /// ends once the messages already received are delivered.
-    peer_gone: Option<DisconnectReason>,
+    /// Boxed: rare, and an idle connection keeps its size.
+    peer_gone: Option<Box<DisconnectReason>>,
     /// The peer closed its sending side while a local disconnect is writing.
     read_closed: bool,
     events: VecDeque<EndpointEvent<C::Message>>,
-    config: EndpointConfig,
+    /// Shared by every endpoint of a connector.
+    config: Arc<EndpointConfig>,
     timers: Timers,
     /// The reactor holds input back (the memory budget is reached).
     input_held: bool,
@@ -316,11 +318,17 @@ impl<C: Converter> Endpoint<C> {
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
-        config: EndpointConfig,
+        config: impl Into<Arc<EndpointConfig>>,
         now: Instant,
     ) -> Self {
-        let mut ep = Self::new(State::Connecting, connection, converter, waker, config);
-        ep.timers.connect_deadline = config.connect_timeout.and_then(|t| now.checked_add(t));
+        let mut ep = Self::new(
+            State::Connecting,
+            connection,
+            converter,
+            waker,
+            config.into(),
+        );
+        ep.timers.deadline = ep.config.connect_timeout.and_then(|t| now.checked_add(t));
         ep
     }
 
@@ -330,9 +338,15 @@ impl<C: Converter> Endpoint<C> {
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
-        config: EndpointConfig,
+        config: impl Into<Arc<EndpointConfig>>,
     ) -> Self {
-        Self::new(State::Accepting, connection, converter, waker, config)
+        Self::new(
+            State::Accepting,
+            connection,
+            converter,
+            waker,
+            config.into(),
+        )
     }
 
     /// A connection whose socket is already connected and accepted (at
@@ -342,10 +356,10 @@ impl<C: Converter> Endpoint<C> {
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
-        config: EndpointConfig,
+        config: impl Into<Arc<EndpointConfig>>,
         now: Instant,
     ) -> Self {
-        let mut ep = Self::new(State::Open, connection, converter, waker, config);
+        let mut ep = Self::new(State::Open, connection, converter, waker, config.into());
         ep.timers.last_input = Some(now);
         ep
     }
@@ -355,7 +369,7 @@ impl<C: Converter> Endpoint<C> {
         connection: Connection,
         converter: Arc<C>,
         waker: Waker,
-        config: EndpointConfig,
+        config: Arc<EndpointConfig>,
     ) -> Self {
         Self {
             connection,
@@ -532,13 +546,13 @@ impl<C: Converter> Endpoint<C> {
         let c = &self.config;
         let t = &self.timers;
         match self.state {
-            State::Connecting => t.connect_deadline,
+            State::Connecting => t.deadline,
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let idle = c.idle_timeout.zip(t.last_input).map(|(d, at)| at + d);
                 let message = c.message_timeout.zip(t.message_start).map(|(d, at)| at + d);
                 idle.into_iter().chain(message).min()
             }
-            State::Draining => t.linger_until,
+            State::Draining if t.write_shut => t.deadline,
             _ => None,
         }
     }
@@ -767,7 +781,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn handle_write_shut(&mut self, now: Instant) {
         if self.state == State::Draining && !self.timers.write_shut {
             self.timers.write_shut = true;
-            self.timers.linger_until = now.checked_add(self.config.linger);
+            self.timers.deadline = now.checked_add(self.config.linger);
         }
     }
 
@@ -834,7 +848,7 @@ impl<C: Converter> Endpoint<C> {
             && let Some(reason) = self.peer_gone.take()
         {
             // The end came while input was held back.
-            self.peer_gone(reason);
+            self.peer_gone(*reason);
         }
     }
 
@@ -948,7 +962,7 @@ impl<C: Converter> Endpoint<C> {
         }
         if let Some(reason) = self.peer_gone.take() {
             // The deserializer that held the end back may be done now.
-            return self.peer_gone(reason);
+            return self.peer_gone(*reason);
         }
         self.outbox.wake();
         self.fill();
@@ -960,7 +974,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         match self.state {
-            State::Connecting if due(self.timers.connect_deadline) => {
+            State::Connecting if due(self.timers.deadline) => {
                 self.connect_failed(ConnectError::TimedOut);
             }
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
@@ -992,7 +1006,7 @@ impl<C: Converter> Endpoint<C> {
                 };
                 self.fail(reason);
             }
-            State::Draining if due(self.timers.linger_until) => {
+            State::Draining if self.timers.write_shut && due(self.timers.deadline) => {
                 tracing::debug!(
                     "{}: peer did not close within the linger time",
                     self.connection
@@ -1045,10 +1059,10 @@ impl<C: Converter> Endpoint<C> {
     /// received are delivered (a deserializer may be waiting on a callback).
     fn peer_gone(&mut self, reason: DisconnectReason) {
         if self.peer_gone.is_none() {
-            self.peer_gone = Some(reason);
+            self.peer_gone = Some(Box::new(reason));
         }
         if !self.inbox.is_waiting() && !self.inbox.is_held() {
-            let mut reason = self.peer_gone.take().expect("set above");
+            let mut reason = *self.peer_gone.take().expect("set above");
             if matches!(reason, DisconnectReason::PeerClosed) && self.inbox.mid_message() {
                 reason = crate::error::ProtocolError::UnexpectedEof.into();
             }

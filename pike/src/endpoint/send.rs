@@ -55,7 +55,9 @@ struct Active<M, S> {
 #[derive(Debug)]
 pub(crate) struct Outbox<C: Converter> {
     queue: VecDeque<C::Message>,
-    active: Option<Active<C::Message, C::Serializer>>,
+    /// Boxed: only a message too large for the buffer's room, or one whose
+    /// serializer pauses, has one, and an idle connection keeps its size.
+    active: Option<Box<Active<C::Message, C::Serializer>>>,
     in_flight: VecDeque<InFlight<C::Message>>,
     /// Unflushed bytes are `buf[head..]`.
     buf: Vec<u8>,
@@ -284,13 +286,13 @@ impl<C: Converter> Outbox<C> {
                             )));
                         }
                     };
-                self.active = Some(Active {
+                self.active = Some(Box::new(Active {
                     message,
                     size,
                     serializer,
                     start: self.buffered_end(),
                     waiting: false,
-                });
+                }));
             }
             if self.active.as_ref().is_some_and(|a| a.waiting) {
                 break;
@@ -320,7 +322,7 @@ impl<C: Converter> Outbox<C> {
                         size,
                         start,
                         ..
-                    } = self.active.take().expect("active");
+                    } = *self.active.take().expect("active");
                     let end = self.buffered_end();
                     self.in_flight.push_back(InFlight {
                         message,

@@ -74,11 +74,11 @@ impl<C: Converter> Reactor<C> {
             self.directory
                 .insert(self.directory.accepting(id), Some(transport), Route::Main);
         let mut entry = self.new_entry(conn, token, &peer);
-        entry.span.in_scope(|| tracing::debug!("accepted"));
+        entry.span().in_scope(|| tracing::debug!("accepted"));
         entry.remote = true;
         self.remotes += 1;
         lock(&self.shared.totals).accepted += 1;
-        self.conns.insert(id, entry);
+        self.conns.insert(id, Box::new(entry));
         let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));
         let _ = self.out.main.send(Envelope {
             event,

@@ -89,7 +89,7 @@ pub(crate) struct Conn<C: Converter> {
     /// here any more.
     pub(crate) retired: bool,
     /// Senders waiting on [`Slot::room`] for the unsent queue to drain.
-    pub(crate) room_waiters: usize,
+    pub(crate) room_waiters: u32,
     /// Async senders waiting for the same.
     pub(crate) room_tasks: Vec<Waker>,
 }
@@ -147,7 +147,8 @@ pub(crate) enum Offer<M> {
 pub(crate) struct Directory<C: Converter> {
     map: RwLock<ConnMap<SharedConn<C>>>,
     converter: Arc<C>,
-    config: EndpointConfig,
+    /// Shared by every endpoint.
+    config: Arc<EndpointConfig>,
     commands: Arc<CommandQueue<C::Message>>,
 }
 
@@ -166,7 +167,7 @@ impl<C: Converter> Directory<C> {
         Self {
             map: RwLock::new(conn_map()),
             converter,
-            config,
+            config: Arc::new(config),
             commands,
         }
     }
@@ -210,14 +211,19 @@ impl<C: Converter> Directory<C> {
             id,
             self.converter.clone(),
             self.waker(id),
-            self.config,
+            self.config.clone(),
             Instant::now(),
         )
     }
 
     /// A fresh endpoint for a connection a peer opened.
     pub(crate) fn accepting(&self, id: Connection) -> Endpoint<C> {
-        Endpoint::accepting(id, self.converter.clone(), self.waker(id), self.config)
+        Endpoint::accepting(
+            id,
+            self.converter.clone(),
+            self.waker(id),
+            self.config.clone(),
+        )
     }
 
     fn waker(&self, id: Connection) -> Waker {

@@ -46,9 +46,9 @@ impl<C: Converter> Reactor<C> {
         let cancelled = lock(&conn).endpoint.state() != State::Connecting;
         let token = self.tokens.take(id);
         let mut entry = self.new_entry(conn, token, &target);
-        entry.span.in_scope(|| tracing::debug!("connecting"));
+        entry.span().in_scope(|| tracing::debug!("connecting"));
         entry.waiter = waiter;
-        self.conns.insert(id, entry);
+        self.conns.insert(id, Box::new(entry));
         // Driven once: its events are passed on, its timeout entered.
         self.mark_ready(id);
         if cancelled {
@@ -79,7 +79,7 @@ impl<C: Converter> Reactor<C> {
             }
         };
         if let Some(entry) = self.conns.get_mut(&id) {
-            entry.addrs = peers.into();
+            entry.dialing().addrs = peers.into();
         }
         self.start_connect(id);
     }
@@ -91,7 +91,7 @@ impl<C: Converter> Reactor<C> {
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
-                entry.addrs = addrs.into_iter().map(Peer::Inet).collect();
+                entry.dialing().addrs = addrs.into_iter().map(Peer::Inet).collect();
                 self.start_connect(id);
             }
             Ok(_) => self.connect_failed(
@@ -120,7 +120,8 @@ impl<C: Converter> Reactor<C> {
         conn.readable = false;
         conn.writable = false;
         conn.read_closed = false;
-        while let Some(peer) = entry.addrs.pop_front() {
+        let dialing = entry.dialing.get_or_insert_with(Box::default);
+        while let Some(peer) = dialing.addrs.pop_front() {
             let attempt = transport::connect(&peer).and_then(|mut t| {
                 t.register(self.poll.registry(), entry.token)?;
                 Ok(t)
@@ -130,11 +131,11 @@ impl<C: Converter> Reactor<C> {
                     conn.transport = Some(t);
                     return;
                 }
-                Err(e) => entry.last_error = Some(e),
+                Err(e) => dialing.last_error = Some(e),
             }
         }
         drop(conn);
-        let error = entry
+        let error = dialing
             .last_error
             .take()
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
@@ -158,16 +159,17 @@ impl<C: Converter> Reactor<C> {
                 }
                 conn.endpoint.handle_connected(Instant::now());
                 drop(conn);
-                entry.span.in_scope(|| tracing::debug!("connected"));
+                entry.dialing = None;
+                entry.span().in_scope(|| tracing::debug!("connected"));
                 // After the slot's lock: the totals' lock comes first.
                 lock(&self.shared.totals).connected += 1;
             }
             Some(Err(e)) => {
                 drop(conn);
-                if entry.addrs.is_empty() {
+                if entry.dialing().addrs.is_empty() {
                     self.connect_failed(id, ConnectError::Io(e));
                 } else {
-                    entry.last_error = Some(e);
+                    entry.dialing().last_error = Some(e);
                     self.start_connect(id);
                 }
             }

@@ -58,7 +58,7 @@ impl<C: Converter> Reactor<C> {
             return;
         };
         let slot = entry.conn.clone();
-        let span = entry.span.clone();
+        let span = entry.span().clone();
         let _in_span = span.enter();
         let mut guard = lock(&slot);
         let conn = &mut *guard;
@@ -205,7 +205,7 @@ impl<C: Converter> Reactor<C> {
         drop(conn);
         if let Some(stats) = &stats {
             let ending = stats.ending.unwrap_or(Ending::Local).name();
-            entry.span.in_scope(|| tracing::debug!(ending, "closed"));
+            entry.span().in_scope(|| tracing::debug!(ending, "closed"));
         }
         if std::mem::take(&mut entry.remote) {
             self.remotes -= 1;
