@@ -84,6 +84,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 pub struct ConnectorBuilder<C> {
     converter: C,
     listen: Option<Address>,
+    #[cfg(feature = "tls")]
+    listen_tls: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    connect_tls: Option<crate::tls::ClientTls>,
     config: Config,
 }
 
@@ -106,6 +110,37 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// Example: [the builder example](ConnectorBuilder).
     pub fn listen(mut self, addr: impl Into<Address>) -> Self {
         self.listen = Some(addr.into());
+        #[cfg(feature = "tls")]
+        {
+            self.listen_tls = None;
+        }
+        self
+    }
+
+    /// Listens on `addr` (as [`listen`](Self::listen)) with TLS: every
+    /// connection accepted there handshakes with `tls` (feature `tls`; see
+    /// [`crate::tls`]). Connections this connector opens are TLS or not
+    /// as each `connect` says.
+    ///
+    /// Example: [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(mut self, addr: impl Into<Address>, tls: crate::tls::ServerTls) -> Self {
+        self.listen = Some(addr.into());
+        self.listen_tls = Some(tls);
+        self
+    }
+
+    /// Connections opened with [`Connector::connect`],
+    /// [`connect_waiting`](Connector::connect_waiting) and
+    /// [`connect_waiting_with`](Connector::connect_waiting_with) use TLS
+    /// with `tls` (feature `tls`), for a program that speaks TLS to every
+    /// peer. [`Connector::connect_tls`] still chooses per connection.
+    /// Default: no TLS.
+    ///
+    /// Example: [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls_connect(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.connect_tls = Some(tls);
         self
     }
 
@@ -297,6 +332,14 @@ impl<C: Converter> ConnectorBuilder<C> {
             None => (None, None),
             Some(addr) => {
                 let (listener, local) = transport::bind(addr)?;
+                #[cfg(feature = "tls")]
+                let listener = match self.listen_tls {
+                    Some(settings) => Box::new(transport::tls::TlsListener {
+                        inner: listener,
+                        settings,
+                    }),
+                    None => listener,
+                };
                 (Some(listener), Some(local))
             }
         };
@@ -306,6 +349,10 @@ impl<C: Converter> ConnectorBuilder<C> {
                 handle,
                 thread: Mutex::new(None),
                 local,
+                #[cfg(feature = "tls")]
+                default_tls: self.connect_tls,
+                #[cfg(not(feature = "tls"))]
+                default_tls: None,
             }),
         })
     }
@@ -336,6 +383,8 @@ struct Inner<C: Converter> {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where it listens, as peers connect to it.
     local: Option<Address>,
+    /// TLS for `connect` and `connect_waiting` ([`ConnectorBuilder::tls_connect`]).
+    default_tls: Option<transport::ClientTls>,
 }
 
 impl<C: Converter> Clone for Connector<C> {
@@ -363,6 +412,10 @@ impl<C: Converter> Connector<C> {
         ConnectorBuilder {
             converter,
             listen: None,
+            #[cfg(feature = "tls")]
+            listen_tls: None,
+            #[cfg(feature = "tls")]
+            connect_tls: None,
             config: Config {
                 endpoint: EndpointConfig::default(),
                 memory_budget: DEFAULT_MEMORY_BUDGET,
@@ -512,7 +565,42 @@ impl<C: Converter> Connector<C> {
         addr: impl Into<Address>,
         delivery: Delivery,
     ) -> Result<Connection, StoppedError> {
-        self.inner.handle.connect(addr.into().0, delivery)
+        let tls = self.inner.default_tls.clone();
+        self.inner.handle.connect(addr.into().0, delivery, tls)
+    }
+
+    /// [`connect`](Self::connect) with TLS (feature `tls`): `FinishConnect`
+    /// comes once the handshake is done, or says why it failed
+    /// ([`ConnectError::Tls`]). The server's certificate must be valid for
+    /// the host of `addr` (a name or an IP address) unless `tls` names
+    /// another ([`ClientTls::with_server_name`](crate::tls::ClientTls::with_server_name)).
+    ///
+    /// Example: [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+        tls: &crate::tls::ClientTls,
+    ) -> Result<Connection, StoppedError> {
+        self.inner
+            .handle
+            .connect(addr.into().0, delivery, Some(tls.clone()))
+    }
+
+    /// [`connect_waiting`](Self::connect_waiting) with TLS (feature
+    /// `tls`): it returns once the handshake is done or failed.
+    ///
+    /// Example: [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn connect_waiting_tls(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+        timeout: Duration,
+        tls: &crate::tls::ClientTls,
+    ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        self.connect_waiting_inner(addr.into(), delivery, timeout, Some(tls.clone()), |_| {})
     }
 
     /// Connects, blocking until connected, failed or `timeout`. No
@@ -558,11 +646,23 @@ impl<C: Converter> Connector<C> {
         timeout: Duration,
         callback: impl FnOnce(Connection),
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        let tls = self.inner.default_tls.clone();
+        self.connect_waiting_inner(addr.into(), delivery, timeout, tls, callback)
+    }
+
+    fn connect_waiting_inner(
+        &self,
+        addr: Address,
+        delivery: Delivery,
+        timeout: Duration,
+        tls: Option<transport::ClientTls>,
+        callback: impl FnOnce(Connection),
+    ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
         let deadline = Instant::now() + timeout;
-        let (connection, outcome) =
-            self.inner
-                .handle
-                .connect_waiting(addr.into().0, delivery, deadline)?;
+        let (connection, outcome) = self
+            .inner
+            .handle
+            .connect_waiting(addr.0, delivery, deadline, tls)?;
         match outcome {
             Ok(held) => {
                 // Its events are held until this returns, even if the

@@ -118,16 +118,88 @@ pub enum DisconnectReason {
     /// (`ETIMEDOUT`).
     #[error("peer stopped responding: {0}")]
     PeerUnresponsive(io::Error),
+    /// TLS failed: the handshake (an untrusted certificate, a name
+    /// mismatch, no client certificate, a peer that does not speak TLS) or
+    /// a record the peer sent.
+    #[error("{0}")]
+    Tls(TlsError),
 }
 
 impl DisconnectReason {
     /// The reason for a socket error: a time-out of the operating system's
-    /// own (keepalive, `TCP_USER_TIMEOUT`) is told apart from other errors.
+    /// own (keepalive, `TCP_USER_TIMEOUT`) is told apart from other errors,
+    /// and a TLS failure is told as one.
     pub(crate) fn from_socket_error(error: io::Error) -> Self {
         if error.kind() == io::ErrorKind::TimedOut {
-            Self::PeerUnresponsive(error)
+            return Self::PeerUnresponsive(error);
+        }
+        match TlsError::take_from(error) {
+            Ok(tls) => Self::Tls(tls),
+            Err(error) => Self::Io(error),
+        }
+    }
+}
+
+/// What went wrong in TLS, by kind, for a program to act on; its text
+/// (`Display`) says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// The peer's certificate is not signed by a trusted authority (or its
+    /// signature is bad).
+    UntrustedCertificate,
+    /// The server's certificate is not valid for the name connected to.
+    NameMismatch,
+    /// The certificate has expired or is not valid yet.
+    CertificateExpired,
+    /// The server requires a client certificate and got none (or the
+    /// client's was refused).
+    NoClientCertificate,
+    /// The peer does not speak TLS (a plaintext peer), or not a version or
+    /// cipher suite in common.
+    ProtocolMismatch,
+    /// The peer refused the handshake with an alert of its own (it did not
+    /// trust our certificate, for example).
+    RefusedByPeer,
+    /// Anything else (a corrupt record, a misbehaving peer, …).
+    Other,
+}
+
+/// A TLS failure: its [`kind`](Self::kind) and what rustls said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS: {message}")]
+pub struct TlsError {
+    kind: TlsErrorKind,
+    message: String,
+}
+
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+impl TlsError {
+    pub(crate) fn new(kind: TlsErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> TlsErrorKind {
+        self.kind
+    }
+
+    /// Wraps the failure in an `io::Error`, the way the transport reports
+    /// it; [`take_from`](Self::take_from) gets it back.
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+
+    /// The TLS failure inside `error`, or the error as it was.
+    pub(crate) fn take_from(error: io::Error) -> Result<Self, io::Error> {
+        if error.get_ref().is_some_and(|e| e.is::<TlsError>()) {
+            let inner = error.into_inner().expect("checked above");
+            Ok(*inner.downcast::<TlsError>().expect("checked above"))
         } else {
-            Self::Io(error)
+            Err(error)
         }
     }
 }
@@ -148,6 +220,19 @@ pub enum ConnectError {
     /// The connect timeout (or `connect_waiting`'s) expired first.
     #[error("connect timed out")]
     TimedOut,
+    /// The TLS handshake failed (see [`TlsError::kind`]).
+    #[error("{0}")]
+    Tls(TlsError),
+}
+
+impl ConnectError {
+    /// The error for a failed connect: a TLS failure is told as one.
+    pub(crate) fn from_io(error: io::Error) -> Self {
+        match TlsError::take_from(error) {
+            Ok(tls) => Self::Tls(tls),
+            Err(error) => Self::Io(error),
+        }
+    }
 }
 
 /// Why a message handed to `send` came back in a

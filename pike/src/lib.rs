@@ -124,6 +124,8 @@ pub mod mode;
 mod reactor;
 pub mod stats;
 mod sync;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 
 pub use address::{Address, PeerAddr, UnixAddr};
@@ -131,8 +133,8 @@ pub use connector::{Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
     ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,
-    SendTimeoutError, SerializeError, StartError, StoppedError, TryRecvError, TrySendError,
-    UsageError,
+    SendTimeoutError, SerializeError, StartError, StoppedError, TlsError, TlsErrorKind, TryRecvError,
+    TrySendError, UsageError,
 };
 pub use event::{Connection, Event};
 pub use mode::{Delivery, DisconnectMode, ShutdownMode};

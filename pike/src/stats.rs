@@ -117,6 +117,8 @@ pub enum Ending {
     PeerUnresponsive,
     /// A converter failed or panicked.
     ConverterFailed,
+    /// TLS failed (the handshake, or a record the peer sent).
+    TlsFailed,
 }
 
 impl Ending {
@@ -133,12 +135,13 @@ impl Ending {
             | DisconnectReason::SerializerStalled
             | DisconnectReason::SerializerPanicked(_)
             | DisconnectReason::DeserializerPanicked(_) => Ending::ConverterFailed,
+            DisconnectReason::Tls(_) => Ending::TlsFailed,
         }
     }
 
     /// A short name, as in metrics labels: `local`, `connect_failed`,
     /// `peer_closed`, `socket_error`, `protocol_error`, `timeout`,
-    /// `peer_unresponsive`, `converter_failed`.
+    /// `peer_unresponsive`, `converter_failed`, `tls_failed`.
     pub fn name(self) -> &'static str {
         match self {
             Ending::Local => "local",
@@ -149,10 +152,11 @@ impl Ending {
             Ending::Timeout => "timeout",
             Ending::PeerUnresponsive => "peer_unresponsive",
             Ending::ConverterFailed => "converter_failed",
+            Ending::TlsFailed => "tls_failed",
         }
     }
 
-    const ALL: [Ending; 8] = [
+    const ALL: [Ending; 9] = [
         Ending::Local,
         Ending::ConnectFailed,
         Ending::PeerClosed,
@@ -161,12 +165,13 @@ impl Ending {
         Ending::Timeout,
         Ending::PeerUnresponsive,
         Ending::ConverterFailed,
+        Ending::TlsFailed,
     ];
 }
 
 /// Connections closed, by how they ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Closed([u64; 8]);
+pub struct Closed([u64; 9]);
 
 impl Closed {
     /// How many ended so.

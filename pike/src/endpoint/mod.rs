@@ -938,7 +938,7 @@ impl<C: Converter> Endpoint<C> {
                 self.peer_gone(DisconnectReason::from_socket_error(error))
             }
             State::Draining => self.state = State::Closed,
-            State::Connecting => self.connect_failed(ConnectError::Io(error)),
+            State::Connecting => self.connect_failed(ConnectError::from_io(error)),
             State::Closed => {}
         }
     }

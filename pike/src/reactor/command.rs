@@ -45,6 +45,8 @@ pub(crate) enum Command<M> {
         connection: Connection,
         target: Target,
         waiter: Option<Arc<ConnectWait>>,
+        /// TLS settings, if the connection is to use TLS.
+        tls: Option<crate::transport::ClientTls>,
     },
     Resolved {
         connection: Connection,

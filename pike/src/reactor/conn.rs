@@ -480,7 +480,19 @@ impl<C: Converter> Conn<C> {
         };
         let endpoint = &mut self.endpoint;
         let mut progress = false;
-        while self.writable && endpoint.wants_write() {
+        // The transport's own output first (TLS records, `close_notify`).
+        if self.writable && transport.has_pending_output() {
+            match transport.flush() {
+                Ok(()) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    endpoint.handle_error(e);
+                    return true;
+                }
+            }
+        }
+        while self.writable && endpoint.wants_write() && transport.ready_for_data() {
             let offered = endpoint.transmit().len();
             match transport.write(endpoint.transmit()) {
                 Ok(0) => {
@@ -504,6 +516,40 @@ impl<C: Converter> Conn<C> {
             }
         }
         progress
+    }
+
+    /// Drives the transport's handshake (TLS) while it is not ready for
+    /// data, once connected: an accepted connection handshakes before the
+    /// application takes it, so that a client's connect does not wait for
+    /// the application. Returns whether anything happened.
+    pub(crate) fn handshake(&mut self) -> bool {
+        let Some(transport) = &mut self.transport else {
+            return false;
+        };
+        if transport.ready_for_data()
+            || !(self.readable || self.writable)
+            || self.endpoint.state() == State::Connecting
+        {
+            return false;
+        }
+        match transport.handshake() {
+            Ok(true) => {
+                // It read and wrote until the socket said `WouldBlock`, or
+                // not: look again.
+                self.readable = true;
+                self.writable = true;
+                true
+            }
+            // It read until the socket said `WouldBlock`.
+            Ok(false) => {
+                self.readable = false;
+                false
+            }
+            Err(e) => {
+                self.endpoint.handle_error(e);
+                true
+            }
+        }
     }
 
     /// Bytes went to the transport just now: sends in the next
@@ -566,14 +612,24 @@ impl<C: Converter> Conn<C> {
         0
     }
 
-    /// Whether a connecting transport has connected: `None` while still in
-    /// progress.
-    pub(crate) fn connect_outcome(&self) -> Option<io::Result<()>> {
-        let transport = self.transport.as_ref()?;
+    /// Whether a connecting transport has connected (and done its
+    /// handshake, for TLS): `None` while still in progress.
+    pub(crate) fn connect_outcome(&mut self) -> Option<io::Result<()>> {
+        let transport = self.transport.as_mut()?;
         match transport.take_error() {
             Ok(Some(e)) | Err(e) => Some(Err(e)),
             Ok(None) => match transport.is_connected() {
-                Ok(true) => Some(Ok(())),
+                Ok(true) => match transport.handshake() {
+                    Ok(true) => {
+                        // The handshake read and wrote until the socket
+                        // said `WouldBlock`, or not: look again.
+                        self.readable = true;
+                        self.writable = true;
+                        Some(Ok(()))
+                    }
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                },
                 Ok(false) => None,
                 Err(e) => Some(Err(e)),
             },

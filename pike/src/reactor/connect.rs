@@ -27,7 +27,7 @@ use crate::endpoint::State;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::sync::lock;
-use crate::transport::{self, Peer};
+use crate::transport::{self, ClientTls, Peer};
 
 impl<C: Converter> Reactor<C> {
     pub(super) fn connect(
@@ -35,6 +35,7 @@ impl<C: Converter> Reactor<C> {
         id: Connection,
         target: Target,
         waiter: Option<Arc<ConnectWait>>,
+        tls: Option<ClientTls>,
     ) {
         // `Connector::connect` registered the connection before asking.
         let conn = match self.directory.get(id) {
@@ -48,6 +49,20 @@ impl<C: Converter> Reactor<C> {
         let mut entry = self.new_entry(conn, token, &target);
         entry.span().in_scope(|| tracing::debug!("connecting"));
         entry.waiter = waiter;
+        if let Some(tls) = tls {
+            // The certificate is checked against the host connected to.
+            let host = match &target {
+                Target::Name(name) => name.rsplit_once(':').map(|(host, _)| {
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned()
+                }),
+                _ => None,
+            };
+            let dialing = entry.dialing();
+            dialing.tls = Some(tls);
+            dialing.host = host;
+        }
         self.conns.insert(id, Box::new(entry));
         // Driven once: its events are passed on, its timeout entered.
         self.mark_ready(id);
@@ -122,7 +137,8 @@ impl<C: Converter> Reactor<C> {
         conn.read_closed = false;
         let dialing = entry.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
-            let attempt = transport::connect(&peer).and_then(|mut t| {
+            let tls = dialing.tls.as_ref();
+            let attempt = transport::connect(&peer, tls, dialing.host.as_deref()).and_then(|mut t| {
                 t.register(self.poll.registry(), entry.token)?;
                 Ok(t)
             });
@@ -139,7 +155,7 @@ impl<C: Converter> Reactor<C> {
             .last_error
             .take()
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
-        self.connect_failed(id, ConnectError::Io(error));
+        self.connect_failed(id, ConnectError::from_io(error));
     }
 
     /// A connecting transport became ready: did it connect?
@@ -167,7 +183,7 @@ impl<C: Converter> Reactor<C> {
             Some(Err(e)) => {
                 drop(conn);
                 if entry.dialing().addrs.is_empty() {
-                    self.connect_failed(id, ConnectError::Io(e));
+                    self.connect_failed(id, ConnectError::from_io(e));
                 } else {
                     entry.dialing().last_error = Some(e);
                     self.start_connect(id);

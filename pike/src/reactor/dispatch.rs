@@ -43,7 +43,8 @@ impl<C: Converter> Reactor<C> {
                 connection,
                 target,
                 waiter,
-            } => self.connect(connection, target, waiter),
+                tls,
+            } => self.connect(connection, target, waiter, tls),
             Command::Resolved { connection, result } => self.resolved(connection, result),
             Command::Send {
                 connection,

@@ -64,7 +64,7 @@ impl<C: Converter> Reactor<C> {
         let conn = &mut *guard;
         let mut reads = READ_BUDGET;
         let (due, input_bytes, closed) = loop {
-            let mut progress = false;
+            let mut progress = conn.handshake();
             conn.flush_pending = false;
             if conn.write_out() {
                 progress = true;

@@ -29,6 +29,7 @@ use super::conn::{Directory, Flush, Offer};
 use super::lead::{Lead, Start};
 use super::queues::{Envelope, Route};
 use super::{Config, Reactor};
+use crate::transport::ClientTls;
 use crate::address::Target;
 use crate::converter::Converter;
 use crate::error::{
@@ -141,6 +142,7 @@ impl<C: Converter> Handle<C> {
         target: Target,
         delivery: Delivery,
         waiter: Option<Arc<ConnectWait>>,
+        tls: Option<ClientTls>,
     ) -> Result<Connection, StoppedError> {
         let shared = &self.shared;
         let connection = shared.new_connection();
@@ -154,6 +156,7 @@ impl<C: Converter> Handle<C> {
             connection,
             target,
             waiter,
+            tls,
         };
         if shared.commands.push(command).is_err() {
             directory.remove(connection);
@@ -169,8 +172,9 @@ impl<C: Converter> Handle<C> {
         &self,
         target: Target,
         delivery: Delivery,
+        tls: Option<ClientTls>,
     ) -> Result<Connection, StoppedError> {
-        self.open(target, delivery, None)
+        self.open(target, delivery, None, tls)
     }
 
     /// Connects, waiting until `deadline`; no `FinishConnect` event. On
@@ -181,9 +185,10 @@ impl<C: Converter> Handle<C> {
         target: Target,
         delivery: Delivery,
         deadline: Instant,
+        tls: Option<ClientTls>,
     ) -> Result<(Connection, Result<HeldEvents<'_, C>, ConnectError>), StoppedError> {
         let waiter = Arc::new(ConnectWait::default());
-        let connection = self.open(target, delivery, Some(waiter.clone()))?;
+        let connection = self.open(target, delivery, Some(waiter.clone()), tls)?;
         let outcome = match waiter.wait(deadline) {
             Some(Ok(())) => Ok(HeldEvents {
                 handle: self,

@@ -126,6 +126,10 @@ pub(crate) struct Config {
 struct Dialing {
     addrs: VecDeque<Peer>,
     last_error: Option<io::Error>,
+    /// TLS settings, and the host name its certificate is checked against
+    /// (`None`: the address's IP).
+    tls: Option<crate::transport::ClientTls>,
+    host: Option<String>,
 }
 
 /// One connection as the loop sees it: its slot, shared with senders, and

@@ -194,5 +194,6 @@ fn copy_connect_error(error: &ConnectError) -> ConnectError {
         ConnectError::Io(e) => ConnectError::Io(copy(e)),
         ConnectError::Cancelled => ConnectError::Cancelled,
         ConnectError::TimedOut => ConnectError::TimedOut,
+        ConnectError::Tls(e) => ConnectError::Tls(e.clone()),
     }
 }

@@ -74,10 +74,11 @@ impl<C: Converter> Reactor<C> {
                     connection,
                     target,
                     waiter,
+                    tls,
                 } => {
                     // Shutting down: this cancels it, handing back anything
                     // sent to it meanwhile.
-                    self.connect(connection, target, waiter);
+                    self.connect(connection, target, waiter, tls);
                     self.close(connection);
                 }
                 Command::Merge { connection, done } => {

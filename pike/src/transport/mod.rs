@@ -4,7 +4,8 @@
 //! [`Endpoint`](crate::endpoint::Endpoint) decides what to write, what to
 //! read and when to close. Each transport is one file implementing
 //! [`Transport`] for its connections and [`Listener`] for accepting them:
-//! [`tcp`] and [`unix`] (Unix domain sockets). The network loop and the
+//! [`tcp`], [`unix`] (Unix domain sockets) and `tls` (TLS over either,
+//! feature `tls`). The network loop and the
 //! senders see only `Box<dyn Transport>`; the dynamic call is nothing
 //! beside the system call behind it.
 //!
@@ -14,11 +15,17 @@
 //!   reading and writing, edge-triggered.
 //! * `read` returning `Ok(0)` means the peer's end of stream; `WouldBlock`
 //!   means no data now (a new readiness event follows when there is).
+//! * A transport with output of its own (TLS records, `close_notify`)
+//!   says so ([`Transport::has_pending_output`]) and is flushed whenever
+//!   the socket is writable; one with a handshake takes application bytes
+//!   only once it is done ([`Transport::ready_for_data`]).
 //! * A transport is owned by its connection's slot
 //!   ([`reactor::conn`](crate::reactor::conn)) and used only under its
 //!   lock.
 
 pub(crate) mod tcp;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 #[cfg(unix)]
 pub(crate) mod unix;
 
@@ -48,7 +55,31 @@ pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// Applies the connector's socket options (for TCP: no-delay,
     /// keepalive, user timeout); called once connected.
     fn configure(&self, _options: &SocketOptions) {}
+    /// Once connected, drives a handshake of the transport's own (TLS
+    /// client): `Ok(true)` when it is done, `Ok(false)` while it waits for
+    /// the socket.
+    fn handshake(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+    /// Whether it takes application bytes yet (not during a handshake).
+    fn ready_for_data(&self) -> bool {
+        true
+    }
+    /// Whether it holds output of its own for the socket, sent by `flush`.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
 }
+
+/// TLS settings of an outgoing connection; without the `tls` feature
+/// there are none (the type is empty).
+#[cfg(feature = "tls")]
+pub(crate) type ClientTls = crate::tls::ClientTls;
+/// TLS settings of an outgoing connection; without the `tls` feature
+/// there are none (the type is empty).
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum ClientTls {}
 
 /// A socket that accepts connections.
 pub(crate) trait Listener: Send + fmt::Debug {
@@ -67,8 +98,36 @@ pub(crate) enum Peer {
     Unix(UnixAddr),
 }
 
-/// Starts connecting to `peer`, without blocking.
-pub(crate) fn connect(peer: &Peer) -> io::Result<Box<dyn Transport>> {
+/// Starts connecting to `peer`, without blocking, with TLS if `tls` is
+/// given (checking the server's certificate against `host`, or else the
+/// peer's IP address).
+pub(crate) fn connect(
+    peer: &Peer,
+    tls: Option<&ClientTls>,
+    host: Option<&str>,
+) -> io::Result<Box<dyn Transport>> {
+    let transport = plain_connect(peer)?;
+    let Some(tls) = tls else {
+        return Ok(transport);
+    };
+    #[cfg(feature = "tls")]
+    {
+        use rustls::pki_types::ServerName;
+        let name = match (host, peer) {
+            (Some(host), _) => ServerName::try_from(host.to_owned()).ok(),
+            (None, Peer::Inet(addr)) => Some(ServerName::IpAddress(addr.ip().into())),
+            (None, Peer::Unix(_)) => None,
+        };
+        tls::client(transport, tls, name)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = host;
+        match *tls {}
+    }
+}
+
+fn plain_connect(peer: &Peer) -> io::Result<Box<dyn Transport>> {
     match peer {
         Peer::Inet(addr) => tcp::connect(*addr),
         #[cfg(unix)]

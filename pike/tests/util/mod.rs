@@ -13,6 +13,11 @@ use pike::converters::StringConverter;
 use pike::error::SerializeError;
 use pike::{Address, Connection, Connector, Delivery, Event, UnixAddr};
 
+#[cfg(feature = "tls")]
+pub mod pki;
+#[cfg(feature = "tls")]
+pub use pki::*;
+
 /// The longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,323 @@
+//! TLS over any other transport, with rustls's buffered connection API
+//! driven from the network loop (as rustls's own mio examples do):
+//! `read_tls` → `process_new_packets` → plaintext, `write_tls` while it
+//! has records to send.
+//!
+//! # Invariants
+//!
+//! * `read` returns `WouldBlock` only when the socket did, and only after
+//!   every decrypted byte was handed out: a short read means the socket
+//!   is drained, as the loop's readiness rule assumes.
+//! * `write` takes new bytes only when every record written before has
+//!   gone to the socket, at most [`CHUNK`] at a time, and counts bytes as
+//!   written only once their records have gone to the socket. Bytes that
+//!   are encrypted but still queued are *pending*: `write` reports them on
+//!   the call after their records went out, checking that the caller
+//!   offers the same bytes again (the stream cannot change under TLS).
+//! * A failure of TLS comes out as an `io::Error` carrying a
+//!   [`TlsError`], which the endpoint turns into `ConnectError::Tls` or
+//!   `DisconnectReason::Tls`; the alert rustls queued for the peer is sent
+//!   first if the socket takes it.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use mio::{Registry, Token};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, CertificateError, ClientConnection, Connection, ServerConnection};
+
+use super::{Listener, SocketOptions, Transport};
+use crate::address::PeerAddr;
+use crate::error::{TlsError, TlsErrorKind};
+use crate::tls::{ClientTls, ServerTls};
+
+/// The most plaintext taken into the TLS layer at a time: one record.
+const CHUNK: usize = 16 * 1024;
+
+/// A TLS connection over `inner`.
+pub(crate) struct Tls {
+    inner: Box<dyn Transport>,
+    tls: Connection,
+    /// Bytes encrypted whose records have not all gone to the socket yet,
+    /// and a copy of them (see the module's invariants).
+    pending: usize,
+    saved: Vec<u8>,
+    /// `close_notify` is queued: shut the socket's write side once it
+    /// has gone out.
+    closing: bool,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("inner", &self.inner)
+            .field("handshaking", &self.tls.is_handshaking())
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client side of TLS over `inner`, checking the server's certificate
+/// against `name` (the settings' own name first).
+pub(crate) fn client(
+    inner: Box<dyn Transport>,
+    settings: &ClientTls,
+    name: Option<ServerName<'static>>,
+) -> io::Result<Box<dyn Transport>> {
+    let name = settings.server_name().cloned().or(name).ok_or_else(|| {
+        TlsError::new(
+            TlsErrorKind::Other,
+            "no server name to verify the certificate against (set ClientTls::with_server_name)",
+        )
+        .into_io()
+    })?;
+    let tls = ClientConnection::new(settings.config().clone(), name).map_err(to_io)?;
+    Ok(Box::new(Tls::new(inner, tls.into())))
+}
+
+/// The server side of TLS over `inner`.
+pub(crate) fn server(
+    inner: Box<dyn Transport>,
+    settings: &ServerTls,
+) -> io::Result<Box<dyn Transport>> {
+    let tls = ServerConnection::new(settings.config().clone()).map_err(to_io)?;
+    Ok(Box::new(Tls::new(inner, tls.into())))
+}
+
+/// A listener whose connections speak TLS.
+#[derive(Debug)]
+pub(crate) struct TlsListener {
+    pub(crate) inner: Box<dyn Listener>,
+    pub(crate) settings: ServerTls,
+}
+
+impl Listener for TlsListener {
+    fn accept(&mut self) -> io::Result<(Box<dyn Transport>, PeerAddr)> {
+        let (transport, peer) = self.inner.accept()?;
+        Ok((server(transport, &self.settings)?, peer))
+    }
+
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.inner.register(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.inner.deregister(registry)
+    }
+}
+
+impl Tls {
+    fn new(inner: Box<dyn Transport>, tls: Connection) -> Self {
+        Self {
+            inner,
+            tls,
+            pending: 0,
+            saved: Vec::new(),
+            closing: false,
+        }
+    }
+
+    /// Sends the records rustls has queued; `WouldBlock` if the socket
+    /// did not take them all. Shuts the write side down once
+    /// `close_notify` went out.
+    fn send_records(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.inner) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.closing {
+            self.closing = false;
+            self.inner.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    /// Decrypts what `read_tls` took in; on a failure, sends the alert
+    /// rustls queued (if the socket takes it) and reports the failure.
+    fn process(&mut self) -> io::Result<()> {
+        match self.tls.process_new_packets() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = self.send_records();
+                Err(to_io(e))
+            }
+        }
+    }
+
+    /// Takes in what the socket has: `Ok(false)` at its end of stream.
+    fn take_in(&mut self) -> io::Result<bool> {
+        loop {
+            match self.tls.read_tls(&mut self.inner) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    self.process()?;
+                    // Handshake replies, key updates: out now if they fit.
+                    match self.send_records() {
+                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                        _ => return Ok(true),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Read for Tls {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed the socket without `close_notify`: the
+                // end of its stream all the same (a message cut short is
+                // still caught by the framing).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if !self.take_in()? {
+                // End of the socket's stream, and during a handshake: a
+                // peer that is not a TLS peer, or that refused us silently.
+                if self.tls.is_handshaking() {
+                    return Err(closed_in_handshake());
+                }
+                // Otherwise the reader now says how the stream ended.
+            }
+        }
+    }
+}
+
+impl Write for Tls {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Records written before go first.
+        self.send_records()?;
+        let mut done = 0;
+        if self.pending > 0 {
+            // Their records are out now: they count as written, if the
+            // caller still offers the same bytes.
+            if buf.get(..self.pending) != Some(&self.saved[..self.pending]) {
+                return Err(io::Error::other(
+                    "bytes already encrypted were changed before they were written",
+                ));
+            }
+            done = std::mem::take(&mut self.pending);
+        }
+        while done < buf.len() {
+            let chunk = &buf[done..buf.len().min(done + CHUNK)];
+            let taken = self.tls.writer().write(chunk)?;
+            if taken == 0 {
+                break;
+            }
+            match self.send_records() {
+                Ok(()) => done += taken,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.pending = taken;
+                    self.saved.clear();
+                    self.saved.extend_from_slice(&chunk[..taken]);
+                    return if done > 0 { Ok(done) } else { Err(e) };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_records()
+    }
+}
+
+impl Transport for Tls {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.inner.register(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.inner.deregister(registry)
+    }
+
+    /// Queues `close_notify` after everything written; the socket's write
+    /// side is shut once it has gone out (now, or by a later `flush`).
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tls.send_close_notify();
+        self.closing = true;
+        self.send_records()
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+
+    fn is_connected(&self) -> io::Result<bool> {
+        self.inner.is_connected()
+    }
+
+    fn configure(&self, options: &SocketOptions) {
+        self.inner.configure(options);
+    }
+
+    fn handshake(&mut self) -> io::Result<bool> {
+        loop {
+            match self.send_records() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+            if !self.tls.is_handshaking() {
+                return Ok(true);
+            }
+            match self.take_in() {
+                Ok(true) => {}
+                Ok(false) => return Err(closed_in_handshake()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn ready_for_data(&self) -> bool {
+        !self.tls.is_handshaking()
+    }
+
+    fn has_pending_output(&self) -> bool {
+        self.tls.wants_write() || self.closing
+    }
+}
+
+fn closed_in_handshake() -> io::Error {
+    TlsError::new(
+        TlsErrorKind::ProtocolMismatch,
+        "the peer closed the connection during the handshake (not a TLS peer, or it refused us)",
+    )
+    .into_io()
+}
+
+/// A rustls error as the transport reports it.
+fn to_io(error: rustls::Error) -> io::Error {
+    use rustls::Error as E;
+    use TlsErrorKind as K;
+    let kind = match &error {
+        E::InvalidCertificate(c) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                K::NameMismatch
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => K::CertificateExpired,
+            _ => K::UntrustedCertificate,
+        },
+        E::NoCertificatesPresented => K::NoClientCertificate,
+        E::AlertReceived(AlertDescription::CertificateRequired) => K::NoClientCertificate,
+        E::AlertReceived(_) => K::RefusedByPeer,
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::PeerIncompatible(_) => {
+            K::ProtocolMismatch
+        }
+        _ => K::Other,
+    };
+    TlsError::new(kind, error.to_string()).into_io()
+}

@@ -1,0 +1,289 @@
+//! TLS (feature `tls`): handshakes both ways, mutual TLS, each failure
+//! with its reason, plaintext peers, byte-exact disconnects with
+//! `close_notify`, and a peer that is not Pike (rustls on its own, and
+//! Python's `ssl` module).
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use pike::converters::StringConverter;
+use pike::{
+    ConnectError, Connector, Delivery, DisconnectMode, DisconnectReason, Event, TlsErrorKind,
+};
+use util::*;
+
+/// A spawned connector listening with the test server certificate.
+fn tls_listening(net: Net) -> Connector<StringConverter> {
+    Connector::builder(StringConverter::new())
+        .listen_tls(net.address(), pki().server())
+        .spawn()
+        .unwrap()
+}
+
+/// Accepts the next connection and returns its first event after that,
+/// skipping nothing.
+fn accepted_then(c: &Connector<StringConverter>) -> Event<String> {
+    let _ = accept(c, Delivery::Merged);
+    next(c)
+}
+
+over_transports! {
+    fn messages_go_both_ways_over_tls(net: Net) {
+        let server = tls_listening(net);
+        let client = util::client(StringConverter::new());
+        let addr = server.listen_address().unwrap();
+        let (conn, result) = client
+            .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
+            .unwrap();
+        result.expect("handshake");
+        client.send(&conn, "hello".to_owned()).unwrap();
+        let at_server = accept(&server, Delivery::Merged);
+        match next(&server) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "hello"),
+            other => panic!("{other:?}"),
+        }
+        server.send(&at_server, "and back".to_owned()).unwrap();
+        match next(&client) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "and back"),
+            other => panic!("{other:?}"),
+        }
+        // A local FinishQueue disconnect reaches the peer as its end.
+        client.disconnect(&conn, DisconnectMode::FinishQueue);
+        assert!(matches!(next(&client), Event::FinishDisconnect(f) if f.queued.is_empty()));
+        match next(&server) {
+            Event::RemoteDisconnect(r) => {
+                assert!(matches!(r.reason, DisconnectReason::PeerClosed), "{:?}", r.reason)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_host() {
+    let server = tls_listening(Net::Tcp);
+    let client = util::client(StringConverter::new());
+    let port = server.local_addr().unwrap().port();
+    // No server name set: "localhost" of the address is checked.
+    let tls = pike::tls::ClientTls::from_ca_file(&pki().ca).unwrap();
+    let conn = client
+        .connect_tls(format!("localhost:{port}"), Delivery::Merged, &tls)
+        .unwrap();
+    client.send(&conn, "queued before the handshake".to_owned()).unwrap();
+    match next(&client) {
+        Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
+        other => panic!("{other:?}"),
+    }
+    let _ = accept(&server, Delivery::Merged);
+    match next(&server) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "queued before the handshake"),
+        other => panic!("{other:?}"),
+    }
+    // An IP address is checked as one (the certificate names 127.0.0.1).
+    let (_, result) = client
+        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &tls)
+        .unwrap();
+    result.expect("the certificate is valid for 127.0.0.1");
+}
+
+fn tls_kind(e: &ConnectError) -> TlsErrorKind {
+    match e {
+        ConnectError::Tls(t) => t.kind(),
+        other => panic!("not a TLS failure: {other:?}"),
+    }
+}
+
+fn reason_kind(r: &DisconnectReason) -> TlsErrorKind {
+    match r {
+        DisconnectReason::Tls(t) => t.kind(),
+        other => panic!("not a TLS failure: {other:?}"),
+    }
+}
+
+#[test]
+fn an_untrusted_certificate_fails_the_connect_and_the_server_hears_why() {
+    let p = pki();
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls(
+            "127.0.0.1:0",
+            pike::tls::ServerTls::from_pem_files(&p.rogue_cert, &p.rogue_key).unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let client = util::client(StringConverter::new());
+    let (_, result) = client
+        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &p.client())
+        .unwrap();
+    let e = result.expect_err("an untrusted certificate");
+    assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(reason_kind(&r.reason), TlsErrorKind::RefusedByPeer, "{}", r.reason)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_name_mismatch_fails_the_connect() {
+    let server = tls_listening(Net::Tcp);
+    let client = util::client(StringConverter::new());
+    let tls = pike::tls::ClientTls::from_ca_file(&pki().ca)
+        .unwrap()
+        .with_server_name("elsewhere.example")
+        .unwrap();
+    let (_, result) = client
+        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &tls)
+        .unwrap();
+    let e = result.expect_err("the certificate is not for elsewhere.example");
+    assert_eq!(tls_kind(&e), TlsErrorKind::NameMismatch, "{e}");
+}
+
+#[test]
+fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server_mutual())
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = util::client(StringConverter::new());
+    // With a certificate: messages go through.
+    let (conn, result) = client
+        .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client_with_cert())
+        .unwrap();
+    result.expect("mutual handshake");
+    client.send(&conn, "signed".to_owned()).unwrap();
+    let _ = accept(&server, Delivery::Merged);
+    match next(&server) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "signed"),
+        other => panic!("{other:?}"),
+    }
+    // Without one: the server refuses it. TLS 1.3 finishes the client's
+    // side of the handshake first, so the client learns it as the end of
+    // the connection, with the server's alert.
+    let (conn, result) = client
+        .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
+        .unwrap();
+    let refused = |r: &DisconnectReason| reason_kind(r) == TlsErrorKind::NoClientCertificate;
+    match result {
+        Err(e) => assert_eq!(tls_kind(&e), TlsErrorKind::NoClientCertificate, "{e}"),
+        Ok(()) => match next(&client) {
+            Event::RemoteDisconnect(r) => assert!(refused(&r.reason), "{}", r.reason),
+            other => panic!("{other:?}"),
+        },
+    }
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => assert!(refused(&r.reason), "{}", r.reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+over_transports! {
+    fn a_plaintext_peer_is_refused_by_a_tls_listener(net: Net) {
+        let server = tls_listening(net);
+        let mut peer = raw_connect_to(&server);
+        write_all(&mut peer, &wire(&["hello"]));
+        match accepted_then(&server) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(reason_kind(&r.reason), TlsErrorKind::ProtocolMismatch, "{}", r.reason);
+                assert!(r.incomplete.is_none() && r.queued.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_tls_client_is_refused_by_a_plaintext_listener() {
+    let server = listening(StringConverter::new());
+    let client = util::client(StringConverter::new());
+    client
+        .connect_tls(server.local_addr().unwrap(), Delivery::Merged, &pki().client())
+        .unwrap();
+    // The server takes the connection and reads a TLS hello as a length:
+    // a protocol error closes it, and the client's handshake fails.
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => {
+            assert!(matches!(r.reason, DisconnectReason::Protocol(_)), "{}", r.reason)
+        }
+        other => panic!("{other:?}"),
+    }
+    match next(&client) {
+        Event::FinishConnect(f) => {
+            let e = f.error.expect("not a TLS server");
+            assert_eq!(tls_kind(&e), TlsErrorKind::ProtocolMismatch, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_connector_listens_with_tls_and_connects_without() {
+    let server = tls_listening(Net::Tcp);
+    let plain = listening(StringConverter::new());
+    // The TLS listener's connector opens a plaintext connection.
+    let (conn, result) = server
+        .connect_waiting(plain.local_addr().unwrap(), Delivery::Merged, WAIT)
+        .unwrap();
+    result.unwrap();
+    server.send(&conn, "in the clear".to_owned()).unwrap();
+    let _ = accept(&plain, Delivery::Merged);
+    match next(&plain) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "in the clear"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn finish_queue_sends_every_byte_then_close_notify_to_a_rustls_peer() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (tcp, _) = l.accept().unwrap();
+        let mut peer = raw_tls_accept(tcp);
+        let mut got = Vec::new();
+        // `read_to_end` ends cleanly only at `close_notify`; a bare EOF is
+        // an `UnexpectedEof` error.
+        peer.read_to_end(&mut got).map(|_| got)
+    });
+    let client = util::client(StringConverter::new());
+    let conn = client
+        .connect_tls(addr, Delivery::Merged, &pki().client())
+        .unwrap();
+    match next(&client) {
+        Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
+        other => panic!("{other:?}"),
+    }
+    let messages: Vec<String> = (0..2_000).map(|i| format!("{i}:{}", "x".repeat(i % 300))).collect();
+    for m in &messages {
+        client.send(&conn, m.clone()).unwrap();
+    }
+    client.disconnect(&conn, DisconnectMode::FinishQueue);
+    let got = peer.join().unwrap().expect("every byte, then close_notify");
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    assert_eq!(got, wire(&refs));
+    assert!(matches!(next(&client), Event::FinishDisconnect(f) if f.queued.is_empty()));
+}
+
+#[test]
+fn a_rustls_client_speaks_the_string_wire_format_with_a_pike_server() {
+    let server = tls_listening(Net::Tcp);
+    let mut peer = raw_tls_connect(server.local_addr().unwrap());
+    peer.write_all(&wire(&["from rustls", "twice"])).unwrap();
+    let conn = accept(&server, Delivery::Merged);
+    for expected in ["from rustls", "twice"] {
+        match next(&server) {
+            Event::MessageReceived(m) => assert_eq!(m.message, expected),
+            other => panic!("{other:?}"),
+        }
+    }
+    server.send(&conn, "from pike".to_owned()).unwrap();
+    server.disconnect(&conn, DisconnectMode::FinishQueue);
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).expect("bytes, then close_notify");
+    assert_eq!(got, wire(&["from pike"]));
+}
