@@ -19,6 +19,7 @@ use pike::converters::{
     BoolConverter, BytesConverter, DEFAULT_MAX_MESSAGE_SIZE, FileConverter, FloatConverter,
     IntConverter, StringConverter,
 };
+use pike::tls::{ClientTls, ServerTls};
 use pike::{
     Connection, Connector, ConnectorBuilder, Delivery, DisconnectMode, Event, ShutdownMode,
 };
@@ -82,6 +83,88 @@ impl Limits {
     }
 }
 
+/// TLS of a listening command.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct ServerTlsArgs {
+    /// Serve TLS with this certificate chain (PEM, leaf first; needs
+    /// --tls-key).
+    #[arg(long, value_name = "CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by this CA
+    /// (PEM): mutual TLS.
+    #[arg(long, value_name = "CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// The TLS settings asked for, if any (a one-line error naming the
+    /// file otherwise).
+    fn settings(&self) -> Result<Option<ServerTls>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let mut tls = ServerTls::from_pem_files(cert, key).map_err(|e| e.to_string())?;
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.with_client_ca_file(ca).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(tls))
+    }
+
+    /// Listens on `addr`, with TLS if asked.
+    fn listen<C: Converter>(
+        &self,
+        b: ConnectorBuilder<C>,
+        addr: &str,
+    ) -> Result<ConnectorBuilder<C>, String> {
+        Ok(match self.settings()? {
+            Some(tls) => b.listen_tls(addr, tls),
+            None => b.listen(addr),
+        })
+    }
+}
+
+/// TLS of a connecting command.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct ClientTlsArgs {
+    /// Connect with TLS, trusting the certificate authorities of this PEM
+    /// file.
+    #[arg(long, value_name = "CA")]
+    tls_ca: Option<PathBuf>,
+    /// Present this client certificate (PEM; needs --tls-key and
+    /// --tls-ca), for servers that require one.
+    #[arg(long, value_name = "CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Check the server's certificate against NAME rather than the host
+    /// connected to (needed over a Unix socket).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl ClientTlsArgs {
+    /// The TLS settings asked for, if any.
+    fn settings(&self) -> Result<Option<ClientTls>, String> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let mut tls = ClientTls::from_ca_file(ca).map_err(|e| e.to_string())?;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls
+                .with_client_cert_files(cert, key)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(name) = &self.tls_server_name {
+            tls = tls.with_server_name(name).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(tls))
+    }
+}
+
 /// `30s`, `500ms`, `5m`, `1h`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -124,6 +207,8 @@ enum Command {
         stats: bool,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
     },
     /// Connect to ADDR: send every stdin line, print every message received.
     /// Ends at the end of stdin (after sending everything) or when the peer
@@ -135,6 +220,8 @@ enum Command {
         /// Wire format of the messages.
         #[arg(long, value_enum, default_value_t = Format::String)]
         converter: Format,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// Send files to a `pike recv-files` peer at ADDR.
     SendFile {
@@ -143,6 +230,8 @@ enum Command {
         /// Files to send.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// Listen on ADDR and save received files into DIR; print each saved
     /// path. On Ctrl-C or SIGTERM, transfers under way are cut off and
@@ -158,6 +247,8 @@ enum Command {
         count: Option<usize>,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
     },
     /// Benchmark Pike over loopback in this process and print a table.
     Bench {
@@ -189,23 +280,30 @@ fn main() -> ExitCode {
             quiet_ids,
             stats,
             limits,
+            tls,
         } => with_format(
             converter,
             &Mode::Listen {
                 quiet_ids,
                 stats,
                 limits,
+                tls,
             },
             &addr,
         ),
-        Command::Connect { addr, converter } => with_format(converter, &Mode::Connect, &addr),
-        Command::SendFile { addr, files } => send_files(&addr, &files),
+        Command::Connect {
+            addr,
+            converter,
+            tls,
+        } => with_format(converter, &Mode::Connect { tls }, &addr),
+        Command::SendFile { addr, files, tls } => send_files(&addr, &files, &tls),
         Command::RecvFiles {
             addr,
             dir,
             count,
             limits,
-        } => recv_files(&addr, &dir, count, &limits),
+            tls,
+        } => recv_files(&addr, &dir, count, &limits, &tls),
         Command::Bench { quick, connections } => bench::run(quick, connections),
     };
     match result {
@@ -223,8 +321,11 @@ enum Mode {
         quiet_ids: bool,
         stats: bool,
         limits: Limits,
+        tls: ServerTlsArgs,
     },
-    Connect,
+    Connect {
+        tls: ClientTlsArgs,
+    },
 }
 
 fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
@@ -237,13 +338,14 @@ fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
                 quiet_ids,
                 stats,
                 limits,
-            } => listen(converter, addr, *quiet_ids, *stats, limits),
-            Mode::Connect => connect(converter, addr),
+                tls,
+            } => listen(converter, addr, *quiet_ids, *stats, limits, tls),
+            Mode::Connect { tls } => connect(converter, addr, tls),
         }
     }
     let size = match mode {
         Mode::Listen { limits, .. } => limits.message_size(),
-        Mode::Connect => DEFAULT_MAX_MESSAGE_SIZE,
+        Mode::Connect { .. } => DEFAULT_MAX_MESSAGE_SIZE,
     };
     match format {
         Format::String => go(
@@ -300,12 +402,13 @@ fn listen<C: Converter>(
     quiet_ids: bool,
     stats: bool,
     limits: &Limits,
+    tls: &ServerTlsArgs,
 ) -> Result<(), String>
 where
     C::Message: LineMessage + std::fmt::Debug,
 {
     let c = limits
-        .apply(Connector::builder(converter).listen(addr))
+        .apply(tls.listen(Connector::builder(converter), addr)?)
         .spawn()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     eprintln!("listening on {}", c.listen_address().expect("listening"));
@@ -361,10 +464,13 @@ where
 fn connect_to<C: Converter>(
     converter: C,
     addr: &str,
+    tls: &ClientTlsArgs,
 ) -> Result<(Connector<C>, Connection), String> {
-    let c = Connector::builder(converter)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut builder = Connector::builder(converter);
+    if let Some(tls) = tls.settings()? {
+        builder = builder.tls_connect(tls);
+    }
+    let c = builder.spawn().map_err(|e| format!("cannot start: {e}"))?;
     let (conn, result) = c
         .connect_waiting(addr, Delivery::Merged, CONNECT_TIMEOUT)
         .map_err(|e| e.to_string())?;
@@ -372,11 +478,11 @@ fn connect_to<C: Converter>(
     Ok((c, conn))
 }
 
-fn connect<C: Converter>(converter: C, addr: &str) -> Result<(), String>
+fn connect<C: Converter>(converter: C, addr: &str, tls: &ClientTlsArgs) -> Result<(), String>
 where
     C::Message: LineMessage + std::fmt::Debug,
 {
-    let (c, conn) = connect_to(converter, addr)?;
+    let (c, conn) = connect_to(converter, addr, tls)?;
     eprintln!("connected to {addr}");
     {
         let (c, c2) = (c.clone(), c.clone());
@@ -422,7 +528,7 @@ fn progress(total: Option<u64>) -> ProgressBar {
     }
 }
 
-fn send_files(addr: &str, files: &[PathBuf]) -> Result<(), String> {
+fn send_files(addr: &str, files: &[PathBuf], tls: &ClientTlsArgs) -> Result<(), String> {
     let mut total = 0;
     for f in files {
         let meta = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
@@ -433,7 +539,7 @@ fn send_files(addr: &str, files: &[PathBuf]) -> Result<(), String> {
     }
     let converter = Counting::new(FileConverter::new("."));
     let sent = converter.sent.clone();
-    let (c, conn) = connect_to(converter, addr)?;
+    let (c, conn) = connect_to(converter, addr, tls)?;
     for f in files {
         c.send(&conn, f.clone()).map_err(|e| e.to_string())?;
     }
@@ -476,6 +582,7 @@ fn recv_files(
     dir: &std::path::Path,
     count: Option<usize>,
     limits: &Limits,
+    tls: &ServerTlsArgs,
 ) -> Result<(), String> {
     let mut files = FileConverter::new(dir);
     if let Some(n) = limits.max_message_size {
@@ -485,7 +592,7 @@ fn recv_files(
     let received = converter.received.clone();
     // Bound first: a command that cannot listen leaves nothing behind.
     let c = limits
-        .apply(Connector::builder(converter).listen(addr))
+        .apply(tls.listen(Connector::builder(converter), addr)?)
         .build()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

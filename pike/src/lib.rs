@@ -133,8 +133,8 @@ pub use connector::{Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
     ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,
-    SendTimeoutError, SerializeError, StartError, StoppedError, TlsError, TlsErrorKind, TryRecvError,
-    TrySendError, UsageError,
+    SendTimeoutError, SerializeError, StartError, StoppedError, TlsError, TlsErrorKind,
+    TryRecvError, TrySendError, UsageError,
 };
 pub use event::{Connection, Event};
 pub use mode::{Delivery, DisconnectMode, ShutdownMode};

@@ -93,9 +93,17 @@ pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>
     let pem = read_file(path, "certificate file")?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsConfigError(format!("{}: not a PEM certificate file: {e}", path.display())))?;
+        .map_err(|e| {
+            TlsConfigError(format!(
+                "{}: not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(TlsConfigError(format!("{}: no certificate in it", path.display())));
+        return Err(TlsConfigError(format!(
+            "{}: no certificate in it",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -114,7 +122,10 @@ pub fn load_roots(path: impl AsRef<Path>) -> Result<RootCertStore, TlsConfigErro
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|e| {
-            TlsConfigError(format!("{}: not a usable CA certificate: {e}", path.display()))
+            TlsConfigError(format!(
+                "{}: not a usable CA certificate: {e}",
+                path.display()
+            ))
         })?;
     }
     Ok(roots)
@@ -169,6 +180,12 @@ impl ServerParts {
             .with_single_cert(self.certs.clone(), self.key.clone_key())
             .map_err(|e| TlsConfigError(format!("certificate and key: {e}")))?;
         config.alpn_protocols = self.alpn.clone();
+        // No TLS 1.3 session tickets: they arrive after the handshake, and
+        // a client that only sends and then closes leaves them unread, so
+        // its socket resets the connection, which can destroy the last
+        // messages it sent before the server read them. (Resumption is
+        // open through `from_config`.)
+        config.send_tls13_tickets = 0;
         Ok(ServerTls {
             config: Arc::new(config),
             parts: Some(Arc::new(self)),

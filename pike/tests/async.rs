@@ -15,7 +15,7 @@ use util::*;
 over_transports! {
     fn events_stream_on_the_futures_executor(net: Net) {
         let server = listening_on(net, StringConverter::new());
-        let client = client(StringConverter::new());
+        let client = client_on(net, StringConverter::new());
         let conn = client
             .connect(server.listen_address().unwrap(), Delivery::Merged)
             .unwrap();

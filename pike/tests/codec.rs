@@ -113,7 +113,7 @@ fn input_past_the_limit_is_a_protocol_error() {
 over_transports! {
     fn a_frame_that_cannot_be_encoded_comes_back_and_the_connection_goes_on(net: Net) {
         let server = listening_on(net, CodecConverter::new(Frames));
-        let client = self::client(CodecConverter::new(Frames));
+        let client = client_on(net, CodecConverter::new(Frames));
         let conn = client
             .connect(server.listen_address().unwrap(), Delivery::Merged)
             .unwrap();

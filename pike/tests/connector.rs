@@ -56,7 +56,7 @@ over_transports! {
 
 over_transports! {
     fn connect_to_nothing_fails(net: Net) {
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(net.dead_address(), Delivery::Merged).unwrap();
         c.send(&conn, s("lost?")).unwrap();
         match next(&c) {
@@ -88,7 +88,7 @@ over_transports! {
 over_transports! {
     fn connect_then_disconnect(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
         let mut peer = l.accept();
         assert_eq!(connected(&c), conn);
@@ -107,7 +107,7 @@ over_transports! {
 over_transports! {
     fn connect_waiting_succeeds(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let (conn, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
         result.unwrap();
         let mut peer = l.accept();
@@ -146,7 +146,7 @@ over_transports! {
 
 over_transports! {
     fn connect_waiting_fails(net: Net) {
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let (_, result) = c
             .connect_waiting(net.dead_address(), Delivery::Merged, WAIT)
             .unwrap();
@@ -195,7 +195,7 @@ fn connect_waiting_times_out() {
 over_transports! {
     fn connect_waiting_runs_the_callback_before_any_event(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let peer_thread = std::thread::spawn(move || {
             let mut peer = l.accept();
             write_all(&mut peer, &wire(&["early"]));
@@ -256,7 +256,7 @@ over_transports! {
 over_transports! {
     fn three_strings_sent_then_disconnect(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
         // Sent while connecting: written once connected.
         for m in ["plango", "", "hi mom!"] {
@@ -286,7 +286,7 @@ fn paused_mid_message(
 ) {
     let (l, addr) = raw_listener_on(net);
     let (converter, wakers) = Pausing::new();
-    let c = client(converter);
+    let c = client_on(net, converter);
     let conn = c.connect(&addr, Delivery::Merged).unwrap();
     let mut peer = l.accept();
     assert_eq!(connected(&c), conn);
@@ -428,7 +428,7 @@ over_transports! {
 over_transports! {
     fn a_separate_outgoing_connection(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(&addr, Delivery::Separate).unwrap();
         let mut peer = l.accept();
         assert!(matches!(next_of(&c, &conn), Event::FinishConnect(f) if f.success()));
@@ -457,7 +457,7 @@ struct Outcome {
 /// back.
 fn shutdown_with_traffic(net: Net, mode: ShutdownMode) -> Vec<Outcome> {
     let (l, addr) = raw_listener_on(net);
-    let c = Connector::builder(StringConverter::new())
+    let c = builder_on(net, StringConverter::new())
         .write_buffer_size(16 * 1024)
         .spawn()
         .unwrap();
@@ -566,7 +566,7 @@ over_transports! {
 
 over_transports! {
     fn send_to_an_unknown_connection_is_rejected(net: Net) {
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let (l, addr) = raw_listener_on(net);
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
         let mut peer = l.accept();
@@ -735,8 +735,8 @@ over_transports! {
 
 over_transports! {
     fn run_blocks_the_calling_thread_until_shutdown(net: Net) {
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .build()
             .unwrap();
         let runner = {
@@ -757,14 +757,15 @@ over_transports! {
     }
 }
 
-over_transports! {
+// A writer thread and a reader share the raw peer: not over TLS.
+over_plain_transports! {
     fn a_graceful_close_delivers_everything_despite_unread_input(net: Net) {
         // The peer sends a lot that the connector never reads (its application
         // takes no events, so reading pauses), and reads nothing until the
         // connector has closed. A plain close() with unread input would send a
         // reset and destroy data still in flight.
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .connection_share(4 * 1024)
             .spawn()
             .unwrap();
@@ -812,7 +813,7 @@ over_transports! {
 over_transports! {
     fn events_of_a_connection_closed_inside_the_callback_are_not_lost(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let (conn, result) = c
             .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
                 c.disconnect(&conn, DisconnectMode::Now);
@@ -835,7 +836,7 @@ over_transports! {
 over_transports! {
     fn a_panicking_callback_still_releases_the_connection(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let mut conn = None;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.connect_waiting_with(addr, Delivery::Merged, WAIT, |cn| {
@@ -911,7 +912,7 @@ over_transports! {
     fn shutdown_now_cuts_a_finishing_shutdown_short(net: Net) {
         let (l, addr) = raw_listener_on(net);
         // Room for all 30 MB in the unsent queue (it holds 16 MiB by default).
-        let c = Connector::builder(StringConverter::new())
+        let c = builder_on(net, StringConverter::new())
             .send_queue_cap(64 << 20)
             .spawn()
             .unwrap();
@@ -953,7 +954,7 @@ over_transports! {
     fn the_loop_runs_on_after_the_thread_that_ran_it_stops_calling_recv(net: Net) {
         let server = listening_on(net, StringConverter::new());
         let (l, addr) = raw_listener_on(net);
-        let client = client(StringConverter::new());
+        let client = client_on(net, StringConverter::new());
         // This recv runs the loop, gets the connection, and never comes back.
         let mut peer = raw_connect_to(&server);
         let conn = match next(&server) {
@@ -1054,8 +1055,8 @@ over_transports! {
         const N: usize = 6_000;
         // Small reads, so that the loop goes through many buffers, reusing
         // those no message holds and leaving the others alone.
-        let server = Connector::builder(BytesConverter::new().with_shared_read_buffer(true))
-            .listen(net.address())
+        let server = builder_on(net, BytesConverter::new().with_shared_read_buffer(true))
+            .listen_on(net)
             .read_chunk(4096)
             .spawn()
             .unwrap();

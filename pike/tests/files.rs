@@ -19,7 +19,7 @@ use util::*;
 /// A receiving connector saving into `dir`, and a sending one.
 fn pair(net: Net, dir: &TempDir) -> (Connector<FileConverter>, Connector<FileConverter>) {
     let rx = listening_on(net, FileConverter::new(dir.path()));
-    let tx = client(FileConverter::new(dir.path()));
+    let tx = client_on(net, FileConverter::new(dir.path()));
     (rx, tx)
 }
 

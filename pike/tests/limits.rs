@@ -27,8 +27,8 @@ const ONE_READ: usize = 256 * 1024 + 64 * 1024;
 over_transports! {
     fn one_connection_stops_at_its_share(net: Net) {
         const SHARE: usize = 64 * 1024;
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .connection_share(SHARE)
             .spawn()
             .unwrap();
@@ -72,8 +72,8 @@ fn flood(
 /// A listening connector whose only bound on received data is a budget of
 /// `bytes` (a connection's share is all of it).
 fn held_to_budget(net: Net, bytes: usize) -> Connector<StringConverter> {
-    Connector::builder(StringConverter::new())
-        .listen(net.address())
+    builder_on(net, StringConverter::new())
+        .listen_on(net)
         .memory_budget(bytes)
         .connection_share(bytes)
         .spawn()
@@ -229,8 +229,8 @@ over_transports! {
         // connection at a time reads on, so the budget cannot deadlock).
         const BUDGET: usize = 1 << 20;
         const BODY: usize = 200 * 1024;
-        let c = Connector::builder(StringConverter::new().with_max_message_size(BODY))
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new().with_max_message_size(BODY))
+            .listen_on(net)
             .memory_budget(BUDGET)
             .spawn()
             .unwrap();
@@ -279,8 +279,8 @@ over_transports! {
     fn a_peer_that_never_reads_stops_being_read_and_the_queue_stays_bounded(net: Net) {
         const HIGH: usize = 64 * 1024;
         const CAP: usize = 256 * 1024;
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .send_high_water(HIGH)
             .send_queue_cap(CAP)
             .spawn()
@@ -333,7 +333,7 @@ over_transports! {
 over_transports! {
     fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = Connector::builder(StringConverter::new())
+        let c = builder_on(net, StringConverter::new())
             .send_high_water(64 * 1024)
             .spawn()
             .unwrap();
@@ -400,7 +400,7 @@ over_transports! {
 over_transports! {
     fn a_sender_waiting_for_room_is_released_by_a_disconnect(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = Connector::builder(StringConverter::new())
+        let c = builder_on(net, StringConverter::new())
             .send_high_water(64 * 1024)
             .spawn()
             .unwrap();
@@ -472,8 +472,8 @@ fn busy_peer_served_until_the_other_ends(
 
 over_transports! {
     fn an_idle_peer_is_disconnected_and_others_are_served(net: Net) {
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .idle_timeout(Duration::from_millis(300))
             .spawn()
             .unwrap();
@@ -499,8 +499,8 @@ over_transports! {
 
 over_transports! {
     fn a_trickled_message_hits_the_message_timeout(net: Net) {
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .message_timeout(Duration::from_millis(300))
             .spawn()
             .unwrap();
@@ -553,8 +553,8 @@ fn connect_gives_up_at_its_timeout() {
 
 over_transports! {
     fn connections_past_the_limit_are_closed_at_once(net: Net) {
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .max_connections(2)
             .spawn()
             .unwrap();

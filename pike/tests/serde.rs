@@ -187,7 +187,7 @@ impl Serialize for Picky {
 over_transports! {
     fn a_message_that_cannot_be_encoded_comes_back_and_the_connection_goes_on(net: Net) {
         let server = listening_on(net, PostcardConverter::<Picky>::new());
-        let client = self::client(PostcardConverter::<Picky>::new());
+        let client = client_on(net, PostcardConverter::<Picky>::new());
         let conn = client
             .connect(server.listen_address().unwrap(), Delivery::Merged)
             .unwrap();

@@ -78,7 +78,7 @@ over_transports! {
 over_transports! {
     fn outgoing_connections_count_connects_queues_and_what_comes_back(net: Net) {
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
         let _peer = l.accept();
         assert_eq!(connected(&c), conn);

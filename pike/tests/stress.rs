@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pike::converters::StringConverter;
-use pike::{Connection, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
+use pike::{Connection, Delivery, DisconnectMode, Event, ShutdownMode};
 use util::*;
 
 over_transports! {
@@ -76,7 +76,7 @@ over_transports! {
         const THREADS: usize = 8;
         const EACH: usize = 2_000;
         let (l, addr) = raw_listener_on(net);
-        let c = client(StringConverter::new());
+        let c = client_on(net, StringConverter::new());
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
         let mut peer = l.accept();
         let expected_bytes: usize = (0..THREADS)
@@ -119,8 +119,8 @@ over_transports! {
 over_transports! {
     fn reading_pauses_while_the_application_falls_behind(net: Net) {
         const TOTAL: usize = 64 * 1024; // 64 MB of 1 KiB messages
-        let c = Connector::builder(StringConverter::new())
-            .listen(net.address())
+        let c = builder_on(net, StringConverter::new())
+            .listen_on(net)
             .connection_share(64 * 1024)
             .spawn()
             .unwrap();
@@ -214,7 +214,7 @@ fn nothing_lost_round(net: Net, seed: u64) {
     // Small unsent-queue bounds, so that `Full`, timeouts and `QueueFull`
     // rejections happen too.
     let high_water = 1 + rng.below(256 * 1024);
-    let mut builder = Connector::builder(StringConverter::new())
+    let mut builder = builder_on(net, StringConverter::new())
         .write_buffer_size(1 + rng.below(64 * 1024))
         .send_high_water(high_water)
         .send_queue_cap(high_water + rng.below(512 * 1024));
@@ -397,7 +397,7 @@ over_transports! {
     fn sends_racing_shutdown_lose_nothing(net: Net) {
         for seed in 0..12u64 {
             let (l, addr) = raw_listener_on(net);
-            let c = client(StringConverter::new());
+            let c = client_on(net, StringConverter::new());
             let conn = c.connect(&addr, Delivery::Merged).unwrap();
             let mut s = l.accept();
             let peer = std::thread::spawn(move || read_to_eof(&mut s));

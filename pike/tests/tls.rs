@@ -30,7 +30,8 @@ fn accepted_then(c: &Connector<StringConverter>) -> Event<String> {
     next(c)
 }
 
-over_transports! {
+// TLS explicitly, over TCP and Unix sockets (`Net::Tls` would add nothing).
+over_plain_transports! {
     fn messages_go_both_ways_over_tls(net: Net) {
         let server = tls_listening(net);
         let client = util::client(StringConverter::new());
@@ -72,7 +73,9 @@ fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_ho
     let conn = client
         .connect_tls(format!("localhost:{port}"), Delivery::Merged, &tls)
         .unwrap();
-    client.send(&conn, "queued before the handshake".to_owned()).unwrap();
+    client
+        .send(&conn, "queued before the handshake".to_owned())
+        .unwrap();
     match next(&client) {
         Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
         other => panic!("{other:?}"),
@@ -115,14 +118,24 @@ fn an_untrusted_certificate_fails_the_connect_and_the_server_hears_why() {
         .unwrap();
     let client = util::client(StringConverter::new());
     let (_, result) = client
-        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &p.client())
+        .connect_waiting_tls(
+            server.local_addr().unwrap(),
+            Delivery::Merged,
+            WAIT,
+            &p.client(),
+        )
         .unwrap();
     let e = result.expect_err("an untrusted certificate");
     assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
     assert!(e.to_string().contains("UnknownIssuer"), "{e}");
     match accepted_then(&server) {
         Event::RemoteDisconnect(r) => {
-            assert_eq!(reason_kind(&r.reason), TlsErrorKind::RefusedByPeer, "{}", r.reason)
+            assert_eq!(
+                reason_kind(&r.reason),
+                TlsErrorKind::RefusedByPeer,
+                "{}",
+                r.reason
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -165,7 +178,7 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     // Without one: the server refuses it. TLS 1.3 finishes the client's
     // side of the handshake first, so the client learns it as the end of
     // the connection, with the server's alert.
-    let (conn, result) = client
+    let (_, result) = client
         .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
         .unwrap();
     let refused = |r: &DisconnectReason| reason_kind(r) == TlsErrorKind::NoClientCertificate;
@@ -182,7 +195,8 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     }
 }
 
-over_transports! {
+// A plaintext raw peer, over TCP and Unix sockets.
+over_plain_transports! {
     fn a_plaintext_peer_is_refused_by_a_tls_listener(net: Net) {
         let server = tls_listening(net);
         let mut peer = raw_connect_to(&server);
@@ -202,13 +216,21 @@ fn a_tls_client_is_refused_by_a_plaintext_listener() {
     let server = listening(StringConverter::new());
     let client = util::client(StringConverter::new());
     client
-        .connect_tls(server.local_addr().unwrap(), Delivery::Merged, &pki().client())
+        .connect_tls(
+            server.local_addr().unwrap(),
+            Delivery::Merged,
+            &pki().client(),
+        )
         .unwrap();
     // The server takes the connection and reads a TLS hello as a length:
     // a protocol error closes it, and the client's handshake fails.
     match accepted_then(&server) {
         Event::RemoteDisconnect(r) => {
-            assert!(matches!(r.reason, DisconnectReason::Protocol(_)), "{}", r.reason)
+            assert!(
+                matches!(r.reason, DisconnectReason::Protocol(_)),
+                "{}",
+                r.reason
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -258,7 +280,9 @@ fn finish_queue_sends_every_byte_then_close_notify_to_a_rustls_peer() {
         Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
         other => panic!("{other:?}"),
     }
-    let messages: Vec<String> = (0..2_000).map(|i| format!("{i}:{}", "x".repeat(i % 300))).collect();
+    let messages: Vec<String> = (0..2_000)
+        .map(|i| format!("{i}:{}", "x".repeat(i % 300)))
+        .collect();
     for m in &messages {
         client.send(&conn, m.clone()).unwrap();
     }
@@ -272,7 +296,7 @@ fn finish_queue_sends_every_byte_then_close_notify_to_a_rustls_peer() {
 #[test]
 fn a_rustls_client_speaks_the_string_wire_format_with_a_pike_server() {
     let server = tls_listening(Net::Tcp);
-    let mut peer = raw_tls_connect(server.local_addr().unwrap());
+    let mut peer = raw_tls_connect(server.local_addr().unwrap()).unwrap();
     peer.write_all(&wire(&["from rustls", "twice"])).unwrap();
     let conn = accept(&server, Delivery::Merged);
     for expected in ["from rustls", "twice"] {
@@ -284,6 +308,127 @@ fn a_rustls_client_speaks_the_string_wire_format_with_a_pike_server() {
     server.send(&conn, "from pike".to_owned()).unwrap();
     server.disconnect(&conn, DisconnectMode::FinishQueue);
     let mut got = Vec::new();
-    peer.read_to_end(&mut got).expect("bytes, then close_notify");
+    peer.read_to_end(&mut got)
+        .expect("bytes, then close_notify");
     assert_eq!(got, wire(&["from pike"]));
+}
+
+/// Python's `ssl` module as the peer (a TLS stack that is neither Pike's
+/// nor rustls's), speaking the string wire format by hand. `mode` is
+/// `client PORT` or `server`; the script prints what it read.
+const PYTHON_PEER: &str = r#"
+import socket, ssl, sys
+mode, ca, cert, key = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+def read_all(s):
+    # `suppress_ragged_eofs=False`: an end without close_notify raises.
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+if mode == "client":
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", int(sys.argv[5])), timeout=20)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+    s.sendall(b"6 python3 ssl")
+    print(read_all(s).decode(), flush=True)
+else:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    l = socket.create_server(("127.0.0.1", 0))
+    print(l.getsockname()[1], flush=True)
+    l.settimeout(20)
+    raw, _ = l.accept()
+    raw.settimeout(20)
+    s = ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+    got = read_all(s)
+    s.sendall(b"4 done")
+    s.unwrap()
+    print(got.decode(), flush=True)
+"#;
+
+fn python_peer(args: &[&str]) -> std::process::Child {
+    let p = pki();
+    std::process::Command::new("python3")
+        .args(["-c", PYTHON_PEER])
+        .args(args.iter().take(1))
+        .args([&p.ca, &p.server_cert, &p.server_key])
+        .args(args.iter().skip(1))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the tests need it)")
+}
+
+#[test]
+fn python_ssl_as_a_client_of_a_pike_server() {
+    let server = tls_listening(Net::Tcp);
+    let port = server.local_addr().unwrap().port().to_string();
+    let python = python_peer(&["client", &port]);
+    let conn = accept(&server, Delivery::Merged);
+    match next(&server) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "python"),
+        other => panic!("{other:?}"),
+    }
+    // " ssl" after the message is the start of a next one; a FinishQueue
+    // disconnect ends with close_notify, which Python reads as a clean end.
+    server.send(&conn, "from pike".to_owned()).unwrap();
+    server.disconnect(&conn, DisconnectMode::FinishQueue);
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "python failed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9 from pike");
+}
+
+#[test]
+fn a_pike_client_of_a_python_ssl_server() {
+    let mut python = python_peer(&["server"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let client = util::client(StringConverter::new());
+    let (conn, result) = client
+        .connect_waiting_tls(("127.0.0.1", port), Delivery::Merged, WAIT, &pki().client())
+        .unwrap();
+    result.expect("handshake with Python");
+    client.send(&conn, "to python".to_owned()).unwrap();
+    client.disconnect(&conn, DisconnectMode::FinishQueue);
+    // Python reads to our close_notify (or fails), answers, and closes.
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "python failed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9 to python");
+    assert!(matches!(next(&client), Event::FinishDisconnect(f) if f.queued.is_empty()));
+}
+
+#[test]
+fn the_connect_timeout_covers_a_handshake_that_never_ends() {
+    // A listener that accepts (the kernel does) and never answers.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Connector::builder(StringConverter::new())
+        .connect_timeout(std::time::Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let (_, result) = client
+        .connect_waiting_tls(l.local_addr().unwrap(), Delivery::Merged, WAIT, &pki().client())
+        .unwrap();
+    assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
+}
+
+#[test]
+fn a_server_idle_timeout_closes_a_client_that_never_handshakes() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server())
+        .idle_timeout(std::time::Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let _silent = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => {
+            assert!(matches!(r.reason, DisconnectReason::IdleTimeout(_)), "{}", r.reason)
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -138,10 +138,11 @@ impl<C: Converter> Reactor<C> {
         let dialing = entry.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
             let tls = dialing.tls.as_ref();
-            let attempt = transport::connect(&peer, tls, dialing.host.as_deref()).and_then(|mut t| {
-                t.register(self.poll.registry(), entry.token)?;
-                Ok(t)
-            });
+            let attempt =
+                transport::connect(&peer, tls, dialing.host.as_deref()).and_then(|mut t| {
+                    t.register(self.poll.registry(), entry.token)?;
+                    Ok(t)
+                });
             match attempt {
                 Ok(t) => {
                     conn.transport = Some(t);

@@ -29,7 +29,6 @@ use super::conn::{Directory, Flush, Offer};
 use super::lead::{Lead, Start};
 use super::queues::{Envelope, Route};
 use super::{Config, Reactor};
-use crate::transport::ClientTls;
 use crate::address::Target;
 use crate::converter::Converter;
 use crate::error::{
@@ -40,6 +39,7 @@ use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
+use crate::transport::ClientTls;
 use crate::transport::Listener;
 
 /// The connector's side of the reactor; see the module documentation.

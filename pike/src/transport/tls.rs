@@ -45,6 +45,9 @@ pub(crate) struct Tls {
     /// `close_notify` is queued: shut the socket's write side once it
     /// has gone out.
     closing: bool,
+    /// A read failure that came after bytes the read returned: the next
+    /// read reports it.
+    deferred: Option<io::Error>,
 }
 
 impl fmt::Debug for Tls {
@@ -114,6 +117,7 @@ impl Tls {
             pending: 0,
             saved: Vec::new(),
             closing: false,
+            deferred: None,
         }
     }
 
@@ -169,24 +173,58 @@ impl Tls {
 }
 
 impl Read for Tls {
+    /// Fills `buf` with what is decrypted and what the socket has, until
+    /// `buf` is full or the socket says `WouldBlock` (then a short count,
+    /// or `WouldBlock` if nothing came).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        let mut filled = 0;
+        let mut eof = false;
+        // A failure after some bytes came: those first, the failure next.
+        let fail = |this: &mut Self, filled: usize, e: io::Error| {
+            if filled > 0 {
+                this.deferred = Some(e);
+                Ok(filled)
+            } else {
+                Err(e)
+            }
+        };
         loop {
-            match self.tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
+            match self.tls.reader().read(&mut buf[filled..]) {
+                // `close_notify` came: the end, after what is here.
+                Ok(0) => return Ok(filled),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(filled);
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // The peer closed the socket without `close_notify`: the
                 // end of its stream all the same (a message cut short is
                 // still caught by the framing).
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                Err(e) => return fail(self, filled, e),
             }
-            if !self.take_in()? {
-                // End of the socket's stream, and during a handshake: a
-                // peer that is not a TLS peer, or that refused us silently.
-                if self.tls.is_handshaking() {
-                    return Err(closed_in_handshake());
+            if eof {
+                return Ok(filled);
+            }
+            match self.take_in() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // End of the socket's stream during a handshake: a
+                    // peer that is not a TLS peer, or that refused us.
+                    if self.tls.is_handshaking() {
+                        return fail(self, filled, closed_in_handshake());
+                    }
+                    // Otherwise the reader now says how the stream ended.
+                    eof = true;
                 }
-                // Otherwise the reader now says how the stream ended.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
+                Err(e) => return fail(self, filled, e),
             }
         }
     }
@@ -298,8 +336,8 @@ fn closed_in_handshake() -> io::Error {
 
 /// A rustls error as the transport reports it.
 fn to_io(error: rustls::Error) -> io::Error {
-    use rustls::Error as E;
     use TlsErrorKind as K;
+    use rustls::Error as E;
     let kind = match &error {
         E::InvalidCertificate(c) => match c {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {

@@ -394,12 +394,47 @@ pub fn encode_with_room<C: Converter>(c: &C, message: &C::Message, room: usize) 
 pub enum Net {
     Tcp,
     Unix,
+    /// TLS over TCP (feature `tls`), on `::1` rather than 127.0.0.1: raw
+    /// peers know from the address alone to speak TLS.
+    Tls,
 }
 
-/// Defines a test that runs over TCP and over Unix domain sockets: a
-/// module `name` with tests `tcp` and `unix` calling the body with `net`.
+/// Defines a test that runs over TCP, over Unix domain sockets and (with
+/// the `tls` feature) over TLS: a module `name` with tests `tcp`, `unix`
+/// and `tls` calling the body with `net`.
 #[macro_export]
 macro_rules! over_transports {
+    ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            fn body($net: Net) $body
+
+            #[test]
+            fn tcp() {
+                body(Net::Tcp)
+            }
+
+            #[test]
+            fn unix() {
+                body(Net::Unix)
+            }
+
+            #[cfg(feature = "tls")]
+            #[test]
+            fn tls() {
+                body(Net::Tls)
+            }
+        }
+    };
+}
+
+/// [`over_transports!`] without TLS, for a test whose raw peer is shared
+/// by two threads (`RawPeer::try_clone`), which a TLS stream cannot be.
+#[macro_export]
+macro_rules! over_plain_transports {
     ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
         mod $name {
             #[allow(unused_imports)]
@@ -437,6 +472,7 @@ impl Net {
         match self {
             Net::Tcp => any_local_address().into(),
             Net::Unix => Address::unix(unique_socket_path()),
+            Net::Tls => tls_local_address().into(),
         }
     }
 
@@ -445,6 +481,12 @@ impl Net {
     pub fn dead_address(self) -> Address {
         match self {
             Net::Tcp => dead_address().into(),
+            Net::Tls => {
+                let l = TcpListener::bind(tls_local_address()).unwrap();
+                let addr = l.local_addr().unwrap();
+                drop(l);
+                addr.into()
+            }
             Net::Unix => {
                 let path = unique_socket_path();
                 drop(UnixListener::bind(&path).unwrap());
@@ -454,71 +496,165 @@ impl Net {
     }
 }
 
-/// A spawned connector listening over `net`.
+/// Where TLS test listeners listen (see [`Net::Tls`]).
+pub fn tls_local_address() -> SocketAddr {
+    "[::1]:0".parse().unwrap()
+}
+
+/// Whether a raw peer connecting to `addr` speaks TLS (see [`Net::Tls`]).
+fn speaks_tls(addr: &SocketAddr) -> bool {
+    cfg!(feature = "tls") && addr.ip().is_ipv6()
+}
+
+/// A builder whose connects use `net` (TLS trusting the test CA, for
+/// [`Net::Tls`]).
+pub fn builder_on<C: Converter>(net: Net, converter: C) -> pike::ConnectorBuilder<C> {
+    let builder = Connector::builder(converter);
+    match net {
+        #[cfg(feature = "tls")]
+        Net::Tls => builder.tls_connect(pki().client()),
+        _ => builder,
+    }
+}
+
+/// A spawned connector (not listening) whose connects use `net`.
+pub fn client_on<C: Converter>(net: Net, converter: C) -> Connector<C> {
+    builder_on(net, converter)
+        .spawn()
+        .expect("start a connector")
+}
+
+/// Listening over a transport.
+pub trait ListenOn {
+    /// Listens on a fresh address of `net` (with the test server
+    /// certificate, for [`Net::Tls`]).
+    fn listen_on(self, net: Net) -> Self;
+}
+
+impl<C: Converter> ListenOn for pike::ConnectorBuilder<C> {
+    fn listen_on(self, net: Net) -> Self {
+        match net {
+            #[cfg(feature = "tls")]
+            Net::Tls => self.listen_tls(net.address(), pki().server()),
+            _ => self.listen(net.address()),
+        }
+    }
+}
+
+/// A spawned connector listening over `net`, whose connects use it too.
 pub fn listening_on<C: Converter>(net: Net, converter: C) -> Connector<C> {
-    Connector::builder(converter)
-        .listen(net.address())
+    builder_on(net, converter)
+        .listen_on(net)
         .spawn()
         .expect("start a listening connector")
 }
 
-/// A raw peer socket of either transport, with read/write timeouts.
+/// A raw peer socket of any transport, with read/write timeouts. Over
+/// TLS it is rustls on its own (not Pike); its end of stream is the
+/// socket's, with or without `close_notify` (the TLS tests check that).
 #[derive(Debug)]
 pub enum RawPeer {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    TlsClient(Box<RawTls<pike::tls::rustls::ClientConnection>>),
+    #[cfg(feature = "tls")]
+    TlsServer(Box<RawTls<pike::tls::rustls::ServerConnection>>),
 }
 
 impl RawPeer {
+    /// The socket under it.
+    fn socket(&self) -> Socket<'_> {
+        match self {
+            RawPeer::Tcp(s) => Socket::Tcp(s),
+            RawPeer::Unix(s) => Socket::Unix(s),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsClient(s) => Socket::Tcp(&s.sock),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsServer(s) => Socket::Tcp(&s.sock),
+        }
+    }
+
     fn with_timeouts(self) -> Self {
-        match &self {
-            RawPeer::Tcp(s) => {
-                s.set_read_timeout(Some(WAIT)).unwrap();
-                s.set_write_timeout(Some(WAIT)).unwrap();
-            }
-            RawPeer::Unix(s) => {
-                s.set_read_timeout(Some(WAIT)).unwrap();
-                s.set_write_timeout(Some(WAIT)).unwrap();
-            }
+        self.set_read_timeout(Some(WAIT)).unwrap();
+        match self.socket() {
+            Socket::Tcp(s) => s.set_write_timeout(Some(WAIT)).unwrap(),
+            Socket::Unix(s) => s.set_write_timeout(Some(WAIT)).unwrap(),
         }
         self
     }
 
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match self {
-            RawPeer::Tcp(s) => s.shutdown(how),
-            RawPeer::Unix(s) => s.shutdown(how),
+    /// Shuts the socket down; over TLS, the write side sends
+    /// `close_notify` first.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if how != Shutdown::Read {
+            match self {
+                RawPeer::TlsClient(s) => {
+                    s.conn.send_close_notify();
+                    s.flush()?;
+                }
+                RawPeer::TlsServer(s) => {
+                    s.conn.send_close_notify();
+                    s.flush()?;
+                }
+                _ => {}
+            }
+        }
+        match self.socket() {
+            Socket::Tcp(s) => s.shutdown(how),
+            Socket::Unix(s) => s.shutdown(how),
         }
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            RawPeer::Tcp(s) => s.set_read_timeout(timeout),
-            RawPeer::Unix(s) => s.set_read_timeout(timeout),
+        match self.socket() {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Unix(s) => s.set_read_timeout(timeout),
         }
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            RawPeer::Tcp(s) => s.set_nonblocking(on),
-            RawPeer::Unix(s) => s.set_nonblocking(on),
+        match self.socket() {
+            Socket::Tcp(s) => s.set_nonblocking(on),
+            Socket::Unix(s) => s.set_nonblocking(on),
         }
     }
 
+    /// A second handle on the same socket (not over TLS: its state cannot
+    /// be shared).
     pub fn try_clone(&self) -> io::Result<Self> {
         Ok(match self {
             RawPeer::Tcp(s) => RawPeer::Tcp(s.try_clone()?),
             RawPeer::Unix(s) => RawPeer::Unix(s.try_clone()?),
+            #[cfg(feature = "tls")]
+            _ => return Err(io::Error::other("a TLS stream cannot be cloned")),
         })
     }
 }
 
+/// The socket under a [`RawPeer`].
+enum Socket<'a> {
+    Tcp(&'a TcpStream),
+    Unix(&'a UnixStream),
+}
+
 impl std::os::fd::AsFd for RawPeer {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            RawPeer::Tcp(s) => s.as_fd(),
-            RawPeer::Unix(s) => s.as_fd(),
+        match self.socket() {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
         }
+    }
+}
+
+/// Over TLS, the peer's end of stream without `close_notify` reads as the
+/// end all the same.
+#[cfg(feature = "tls")]
+fn tls_eof(r: io::Result<usize>) -> io::Result<usize> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
     }
 }
 
@@ -527,6 +663,10 @@ impl Read for RawPeer {
         match self {
             RawPeer::Tcp(s) => s.read(buf),
             RawPeer::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsClient(s) => tls_eof(s.read(buf)),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsServer(s) => tls_eof(s.read(buf)),
         }
     }
 }
@@ -536,17 +676,30 @@ impl Write for RawPeer {
         match self {
             RawPeer::Tcp(s) => s.write(buf),
             RawPeer::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsClient(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsServer(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            RawPeer::TlsClient(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            RawPeer::TlsServer(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
-/// A raw connection to `addr`, with read/write timeouts.
+/// A raw connection to `addr`, with read/write timeouts: over TLS to a
+/// TLS listener (see [`Net::Tls`]).
 pub fn raw_connect_addr(addr: &Address) -> io::Result<RawPeer> {
     let peer = match (addr.as_socket_addr(), addr.as_unix()) {
+        #[cfg(feature = "tls")]
+        (Some(a), _) if speaks_tls(&a) => RawPeer::TlsClient(Box::new(raw_tls_connect(a)?)),
         (Some(a), _) => RawPeer::Tcp(TcpStream::connect_timeout(&a, WAIT)?),
         (None, Some(UnixAddr::Path(p))) => RawPeer::Unix(UnixStream::connect(p)?),
         _ => panic!("no raw connect to {addr}"),
@@ -559,11 +712,63 @@ pub fn raw_connect_to<C: Converter>(c: &Connector<C>) -> RawPeer {
     raw_connect_addr(&c.listen_address().expect("listening")).expect("raw connect")
 }
 
-/// A raw listener of either transport playing the peer.
+/// A raw listener of any transport playing the peer.
 #[derive(Debug)]
 pub enum RawListener {
     Tcp(TcpListener),
     Unix(UnixListener, std::path::PathBuf),
+    /// Accepts TLS connections (rustls on its own) on a thread of its
+    /// own, handshaking at once: a client's connect then completes without
+    /// waiting for the test to accept, as over TCP.
+    Tls(TlsAcceptor),
+}
+
+/// The thread behind [`RawListener::Tls`].
+#[derive(Debug)]
+pub struct TlsAcceptor {
+    accepted: Receiver<RawPeer>,
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsAcceptor {
+    fn start(l: TcpListener) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let addr = l.local_addr().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, accepted) = crossbeam_channel::unbounded();
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for tcp in l.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(tcp) = tcp else { continue };
+                let tx = tx.clone();
+                // Handshakes in parallel: one client that never does
+                // does not hold up the next.
+                std::thread::spawn(move || {
+                    if let Ok(peer) = raw_tls_handshake_accepted(tcp) {
+                        let _ = tx.send(RawPeer::TlsServer(Box::new(peer)));
+                    }
+                });
+            }
+        });
+        Self {
+            accepted,
+            addr,
+            stop,
+        }
+    }
+}
+
+impl Drop for TlsAcceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the thread blocked in `accept`, which then stops.
+        let _ = TcpStream::connect_timeout(&self.addr, WAIT);
+    }
 }
 
 /// A raw listener over `net`, and the address to connect to.
@@ -578,6 +783,14 @@ pub fn raw_listener_on(net: Net) -> (RawListener, Address) {
             let l = UnixListener::bind(&path).unwrap();
             (RawListener::Unix(l, path.clone()), Address::unix(path))
         }
+        #[cfg(feature = "tls")]
+        Net::Tls => {
+            let l = TcpListener::bind(tls_local_address()).unwrap();
+            let addr = l.local_addr().unwrap();
+            (RawListener::Tls(TlsAcceptor::start(l)), addr.into())
+        }
+        #[cfg(not(feature = "tls"))]
+        Net::Tls => unreachable!("no TLS without the feature"),
     }
 }
 
@@ -592,6 +805,10 @@ impl RawListener {
                 s.set_nonblocking(false).unwrap();
                 RawPeer::Unix(s).with_timeouts()
             }
+            RawListener::Tls(a) => a
+                .accepted
+                .recv_timeout(WAIT)
+                .expect("a TLS connection accepted in time"),
         }
     }
 }

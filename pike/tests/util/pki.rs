@@ -3,6 +3,7 @@
 //! certificate signed by it, and a second CA nobody trusts. Written as PEM
 //! files for the CLI and the examples; loaded for the library.
 
+use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -64,7 +65,8 @@ pub fn pki() -> &'static Pki {
         };
         let trusted = ca("pike test CA");
         let rogue = ca("rogue CA");
-        let (server_cert, server_key) = leaf(&trusted, &["localhost", "127.0.0.1", "::1"], "server");
+        let (server_cert, server_key) =
+            leaf(&trusted, &["localhost", "127.0.0.1", "::1"], "server");
         let (client_cert, client_key) = leaf(&trusted, &["client.test"], "client");
         let (rogue_cert, rogue_key) = leaf(&rogue, &["localhost", "127.0.0.1"], "rogue");
         Pki {
@@ -122,40 +124,74 @@ impl Pki {
     }
 
     /// A rustls server configuration with the server certificate, for raw
-    /// peers.
+    /// peers. It sends no session tickets: nothing arrives after the
+    /// handshake that the test did not write.
     pub fn raw_server_config(&self) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    pike::tls::load_certs(&self.server_cert).unwrap(),
-                    pike::tls::load_key(&self.server_key).unwrap(),
-                )
-                .unwrap(),
-        )
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                pike::tls::load_certs(&self.server_cert).unwrap(),
+                pike::tls::load_key(&self.server_key).unwrap(),
+            )
+            .unwrap();
+        config.send_tls13_tickets = 0;
+        Arc::new(config)
     }
 }
 
 /// A blocking TLS stream of a raw (non-Pike) peer.
 pub type RawTls<C> = rustls::StreamOwned<C, TcpStream>;
 
-/// A raw TLS client connected to `addr`, with read/write timeouts.
-pub fn raw_tls_connect(addr: std::net::SocketAddr) -> RawTls<rustls::ClientConnection> {
-    let tcp = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    tcp.set_write_timeout(Some(WAIT)).unwrap();
+/// A raw TLS client connected to `addr`, its handshake done, with
+/// read/write timeouts.
+pub fn raw_tls_connect(addr: std::net::SocketAddr) -> io::Result<RawTls<rustls::ClientConnection>> {
+    let tcp = TcpStream::connect_timeout(&addr, WAIT)?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    tcp.set_write_timeout(Some(WAIT))?;
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(pki().raw_client_config(), name).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    match handshake(&mut s) {
+        // Closed by the server before the handshake ended (a connection
+        // past a limit, say): as over TCP, the connect itself succeeded,
+        // and reading gives the end of the stream.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(s),
+        Err(e) => Err(e),
+        Ok(()) => Ok(s),
+    }
 }
 
-/// A raw TLS server side of an accepted `tcp`, with read/write timeouts.
+/// A raw TLS server side of an accepted `tcp`, its handshake done, with
+/// read/write timeouts.
 pub fn raw_tls_accept(tcp: TcpStream) -> RawTls<rustls::ServerConnection> {
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    tcp.set_write_timeout(Some(WAIT)).unwrap();
+    raw_tls_handshake_accepted(tcp).expect("TLS handshake of a raw peer")
+}
+
+/// [`raw_tls_accept`], failing if the handshake does.
+pub fn raw_tls_handshake_accepted(tcp: TcpStream) -> io::Result<RawTls<rustls::ServerConnection>> {
+    tcp.set_read_timeout(Some(WAIT))?;
+    tcp.set_write_timeout(Some(WAIT))?;
     let conn = rustls::ServerConnection::new(pki().raw_server_config()).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    handshake(&mut s)?;
+    Ok(s)
+}
+
+/// Completes the handshake now, as a TCP connection is complete once
+/// connected: tests then go on as over TCP.
+fn handshake<C, D>(s: &mut RawTls<C>) -> io::Result<()>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock)?;
+    }
+    Ok(())
 }
