@@ -9,6 +9,9 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "common/tls.rs"]
+mod tls;
 use pike::converters::FloatConverter;
 use pike::{Address, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
 
@@ -23,11 +26,16 @@ struct Args {
     /// Connect to the Unix socket at PATH instead of HOST:PORT.
     #[arg(long, value_name = "PATH")]
     unix: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: tls::ClientFlags,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let doubler = Connector::builder(FloatConverter).spawn()?;
+    let doubler = args
+        .tls
+        .apply(Connector::builder(FloatConverter))?
+        .spawn()?;
     let addr = match &args.unix {
         Some(path) => Address::unix(path),
         None => format!("{}:{}", args.host, args.port).into(),

@@ -7,11 +7,15 @@
 //! ```
 //!
 //! `--unix PATH` listens on a Unix socket instead (give the client the
-//! same `--unix PATH`).
+//! same `--unix PATH`); `--tls-cert CERT --tls-key KEY` serves TLS (with
+//! the `tls` feature; the client then takes `--tls-ca CA`).
 
 use std::io::BufRead;
 
 use clap::Parser;
+
+#[path = "common/tls.rs"]
+mod tls;
 use pike::converters::FloatConverter;
 use pike::{Address, Connector, Delivery, Event, ShutdownMode};
 
@@ -26,15 +30,21 @@ struct Args {
     /// Worker threads, all calling `recv`.
     #[arg(long, default_value_t = 10)]
     num_threads: usize,
+    #[command(flatten)]
+    tls: tls::ServerFlags,
 }
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let doubler = Connector::builder(FloatConverter)
-        .listen(match &args.unix {
-            Some(path) => Address::unix(path),
-            None => ("0.0.0.0", args.port).into(),
-        })
+    let doubler = args
+        .tls
+        .listen(
+            Connector::builder(FloatConverter),
+            match &args.unix {
+                Some(path) => Address::unix(path),
+                None => ("0.0.0.0", args.port).into(),
+            },
+        )?
         .spawn()?;
     eprintln!(
         "listening on {}",

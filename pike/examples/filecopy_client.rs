@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "common/tls.rs"]
+mod tls;
 use pike::converters::FileConverter;
 use pike::{Address, Connector, Delivery, DisconnectMode, Event, ShutdownMode};
 
@@ -25,11 +28,16 @@ struct Args {
     /// The file to send.
     #[arg(long)]
     filename: PathBuf,
+    #[command(flatten)]
+    tls: tls::ClientFlags,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let client = Connector::builder(FileConverter::new(".")).spawn()?;
+    let client = args
+        .tls
+        .apply(Connector::builder(FileConverter::new(".")))?
+        .spawn()?;
     let addr = match &args.unix {
         Some(path) => Address::unix(path),
         None => format!("{}:{}", args.host, args.port).into(),

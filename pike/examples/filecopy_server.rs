@@ -8,12 +8,16 @@
 //! ```
 //!
 //! `--unix PATH` listens on a Unix socket instead (give the client the
-//! same `--unix PATH`).
+//! same `--unix PATH`); `--tls-cert CERT --tls-key KEY` serves TLS (with
+//! the `tls` feature; the client then takes `--tls-ca CA`).
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::Parser;
+
+#[path = "common/tls.rs"]
+mod tls;
 use pike::converters::FileConverter;
 use pike::{Address, Connector, Delivery, Event, ShutdownMode};
 
@@ -28,16 +32,22 @@ struct Args {
     /// Where received files are saved (created if missing).
     #[arg(long, default_value = ".")]
     directory: PathBuf,
+    #[command(flatten)]
+    tls: tls::ServerFlags,
 }
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let files = FileConverter::new(&args.directory);
-    let server = Connector::builder(files.clone())
-        .listen(match &args.unix {
-            Some(path) => Address::unix(path),
-            None => ("0.0.0.0", args.port).into(),
-        })
+    let server = args
+        .tls
+        .listen(
+            Connector::builder(files.clone()),
+            match &args.unix {
+                Some(path) => Address::unix(path),
+                None => ("0.0.0.0", args.port).into(),
+            },
+        )?
         .build()?;
     std::fs::create_dir_all(&args.directory)?;
     let stale = files.remove_stale_parts()?;

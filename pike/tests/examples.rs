@@ -29,7 +29,7 @@ fn example(name: &str, args: &[&str]) -> Proc {
                 // The README's test command's features: the job queue
                 // example needs `postcard`.
                 "--features",
-                "pike/postcard,pike/json,pike/msgpack,pike/metrics",
+                "pike/postcard,pike/json,pike/msgpack,pike/metrics,pike/tls,pike/tls-webpki-roots",
                 "--target-dir",
             ])
             .arg(target_dir)
@@ -158,6 +158,65 @@ fn doubler_over_a_unix_socket() {
         !std::path::Path::new(path).exists(),
         "the socket file is removed at shutdown"
     );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn doubler_and_filecopy_over_tls() {
+    let p = pki();
+    let (cert, key, ca) = (
+        p.server_cert.to_str().unwrap(),
+        p.server_key.to_str().unwrap(),
+        p.ca.to_str().unwrap(),
+    );
+    let tls_server = ["--tls-cert", cert, "--tls-key", key];
+    let mut args = vec!["--port", "0", "--num-threads", "2"];
+    args.extend(tls_server);
+    let mut server = example("doubler_server", &args);
+    let port = port_of(&server);
+    let mut client = example(
+        "doubler_client",
+        &["--host", "localhost", "--port", &port, "--tls-ca", ca],
+    );
+    client.type_line("21");
+    assert_eq!(client.stdout_line(), "42.0");
+    client.type_line("quit");
+    assert_eq!(client.wait(), 0);
+    // A client that does not speak TLS gets no answer: it cannot connect.
+    let mut plain = example("doubler_client", &["--host", "127.0.0.1", "--port", &port]);
+    plain.type_line("1");
+    assert_ne!(plain.wait(), 0);
+    server.close_stdin();
+    assert_eq!(server.wait(), 0);
+
+    let dir = TempDir::new("tls-files");
+    let src = dir.path().join("src.bin");
+    generate_file(&src, 3 << 20, 7);
+    let dst = dir.path().join("dst");
+    let mut args = vec!["--port", "0", "--directory", dst.to_str().unwrap()];
+    args.extend(tls_server);
+    let mut server = example("filecopy_server", &args);
+    let port = port_of(&server);
+    let mut client = example(
+        "filecopy_client",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--filename",
+            src.to_str().unwrap(),
+            "--tls-ca",
+            ca,
+            "--tls-server-name",
+            "localhost",
+        ],
+    );
+    assert_eq!(client.wait(), 0);
+    assert!(server.stdout_line().ends_with("src.bin"));
+    server.close_stdin();
+    assert_eq!(server.wait(), 0);
+    assert_eq!(file_digest(&dst.join("src.bin")), file_digest(&src));
 }
 
 #[test]

@@ -412,7 +412,12 @@ fn the_connect_timeout_covers_a_handshake_that_never_ends() {
         .spawn()
         .unwrap();
     let (_, result) = client
-        .connect_waiting_tls(l.local_addr().unwrap(), Delivery::Merged, WAIT, &pki().client())
+        .connect_waiting_tls(
+            l.local_addr().unwrap(),
+            Delivery::Merged,
+            WAIT,
+            &pki().client(),
+        )
         .unwrap();
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
 }
@@ -427,7 +432,11 @@ fn a_server_idle_timeout_closes_a_client_that_never_handshakes() {
     let _silent = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
     match accepted_then(&server) {
         Event::RemoteDisconnect(r) => {
-            assert!(matches!(r.reason, DisconnectReason::IdleTimeout(_)), "{}", r.reason)
+            assert!(
+                matches!(r.reason, DisconnectReason::IdleTimeout(_)),
+                "{}",
+                r.reason
+            )
         }
         other => panic!("{other:?}"),
     }
