@@ -10,6 +10,7 @@
 //! cargo run --release -p pike-compare -- [--quick] [--runs N] [--csv FILE]
 //! ```
 
+mod certs;
 mod extras;
 mod systems;
 
@@ -309,7 +310,7 @@ fn report(
     let peers: Vec<&str> = systems
         .iter()
         .map(|s| s.name())
-        .filter(|n| !n.starts_with("pike") && *n != "raw")
+        .filter(|n| !n.starts_with("pike") && *n != "raw" && !n.ends_with("-tls"))
         .collect();
     // tokio: the better of its rows.
     let tokio = |m: Metric| -> Option<f64> {
@@ -417,4 +418,26 @@ fn report(
         fmt(ratio(pike_p50, best_peer_p50)),
         rss_max.map_or("nan".to_owned(), |v| format!("{v:.0}")),
     );
+    // TLS: Pike against tokio-rustls, and what TLS costs Pike.
+    if systems.iter().any(|s| s.name() == "pike-tls") {
+        let tls_p50 = rtt("pike-tls").map(|r| r.0);
+        println!(
+            "tls tls16_tokio={} tls64k_tokio={} tls16_plain={} tls64k_plain={} lat16_tls_tokio={} lat16_tls_plain={}",
+            fmt(ratio(rate("pike-tls", thr(16)), rate("tokio-tls", thr(16)))),
+            fmt(ratio(
+                rate("pike-tls", thr(64 * 1024)),
+                rate("tokio-tls", thr(64 * 1024))
+            )),
+            fmt(ratio(
+                rate("pike-tls", thr(16)),
+                rate("pike-plain", thr(16))
+            )),
+            fmt(ratio(
+                rate("pike-tls", thr(64 * 1024)),
+                rate("pike-plain", thr(64 * 1024))
+            )),
+            fmt(ratio(tls_p50, rtt("tokio-tls").map(|r| r.0))),
+            fmt(ratio(tls_p50, pike_p50)),
+        );
+    }
 }

@@ -44,19 +44,28 @@ pub(crate) fn all() -> Vec<Box<dyn System>> {
         Box::new(Pike {
             shared: false,
             plain: true,
+            tls: false,
         }),
         Box::new(Pike {
             shared: false,
             plain: false,
+            tls: false,
         }),
         Box::new(Pike {
             shared: true,
             plain: false,
+            tls: false,
         }),
         Box::new(Raw),
         Box::new(Tokio),
         Box::new(TokioMt),
         Box::new(MessageIo),
+        Box::new(Pike {
+            shared: false,
+            plain: true,
+            tls: true,
+        }),
+        Box::new(TokioTls),
     ];
     #[cfg(feature = "zmq")]
     let systems = {
@@ -145,9 +154,11 @@ impl Window {
 /// `pike` uses `send_batch`/`recv_batch` with an application window;
 /// `pike-shared` is `pike` with received messages sliced from shared read
 /// buffers instead of copied (`BytesConverter::with_shared_read_buffer`).
+/// `pike-tls` is `pike-plain` over TLS.
 struct Pike {
     shared: bool,
     plain: bool,
+    tls: bool,
 }
 
 type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
@@ -155,6 +166,7 @@ type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
 fn pike_pair(
     shared: bool,
     plain: bool,
+    tls: bool,
 ) -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
     use pike::converters::BytesConverter;
     use pike::{Connector, Delivery, Event};
@@ -163,10 +175,13 @@ fn pike_pair(
             .with_max_message_size(1 << 20)
             .with_shared_read_buffer(shared)
     };
-    let server = Connector::builder(conv())
-        .listen("127.0.0.1:0")
-        .spawn()
-        .map_err(err)?;
+    let server = Connector::builder(conv());
+    let server = if tls {
+        server.listen_tls("127.0.0.1:0", crate::certs::pike_server())
+    } else {
+        server.listen("127.0.0.1:0")
+    };
+    let server = server.spawn().map_err(err)?;
     // The batch rows' window keeps up to 64 MiB in flight, in batches of
     // 256: room for it past the unsent queue's default cap (16 MiB), which
     // would hand batches back. The plain row keeps every default.
@@ -175,6 +190,11 @@ fn pike_pair(
         builder
     } else {
         builder.send_queue_cap(128 << 20)
+    };
+    let builder = if tls {
+        builder.tls_connect(crate::certs::pike_client())
+    } else {
+        builder
     };
     let client = builder.spawn().map_err(err)?;
     let addr = server.local_addr().ok_or("not listening")?;
@@ -191,10 +211,11 @@ fn pike_pair(
 
 impl System for Pike {
     fn name(&self) -> &'static str {
-        match (self.plain, self.shared) {
-            (true, _) => "pike-plain",
-            (false, false) => "pike",
-            (false, true) => "pike-shared",
+        match (self.tls, self.plain, self.shared) {
+            (true, _, _) => "pike-tls",
+            (false, true, _) => "pike-plain",
+            (false, false, false) => "pike",
+            (false, false, true) => "pike-shared",
         }
     }
 
@@ -207,7 +228,7 @@ impl System for Pike {
         use pike::{Event, ShutdownMode};
         /// Messages per `send_batch` and at most per `recv_batch`.
         const BATCH: usize = 256;
-        let (server, client, conn) = pike_pair(self.shared, self.plain)?;
+        let (server, client, conn) = pike_pair(self.shared, self.plain, self.tls)?;
         if self.plain {
             return plain_throughput(server, client, conn, size, count);
         }
@@ -259,7 +280,7 @@ impl System for Pike {
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
         use pike::{Event, ShutdownMode};
-        let (server, client, conn) = pike_pair(self.shared, self.plain)?;
+        let (server, client, conn) = pike_pair(self.shared, self.plain, self.tls)?;
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {
@@ -523,6 +544,101 @@ async fn receive_frames<R: tokio::io::AsyncRead + Unpin>(
         }
     }
     Ok(Instant::now())
+}
+
+/// tokio with tokio-rustls, as its users write it: the `tokio` row over
+/// TLS (each peer on its own thread with a current-thread runtime,
+/// `FramedWrite`/`FramedRead` over the TLS stream).
+struct TokioTls;
+
+/// The client side of a tokio-rustls connection, its handshake done.
+async fn tokio_tls_connect(
+    s: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(crate::certs::client_config());
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").map_err(err)?;
+    connector.connect(name, tokio_stream(s)?).await.map_err(err)
+}
+
+/// The server side of a tokio-rustls connection, its handshake done.
+async fn tokio_tls_accept(
+    s: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::certs::server_config());
+    acceptor.accept(tokio_stream(s)?).await.map_err(err)
+}
+
+impl System for TokioTls {
+    fn name(&self) -> &'static str {
+        "tokio-tls"
+    }
+
+    fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
+        use futures_util::SinkExt;
+        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+        let (client, server) = raw_pair()?;
+        let rx = std::thread::spawn(move || -> Result<Instant> {
+            runtime()?.block_on(async move {
+                let tls = tokio_tls_accept(server).await?;
+                let frames = FramedRead::new(tls, LengthDelimitedCodec::new());
+                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+            })
+        });
+        let payload = Bytes::from(vec![b't'; size]);
+        // Timed from the end of the handshake, as Pike's rows are.
+        let start = runtime()?.block_on(async move {
+            let tls = tokio_tls_connect(client).await?;
+            let start = Instant::now();
+            let mut sink = FramedWrite::new(tls, LengthDelimitedCodec::new());
+            for _ in 0..count {
+                sink.feed(payload.clone()).await.map_err(err)?;
+            }
+            SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)?;
+            Ok::<_, String>(start)
+        })?;
+        Ok(join(rx)? - start)
+    }
+
+    fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_util::codec::{Framed, LengthDelimitedCodec};
+        let (client, server) = raw_pair()?;
+        let echo = std::thread::spawn(move || -> Result<()> {
+            runtime()?.block_on(async move {
+                let tls = tokio_tls_accept(server).await?;
+                let mut f = Framed::new(tls, LengthDelimitedCodec::new());
+                for _ in 0..samples {
+                    let Ok(Some(Ok(m))) = tokio::time::timeout(RUN_LIMIT, f.next()).await else {
+                        return Err("echo: no frame".to_string());
+                    };
+                    f.send(m.freeze()).await.map_err(err)?;
+                }
+                Ok(())
+            })
+        });
+        let rtts = runtime()?.block_on(async move {
+            let tls = tokio_tls_connect(client).await?;
+            let mut f = Framed::new(tls, LengthDelimitedCodec::new());
+            let mut rtts = Vec::with_capacity(samples);
+            let started = Instant::now();
+            for _ in 0..samples {
+                if enough(started, rtts.len()) {
+                    break;
+                }
+                let t = Instant::now();
+                f.send(Bytes::from_static(PING)).await.map_err(err)?;
+                match tokio::time::timeout(RUN_LIMIT, f.next()).await {
+                    Ok(Some(Ok(m))) if m[..] == PING[..] => rtts.push(t.elapsed()),
+                    _ => return Err("no echo".to_string()),
+                }
+            }
+            Ok(rtts)
+        })?;
+        let _ = echo.join();
+        Ok(rtts)
+    }
 }
 
 /// tokio as most of its users run it: one multi-thread runtime (two

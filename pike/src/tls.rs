@@ -28,15 +28,18 @@
 //! [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
 //!
 //! **Written** means, under TLS, encrypted *and* handed to the socket: the
-//! TLS layer takes at most 16 KiB of a connection's bytes at a time, and a
+//! TLS layer takes at most 64 KiB of a connection's bytes at a time, and a
 //! message counts as written (for the messages a disconnect hands back)
 //! only once every TLS record carrying it has gone to the socket. A local
 //! disconnect that lets messages finish sends TLS's `close_notify` after
 //! the last byte; the peer reads every byte of every completed message,
 //! then the end of the stream.
 //!
-//! Memory: besides the connection's own bounded buffers, rustls keeps up
-//! to one record (16 KiB) of input and the record being written.
+//! Memory: besides the connection's own bounded buffers (which the
+//! connector's bounds count), rustls keeps what it read and has not
+//! decrypted yet (at most one record, 16 KiB, and one read) and the
+//! records of at most 64 KiB being written: a fixed bound per connection,
+//! not counted in [`Connector::memory_in_use`](crate::Connector::memory_in_use).
 //!
 //! # Examples
 //!
