@@ -491,42 +491,57 @@ impl System for Tokio {
     }
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_util::codec::{Framed, LengthDelimitedCodec};
         let (client, server) = raw_pair()?;
         let echo = std::thread::spawn(move || -> Result<()> {
-            runtime()?.block_on(async move {
-                let mut f = Framed::new(tokio_stream(server)?, LengthDelimitedCodec::new());
-                for _ in 0..samples {
-                    let Ok(Some(Ok(m))) = tokio::time::timeout(RUN_LIMIT, f.next()).await else {
-                        return Err("echo: no frame".to_string());
-                    };
-                    f.send(m.freeze()).await.map_err(err)?;
-                }
-                Ok(())
-            })
+            runtime()?.block_on(async move { tokio_echo(tokio_stream(server)?, samples).await })
         });
-        let rtts = runtime()?.block_on(async move {
-            let mut f = Framed::new(tokio_stream(client)?, LengthDelimitedCodec::new());
-            let mut rtts = Vec::with_capacity(samples);
-            let started = Instant::now();
-            for _ in 0..samples {
-                if enough(started, rtts.len()) {
-                    break;
-                }
-                let t = Instant::now();
-                f.send(Bytes::from_static(PING)).await.map_err(err)?;
-                match tokio::time::timeout(RUN_LIMIT, f.next()).await {
-                    Ok(Some(Ok(m))) if m[..] == PING[..] => rtts.push(t.elapsed()),
-                    _ => return Err("no echo".to_string()),
-                }
-            }
-            Ok(rtts)
-        })?;
+        let rtts = runtime()?
+            .block_on(async move { tokio_pings(tokio_stream(client)?, samples).await })?;
         // The client's stream is closed: the echo side ends.
         let _ = echo.join();
         Ok(rtts)
     }
+}
+
+/// Sends each frame back, `samples` times (the echo side of a round trip).
+async fn tokio_echo<S>(stream: S, samples: usize) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+    let mut f = Framed::new(stream, LengthDelimitedCodec::new());
+    for _ in 0..samples {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(RUN_LIMIT, f.next()).await else {
+            return Err("echo: no frame".to_string());
+        };
+        f.send(m.freeze()).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Up to `samples` round trips of [`PING`], timed.
+async fn tokio_pings<S>(stream: S, samples: usize) -> Result<Vec<Duration>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+    let mut f = Framed::new(stream, LengthDelimitedCodec::new());
+    let mut rtts = Vec::with_capacity(samples);
+    let started = Instant::now();
+    for _ in 0..samples {
+        if enough(started, rtts.len()) {
+            break;
+        }
+        let t = Instant::now();
+        f.send(Bytes::from_static(PING)).await.map_err(err)?;
+        match tokio::time::timeout(RUN_LIMIT, f.next()).await {
+            Ok(Some(Ok(m))) if m[..] == PING[..] => rtts.push(t.elapsed()),
+            _ => return Err("no echo".to_string()),
+        }
+    }
+    Ok(rtts)
 }
 
 /// Takes `count` frames of `size` bytes, as a tokio user writes it (one
@@ -602,39 +617,13 @@ impl System for TokioTls {
     }
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_util::codec::{Framed, LengthDelimitedCodec};
         let (client, server) = raw_pair()?;
         let echo = std::thread::spawn(move || -> Result<()> {
-            runtime()?.block_on(async move {
-                let tls = tokio_tls_accept(server).await?;
-                let mut f = Framed::new(tls, LengthDelimitedCodec::new());
-                for _ in 0..samples {
-                    let Ok(Some(Ok(m))) = tokio::time::timeout(RUN_LIMIT, f.next()).await else {
-                        return Err("echo: no frame".to_string());
-                    };
-                    f.send(m.freeze()).await.map_err(err)?;
-                }
-                Ok(())
-            })
+            runtime()?
+                .block_on(async move { tokio_echo(tokio_tls_accept(server).await?, samples).await })
         });
         let rtts = runtime()?.block_on(async move {
-            let tls = tokio_tls_connect(client).await?;
-            let mut f = Framed::new(tls, LengthDelimitedCodec::new());
-            let mut rtts = Vec::with_capacity(samples);
-            let started = Instant::now();
-            for _ in 0..samples {
-                if enough(started, rtts.len()) {
-                    break;
-                }
-                let t = Instant::now();
-                f.send(Bytes::from_static(PING)).await.map_err(err)?;
-                match tokio::time::timeout(RUN_LIMIT, f.next()).await {
-                    Ok(Some(Ok(m))) if m[..] == PING[..] => rtts.push(t.elapsed()),
-                    _ => return Err("no echo".to_string()),
-                }
-            }
-            Ok(rtts)
+            tokio_pings(tokio_tls_connect(client).await?, samples).await
         })?;
         let _ = echo.join();
         Ok(rtts)

@@ -164,6 +164,27 @@ struct ServerParts {
     alpn: Vec<Vec<u8>>,
 }
 
+impl Clone for ServerParts {
+    fn clone(&self) -> Self {
+        Self {
+            certs: self.certs.clone(),
+            key: self.key.clone_key(),
+            client_roots: self.client_roots.clone(),
+            alpn: self.alpn.clone(),
+        }
+    }
+}
+
+/// What a configuration was made of, to make it again with a change; an
+/// error for one given whole (`from_config`).
+fn parts_of<'a, T>(parts: &'a Option<Arc<T>>, owner: &str) -> Result<&'a T, TlsConfigError> {
+    parts.as_deref().ok_or_else(|| {
+        TlsConfigError(format!(
+            "set this on the rustls configuration given to {owner}::from_config"
+        ))
+    })
+}
+
 impl ServerParts {
     fn build(self) -> Result<ServerTls, TlsConfigError> {
         let builder = ServerConfig::builder_with_provider(provider())
@@ -229,17 +250,7 @@ impl ServerTls {
     }
 
     fn change(&self, f: impl FnOnce(&mut ServerParts)) -> Result<Self, TlsConfigError> {
-        let Some(parts) = &self.parts else {
-            return Err(TlsConfigError(
-                "set this on the rustls configuration given to ServerTls::from_config".into(),
-            ));
-        };
-        let mut parts = ServerParts {
-            certs: parts.certs.clone(),
-            key: parts.key.clone_key(),
-            client_roots: parts.client_roots.clone(),
-            alpn: parts.alpn.clone(),
-        };
+        let mut parts = parts_of(&self.parts, "ServerTls")?.clone();
         f(&mut parts);
         parts.build()
     }
@@ -301,6 +312,19 @@ struct ClientParts {
     alpn: Vec<Vec<u8>>,
 }
 
+impl Clone for ClientParts {
+    fn clone(&self) -> Self {
+        Self {
+            roots: self.roots.clone(),
+            identity: self
+                .identity
+                .as_ref()
+                .map(|(c, k)| (c.clone(), k.clone_key())),
+            alpn: self.alpn.clone(),
+        }
+    }
+}
+
 impl ClientParts {
     fn build(self, server_name: Option<ServerName<'static>>) -> Result<ClientTls, TlsConfigError> {
         let builder = ClientConfig::builder_with_provider(provider())
@@ -358,19 +382,7 @@ impl ClientTls {
     }
 
     fn change(&self, f: impl FnOnce(&mut ClientParts)) -> Result<Self, TlsConfigError> {
-        let Some(parts) = &self.parts else {
-            return Err(TlsConfigError(
-                "set this on the rustls configuration given to ClientTls::from_config".into(),
-            ));
-        };
-        let mut parts = ClientParts {
-            roots: parts.roots.clone(),
-            identity: parts
-                .identity
-                .as_ref()
-                .map(|(c, k)| (c.clone(), k.clone_key())),
-            alpn: parts.alpn.clone(),
-        };
+        let mut parts = parts_of(&self.parts, "ClientTls")?.clone();
         f(&mut parts);
         parts.build(self.server_name.clone())
     }

@@ -441,3 +441,42 @@ fn a_server_idle_timeout_closes_a_client_that_never_handshakes() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn alpn_protocols_must_match() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server().with_alpn(["pike/1"]).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = util::client(StringConverter::new());
+    let (_, result) = client
+        .connect_waiting_tls(
+            addr,
+            Delivery::Merged,
+            WAIT,
+            &pki().client().with_alpn(["pike/1"]).unwrap(),
+        )
+        .unwrap();
+    result.expect("a protocol in common");
+    let (_, result) = client
+        .connect_waiting_tls(
+            addr,
+            Delivery::Merged,
+            WAIT,
+            &pki().client().with_alpn(["other"]).unwrap(),
+        )
+        .unwrap();
+    let e = result.expect_err("no protocol in common");
+    assert_eq!(tls_kind(&e), TlsErrorKind::RefusedByPeer, "{e}");
+}
+
+#[test]
+fn settings_given_whole_are_not_changed_piecemeal() {
+    let whole = pike::tls::ClientTls::from_config(pki().raw_client_config());
+    let e = whole.with_alpn(["x"]).unwrap_err();
+    assert!(e.to_string().contains("ClientTls::from_config"), "{e}");
+    let whole = pike::tls::ServerTls::from_config(pki().raw_server_config());
+    let e = whole.with_client_ca_file(&pki().ca).unwrap_err();
+    assert!(e.to_string().contains("ServerTls::from_config"), "{e}");
+}

@@ -404,7 +404,8 @@ pub enum Net {
 /// and `tls` calling the body with `net`.
 #[macro_export]
 macro_rules! over_transports {
-    ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
+    (@on [$($(#[$t:meta])* $test:ident $variant:ident),*]
+     $(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -412,21 +413,19 @@ macro_rules! over_transports {
             $(#[$attr])*
             fn body($net: Net) $body
 
-            #[test]
-            fn tcp() {
-                body(Net::Tcp)
-            }
-
-            #[test]
-            fn unix() {
-                body(Net::Unix)
-            }
-
-            #[cfg(feature = "tls")]
-            #[test]
-            fn tls() {
-                body(Net::Tls)
-            }
+            $(
+                $(#[$t])*
+                #[test]
+                fn $test() {
+                    body(Net::$variant)
+                }
+            )*
+        }
+    };
+    ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
+        $crate::over_transports! {
+            @on [tcp Tcp, unix Unix, #[cfg(feature = "tls")] tls Tls]
+            $(#[$attr])* fn $name($net: Net) $body
         }
     };
 }
@@ -436,22 +435,9 @@ macro_rules! over_transports {
 #[macro_export]
 macro_rules! over_plain_transports {
     ($(#[$attr:meta])* fn $name:ident($net:ident: Net) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            $(#[$attr])*
-            fn body($net: Net) $body
-
-            #[test]
-            fn tcp() {
-                body(Net::Tcp)
-            }
-
-            #[test]
-            fn unix() {
-                body(Net::Unix)
-            }
+        $crate::over_transports! {
+            @on [tcp Tcp, unix Unix]
+            $(#[$attr])* fn $name($net: Net) $body
         }
     };
 }
