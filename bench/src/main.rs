@@ -242,8 +242,18 @@ fn write_csv(
     std::fs::write(path, out)
 }
 
-/// Starts the process's peak RSS over from its current RSS (Linux).
+/// Starts the process's peak RSS over from its current RSS (Linux),
+/// after giving the allocator's free memory back to the system: otherwise
+/// what earlier runs freed stays resident, and every run's "peak" is the
+/// largest run's so far.
 fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the system; it
+    // takes no pointer and is thread-safe in glibc.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -65,7 +65,8 @@
 //! Each connection's [`Endpoint`](endpoint::Endpoint) is a sans-IO state
 //! machine: it decides what to write, whether to read, when to close and
 //! when its timeouts expire. Its transport (TCP, or a Unix domain socket:
-//! see [`Address`]) only moves bytes.
+//! see [`Address`]; TLS over either with the `tls` feature: see the `tls`
+//! module) only moves bytes.
 //!
 //! * [`Connector`]: connect, send, receive events, disconnect, shut down.
 //! * [`converter`]: the [`Converter`] traits that fix the wire protocol;
@@ -93,7 +94,8 @@
 //!   killed mid-job loses no job;
 //! * `async_echo`: the async front end on tokio.
 //!
-//! The servers and clients take `--unix PATH` to run over a Unix socket.
+//! The servers and clients take `--unix PATH` to run over a Unix socket;
+//! the doubler and filecopy ones take `--tls-*` flags (feature `tls`).
 //! Operators watch a connector through [`Connector::stats`] (and the
 //! `metrics` feature); see [`stats`].
 //!

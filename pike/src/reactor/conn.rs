@@ -91,7 +91,8 @@ pub(crate) struct Conn<C: Converter> {
     /// Senders waiting on [`Slot::room`] for the unsent queue to drain.
     pub(crate) room_waiters: u32,
     /// Async senders waiting for the same.
-    pub(crate) room_tasks: Vec<Waker>,
+    /// (Boxed: rare, and an idle connection keeps its size.)
+    pub(crate) room_tasks: Option<Box<Vec<Waker>>>,
 }
 
 impl<C: Converter> Conn<C> {
@@ -99,10 +100,11 @@ impl<C: Converter> Conn<C> {
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
     pub(crate) fn notify_room(&mut self, room: &Condvar) {
-        let waiting = self.room_waiters > 0 || !self.room_tasks.is_empty();
+        let waiting =
+            self.room_waiters > 0 || self.room_tasks.as_ref().is_some_and(|t| !t.is_empty());
         if waiting && (self.retired || !self.endpoint.must_wait_for_room()) {
             room.notify_all();
-            for task in self.room_tasks.drain(..) {
+            for task in self.room_tasks.iter_mut().flat_map(|t| t.drain(..)) {
                 task.wake();
             }
         }
@@ -193,7 +195,7 @@ impl<C: Converter> Directory<C> {
                 route,
                 retired: false,
                 room_waiters: 0,
-                room_tasks: Vec::new(),
+                room_tasks: None,
             }),
             room: Condvar::new(),
         });
@@ -338,8 +340,9 @@ impl<C: Converter> Directory<C> {
         if io.retired || !io.endpoint.must_wait_for_room() {
             return false;
         }
-        if !io.room_tasks.iter().any(|t| t.will_wake(waker)) {
-            io.room_tasks.push(waker.clone());
+        let tasks = io.room_tasks.get_or_insert_with(Box::default);
+        if !tasks.iter().any(|t| t.will_wake(waker)) {
+            tasks.push(waker.clone());
         }
         true
     }

@@ -79,7 +79,7 @@ impl<C: Converter> Reactor<C> {
             }
             Command::CallbackDone { connection } => {
                 if let Some(entry) = self.conns.get_mut(&connection) {
-                    let held = entry.held.take().unwrap_or_default();
+                    let held = entry.held.take().map(|h| *h).unwrap_or_default();
                     let mut conn = lock(&entry.conn);
                     for event in held {
                         route_event(entry, &mut conn.route, &self.out, event);

@@ -148,7 +148,7 @@ fn to_waiter<C: Converter>(
         None => {
             if waiter.finish(Ok(())) {
                 // Events wait for the caller's callback.
-                entry.held = Some(Vec::new());
+                entry.held = Some(Box::default());
             } else {
                 entry.abandoned = true;
                 conn.endpoint.disconnect(DisconnectMode::Now);
