@@ -41,7 +41,8 @@ pub(crate) struct Inbox<C: Converter> {
     /// Shared input held back, undecoded, kept as a slice of its chunk
     /// (no copy; messages are still sliced from it). Only while `pending`
     /// is empty: otherwise held input is appended there.
-    held_chunk: Option<Bytes>,
+    /// (Boxed: rare, and an idle connection keeps its size.)
+    held_chunk: Option<Box<Bytes>>,
     max_pending: usize,
     /// Messages completed so far.
     completed: u64,
@@ -74,7 +75,7 @@ impl<C: Converter> Inbox<C> {
     /// Bytes of input held here: what the current deserializer consumed
     /// (a partly received message) and what waits in `pending`.
     pub(crate) fn input_bytes(&self) -> usize {
-        self.consumed + self.pending.len() + self.held_chunk.as_ref().map_or(0, Bytes::len)
+        self.consumed + self.pending.len() + self.held_chunk.as_ref().map_or(0, |c| c.len())
     }
 
     /// The deserializer waits for a callback: do not read.
@@ -113,7 +114,7 @@ impl<C: Converter> Inbox<C> {
             }
             match shared {
                 Some(chunk) if used < chunk.len() => {
-                    self.held_chunk = Some(chunk.slice(used..));
+                    self.held_chunk = Some(Box::new(chunk.slice(used..)));
                 }
                 _ => self.pending.extend_from_slice(&data[used..]),
             }
@@ -149,6 +150,7 @@ impl<C: Converter> Inbox<C> {
         if let Some(chunk) = self.held_chunk.take() {
             // Still shared: decode it as it came (this is feed's first
             // branch, `pending` being empty).
+            let chunk = *chunk;
             return self.feed(converter, waker, &chunk.clone(), Some(&chunk), deliver);
         }
         if self.waiting || self.pending.is_empty() {

@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn the_structures_of_an_idle_connection_stay_small() {
         assert!(
-            size_of::<super::conn::Slot<C>>() <= 640,
+            size_of::<super::conn::Slot<C>>() <= 616,
             "{}",
             size_of::<super::conn::Slot<C>>()
         );
