@@ -467,26 +467,14 @@ impl System for Tokio {
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
-        use futures_util::SinkExt;
-        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
         let (client, server) = raw_pair()?;
         let rx = std::thread::spawn(move || -> Result<Instant> {
-            runtime()?.block_on(async move {
-                let frames = FramedRead::new(tokio_stream(server)?, LengthDelimitedCodec::new());
-                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-            })
+            runtime()?
+                .block_on(async move { receive_frames(tokio_stream(server)?, size, count).await })
         });
-        let payload = Bytes::from(vec![b't'; size]);
         let start = Instant::now();
-        runtime()?.block_on(async move {
-            let mut sink = FramedWrite::new(tokio_stream(client)?, LengthDelimitedCodec::new());
-            for _ in 0..count {
-                sink.feed(payload.clone()).await.map_err(err)?;
-            }
-            SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)
-        })?;
+        runtime()?
+            .block_on(async move { send_frames(tokio_stream(client)?, size, count).await })?;
         Ok(join(rx)? - start)
     }
 
@@ -544,21 +532,46 @@ where
     Ok(rtts)
 }
 
-/// Takes `count` frames of `size` bytes, as a tokio user writes it (one
-/// timeout around the whole, not one timer per frame).
+/// Takes `count` frames of `size` bytes from `stream`, as a tokio user
+/// writes it (one timeout around the whole, not one timer per frame);
+/// returns when the last came.
 async fn receive_frames<R: tokio::io::AsyncRead + Unpin>(
-    mut frames: tokio_util::codec::FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    stream: R,
     size: usize,
     count: usize,
 ) -> Result<Instant> {
     use futures_util::StreamExt;
-    for _ in 0..count {
-        match frames.next().await {
-            Some(Ok(f)) if f.len() == size => {}
-            _ => return Err("missing or wrong frame".to_string()),
+    use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+    let mut frames = FramedRead::new(stream, LengthDelimitedCodec::new());
+    let all = async {
+        for _ in 0..count {
+            match frames.next().await {
+                Some(Ok(f)) if f.len() == size => {}
+                _ => return Err("missing or wrong frame".to_string()),
+            }
         }
+        Ok(Instant::now())
+    };
+    tokio::time::timeout(RUN_LIMIT, all)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// Sends `count` frames of `size` bytes to `stream`, as a tokio user
+/// writes it: `feed` each, one `flush` at the end.
+async fn send_frames<W: tokio::io::AsyncWrite + Unpin>(
+    stream: W,
+    size: usize,
+    count: usize,
+) -> Result<()> {
+    use futures_util::SinkExt;
+    use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+    let payload = Bytes::from(vec![b't'; size]);
+    let mut sink = FramedWrite::new(stream, LengthDelimitedCodec::new());
+    for _ in 0..count {
+        sink.feed(payload.clone()).await.map_err(err)?;
     }
-    Ok(Instant::now())
+    SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)
 }
 
 /// tokio with tokio-rustls, as its users write it: the `tokio` row over
@@ -589,28 +602,17 @@ impl System for TokioTls {
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
-        use futures_util::SinkExt;
-        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
         let (client, server) = raw_pair()?;
         let rx = std::thread::spawn(move || -> Result<Instant> {
             runtime()?.block_on(async move {
-                let tls = tokio_tls_accept(server).await?;
-                let frames = FramedRead::new(tls, LengthDelimitedCodec::new());
-                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
+                receive_frames(tokio_tls_accept(server).await?, size, count).await
             })
         });
-        let payload = Bytes::from(vec![b't'; size]);
         // Timed from the end of the handshake, as Pike's rows are.
         let start = runtime()?.block_on(async move {
             let tls = tokio_tls_connect(client).await?;
             let start = Instant::now();
-            let mut sink = FramedWrite::new(tls, LengthDelimitedCodec::new());
-            for _ in 0..count {
-                sink.feed(payload.clone()).await.map_err(err)?;
-            }
-            SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)?;
+            send_frames(tls, size, count).await?;
             Ok::<_, String>(start)
         })?;
         Ok(join(rx)? - start)
@@ -645,8 +647,6 @@ impl System for TokioMt {
     }
 
     fn throughput(&self, size: usize, count: usize) -> Result<Duration> {
-        use futures_util::SinkExt;
-        use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -660,22 +660,12 @@ impl System for TokioMt {
             let rx = tokio::spawn(async move {
                 let (stream, _) = listener.accept().await.map_err(err)?;
                 let _ = stream.set_nodelay(true);
-                let frames = FramedRead::new(stream, LengthDelimitedCodec::new());
-                tokio::time::timeout(RUN_LIMIT, receive_frames(frames, size, count))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
+                receive_frames(stream, size, count).await
             });
             let stream = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
             let _ = stream.set_nodelay(true);
-            let payload = Bytes::from(vec![b't'; size]);
             let start = Instant::now();
-            let tx = tokio::spawn(async move {
-                let mut sink = FramedWrite::new(stream, LengthDelimitedCodec::new());
-                for _ in 0..count {
-                    sink.feed(payload.clone()).await.map_err(err)?;
-                }
-                SinkExt::<Bytes>::flush(&mut sink).await.map_err(err)
-            });
+            let tx = tokio::spawn(send_frames(stream, size, count));
             tx.await.map_err(err)??;
             let end = rx.await.map_err(err)??;
             Ok(end - start)
