@@ -226,7 +226,7 @@ fn message_py<'py>(message: &Bound<'py, PyAny>) -> Python<'py> {
 /// received; thread-safe. See the package documentation.
 #[pyclass(module = "pike", name = "Connector", frozen)]
 pub(crate) struct PyConnector {
-    engine: Box<dyn Engine>,
+    engine: Arc<dyn Engine>,
     registry: Arc<Registry>,
 }
 
@@ -244,7 +244,7 @@ fn build<C: Bridge>(
     converter: C,
     listen: Option<Address>,
     limits: &Limits,
-) -> PyResult<Box<dyn Engine>> {
+) -> PyResult<Arc<dyn Engine>> {
     let mut builder = pike::Connector::builder(converter.clone());
     if let Some(addr) = listen {
         builder = builder.listen(addr);
@@ -261,7 +261,7 @@ fn build<C: Bridge>(
     let connector = builder
         .build()
         .map_err(|e| PyOSError::new_err(format!("cannot listen: {e}")))?;
-    Ok(Box::new(Typed {
+    Ok(Arc::new(Typed {
         connector,
         converter,
     }))
@@ -563,9 +563,16 @@ impl PyConnector {
     /// Refuses new connections, cancels those connecting, closes the others
     /// (`now`, `finish_messages` or `finish_queues`, as `disconnect` does)
     /// and returns once all are closed. Events produced before the end are
-    /// still delivered; then `recv()` returns `None`.
+    /// still delivered; then `recv()` returns `None`. Ctrl-C interrupts the
+    /// wait (the shutdown goes on).
     #[pyo3(signature = (now = false, finish_messages = false, finish_queues = true))]
-    fn shutdown(&self, py: Python<'_>, now: bool, finish_messages: bool, finish_queues: bool) {
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        now: bool,
+        finish_messages: bool,
+        finish_queues: bool,
+    ) -> PyResult<()> {
         let _ = finish_queues;
         let mode = if now {
             ShutdownMode::Now
@@ -574,7 +581,22 @@ impl PyConnector {
         } else {
             ShutdownMode::FinishQueues
         };
-        py.detach(|| self.engine.shutdown(mode));
+        // On a thread of its own, so that this thread can wake for signals.
+        let (done, finished) = crossbeam_channel::bounded::<()>(1);
+        let engine = self.engine.clone();
+        std::thread::Builder::new()
+            .name("pike-shutdown".into())
+            .spawn(move || {
+                engine.shutdown(mode);
+                drop(done);
+            })
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            py.detach(|| finished.recv_timeout(SIGNAL_CHECK))
+        {
+            py.check_signals()?;
+        }
+        Ok(())
     }
 
     fn __repr__(&self) -> String {

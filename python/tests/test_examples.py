@@ -22,7 +22,7 @@ def rust():
     """The path of a Rust example or of the `pike` binary, built once per
     run by cargo (so never stale)."""
     subprocess.run(
-        ["cargo", "build", "--quiet", "--workspace", "--examples", "--bins", "--features", FEATURES],
+        ["cargo", "build", "--quiet", "--workspace", "--examples", "--bin", "pike", "--features", FEATURES],
         cwd=ROOT,
         check=True,
     )

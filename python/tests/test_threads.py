@@ -161,3 +161,20 @@ def test_ctrl_c_interrupts_recv_before_run():
     )
     assert out.strip() == "interrupted", err
     assert status == 0
+
+
+def test_ctrl_c_interrupts_a_lingering_shutdown():
+    # A peer that never closes keeps a finish-queues shutdown lingering.
+    out, err, status = run_and_interrupt(
+        """
+        import socket
+        c.run(block=False)
+        peer = socket.create_connection(("127.0.0.1", c.port()))
+        c.recv(timeout=10).finish_accept()
+        print("ready", flush=True)
+        c.shutdown()
+        print("shutdown returned", flush=True)
+        """
+    )
+    assert out.strip() == "interrupted", err
+    assert status == 0
