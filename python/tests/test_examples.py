@@ -12,21 +12,37 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "python" / "examples"
-# The README's test command's features: with them, the build below finds
-# everything `cargo test` built and only checks it is fresh.
+# The README's test command's features, for a build of the binaries when needed.
 FEATURES = "pike/postcard,pike/json,pike/msgpack,pike/metrics,pike/tls,pike/tls-webpki-roots"
+
+
+def newest_source():
+    """The newest modification time of the Rust sources the binaries come from."""
+    newest = 0.0
+    for tree in ("pike/src", "pike/examples", "pike-cli/src", "Cargo.lock"):
+        root = ROOT / tree
+        paths = [root] if root.is_file() else root.rglob("*")
+        newest = max([newest] + [p.stat().st_mtime for p in paths if p.is_file()])
+    return newest
 
 
 @pytest.fixture(scope="session")
 def rust():
-    """The path of a Rust example or of the `pike` binary, built once per
-    run by cargo (so never stale)."""
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--workspace", "--examples", "--bin", "pike", "--features", FEATURES],
-        cwd=ROOT,
-        check=True,
-    )
+    """The path of a Rust example or of the `pike` binary. `cargo test`
+    (the README's test command runs it first) builds them all; they are
+    built here only if missing or older than their sources, since a cargo
+    run from here can see them as stale when the one inside `cargo test`
+    does not, and rebuild for nothing."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+    names = ["pike"] + [f"examples/{n}" for n in ("doubler_server", "doubler_client", "chat_server",
+                                                   "chat_client", "filecopy_server", "filecopy_client")]
+    binaries = [target / n for n in names]
+    if not all(b.exists() for b in binaries) or min(b.stat().st_mtime for b in binaries) < newest_source():
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--workspace", "--examples", "--bin", "pike", "--features", FEATURES],
+            cwd=ROOT,
+            check=True,
+        )
 
     def path(name):
         exe = target / name if name == "pike" else target / "examples" / name
