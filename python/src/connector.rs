@@ -284,10 +284,18 @@ fn address(host: &str, port: Option<u16>, empty_host: &str) -> Address {
     }
 }
 
+/// What `Connection.address()` answers for a connection made to `host`
+/// (and `port`): as given, or split from a whole address.
 fn peer_of(host: &str, port: Option<u16>) -> Peer {
-    match port {
-        Some(port) => Peer::Inet(host.to_owned(), port),
-        None => Peer::Unix(Some(host.strip_prefix("unix:").unwrap_or(host).to_owned())),
+    if let Some(port) = port {
+        return Peer::Inet(host.to_owned(), port);
+    }
+    if let Some(path) = host.strip_prefix("unix:") {
+        return Peer::Unix(Some(path.to_owned()));
+    }
+    match host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+        Some((h, Ok(port))) => Peer::Inet(h.trim_matches(['[', ']']).to_owned(), port),
+        _ => Peer::Unix(None),
     }
 }
 

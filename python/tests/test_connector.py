@@ -414,3 +414,23 @@ def test_connections_are_hashable_and_compare_by_identity(connectors):
     assert {a: 1}[first.connection()] == 1
     for s in sockets:
         s.close()
+
+
+def test_a_whole_address_and_unix_sockets(connectors, tmp_path):
+    path = str(tmp_path / "pike.sock")
+    server = connectors(listening=False, address="unix:" + path)
+    server.run(block=False)
+    assert server.listen_address() == "unix:" + path
+    client = connectors(listening=False)
+    client.run(block=False)
+    connection, ok = client.connect_waiting("unix:" + path)
+    assert ok
+    assert connection.address() == path
+    recv(server).finish_accept()
+    client.send(connection, "over a unix socket")
+    assert recv(server).message() == "over a unix socket"
+    tcp = connectors()
+    tcp.run(block=False)
+    connection, ok = client.connect_waiting(f"127.0.0.1:{tcp.port()}")
+    assert ok
+    assert connection.address() == ("127.0.0.1", tcp.port())
