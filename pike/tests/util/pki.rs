@@ -157,8 +157,18 @@ pub fn raw_tls_connect(addr: std::net::SocketAddr) -> io::Result<RawTls<rustls::
     match handshake(&mut s) {
         // Closed by the server before the handshake ended (a connection
         // past a limit, say): as over TCP, the connect itself succeeded,
-        // and reading gives the end of the stream.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(s),
+        // and reading gives the end of the stream. A server that closes
+        // with our ClientHello unread resets the connection instead.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            Ok(s)
+        }
         Err(e) => Err(e),
         Ok(()) => Ok(s),
     }
