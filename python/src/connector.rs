@@ -113,13 +113,9 @@ impl<C: Bridge> Engine for Typed<C> {
 
     fn send(&self, connection: RustConnection, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let value = self.converter.message_of(message)?;
-        match self.connector.send(&connection, value) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let back = C::value_of(message_py(message), e.into_inner())?;
-                Err(ConnectorStopped::new_err((back,)))
-            }
-        }
+        self.connector
+            .send(&connection, value)
+            .map_err(|_| stopped(message))
     }
 
     fn send_waiting(
@@ -137,12 +133,7 @@ impl<C: Bridge> Engine for Typed<C> {
             Ok(()) => return Ok(true),
             Err(TrySendError::Full(back)) if timeout != Some(Duration::ZERO) => back,
             Err(TrySendError::Full(_)) => return Ok(false),
-            Err(e) => {
-                return Err(ConnectorStopped::new_err((C::value_of(
-                    py,
-                    e.into_inner(),
-                )?,)));
-            }
+            Err(TrySendError::Stopped(_)) => return Err(stopped(message)),
         };
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -155,9 +146,7 @@ impl<C: Bridge> Engine for Typed<C> {
             match py.detach(|| self.connector.send_timeout(&connection, value, wait)) {
                 Ok(()) => return Ok(true),
                 Err(SendTimeoutError::Timeout(back)) => value = back,
-                Err(SendTimeoutError::Stopped(back)) => {
-                    return Err(ConnectorStopped::new_err((C::value_of(py, back)?,)));
-                }
+                Err(SendTimeoutError::Stopped(_)) => return Err(stopped(message)),
             }
             py.check_signals()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -218,8 +207,9 @@ impl<C: Bridge> Engine for Typed<C> {
     }
 }
 
-fn message_py<'py>(message: &Bound<'py, PyAny>) -> Python<'py> {
-    message.py()
+/// `ConnectorStopped`, carrying the message `send` was given.
+fn stopped(message: &Bound<'_, PyAny>) -> PyErr {
+    ConnectorStopped::new_err((message.clone().unbind(),))
 }
 
 /// The hub through which connections are made and messages sent and
@@ -236,8 +226,8 @@ static SERIALS: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Default)]
 struct Limits {
     memory_budget: Option<usize>,
-    connect_timeout: Option<f64>,
-    idle_timeout: Option<f64>,
+    connect_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 fn build<C: Bridge>(
@@ -252,11 +242,11 @@ fn build<C: Bridge>(
     if let Some(bytes) = limits.memory_budget {
         builder = builder.memory_budget(bytes);
     }
-    if let Some(secs) = limits.connect_timeout {
-        builder = builder.connect_timeout(seconds(secs)?);
+    if let Some(timeout) = limits.connect_timeout {
+        builder = builder.connect_timeout(timeout);
     }
-    if let Some(secs) = limits.idle_timeout {
-        builder = builder.idle_timeout(seconds(secs)?);
+    if let Some(timeout) = limits.idle_timeout {
+        builder = builder.idle_timeout(timeout);
     }
     let connector = builder
         .build()
@@ -327,8 +317,8 @@ impl PyConnector {
         };
         let limits = Limits {
             memory_budget,
-            connect_timeout,
-            idle_timeout,
+            connect_timeout: connect_timeout.map(seconds).transpose()?,
+            idle_timeout: idle_timeout.map(seconds).transpose()?,
         };
         let engine = if let Ok(p) = converter.cast::<PrimitiveConverter>() {
             let p = p.get();

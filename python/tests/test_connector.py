@@ -434,3 +434,20 @@ def test_a_whole_address_and_unix_sockets(connectors, tmp_path):
     connection, ok = client.connect_waiting(f"127.0.0.1:{tcp.port()}")
     assert ok
     assert connection.address() == ("127.0.0.1", tcp.port())
+
+
+def test_settings_reach_the_core(connectors):
+    # The idle timeout closes a peer that sends nothing (the core's timers
+    # are tested on a fake clock; this checks the setting gets there).
+    c = connectors(idle_timeout=0.2)
+    c.run(block=False)
+    s = raw_connect(c.port())
+    recv(c).finish_accept()
+    event = recv(c)
+    assert event.type() == Event.ENDPOINT_DISCONNECT
+    assert "idle timeout" in event.reason()
+    assert read_until_closed(s) == b""
+    import pytest
+
+    with pytest.raises(ValueError):
+        connectors(connect_timeout=-1.0)
