@@ -223,7 +223,7 @@ pub(crate) struct PyConnector {
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// Settings of the Rust core a Python caller may change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Limits {
     memory_budget: Option<usize>,
     connect_timeout: Option<Duration>,

@@ -173,7 +173,6 @@ pub(crate) struct Event {
     connection: Py<Connection>,
 }
 
-#[allow(non_snake_case)]
 #[pymethods]
 impl Event {
     #[classattr]
@@ -209,7 +208,7 @@ pub(crate) struct FinishConnectEvent {
 impl FinishConnectEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        0
+        Event::FINISH_CONNECT
     }
     /// Whether the connection was established.
     fn success(&self) -> bool {
@@ -246,7 +245,7 @@ pub(crate) struct FinishDisconnectEvent {
 impl FinishDisconnectEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        1
+        Event::FINISH_DISCONNECT
     }
     /// The message only partly sent, or `None`.
     fn incomplete(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -310,7 +309,7 @@ impl RemoteConnectEvent {
 impl RemoteConnectEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        2
+        Event::ENDPOINT_CONNECT
     }
     /// Accepts the connection; with `separate=True` its events go to
     /// `recv_connection` until `merge_connection`.
@@ -348,7 +347,7 @@ pub(crate) struct RemoteDisconnectEvent {
 impl RemoteDisconnectEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        3
+        Event::ENDPOINT_DISCONNECT
     }
     /// The message only partly sent, or `None`.
     fn incomplete(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -379,7 +378,7 @@ pub(crate) struct MessageReceivedEvent {
 impl MessageReceivedEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        4
+        Event::MESSAGE
     }
     /// The message received.
     fn message(&self, py: Python<'_>) -> Py<PyAny> {
@@ -404,7 +403,7 @@ pub(crate) struct RejectedMessageEvent {
 impl RejectedMessageEvent {
     #[pyo3(name = "type")]
     fn kind(&self) -> u8 {
-        5
+        Event::REJECTED_MESSAGE
     }
     /// The message handed back.
     fn message(&self, py: Python<'_>) -> Py<PyAny> {
