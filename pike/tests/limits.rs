@@ -477,11 +477,13 @@ over_transports! {
             .idle_timeout(Duration::from_millis(300))
             .spawn()
             .unwrap();
+        // Before the quiet peer exists, so before its idle clock can start
+        // (over TLS it starts at the handshake, before `accept` returns).
+        let started = Instant::now();
         let mut quiet = raw_connect_to(&c);
         let quiet_conn = accept(&c, Delivery::Merged);
         let mut chatty = raw_connect_to(&c);
         let chatty_conn = accept(&c, Delivery::Merged);
-        let started = Instant::now();
         let (reason, _) =
             busy_peer_served_until_the_other_ends(&c, &mut chatty, chatty_conn, quiet_conn);
         assert!(
