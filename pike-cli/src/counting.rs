@@ -42,6 +42,10 @@ impl<C: Converter> Converter for Counting<C> {
     fn message_size(&self, message: &C::Message) -> usize {
         self.inner.message_size(message)
     }
+
+    fn holds_input(&self) -> bool {
+        self.inner.holds_input()
+    }
 }
 
 #[derive(Debug)]

@@ -138,16 +138,32 @@ pub trait Converter: Send + Sync + 'static {
 
     /// The memory `message` holds, in bytes: its own size plus what it owns
     /// on the heap. The connection counts it against its bounds: the
-    /// connector's memory budget for received messages not yet taken, and
-    /// the high-water mark of the unsent queue. The default is
-    /// `size_of::<Message>()`, right for messages that own no heap memory;
-    /// a converter whose messages do (strings, buffers) should add it.
+    /// connector's memory budget (received messages not yet taken, and
+    /// messages not yet written), and the high-water mark and cap of the
+    /// unsent queue. The default is `size_of::<Message>()`, right for
+    /// messages that own no heap memory; a converter whose messages do
+    /// (strings, buffers) should add it.
     ///
-    /// It is called once or twice per message, so it must be cheap (a
-    /// length, not a walk over the message).
+    /// A received message is counted as at least the bytes read for it
+    /// (unless [`holds_input`](Self::holds_input) says otherwise), so this
+    /// can only raise its count; a message to send is counted by this alone
+    /// until it is serialized. It is called once or twice per message, so
+    /// it must be cheap (a length, not a walk over the message).
     fn message_size(&self, message: &Self::Message) -> usize {
         let _ = message;
         std::mem::size_of::<Self::Message>()
+    }
+
+    /// Whether a received message holds about as much memory as the bytes
+    /// read for it, so that the connection counts it as at least those
+    /// bytes (and [`message_size`](Self::message_size) may only raise the
+    /// count). True by default: a converter that reports too little cannot
+    /// make the connector undercount what a peer sent. A converter whose
+    /// deserializer moves the bytes elsewhere (the file converter writes
+    /// them to disk and delivers a path) says false, and its messages are
+    /// counted by `message_size` alone.
+    fn holds_input(&self) -> bool {
+        true
     }
 }
 

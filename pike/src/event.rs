@@ -144,6 +144,9 @@ pub struct MessageReceived<M> {
     pub connection: Connection,
     /// The message.
     pub message: M,
+    /// The bytes read for it (its wire form), counted against the memory
+    /// budget until it is taken.
+    pub(crate) wire_bytes: usize,
 }
 
 /// A message handed to `send` came back unsent.

@@ -176,6 +176,11 @@ impl Converter for FileConverter {
     fn message_size(&self, path: &PathBuf) -> usize {
         std::mem::size_of::<PathBuf>() + path.as_os_str().len()
     }
+
+    /// A received file is on disk: its message, a path, holds none of it.
+    fn holds_input(&self) -> bool {
+        false
+    }
 }
 
 fn name_field() -> LengthPrefixedDeserializer<String> {

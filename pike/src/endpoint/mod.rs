@@ -114,6 +114,9 @@ pub const DEFAULT_MAX_PENDING_INPUT: usize = 1024 * 1024;
 pub const DEFAULT_SEND_HIGH_WATER: usize = 1024 * 1024;
 /// The default hard cap of a connection's unsent queue: 16 MiB.
 pub const DEFAULT_SEND_QUEUE_CAP: usize = 16 * 1024 * 1024;
+/// The largest message a connection whose queue is empty may still take
+/// when its connector's unsent data is at the budget: 4 KiB.
+pub const SMALL_SEND: usize = 4 * 1024;
 /// The default time a connection whose local disconnect completed waits for
 /// its peer to close: 5 s.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
@@ -170,6 +173,30 @@ impl Default for EndpointConfig {
             message_timeout: None,
             linger: DEFAULT_LINGER,
         }
+    }
+}
+
+/// What a connector has left for sends, over all of its connections: the
+/// unsent side of its memory budget (see [`Endpoint::set_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedRoom {
+    /// The connector's whole memory budget is used up.
+    pub reached: bool,
+    /// How many more bytes of unsent data the connector takes.
+    pub unsent: usize,
+}
+
+impl SharedRoom {
+    /// No limit beyond the connection's own.
+    pub const UNLIMITED: SharedRoom = SharedRoom {
+        reached: false,
+        unsent: usize::MAX,
+    };
+
+    /// A room of `unsent` bytes, the budget used up or not.
+    pub fn new(reached: bool, unsent: usize) -> Self {
+        Self { reached, unsent }
     }
 }
 
@@ -283,6 +310,12 @@ pub struct Endpoint<C: Converter> {
     /// The unsent queue went past its high-water mark and is not yet down
     /// to half of it: reading pauses.
     send_backlogged: bool,
+    /// What the connector has left for sends, over all its connections
+    /// (see [`set_room`](Self::set_room)): bytes of unsent data, and
+    /// whether its whole budget is used up. (Two fields, not a
+    /// [`SharedRoom`]: the flag fits beside the others.)
+    room_unsent: usize,
+    room_reached: bool,
     /// What [`stats`](Self::stats) reports.
     counters: Counters,
 }
@@ -386,6 +419,8 @@ impl<C: Converter> Endpoint<C> {
             timers: Timers::default(),
             input_held: false,
             send_backlogged: false,
+            room_unsent: usize::MAX,
+            room_reached: false,
             counters: Counters::default(),
         }
     }
@@ -450,10 +485,19 @@ impl<C: Converter> Endpoint<C> {
         self.outbox.bytes()
     }
 
+    /// Bytes the connection holds for sending: its unsent messages (by
+    /// [`Converter::message_size`]) and the serialized bytes waiting in
+    /// its write buffer. The connector counts them in its memory budget.
+    pub fn outgoing_bytes(&self) -> usize {
+        self.outbox.bytes() + self.outbox.unflushed().len()
+    }
+
     /// Whether the unsent queue is at or under its low-water mark (half the
-    /// high-water mark): a sender waiting for room may go on.
+    /// high-water mark), and empty while the connector's budget is used up
+    /// ([`set_room`](Self::set_room)): a sender waiting for room may go on.
     pub fn has_room(&self) -> bool {
-        self.outbox.bytes() <= self.config.send_high_water / 2
+        let queued = self.outbox.bytes();
+        queued <= self.config.send_high_water / 2 && !(self.room_reached && queued > 0)
     }
 
     /// Whether a sender waiting for room must go on waiting: the queue is
@@ -465,9 +509,14 @@ impl<C: Converter> Endpoint<C> {
         ) && !self.has_room()
     }
 
-    /// Whether the unsent queue is over its high-water mark: `try_send`
-    /// would hand a message back.
+    /// Whether `try_send` would hand a message back: the unsent queue is
+    /// over its high-water mark, or holds anything while the connector's
+    /// budget is used up ([`set_room`](Self::set_room)).
     pub fn is_full(&self) -> bool {
+        self.over_high_water() || (self.room_reached && self.outbox.bytes() > 0)
+    }
+
+    fn over_high_water(&self) -> bool {
         self.outbox.bytes() >= self.config.send_high_water.max(1)
     }
 
@@ -600,8 +649,9 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Enqueues a message unless the unsent queue is over its high-water
-    /// mark ([`is_full`](Self::is_full)), in which case it comes straight
-    /// back. Otherwise as [`send`](Self::send).
+    /// mark ([`is_full`](Self::is_full)) or the connector has no room left
+    /// for it ([`set_room`](Self::set_room)), in which case it comes
+    /// straight back. Otherwise as [`send`](Self::send).
     pub fn try_send(&mut self, message: C::Message) -> Result<(), C::Message> {
         match self.queue(message, true) {
             Ok(()) => {}
@@ -627,11 +677,25 @@ impl<C: Converter> Endpoint<C> {
                 }
                 let size = self.converter.message_size(&message);
                 let queued = self.outbox.bytes();
-                if queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap {
+                let over_cap = queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap;
+                // The connector's unsent data across connections stays
+                // within its budget: one message to an empty queue still
+                // goes while any room is left, whatever its size, and a
+                // small one even when none is (as a connection that holds
+                // nothing may still read a little).
+                let room = self.room_unsent;
+                let over_budget =
+                    size > room && !(queued == 0 && (room > 0 || size <= SMALL_SEND));
+                if refuse_if_full && over_budget {
+                    return Err((message, None));
+                }
+                if over_cap || over_budget {
                     RejectReason::QueueFull
                 } else {
                     self.outbox.push(message, size);
-                    if self.is_full() {
+                    // A batch sees the room its own messages took.
+                    self.room_unsent = room.saturating_sub(size);
+                    if self.over_high_water() {
                         self.send_backlogged = true;
                     }
                     return Ok(());
@@ -723,6 +787,17 @@ impl<C: Converter> Endpoint<C> {
     /// draining), and its idle and message timers do not run.
     pub fn hold_input(&mut self, held: bool) {
         self.input_held = held;
+    }
+
+    /// Tells the endpoint what its connector has left for sends, over all
+    /// of its connections, before the application's next sends and room
+    /// checks: past it, [`send`](Self::send) hands messages back as
+    /// [`RejectReason::QueueFull`], and while the budget is used up a queue
+    /// that holds anything is full for [`try_send`](Self::try_send) and
+    /// has no room for a waiting sender. Default: no limit.
+    pub fn set_room(&mut self, room: SharedRoom) {
+        self.room_unsent = room.unsent;
+        self.room_reached = room.reached;
     }
 
     /// Rejects a connection a peer opened: it closes, and any message sent
@@ -883,8 +958,8 @@ impl<C: Converter> Endpoint<C> {
         // Straight to the sink only if that keeps the order.
         let direct = events.is_empty();
         let completed = self.inbox.completed();
-        let mut deliver = |m| {
-            let event = received(connection, m);
+        let mut deliver = |m, wire| {
+            let event = received(connection, m, wire);
             match &mut sink {
                 Some(sink) if direct => sink(event),
                 _ => {
@@ -952,8 +1027,8 @@ impl<C: Converter> Endpoint<C> {
         let connection = self.connection;
         let events = &mut self.events;
         let completed = self.inbox.completed();
-        let result = self.inbox.wake(&self.converter, &self.waker, &mut |m| {
-            events.push_back(received(connection, m));
+        let result = self.inbox.wake(&self.converter, &self.waker, &mut |m, wire| {
+            events.push_back(received(connection, m, wire));
             true
         });
         self.counters.messages_in += self.inbox.completed() - completed;
@@ -1033,7 +1108,7 @@ impl<C: Converter> Endpoint<C> {
                 self.reject_message(message, RejectReason::Serialize(error));
             }
         }
-        if self.send_backlogged && self.has_room() {
+        if self.send_backlogged && self.outbox.bytes() <= self.config.send_high_water / 2 {
             self.send_backlogged = false;
         }
         match result {
@@ -1152,10 +1227,11 @@ enum Input<'a> {
     Backlog,
 }
 
-fn received<M>(connection: Connection, message: M) -> EndpointEvent<M> {
+fn received<M>(connection: Connection, message: M, wire_bytes: usize) -> EndpointEvent<M> {
     EndpointEvent::MessageReceived(MessageReceived {
         connection,
         message,
+        wire_bytes,
     })
 }
 

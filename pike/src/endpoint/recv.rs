@@ -94,8 +94,8 @@ impl<C: Converter> Inbox<C> {
         self.consumed > 0 || !self.pending.is_empty() || self.held_chunk.is_some()
     }
 
-    /// Feeds `data`; every completed message goes to `deliver`, which
-    /// returns whether it wants more: once it says no, decoding stops and
+    /// Feeds `data`; every completed message goes to `deliver`, with the
+    /// bytes it took on the wire, which returns whether it wants more: once it says no, decoding stops and
     /// the rest is held (see the module documentation). `shared`, if
     /// given, holds the same bytes as `data`, for
     /// [`Deserializer::put_shared`].
@@ -105,7 +105,7 @@ impl<C: Converter> Inbox<C> {
         waker: &Waker,
         data: &[u8],
         shared: Option<&Bytes>,
-        deliver: &mut impl FnMut(C::Message) -> bool,
+        deliver: &mut impl FnMut(C::Message, usize) -> bool,
     ) -> Result<(), DisconnectReason> {
         if self.pending.is_empty() && !self.waiting && !self.held {
             let used = self.run(converter, waker, data, shared, false, deliver)?;
@@ -141,7 +141,7 @@ impl<C: Converter> Inbox<C> {
         &mut self,
         converter: &C,
         waker: &Waker,
-        deliver: &mut impl FnMut(C::Message) -> bool,
+        deliver: &mut impl FnMut(C::Message, usize) -> bool,
     ) -> Result<(), DisconnectReason> {
         if !self.held {
             return Ok(());
@@ -164,7 +164,7 @@ impl<C: Converter> Inbox<C> {
         &mut self,
         converter: &C,
         waker: &Waker,
-        deliver: &mut impl FnMut(C::Message) -> bool,
+        deliver: &mut impl FnMut(C::Message, usize) -> bool,
     ) -> Result<(), DisconnectReason> {
         if !self.waiting {
             return Ok(());
@@ -193,7 +193,7 @@ impl<C: Converter> Inbox<C> {
         converter: &C,
         waker: &Waker,
         call_if_empty: bool,
-        deliver: &mut impl FnMut(C::Message) -> bool,
+        deliver: &mut impl FnMut(C::Message, usize) -> bool,
     ) -> Result<(), DisconnectReason> {
         let mut pending = std::mem::take(&mut self.pending);
         let result = self.run(converter, waker, &pending, None, call_if_empty, deliver);
@@ -217,7 +217,7 @@ impl<C: Converter> Inbox<C> {
         input: &[u8],
         shared: Option<&Bytes>,
         mut call_if_empty: bool,
-        deliver: &mut impl FnMut(C::Message) -> bool,
+        deliver: &mut impl FnMut(C::Message, usize) -> bool,
     ) -> Result<usize, DisconnectReason> {
         let mut off = 0;
         while off < input.len() || call_if_empty {
@@ -258,9 +258,9 @@ impl<C: Converter> Inbox<C> {
                         return Err(ProtocolError::EmptyMessage.into());
                     }
                     self.deserializer = None;
-                    self.consumed = 0;
+                    let wire = std::mem::take(&mut self.consumed);
                     self.completed += 1;
-                    if !deliver(message) {
+                    if !deliver(message, wire) {
                         self.held = true;
                         break;
                     }

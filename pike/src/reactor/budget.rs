@@ -1,34 +1,44 @@
 //! The memory a peer can make the connector hold, counted in bytes.
 //!
-//! Two bounds, both on received data the application has not taken yet:
+//! One budget for everything, counted where it is held rather than by
+//! each feature remembering to:
 //!
-//! * each connection's **share**: the bytes of its events queued and not
-//!   taken (each event costs its envelope plus the heap bytes of the
-//!   messages it carries, as [`Converter::message_size`] tells);
-//! * the connector's **budget**: every connection's queued events, plus
-//!   every partly received message and input held back undecoded, plus
-//!   the events of connections that are gone (messages sent to them and
-//!   handed back).
+//! * **received**: events queued and not yet taken (each costs its
+//!   envelope plus the larger of the bytes read for its message and
+//!   [`Converter::message_size`], so a converter that reports too little
+//!   cannot undercount), partly received messages and input held back
+//!   undecoded, and the events of connections that are gone;
+//! * **unsent**: every connection's unsent queue (messages by
+//!   `message_size`), its write buffer, and what its transport buffers
+//!   (TLS handshakes and records).
 //!
-//! The network thread checks both before each read and *during* it: a
-//! read's messages are decoded one at a time, and decoding stops after the
-//! message that reaches a bound, the rest of the read held back undecoded
-//! (at most one read's worth) until there is room. So a 256 KiB read of
-//! 4-byte messages cannot turn into 65,000 events past the bound.
+//! Each connection also has a **share**: the bytes of its events queued
+//! and not taken.
+//!
+//! The network thread checks the bounds before each read and *during*
+//! it: a read's messages are decoded one at a time, and decoding stops
+//! after the message that reaches a bound, the rest of the read held back
+//! undecoded (at most one read's worth) until there is room. So a 256 KiB
+//! read of 4-byte messages cannot turn into 65,000 events past the bound.
 //!
 //! Reading pauses instead of memory growing, and resumes with hysteresis:
 //! a connection paused at its share resumes once the application has taken
 //! it down to half; connections paused at the budget resume once the total
-//! is down to three quarters. Whoever brings a count down (a thread taking
-//! events, or the network thread freeing a partly received message) sees
-//! the `paused` flag and asks for the resume; [`Gauge::should_pause`] and
-//! [`Gauge::release`] make that a handshake in which no resume is missed.
+//! is down to three quarters, or once they themselves hold nothing. Whoever
+//! brings a count down (a thread taking events, a sender whose bytes went
+//! out, the network thread) sees the `paused` flag and asks for the
+//! resume; pausing and releasing make that a handshake in which no resume
+//! is missed.
 //!
 //! # Invariants
 //!
-//! * Only the network thread adds to a gauge; any thread may take away.
-//! * A gauge never goes below zero: everything taken away was added first
-//!   (an envelope carries the bytes it added).
+//! * A count never goes below zero: everything taken away was added first
+//!   (an envelope carries the bytes it added; a connection takes away
+//!   only what it counted, under its slot's lock).
+//! * Each pause flag is set before its count is looked at again, and each
+//!   release looks at the flag after its count went down (both
+//!   sequentially consistent): of a pauser and a releaser, one sees the
+//!   other.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -49,11 +59,14 @@ pub const DEFAULT_CONNECTION_SHARE: usize = 256 * 1024;
 /// while others hold the budget.
 pub(crate) const SMALL_READ: usize = 4 * 1024;
 
-/// A byte count with a pause flag; see the module documentation.
+/// A byte count with a pause flag and the count at which a pause ends.
 #[derive(Debug, Default)]
 pub(crate) struct Gauge {
     used: AtomicUsize,
     paused: AtomicBool,
+    /// Where a pause ends: a release that brings the count to it or below
+    /// asks for the resume.
+    resume_at: AtomicUsize,
 }
 
 impl Gauge {
@@ -61,21 +74,27 @@ impl Gauge {
         self.used.load(Ordering::SeqCst)
     }
 
-    /// Network thread: `n` more bytes are held.
+    /// `n` more bytes are held.
     pub(crate) fn add(&self, n: usize) {
-        self.used.fetch_add(n, Ordering::SeqCst);
+        if n > 0 {
+            self.used.fetch_add(n, Ordering::SeqCst);
+        }
     }
 
-    /// Network thread, at or over `high`: marks the gauge paused and returns
-    /// true if reading is to pause. When it says so, whoever brings the
-    /// count down to `low` will ask for a resume.
+    /// At or over `high`: marks the gauge paused until it is down to `low`
+    /// and returns true. When it says so, whoever brings the count down to
+    /// `low` will ask for a resume.
     pub(crate) fn should_pause(&self, high: usize, low: usize) -> bool {
-        if self.used() < high {
-            return false;
-        }
+        self.used() >= high && self.pause_until(low)
+    }
+
+    /// Marks the gauge paused until it is down to `low`; false (not
+    /// paused) if it is there already.
+    pub(crate) fn pause_until(&self, low: usize) -> bool {
+        self.resume_at.store(low, Ordering::SeqCst);
         self.paused.store(true, Ordering::SeqCst);
-        // Bytes may have been released between the load and the store by
-        // a thread that did not see the flag: look again.
+        // Bytes may have been released between the caller's look and the
+        // flag by a thread that did not see it: look again.
         if self.used() <= low {
             // Whoever clears the flag resumes; if a releaser did, reading
             // gets a harmless extra resume.
@@ -84,24 +103,31 @@ impl Gauge {
         true
     }
 
-    /// Any thread: `n` bytes are no longer held. True if the caller must
-    /// ask for a resume: the count reached `low` while paused, and this
-    /// caller cleared the flag.
-    pub(crate) fn release(&self, n: usize, low: usize) -> bool {
+    /// `n` bytes are no longer held. True if the caller must ask for a
+    /// resume: the count reached where the pause ends, and this caller
+    /// cleared the flag.
+    pub(crate) fn release(&self, n: usize) -> bool {
         if n == 0 {
             return false;
         }
         let left = self.used.fetch_sub(n, Ordering::SeqCst) - n;
-        left <= low
+        left <= self.resume_at.load(Ordering::SeqCst)
             && self.paused.load(Ordering::SeqCst)
             && self.paused.swap(false, Ordering::SeqCst)
     }
 }
 
-/// The connector-wide budget.
+/// The connector-wide budget: the received side and the unsent side,
+/// counted apart, bounded together (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct Budget {
-    pub(crate) gauge: Gauge,
+    /// Events not yet taken, partly received messages, input held back.
+    received: AtomicUsize,
+    /// Unsent queues, write buffers, transport buffers.
+    unsent: AtomicUsize,
+    /// Reading (or a sender) waits for the total to come down to
+    /// [`low`](Self::low).
+    paused: AtomicBool,
     /// The budget, in bytes.
     pub(crate) limit: usize,
     /// Each connection's share, in bytes.
@@ -111,7 +137,9 @@ pub(crate) struct Budget {
 impl Budget {
     pub(crate) fn new(limit: usize, share: usize) -> Self {
         Self {
-            gauge: Gauge::default(),
+            received: AtomicUsize::new(0),
+            unsent: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
             limit: limit.max(1),
             share: share.max(1),
         }
@@ -120,6 +148,81 @@ impl Budget {
     /// Where reading resumes after a pause at the budget.
     pub(crate) fn low(&self) -> usize {
         self.limit / 4 * 3
+    }
+
+    /// Everything counted now.
+    pub(crate) fn used(&self) -> usize {
+        self.received.load(Ordering::SeqCst) + self.unsent.load(Ordering::SeqCst)
+    }
+
+    /// The unsent side alone.
+    pub(crate) fn unsent(&self) -> usize {
+        self.unsent.load(Ordering::SeqCst)
+    }
+
+    /// What the connection's endpoint is told of the budget before it
+    /// takes messages to send.
+    pub(crate) fn room(&self) -> crate::endpoint::SharedRoom {
+        let unsent = self.unsent();
+        crate::endpoint::SharedRoom::new(
+            unsent + self.received.load(Ordering::SeqCst) >= self.limit,
+            self.limit.saturating_sub(unsent),
+        )
+    }
+
+    /// `n` more received bytes are held.
+    pub(crate) fn add_received(&self, n: usize) {
+        if n > 0 {
+            self.received.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    /// `n` more unsent bytes are held.
+    pub(crate) fn add_unsent(&self, n: usize) {
+        if n > 0 {
+            self.unsent.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    /// `n` received bytes are no longer held; true if the caller must ask
+    /// for the connections paused at the budget to resume.
+    pub(crate) fn release_received(&self, n: usize) -> bool {
+        if n == 0 {
+            return false;
+        }
+        let left = self.received.fetch_sub(n, Ordering::SeqCst) - n;
+        self.resumes(left + self.unsent.load(Ordering::SeqCst))
+    }
+
+    /// `n` unsent bytes are no longer held; as
+    /// [`release_received`](Self::release_received).
+    pub(crate) fn release_unsent(&self, n: usize) -> bool {
+        if n == 0 {
+            return false;
+        }
+        let left = self.unsent.fetch_sub(n, Ordering::SeqCst) - n;
+        self.resumes(left + self.received.load(Ordering::SeqCst))
+    }
+
+    fn resumes(&self, left: usize) -> bool {
+        left <= self.low()
+            && self.paused.load(Ordering::SeqCst)
+            && self.paused.swap(false, Ordering::SeqCst)
+    }
+
+    /// At or over the budget: marks it paused and returns true; whoever
+    /// brings it down to [`low`](Self::low) will ask for a resume.
+    pub(crate) fn should_pause(&self) -> bool {
+        if self.used() < self.limit {
+            return false;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        // Released between the look and the flag by a thread that did not
+        // see it: look again.
+        if self.used() <= self.low() {
+            return !self.paused.swap(false, Ordering::SeqCst);
+        }
+        true
     }
 }
 
@@ -135,7 +238,7 @@ pub(crate) struct Credit {
 /// What taking events asks the network thread to do.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Resume {
-    /// Read from this connection again.
+    /// Read from this connection again (or look whether it may).
     pub(crate) connection: bool,
     /// Read again from every connection paused at the budget.
     pub(crate) budget: bool,
@@ -152,23 +255,32 @@ impl Credit {
     /// Network thread: events of `bytes` are about to be queued.
     pub(crate) fn produced(&self, budget: &Budget, bytes: usize) {
         self.gauge.add(bytes);
-        budget.gauge.add(bytes);
+        budget.add_received(bytes);
     }
 
     /// Consumer: events of `bytes` were taken.
     pub(crate) fn taken(&self, budget: &Budget, bytes: usize) -> Resume {
         Resume {
-            connection: self.gauge.release(bytes, budget.share / 2),
-            budget: budget.gauge.release(bytes, budget.low()),
+            connection: self.gauge.release(bytes),
+            budget: budget.release_received(bytes),
         }
     }
 }
 
 /// What an event costs against the budget: its envelope, plus the heap
-/// bytes of every message it carries.
+/// bytes of every message it carries (for a received message, at least
+/// the bytes read for it, unless the converter says its messages do not
+/// hold them: see [`Converter::holds_input`]).
 pub(crate) fn event_cost<C: Converter>(converter: &C, event: &Event<C::Message>) -> usize {
     let messages = match event {
-        Event::MessageReceived(m) => converter.message_size(&m.message),
+        Event::MessageReceived(m) => {
+            let size = converter.message_size(&m.message);
+            if converter.holds_input() {
+                size.max(m.wire_bytes)
+            } else {
+                size
+            }
+        }
         Event::RejectedMessage(m) => converter.message_size(&m.message),
         Event::FinishConnect(f) => messages_size(converter, None, &f.queued),
         Event::FinishDisconnect(f) => messages_size(converter, f.incomplete.as_ref(), &f.queued),
@@ -201,10 +313,10 @@ mod tests {
         assert!(!g.should_pause(101, 50));
         assert!(g.should_pause(100, 50));
         // Down to 60: still above low, no resume.
-        assert!(!g.release(40, 50));
+        assert!(!g.release(40));
         // Down to 50: this releaser resumes, once.
-        assert!(g.release(10, 50));
-        assert!(!g.release(10, 50));
+        assert!(g.release(10));
+        assert!(!g.release(10));
         assert_eq!(g.used(), 40);
     }
 
@@ -215,6 +327,32 @@ mod tests {
         // Over the bound, but by the time the flag is set the count is
         // already low (simulated by a low bound): no pause.
         assert!(!g.should_pause(10, 10));
-        assert!(!g.release(10, 0), "nobody is paused");
+        assert!(!g.release(10), "nobody is paused");
+    }
+
+    #[test]
+    fn a_pause_until_empty_resumes_only_at_zero() {
+        let g = Gauge::default();
+        g.add(30);
+        assert!(g.pause_until(0));
+        assert!(!g.release(20));
+        assert!(g.release(10));
+        // Nothing held: no pause at all.
+        assert!(!g.pause_until(0));
+    }
+
+    #[test]
+    fn the_budget_counts_both_sides_and_resumes_from_either() {
+        let b = Budget::new(100, 10);
+        b.add_received(60);
+        b.add_unsent(40);
+        assert!(b.room().reached);
+        assert_eq!(b.room().unsent, 60);
+        assert!(b.should_pause());
+        // Down to 80, then 75 (three quarters): the second release resumes.
+        assert!(!b.release_unsent(20));
+        assert!(b.release_received(5));
+        assert!(!b.release_received(5), "resumed once");
+        assert_eq!(b.used(), 70);
     }
 }

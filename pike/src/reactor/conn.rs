@@ -57,6 +57,7 @@ use crate::converter::Converter;
 use crate::endpoint::{Endpoint, EndpointConfig, EndpointEvent, State};
 use crate::event::Connection;
 use crate::mode::DisconnectMode;
+use crate::reactor::budget::Budget;
 use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
 use crate::reactor::queues::Route;
 use crate::reactor::readbuf::ReadBuffer;
@@ -95,15 +96,57 @@ pub(crate) struct Conn<C: Converter> {
     /// instead of a `Vec`'s 24.)
     #[allow(clippy::box_collection)]
     pub(crate) room_tasks: Option<Box<Vec<Waker>>>,
+    /// What its sending side and its transport hold, as last counted in
+    /// the unsent side of the budget (see [`settle`](Conn::settle)).
+    pub(crate) counted: usize,
+    /// Reading from it is paused at the budget: once it holds nothing for
+    /// sending, whoever settled it asks the loop to look again.
+    pub(crate) budget_paused: bool,
 }
 
 impl<C: Converter> Conn<C> {
+    /// Brings the unsent side of the budget up to date with what the
+    /// connection holds for sending (its queue and write buffer) and what
+    /// its transport buffers, under the slot's lock: every change is
+    /// counted by whoever made it, on whatever thread. Returns true if the
+    /// caller must ask the loop to resume the connections paused at the
+    /// budget.
+    pub(crate) fn settle(&mut self, budget: &Budget) -> bool {
+        let now = if self.retired {
+            0
+        } else {
+            self.endpoint.outgoing_bytes() + self.transport.as_ref().map_or(0, |t| t.held_bytes())
+        };
+        let before = std::mem::replace(&mut self.counted, now);
+        if now >= before {
+            budget.add_unsent(now - before);
+            false
+        } else {
+            budget.release_unsent(before - now)
+        }
+    }
+
+    /// Tells the endpoint what the connector has left for sends; while
+    /// the budget is used up, arms the budget's pause so that a sender
+    /// refused or waiting for it is told when it is free again.
+    pub(crate) fn refresh_room(&mut self, budget: &Budget) {
+        let mut room = budget.room();
+        if room.reached && !budget.should_pause() {
+            room = budget.room();
+        }
+        self.endpoint.set_room(room);
+    }
+
+    /// Whether anyone waits for room in the unsent queue.
+    pub(crate) fn has_room_waiters(&self) -> bool {
+        self.room_waiters > 0 || self.room_tasks.as_ref().is_some_and(|t| !t.is_empty())
+    }
+
     /// Wakes senders waiting for room if they may go on: the queue is down
     /// to its low-water mark, or the connection no longer takes messages
     /// (they then find it so, and their message is rejected).
     pub(crate) fn notify_room(&mut self, room: &Condvar) {
-        let waiting =
-            self.room_waiters > 0 || self.room_tasks.as_ref().is_some_and(|t| !t.is_empty());
+        let waiting = self.has_room_waiters();
         if waiting && (self.retired || !self.endpoint.must_wait_for_room()) {
             room.notify_all();
             for task in self.room_tasks.iter_mut().flat_map(|t| t.drain(..)) {
@@ -151,6 +194,8 @@ pub(crate) enum Offer<M> {
 pub(crate) struct Directory<C: Converter> {
     map: RwLock<ConnMap<SharedConn<C>>>,
     converter: Arc<C>,
+    /// The connector's memory budget: sends count their bytes in it.
+    budget: Arc<Budget>,
     /// Shared by every endpoint.
     config: Arc<EndpointConfig>,
     commands: Arc<CommandQueue<C::Message>>,
@@ -167,10 +212,12 @@ impl<C: Converter> Directory<C> {
         converter: Arc<C>,
         config: EndpointConfig,
         commands: Arc<CommandQueue<C::Message>>,
+        budget: Arc<Budget>,
     ) -> Self {
         Self {
             map: RwLock::new(conn_map()),
             converter,
+            budget,
             config: Arc::new(config),
             commands,
         }
@@ -198,6 +245,8 @@ impl<C: Converter> Directory<C> {
                 retired: false,
                 room_waiters: 0,
                 room_tasks: None,
+                counted: 0,
+                budget_paused: false,
             }),
             room: Condvar::new(),
         });
@@ -310,6 +359,7 @@ impl<C: Converter> Directory<C> {
             return true;
         };
         let mut io = lock(&slot);
+        io.refresh_room(&self.budget);
         while !io.retired && io.endpoint.must_wait_for_room() {
             io.room_waiters += 1;
             io = match deadline {
@@ -327,6 +377,7 @@ impl<C: Converter> Directory<C> {
                 }
             };
             io.room_waiters -= 1;
+            io.refresh_room(&self.budget);
         }
         true
     }
@@ -339,6 +390,7 @@ impl<C: Converter> Directory<C> {
             return false;
         };
         let mut io = lock(&slot);
+        io.refresh_room(&self.budget);
         if io.retired || !io.endpoint.must_wait_for_room() {
             return false;
         }
@@ -392,6 +444,7 @@ impl<C: Converter> Directory<C> {
         let io = &mut *guard;
         let before = io.endpoint.state();
         let wanted_input = io.endpoint.wants_read();
+        io.refresh_room(&self.budget);
         f(io);
         let mut poke = false;
         // The clock is read only when no write for the loop is pending
@@ -416,12 +469,25 @@ impl<C: Converter> Directory<C> {
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         // The queue drained below its mark here: reading may go on.
         poke |= !wanted_input && io.endpoint.wants_read();
+        let budget_freed = io.settle(&self.budget);
+        // Paused at the budget and now holding nothing for sending: the
+        // loop looks whether it may read again.
+        let look_again = io.budget_paused && io.counted == 0;
+        if look_again {
+            io.budget_paused = false;
+        }
         io.notify_room(&shared.room);
         drop(guard);
+        // If the network thread has stopped meanwhile, it closed this
+        // connection (passing its events on) after we let go of the lock.
         if poke {
-            // If the network thread has stopped meanwhile, it closed this
-            // connection (passing its events on) after we let go of the lock.
             let _ = self.commands.push(Command::Drive { connection: id });
+        }
+        if look_again {
+            let _ = self.commands.push(Command::Resume { connection: id });
+        }
+        if budget_freed {
+            let _ = self.commands.push(Command::BudgetFreed);
         }
         true
     }

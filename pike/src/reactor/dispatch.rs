@@ -51,7 +51,10 @@ impl<C: Converter> Reactor<C> {
                 message,
             } => match self.conns.get(&connection) {
                 Some(entry) => {
-                    lock(&entry.conn).endpoint.send(message);
+                    let mut conn = lock(&entry.conn);
+                    conn.refresh_room(&self.out.budget);
+                    conn.endpoint.send(message);
+                    drop(conn);
                     self.mark_ready(connection);
                 }
                 None => self.reject_unknown(connection, message),
@@ -61,7 +64,10 @@ impl<C: Converter> Reactor<C> {
                 messages,
             } => match self.conns.get(&connection) {
                 Some(entry) => {
-                    lock(&entry.conn).endpoint.send_all(messages);
+                    let mut conn = lock(&entry.conn);
+                    conn.refresh_room(&self.out.budget);
+                    conn.endpoint.send_all(messages);
+                    drop(conn);
                     self.mark_ready(connection);
                 }
                 None => {
@@ -102,7 +108,7 @@ impl<C: Converter> Reactor<C> {
                 }
                 let _ = done.send(());
             }
-            Command::Resume { connection } => self.resume_share(connection),
+            Command::Resume { connection } => self.resume_connection(connection),
             Command::BudgetFreed => self.resume_budget(),
             Command::ConverterReady { connection } => {
                 if let Some(entry) = self.conns.get(&connection) {

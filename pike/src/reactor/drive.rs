@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::budget::{SMALL_READ, event_cost};
 use super::outlet::deliver;
-use super::pacing::{Allowance, Pause, allowance};
+use super::pacing::{Allowance, Pause, allowance, arm_budget_pause};
 use super::{READ_BUDGET, Reactor};
 use crate::converter::Converter;
 use crate::endpoint::{EndpointEvent, State};
@@ -69,6 +69,7 @@ impl<C: Converter> Reactor<C> {
             if conn.write_out() {
                 progress = true;
                 conn.note_write();
+                conn.refresh_room(&self.out.budget);
                 conn.notify_room(&slot.room);
             }
             conn.shut_write_if_asked();
@@ -93,6 +94,7 @@ impl<C: Converter> Reactor<C> {
                         conn.endpoint.hold_input(true);
                         if why == Pause::Budget {
                             self.budget_paused.push(id);
+                            arm_budget_pause(entry, conn);
                         }
                     }
                     Allowance::Take { .. } if reads == 0 => {
@@ -146,8 +148,16 @@ impl<C: Converter> Reactor<C> {
                 );
             }
         };
+        let budget_freed = guard.settle(&self.out.budget);
+        let look_again = guard.budget_paused && guard.counted == 0;
         drop(guard);
         self.account_input(id, input_bytes);
+        if budget_freed {
+            self.resume_budget();
+        }
+        if look_again {
+            self.resume_connection(id);
+        }
         if closed {
             self.close(id);
         } else {
@@ -200,6 +210,7 @@ impl<C: Converter> Reactor<C> {
         // connection whose events wait for a `connect_waiting` callback is
         // closed a second time when they go: it is counted the first time.
         let first = !std::mem::replace(&mut conn.retired, true);
+        let budget_freed = conn.settle(&self.out.budget);
         conn.notify_room(&slot.room);
         let stats = first.then(|| conn.endpoint.stats());
         drop(conn);
@@ -218,6 +229,9 @@ impl<C: Converter> Reactor<C> {
             self.granted = None;
         }
         self.account_input(id, 0);
+        if budget_freed {
+            self.resume_budget();
+        }
         if let Some(stats) = stats {
             let ending = stats.ending.unwrap_or(Ending::Local);
             // Its counters move to the totals as it leaves the directory,

@@ -94,7 +94,7 @@ impl<C: Converter> Handle<C> {
 
     /// Bytes counted against the memory budget now.
     pub(crate) fn memory_in_use(&self) -> usize {
-        self.shared.budget.gauge.used()
+        self.shared.budget.used()
     }
 
     /// A snapshot of the connector's numbers: the totals of closed
@@ -110,7 +110,7 @@ impl<C: Converter> Handle<C> {
             stats.add_connection(&lock(&slot).endpoint.stats());
         }
         stats.undelivered_events = (self.shared.main.len() + self.shared.separate.queued()) as u64;
-        stats.memory_in_use = self.shared.budget.gauge.used() as u64;
+        stats.memory_in_use = self.shared.budget.used() as u64;
         stats.memory_budget = self.shared.budget.limit as u64;
         stats
     }

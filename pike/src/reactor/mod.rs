@@ -293,6 +293,7 @@ impl<C: Converter> Reactor<C> {
             converter.clone(),
             config.endpoint,
             commands.clone(),
+            budget.clone(),
         ));
         let shared = Arc::new(Shared::new(commands, main_rx, budget.clone()));
         let listener = match listener {
@@ -524,7 +525,7 @@ mod tests {
     #[test]
     fn the_structures_of_an_idle_connection_stay_small() {
         assert!(
-            size_of::<super::conn::Slot<C>>() <= 616,
+            size_of::<super::conn::Slot<C>>() <= 632,
             "{}",
             size_of::<super::conn::Slot<C>>()
         );

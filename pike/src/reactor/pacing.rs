@@ -7,10 +7,16 @@
 //!   checked between the messages of each read: past it, reading pauses
 //!   (the endpoint is told to hold its input) until the application has
 //!   taken them down to half, and resumes by [`Command::Resume`].
-//! * The connector's total (events, partial messages, input held back)
-//!   stays under its budget the same way, resuming at three quarters
-//!   ([`Command::BudgetFreed`]); a connection that holds nothing may still
-//!   make small reads, so that new peers are served.
+//! * The connector's total (events, partial messages, input held back,
+//!   unsent data and transport buffers of every connection) stays under
+//!   its budget the same way, resuming at three quarters
+//!   ([`Command::BudgetFreed`]), or for one connection once it holds
+//!   nothing ([`Command::Resume`]); a connection that holds nothing may
+//!   still make small reads, so that new peers are served. So past the
+//!   budget every connection that holds something pauses: those whose
+//!   unsent queues hold the budget (their peers do not read) stay paused,
+//!   while the others go on a small read at a time as the application
+//!   takes their events.
 //! * If input alone holds the budget, taking events cannot free it: one
 //!   connection at a time is granted reads until it holds no input, so the
 //!   budget cannot deadlock.
@@ -48,9 +54,8 @@ pub(super) enum Allowance {
 /// events not yet taken and by the connector's budget.
 ///
 /// A read takes at most as many bytes as the events may cost: an event
-/// costs at least its message's bytes on the wire (its queue slot alone is
-/// larger than any message's framing), so what a read holds back undecoded
-/// is at most the allowance, and the read buffer's size.
+/// costs at least its message's bytes on the wire, so what a read holds
+/// back undecoded is at most the allowance, and the read buffer's size.
 pub(super) fn allowance<C: Converter>(
     budget: &Budget,
     entry: &Entry<C>,
@@ -63,14 +68,14 @@ pub(super) fn allowance<C: Converter>(
         return Allowance::Pause(Pause::Share);
     }
     let left = share.saturating_sub(mine).max(1);
-    let total = budget.gauge.used();
+    let total = budget.used();
     let bytes = if total < budget.limit {
         left.min(budget.limit - total)
-    } else if mine == 0 && conn.endpoint.input_bytes() == 0 {
+    } else if holds_nothing(entry, conn) {
         // Holds nothing: a small read, so that new and well-behaved peers
         // are served while others hold the budget.
         SMALL_READ
-    } else if granted || !budget.gauge.should_pause(budget.limit, budget.low()) {
+    } else if granted || !budget.should_pause() {
         left
     } else {
         return Allowance::Pause(Pause::Budget);
@@ -78,27 +83,60 @@ pub(super) fn allowance<C: Converter>(
     Allowance::Take { bytes, read: bytes }
 }
 
+/// Whether a connection holds nothing the budget counts: no events not
+/// yet taken, no input, nothing for sending, nothing in its transport.
+pub(super) fn holds_nothing<C: Converter>(entry: &Entry<C>, conn: &Conn<C>) -> bool {
+    entry.credit.gauge.used() == 0 && conn.endpoint.input_bytes() == 0 && conn.counted == 0
+}
+
 impl<C: Converter> Reactor<C> {
-    /// Reading from `id` resumes if it was paused at its share.
-    pub(super) fn resume_share(&mut self, id: Connection) {
-        if let Some(entry) = self.conns.get_mut(&id)
-            && entry.paused == Pause::Share
-        {
-            entry.paused = Pause::No;
-            lock(&entry.conn).endpoint.hold_input(false);
-            self.mark_ready(id);
+    /// Reading from `id` resumes if it was paused at its share, or at the
+    /// budget and it now holds nothing (its events were taken, its unsent
+    /// data went out). Otherwise it is told to look again once it does.
+    pub(super) fn resume_connection(&mut self, id: Connection) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut conn = lock(&entry.conn);
+        match entry.paused {
+            Pause::No => return,
+            Pause::Share => {}
+            Pause::Budget if holds_nothing(entry, &conn) => {
+                self.budget_paused.retain(|&c| c != id);
+            }
+            Pause::Budget => {
+                arm_budget_pause(entry, &mut conn);
+                return;
+            }
         }
+        entry.paused = Pause::No;
+        conn.budget_paused = false;
+        conn.endpoint.hold_input(false);
+        drop(conn);
+        self.mark_ready(id);
     }
 
-    /// Reading resumes on every connection paused at the budget.
+    /// Reading resumes on every connection paused at the budget, and
+    /// senders waiting for the budget look again.
     pub(super) fn resume_budget(&mut self) {
         for id in std::mem::take(&mut self.budget_paused) {
             if let Some(entry) = self.conns.get_mut(&id)
                 && entry.paused == Pause::Budget
             {
                 entry.paused = Pause::No;
-                lock(&entry.conn).endpoint.hold_input(false);
+                let mut conn = lock(&entry.conn);
+                conn.budget_paused = false;
+                conn.endpoint.hold_input(false);
+                drop(conn);
                 self.mark_ready(id);
+            }
+        }
+        let budget = &self.out.budget;
+        for entry in self.conns.values() {
+            let mut conn = lock(&entry.conn);
+            if conn.has_room_waiters() {
+                conn.refresh_room(budget);
+                conn.notify_room(&entry.conn.room);
             }
         }
     }
@@ -110,16 +148,11 @@ impl<C: Converter> Reactor<C> {
         };
         let before = std::mem::replace(&mut entry.input_bytes, now);
         if now >= before {
-            self.out.budget.gauge.add(now - before);
+            self.out.budget.add_received(now - before);
             self.input_total += now - before;
         } else {
             self.input_total -= before - now;
-            if self
-                .out
-                .budget
-                .gauge
-                .release(before - now, self.out.budget.low())
-            {
+            if self.out.budget.release_received(before - now) {
                 self.resume_budget();
             }
         }
@@ -150,8 +183,19 @@ impl<C: Converter> Reactor<C> {
         self.budget_paused.retain(|&c| c != id);
         if let Some(entry) = self.conns.get_mut(&id) {
             entry.paused = Pause::No;
-            lock(&entry.conn).endpoint.hold_input(false);
+            let mut conn = lock(&entry.conn);
+            conn.budget_paused = false;
+            conn.endpoint.hold_input(false);
         }
         self.mark_ready(id);
     }
+}
+
+/// A connection paused at the budget is told to look again once it holds
+/// nothing: when the application has taken its last event (its credit's
+/// pause ends at zero) or its unsent data has gone out (its slot's flag,
+/// seen by whoever settles it).
+pub(super) fn arm_budget_pause<C: Converter>(entry: &Entry<C>, conn: &mut Conn<C>) {
+    entry.credit.gauge.pause_until(0);
+    conn.budget_paused = true;
 }

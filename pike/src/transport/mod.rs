@@ -69,6 +69,13 @@ pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
     fn has_pending_output(&self) -> bool {
         false
     }
+    /// The memory it holds of the connection's data, in bytes (TLS: what
+    /// it read and has not decrypted or handed out yet, the handshake, and
+    /// records not yet sent), for the connector's budget. Plain sockets
+    /// hold nothing.
+    fn held_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// TLS settings of an outgoing connection; without the `tls` feature

@@ -16,7 +16,10 @@
 //! | [`MsgpackConverter`] | `msgpack` | MessagePack (`rmp-serde`, structs as maps) | Python peers (`msgpack`) |
 //!
 //! A body longer than the maximum message size is refused from its length,
-//! before anything is allocated. A message that cannot be encoded comes
+//! before anything is allocated. The bounds count a message by the memory
+//! it holds (its strings, vectors and maps, found by a walk over it with a
+//! counting serializer, about what encoding it costs), and a received one
+//! by at least the bytes read for it. A message that cannot be encoded comes
 //! back as a [`RejectedMessage`](crate::event::RejectedMessage) with
 //! [`RejectReason::Serialize`](crate::error::RejectReason::Serialize), and
 //! the connection carries on; a body that does not decode is a protocol
@@ -41,6 +44,8 @@
 //! assert_eq!((used, decoded), (wire.len(), Decoded::Done(job)));
 //! # }
 //! ```
+
+mod size;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -164,6 +169,12 @@ where
 
     fn write_whole(&self, message: &T, out: &mut WriteBuf<'_>) -> bool {
         F::write_whole(message, out)
+    }
+
+    /// The message's own size and the heap memory serde shows of it (see
+    /// the [module documentation](self)).
+    fn message_size(&self, message: &T) -> usize {
+        std::mem::size_of::<T>() + size::heap_size(message)
     }
 }
 
