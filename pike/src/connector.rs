@@ -270,6 +270,21 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
+    /// How long a TLS handshake may take, from the moment the socket is
+    /// accepted (or connected), before the connection ends with
+    /// [`TlsErrorKind::HandshakeTimedOut`](crate::TlsErrorKind::HandshakeTimedOut)
+    /// (a client's connect fails with it, or at its connect timeout if
+    /// that comes first): so that stalled handshakes do not wait for an
+    /// idle timeout. Default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::endpoint::DEFAULT_HANDSHAKE_TIMEOUT)
+    /// (10 s).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.endpoint.handshake_timeout = Some(timeout);
+        self
+    }
+
     /// Turns TCP keepalive on: after `idle` without traffic the operating
     /// system probes the peer (every third of `idle`, three times) and
     /// ends a connection whose peer is gone, with

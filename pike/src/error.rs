@@ -161,6 +161,15 @@ pub enum TlsErrorKind {
     /// The peer refused the handshake with an alert of its own (it did not
     /// trust our certificate, for example).
     RefusedByPeer,
+    /// The handshake did not end within the connector's handshake timeout.
+    HandshakeTimedOut,
+    /// The peer sent more of a handshake than the limit allows (the TLS
+    /// settings' `with_max_handshake_size`).
+    HandshakeTooLarge,
+    /// The peer's certificate chain carries more certificates than the
+    /// limit allows (the TLS settings' `with_max_intermediates`); it was
+    /// refused before anything of it was verified.
+    ChainTooLong,
     /// Anything else (a corrupt record, a misbehaving peer, …).
     Other,
 }

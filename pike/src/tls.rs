@@ -35,11 +35,36 @@
 //! the last byte; the peer reads every byte of every completed message,
 //! then the end of the stream.
 //!
-//! Memory: besides the connection's own bounded buffers (which the
-//! connector's bounds count), rustls keeps what it read and has not
-//! decrypted yet (at most one record, 16 KiB, and one read) and the
-//! records of at most 64 KiB being written: a fixed bound per connection,
-//! not counted in [`Connector::memory_in_use`](crate::Connector::memory_in_use).
+//! # Bounds
+//!
+//! * **Memory**: what rustls holds of a connection is counted in the
+//!   connector's memory budget
+//!   ([`Connector::memory_in_use`](crate::Connector::memory_in_use)):
+//!   during the handshake, what the peer sent of it (at most
+//!   [`DEFAULT_MAX_HANDSHAKE_SIZE`], 32 KiB, in all, past which the
+//!   handshake fails with [`TlsErrorKind::HandshakeTooLarge`]); then the
+//!   part of a record not yet decrypted (at most one record, 16 KiB), the
+//!   decrypted bytes not yet handed out, and the records of at most 64 KiB
+//!   being written. Past the budget, a handshake that holds anything
+//!   stops reading until there is room.
+//! * **Time**: a handshake must end within the connector's
+//!   [`handshake_timeout`](crate::ConnectorBuilder::handshake_timeout)
+//!   (10 s by default), or the connection ends with
+//!   [`TlsErrorKind::HandshakeTimedOut`]; the idle and message timeouts
+//!   count the bytes of records as they arrive, not only what they
+//!   decrypt to, so a peer trickling a record byte by byte is caught.
+//! * **Work**: a certificate chain may carry at most
+//!   [`DEFAULT_MAX_INTERMEDIATES`] (4) certificates besides the peer's own,
+//!   past which it is refused ([`TlsErrorKind::ChainTooLong`]) before
+//!   anything is verified, so that no handshake holds the network thread
+//!   for long building paths through a hostile chain.
+//!   [`ServerTls::with_max_intermediates`] and
+//!   [`ClientTls::with_max_intermediates`] change it. (A configuration
+//!   given whole with `from_config` verifies as it says.)
+//!
+//! [`TlsErrorKind::HandshakeTooLarge`]: crate::TlsErrorKind::HandshakeTooLarge
+//! [`TlsErrorKind::HandshakeTimedOut`]: crate::TlsErrorKind::HandshakeTimedOut
+//! [`TlsErrorKind::ChainTooLong`]: crate::TlsErrorKind::ChainTooLong
 //!
 //! # Examples
 //!
@@ -67,15 +92,160 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 /// The rustls version Pike is built with, for building configurations to
 /// pass to [`ServerTls::from_config`] and [`ClientTls::from_config`].
 pub use rustls;
+
+/// The default limit on what a peer may send of a handshake, in all:
+/// 32 KiB, room for a client hello and a chain of
+/// [`DEFAULT_MAX_INTERMEDIATES`] certificates many times over.
+pub const DEFAULT_MAX_HANDSHAKE_SIZE: usize = 32 * 1024;
+/// The default limit on the certificates a peer's chain may carry besides
+/// its own: 4 (public authorities use one or two).
+pub const DEFAULT_MAX_INTERMEDIATES: usize = 4;
+
+/// A certificate chain longer than its limit, refused before verifying.
+#[derive(Debug)]
+pub(crate) struct ChainTooLong {
+    pub(crate) intermediates: usize,
+    pub(crate) limit: usize,
+}
+
+impl fmt::Display for ChainTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the certificate chain carries {} certificates besides the peer's own, over the limit of {}",
+            self.intermediates, self.limit
+        )
+    }
+}
+
+impl std::error::Error for ChainTooLong {}
+
+/// Refuses a chain with more than `limit` intermediates, before verifying
+/// anything of it.
+fn check_chain(intermediates: &[CertificateDer<'_>], limit: usize) -> Result<(), rustls::Error> {
+    if intermediates.len() <= limit {
+        return Ok(());
+    }
+    Err(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::Other(rustls::OtherError(Arc::new(ChainTooLong {
+            intermediates: intermediates.len(),
+            limit,
+        }))),
+    ))
+}
+
+/// A client certificate verifier that refuses long chains first.
+#[derive(Debug)]
+struct LimitedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    max_intermediates: usize,
+}
+
+impl ClientCertVerifier for LimitedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        check_chain(intermediates, self.max_intermediates)?;
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server certificate verifier that refuses long chains first.
+#[derive(Debug)]
+struct LimitedServerVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    max_intermediates: usize,
+}
+
+impl ServerCertVerifier for LimitedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        check_chain(intermediates, self.max_intermediates)?;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
 
 /// A TLS setting that could not be made: a file that cannot be read or
 /// holds no certificate or key, a key that does not match its
@@ -155,6 +325,7 @@ pub struct ServerTls {
     /// What the config was made of, to make it again with a change
     /// (`None` for one given whole).
     parts: Option<Arc<ServerParts>>,
+    max_handshake_size: usize,
 }
 
 struct ServerParts {
@@ -162,6 +333,7 @@ struct ServerParts {
     key: PrivateKeyDer<'static>,
     client_roots: Option<Arc<RootCertStore>>,
     alpn: Vec<Vec<u8>>,
+    max_intermediates: usize,
 }
 
 impl Clone for ServerParts {
@@ -171,6 +343,7 @@ impl Clone for ServerParts {
             key: self.key.clone_key(),
             client_roots: self.client_roots.clone(),
             alpn: self.alpn.clone(),
+            max_intermediates: self.max_intermediates,
         }
     }
 }
@@ -186,7 +359,7 @@ fn parts_of<'a, T>(parts: &'a Option<Arc<T>>, owner: &str) -> Result<&'a T, TlsC
 }
 
 impl ServerParts {
-    fn build(self) -> Result<ServerTls, TlsConfigError> {
+    fn build(self, max_handshake_size: usize) -> Result<ServerTls, TlsConfigError> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(config_error)?;
@@ -197,7 +370,10 @@ impl ServerParts {
                     WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
                         .build()
                         .map_err(|e| TlsConfigError(format!("client CA: {e}")))?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(LimitedClientVerifier {
+                    inner: verifier,
+                    max_intermediates: self.max_intermediates,
+                }))
             }
         };
         let mut config = builder
@@ -213,6 +389,7 @@ impl ServerParts {
         Ok(ServerTls {
             config: Arc::new(config),
             parts: Some(Arc::new(self)),
+            max_handshake_size,
         })
     }
 }
@@ -228,8 +405,9 @@ impl ServerTls {
             key,
             client_roots: None,
             alpn: Vec::new(),
+            max_intermediates: DEFAULT_MAX_INTERMEDIATES,
         }
-        .build()
+        .build(DEFAULT_MAX_HANDSHAKE_SIZE)
     }
 
     /// A server with the certificate chain and key of two PEM files.
@@ -246,13 +424,35 @@ impl ServerTls {
         Self {
             config,
             parts: None,
+            max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
         }
     }
 
     fn change(&self, f: impl FnOnce(&mut ServerParts)) -> Result<Self, TlsConfigError> {
         let mut parts = parts_of(&self.parts, "ServerTls")?.clone();
         f(&mut parts);
-        parts.build()
+        parts.build(self.max_handshake_size)
+    }
+
+    /// The most a client may send of its handshake, in all, before it is
+    /// refused with [`TlsErrorKind::HandshakeTooLarge`](crate::TlsErrorKind::HandshakeTooLarge).
+    /// Default [`DEFAULT_MAX_HANDSHAKE_SIZE`]; raise it for clients with
+    /// long certificate chains.
+    pub fn with_max_handshake_size(mut self, bytes: usize) -> Self {
+        self.max_handshake_size = bytes.max(1);
+        self
+    }
+
+    /// The most certificates a client's chain may carry besides its own
+    /// (mutual TLS), past which it is refused before it is verified
+    /// ([`TlsErrorKind::ChainTooLong`](crate::TlsErrorKind::ChainTooLong)).
+    /// Default [`DEFAULT_MAX_INTERMEDIATES`].
+    pub fn with_max_intermediates(self, certificates: usize) -> Result<Self, TlsConfigError> {
+        self.change(|p| p.max_intermediates = certificates)
+    }
+
+    pub(crate) fn max_handshake_size(&self) -> usize {
+        self.max_handshake_size
     }
 
     /// Requires every client to present a certificate signed by one of
@@ -304,12 +504,14 @@ pub struct ClientTls {
     config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     parts: Option<Arc<ClientParts>>,
+    max_handshake_size: usize,
 }
 
 struct ClientParts {
     roots: Arc<RootCertStore>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     alpn: Vec<Vec<u8>>,
+    max_intermediates: usize,
 }
 
 impl Clone for ClientParts {
@@ -321,16 +523,28 @@ impl Clone for ClientParts {
                 .as_ref()
                 .map(|(c, k)| (c.clone(), k.clone_key())),
             alpn: self.alpn.clone(),
+            max_intermediates: self.max_intermediates,
         }
     }
 }
 
 impl ClientParts {
-    fn build(self, server_name: Option<ServerName<'static>>) -> Result<ClientTls, TlsConfigError> {
+    fn build(
+        self,
+        server_name: Option<ServerName<'static>>,
+        max_handshake_size: usize,
+    ) -> Result<ClientTls, TlsConfigError> {
+        let verifier = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsConfigError(format!("trusted authorities: {e}")))?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(config_error)?
-            .with_root_certificates(self.roots.clone());
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(LimitedServerVerifier {
+                inner: verifier,
+                max_intermediates: self.max_intermediates,
+            }));
         let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((certs, key)) => builder
@@ -342,6 +556,7 @@ impl ClientParts {
             config: Arc::new(config),
             server_name,
             parts: Some(Arc::new(self)),
+            max_handshake_size,
         })
     }
 }
@@ -353,8 +568,9 @@ impl ClientTls {
             roots: Arc::new(roots),
             identity: None,
             alpn: Vec::new(),
+            max_intermediates: DEFAULT_MAX_INTERMEDIATES,
         }
-        .build(None)
+        .build(None, DEFAULT_MAX_HANDSHAKE_SIZE)
         .expect("a client configuration without a certificate always builds")
     }
 
@@ -378,13 +594,34 @@ impl ClientTls {
             config,
             server_name: None,
             parts: None,
+            max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
         }
     }
 
     fn change(&self, f: impl FnOnce(&mut ClientParts)) -> Result<Self, TlsConfigError> {
         let mut parts = parts_of(&self.parts, "ClientTls")?.clone();
         f(&mut parts);
-        parts.build(self.server_name.clone())
+        parts.build(self.server_name.clone(), self.max_handshake_size)
+    }
+
+    /// The most a server may send of its handshake, in all, before it is
+    /// refused with [`TlsErrorKind::HandshakeTooLarge`](crate::TlsErrorKind::HandshakeTooLarge).
+    /// Default [`DEFAULT_MAX_HANDSHAKE_SIZE`].
+    pub fn with_max_handshake_size(mut self, bytes: usize) -> Self {
+        self.max_handshake_size = bytes.max(1);
+        self
+    }
+
+    /// The most certificates a server's chain may carry besides its own,
+    /// past which it is refused before it is verified
+    /// ([`TlsErrorKind::ChainTooLong`](crate::TlsErrorKind::ChainTooLong)).
+    /// Default [`DEFAULT_MAX_INTERMEDIATES`].
+    pub fn with_max_intermediates(self, certificates: usize) -> Result<Self, TlsConfigError> {
+        self.change(|p| p.max_intermediates = certificates)
+    }
+
+    pub(crate) fn max_handshake_size(&self) -> usize {
+        self.max_handshake_size
     }
 
     /// Presents this certificate chain (leaf first) and key to servers

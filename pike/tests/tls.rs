@@ -480,3 +480,227 @@ fn settings_given_whole_are_not_changed_piecemeal() {
     let e = whole.with_client_ca_file(&pki().ca).unwrap_err();
     assert!(e.to_string().contains("ServerTls::from_config"), "{e}");
 }
+
+#[test]
+fn a_long_client_chain_is_refused_before_it_is_verified_and_a_short_one_is_verified() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server_mutual())
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    for (n, want) in [
+        (40, TlsErrorKind::ChainTooLong),
+        (4, TlsErrorKind::UntrustedCertificate),
+    ] {
+        let (chain, key) = hostile_chain(n, false);
+        let (result, _) = raw_tls_connect_with(addr, chain, key);
+        assert!(result.is_err(), "a chain of {n} was taken");
+        match accepted_then(&server) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(reason_kind(&r.reason), want, "{n}: {}", r.reason)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The limit is the server's to set.
+    let lenient = Connector::builder(StringConverter::new())
+        .listen_tls(
+            "127.0.0.1:0",
+            pki().server_mutual().with_max_intermediates(64).unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let (chain, key) = hostile_chain(40, false);
+    let (result, _) = raw_tls_connect_with(lenient.local_addr().unwrap(), chain, key);
+    assert!(result.is_err());
+    match accepted_then(&lenient) {
+        Event::RemoteDisconnect(r) => assert_eq!(
+            reason_kind(&r.reason),
+            TlsErrorKind::UntrustedCertificate,
+            "{}",
+            r.reason
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_handshake_that_stalls_ends_at_the_handshake_timeout_on_either_side() {
+    let quick = std::time::Duration::from_millis(300);
+    // A client that connects and never says a word: no idle timeout set.
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server())
+        .handshake_timeout(quick)
+        .spawn()
+        .unwrap();
+    let _silent = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(
+                reason_kind(&r.reason),
+                TlsErrorKind::HandshakeTimedOut,
+                "{}",
+                r.reason
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A server that accepts (the kernel does) and never answers: no
+    // connect timeout set.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Connector::builder(StringConverter::new())
+        .handshake_timeout(quick)
+        .spawn()
+        .unwrap();
+    let (_, result) = client
+        .connect_waiting_tls(
+            l.local_addr().unwrap(),
+            Delivery::Merged,
+            WAIT,
+            &pki().client(),
+        )
+        .unwrap();
+    match result {
+        Err(e) => assert_eq!(tls_kind(&e), TlsErrorKind::HandshakeTimedOut, "{e}"),
+        Ok(()) => panic!("connected to a silent server"),
+    }
+}
+
+/// TLS records of the handshake type carrying `total` bytes of a client
+/// hello that never ends (its header claims 64 KiB).
+fn endless_client_hello(total: usize) -> Vec<u8> {
+    let mut body = vec![1u8, 0x00, 0xff, 0xff, 0x03, 0x03];
+    body.resize(total, 0x41);
+    let mut out = Vec::new();
+    for chunk in body.chunks(16 * 1024) {
+        out.extend_from_slice(&[22, 0x03, 0x01]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+#[test]
+fn a_handshake_larger_than_its_limit_is_refused() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server())
+        .spawn()
+        .unwrap();
+    let mut peer = raw_connect(server.local_addr().unwrap());
+    let _ = peer.write_all(&endless_client_hello(40 * 1024));
+    match accepted_then(&server) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(
+                reason_kind(&r.reason),
+                TlsErrorKind::HandshakeTooLarge,
+                "{}",
+                r.reason
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unfinished_handshakes_count_in_the_budget_and_stop_at_it() {
+    const BUDGET: usize = 1 << 20;
+    const PEERS: usize = 120;
+    const EACH: usize = 30 * 1024;
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server())
+        .memory_budget(BUDGET)
+        .handshake_timeout(std::time::Duration::from_secs(3))
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let hello = endless_client_hello(EACH);
+    let peers: Vec<std::net::TcpStream> = (0..PEERS)
+        .map(|_| {
+            let mut s = raw_connect(addr);
+            s.set_nonblocking(true).unwrap();
+            let _ = s.write(&hello);
+            s
+        })
+        .collect();
+    for _ in 0..PEERS {
+        let _ = accept(&server, Delivery::Merged);
+    }
+    // Held: counted, and bounded by the budget plus a small read each.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut held = server.memory_in_use();
+    while held < BUDGET && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        held = server.memory_in_use();
+    }
+    assert!(held >= BUDGET, "unfinished handshakes not counted: {held}");
+    let stall = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while std::time::Instant::now() < stall {
+        let now = server.memory_in_use();
+        assert!(
+            now <= BUDGET + PEERS * 4096 + EACH,
+            "{now} held by {PEERS} handshakes against a budget of {BUDGET}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Each ends at the handshake timeout, and everything is given back.
+    for _ in 0..PEERS {
+        match next(&server) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(
+                    reason_kind(&r.reason),
+                    TlsErrorKind::HandshakeTimedOut,
+                    "{}",
+                    r.reason
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.memory_in_use(), 0);
+    drop(peers);
+}
+
+#[test]
+fn a_record_trickled_a_byte_at_a_time_hits_the_message_timeout() {
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls("127.0.0.1:0", pki().server())
+        .message_timeout(std::time::Duration::from_millis(500))
+        .spawn()
+        .unwrap();
+    let mut peer = raw_tls_connect(server.local_addr().unwrap()).unwrap();
+    let _ = accept(&server, Delivery::Merged);
+    // A whole message first: it comes through.
+    peer.write_all(&wire(&["whole"])).unwrap();
+    peer.flush().unwrap();
+    match next(&server) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "whole"),
+        other => panic!("{other:?}"),
+    }
+    // Then one record, a byte every 100 ms: nothing of it decrypts before
+    // its last byte, so only the bytes on the wire show it under way.
+    peer.conn.writer().write_all(&wire(&["slow"])).unwrap();
+    let mut record = Vec::new();
+    while peer.conn.wants_write() {
+        peer.conn.write_tls(&mut record).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let trickler = std::thread::spawn(move || {
+        for byte in &record[..record.len() - 1] {
+            if peer.sock.write_all(std::slice::from_ref(byte)).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        peer
+    });
+    match next(&server) {
+        Event::RemoteDisconnect(r) => assert!(
+            matches!(r.reason, DisconnectReason::MessageTimeout(_)),
+            "{}",
+            r.reason
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    drop(trickler.join().unwrap());
+}

@@ -117,6 +117,8 @@ pub const DEFAULT_SEND_QUEUE_CAP: usize = 16 * 1024 * 1024;
 /// The largest message a connection whose queue is empty may still take
 /// when its connector's unsent data is at the budget: 4 KiB.
 pub const SMALL_SEND: usize = 4 * 1024;
+/// The default time a transport's handshake (TLS) may take: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default time a connection whose local disconnect completed waits for
 /// its peer to close: 5 s.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
@@ -159,6 +161,11 @@ pub struct EndpointConfig {
     /// write side shut down, for the peer to close, reading and discarding
     /// its input, before it closes anyway. Default [`DEFAULT_LINGER`].
     pub linger: Duration,
+    /// How long a transport's own handshake (TLS) may take, from the
+    /// moment the socket is connected or accepted, before the connection
+    /// ends with [`TlsErrorKind::HandshakeTimedOut`](crate::TlsErrorKind::HandshakeTimedOut).
+    /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -172,6 +179,7 @@ impl Default for EndpointConfig {
             idle_timeout: None,
             message_timeout: None,
             linger: DEFAULT_LINGER,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -208,10 +216,12 @@ impl SharedRoom {
 /// a timer that expires then is pushed a full period on.
 #[derive(Debug, Clone, Copy, Default)]
 struct Timers {
-    /// Connecting: must be done by then. Draining, once the write side
-    /// was shut: close by then (`None`: a linger too long for an
-    /// `Instant`, which waits for the peer). One field for both, which
-    /// never run at once.
+    /// Connecting: must be done by then. Accepted or open while the
+    /// transport's handshake runs ([`handshake`](Self::handshake)): the
+    /// handshake must be done by then. Draining, once the write side was
+    /// shut: close by then (`None`: a linger too long for an `Instant`,
+    /// which waits for the peer). One field for all three, which never
+    /// run at once.
     deadline: Option<Instant>,
     /// When the idle period started: the last byte received, or the
     /// moment the connection opened.
@@ -220,6 +230,12 @@ struct Timers {
     message_start: Option<Instant>,
     /// Draining: the write side was shut down.
     write_shut: bool,
+    /// The transport's handshake runs, and `deadline` is its limit.
+    handshake: bool,
+    /// The transport holds part of a record the peer has not finished
+    /// sending ([`Endpoint::handle_wire_input`]): a message is under way
+    /// on the wire.
+    mid_record: bool,
 }
 
 /// Where a connection is in its life.
@@ -594,12 +610,14 @@ impl<C: Converter> Endpoint<C> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let c = &self.config;
         let t = &self.timers;
+        let handshake = t.deadline.filter(|_| t.handshake);
         match self.state {
             State::Connecting => t.deadline,
+            State::Accepting => handshake,
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let idle = c.idle_timeout.zip(t.last_input).map(|(d, at)| at + d);
                 let message = c.message_timeout.zip(t.message_start).map(|(d, at)| at + d);
-                idle.into_iter().chain(message).min()
+                idle.into_iter().chain(message).chain(handshake).min()
             }
             State::Draining if t.write_shut => t.deadline,
             _ => None,
@@ -677,15 +695,15 @@ impl<C: Converter> Endpoint<C> {
                 }
                 let size = self.converter.message_size(&message);
                 let queued = self.outbox.bytes();
-                let over_cap = queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap;
+                let over_cap =
+                    queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap;
                 // The connector's unsent data across connections stays
                 // within its budget: one message to an empty queue still
                 // goes while any room is left, whatever its size, and a
                 // small one even when none is (as a connection that holds
                 // nothing may still read a little).
                 let room = self.room_unsent;
-                let over_budget =
-                    size > room && !(queued == 0 && (room > 0 || size <= SMALL_SEND));
+                let over_budget = size > room && !(queued == 0 && (room > 0 || size <= SMALL_SEND));
                 if refuse_if_full && over_budget {
                     return Err((message, None));
                 }
@@ -822,6 +840,8 @@ impl<C: Converter> Endpoint<C> {
         }
         self.state = State::Open;
         self.timers.last_input = Some(now);
+        self.timers.handshake = false;
+        self.timers.deadline = None;
         self.events
             .push_back(EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
@@ -856,6 +876,7 @@ impl<C: Converter> Endpoint<C> {
     pub fn handle_write_shut(&mut self, now: Instant) {
         if self.state == State::Draining && !self.timers.write_shut {
             self.timers.write_shut = true;
+            self.timers.handshake = false;
             self.timers.deadline = now.checked_add(self.config.linger);
         }
     }
@@ -977,7 +998,7 @@ impl<C: Converter> Endpoint<C> {
             Input::Backlog => self.inbox.resume(converter, waker, &mut deliver),
         };
         self.counters.messages_in += self.inbox.completed() - completed;
-        if !self.inbox.mid_message() {
+        if !self.inbox.mid_message() && !self.timers.mid_record {
             self.timers.message_start = None;
         } else if self.inbox.completed() != completed || self.timers.message_start.is_none() {
             self.timers.message_start = Some(now);
@@ -985,6 +1006,70 @@ impl<C: Converter> Endpoint<C> {
         if let Err(reason) = result {
             self.fail(reason);
         }
+    }
+
+    /// Bytes came from the socket at `now` that the transport has not
+    /// handed out (all or some of them): the parts of records it cannot
+    /// decrypt yet, under TLS. `mid_record` says whether it holds part of
+    /// a record now. The idle timer counts them as input, and the message
+    /// timer runs from the first byte of a record until the message it
+    /// carries is complete: timeouts see the wire, not only what a layer
+    /// decrypted, so a peer trickling a record a byte at a time is caught.
+    pub fn handle_wire_input(&mut self, now: Instant, mid_record: bool) {
+        if !matches!(self.state, State::Open | State::Disconnecting(_)) || self.peer_gone.is_some()
+        {
+            return;
+        }
+        let t = &mut self.timers;
+        t.last_input = Some(now);
+        t.mid_record = mid_record;
+        if mid_record {
+            t.message_start.get_or_insert(now);
+        } else if !self.inbox.mid_message() {
+            t.message_start = None;
+        }
+    }
+
+    /// The transport's own handshake (TLS) began at `now`: it must end
+    /// within the handshake timeout (reported with
+    /// [`handle_handshake_done`](Self::handle_handshake_done)), or the
+    /// connection ends. A second call is a no-op.
+    pub fn handle_handshake_started(&mut self, now: Instant) {
+        let Some(limit) = self
+            .config
+            .handshake_timeout
+            .and_then(|t| now.checked_add(t))
+        else {
+            return;
+        };
+        let t = &mut self.timers;
+        if t.handshake {
+            return;
+        }
+        match self.state {
+            // Within the connect timeout too, whichever ends first.
+            State::Connecting if t.deadline.is_some_and(|d| d <= limit) => {}
+            State::Connecting | State::Accepting | State::Open | State::Disconnecting(_) => {
+                t.deadline = Some(limit);
+                t.handshake = true;
+            }
+            State::Draining | State::Closed => {}
+        }
+    }
+
+    /// The transport's handshake is done: its timeout stops.
+    pub fn handle_handshake_done(&mut self) {
+        if self.timers.handshake {
+            self.timers.handshake = false;
+            if self.state != State::Connecting {
+                self.timers.deadline = None;
+            }
+        }
+    }
+
+    /// Whether the transport's handshake timeout is running.
+    pub fn handshake_pending(&self) -> bool {
+        self.timers.handshake
     }
 
     /// The peer closed its sending side (a read returned 0 bytes).
@@ -1027,10 +1112,12 @@ impl<C: Converter> Endpoint<C> {
         let connection = self.connection;
         let events = &mut self.events;
         let completed = self.inbox.completed();
-        let result = self.inbox.wake(&self.converter, &self.waker, &mut |m, wire| {
-            events.push_back(received(connection, m, wire));
-            true
-        });
+        let result = self
+            .inbox
+            .wake(&self.converter, &self.waker, &mut |m, wire| {
+                events.push_back(received(connection, m, wire));
+                true
+            });
         self.counters.messages_in += self.inbox.completed() - completed;
         if let Err(reason) = result {
             return self.fail(reason);
@@ -1048,9 +1135,19 @@ impl<C: Converter> Endpoint<C> {
     /// repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let handshake_due = self.timers.handshake && due(self.timers.deadline);
         match self.state {
+            State::Connecting if handshake_due => {
+                self.connect_failed(ConnectError::Tls(handshake_timed_out(&self.config)));
+            }
             State::Connecting if due(self.timers.deadline) => {
                 self.connect_failed(ConnectError::TimedOut);
+            }
+            State::Accepting | State::Open | State::Disconnecting(_)
+                if handshake_due && self.peer_gone.is_none() =>
+            {
+                self.timers.handshake = false;
+                self.fail(DisconnectReason::Tls(handshake_timed_out(&self.config)));
             }
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let Some(deadline) = self.poll_timeout() else {
@@ -1219,6 +1316,17 @@ impl<C: Converter> Endpoint<C> {
     }
 }
 
+/// The error of a handshake that took longer than its timeout.
+fn handshake_timed_out(config: &EndpointConfig) -> crate::error::TlsError {
+    crate::error::TlsError::new(
+        crate::error::TlsErrorKind::HandshakeTimedOut,
+        format!(
+            "the handshake did not end within {:?} (handshake timeout)",
+            config.handshake_timeout.unwrap_or_default()
+        ),
+    )
+}
+
 /// What [`Endpoint::decode`] decodes.
 enum Input<'a> {
     /// Bytes just read, and the shared chunk they are, if they are.
@@ -1267,6 +1375,7 @@ pub mod fuzzing {
             idle_timeout: Some(Duration::from_secs(3)),
             message_timeout: Some(Duration::from_secs(2)),
             linger: Duration::from_secs(1),
+            handshake_timeout: Some(Duration::from_secs(4)),
         };
         let start = Instant::now();
         let mut now = start;

@@ -1759,3 +1759,190 @@ fn held_input_is_neither_read_nor_decoded_but_draining_reads_on() {
         "draining input is discarded, so never held"
     );
 }
+
+// ----- the wire under a transport of its own (TLS) ------------------------------
+
+#[test]
+fn the_message_timer_runs_from_the_first_byte_of_a_record_not_of_its_plaintext() {
+    let config = EndpointConfig {
+        message_timeout: Some(secs(3)),
+        idle_timeout: Some(secs(10)),
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, true);
+    // A record trickles in: nothing decrypts, yet a message is under way
+    // and the peer is not idle.
+    ep.handle_wire_input(t0() + secs(1), true);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(4)));
+    ep.handle_wire_input(t0() + secs(2), true);
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(t0() + secs(4)),
+        "a later byte does not restart it"
+    );
+    ep.handle_timeout(t0() + secs(4));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    assert!(
+        matches!(r.reason, DisconnectReason::MessageTimeout(_)),
+        "{:?}",
+        r.reason
+    );
+
+    // A record that completes with its message stops the timer; raw
+    // bytes count for the idle timer.
+    let mut ep = configured(config, true);
+    ep.handle_wire_input(t0() + secs(1), true);
+    ep.handle_read(t0() + secs(2), b"2 hi");
+    ep.handle_wire_input(t0() + secs(2), false);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(12)));
+    assert_eq!(events(&mut ep).len(), 1);
+    // A message whose plaintext is partly here while no record is partial
+    // keeps its own timer (from its first decrypted byte).
+    ep.handle_read(t0() + secs(5), b"5 he");
+    ep.handle_wire_input(t0() + secs(5), false);
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(8)));
+}
+
+#[test]
+fn a_handshake_must_end_within_its_timeout_on_either_side() {
+    let config = EndpointConfig {
+        handshake_timeout: Some(secs(2)),
+        ..EndpointConfig::default()
+    };
+    // Accepted: the handshake runs before the application takes it.
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut ep = Endpoint::accepting(
+        Connection(1),
+        Arc::new(StringConverter::new()),
+        waker.clone(),
+        config,
+    );
+    assert_eq!(ep.poll_timeout(), None);
+    ep.handle_handshake_started(t0());
+    ep.handle_handshake_started(t0() + secs(1));
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(2)), "started once");
+    ep.send(s("waiting"));
+    ep.handle_timeout(t0() + secs(1));
+    assert!(events(&mut ep).is_empty());
+    ep.handle_timeout(t0() + secs(2));
+    let (_, r) = take_remote_disconnect(&mut ep);
+    match &r.reason {
+        DisconnectReason::Tls(e) => {
+            assert_eq!(e.kind(), crate::error::TlsErrorKind::HandshakeTimedOut)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.queued, ["waiting"], "what was sent meanwhile comes back");
+
+    // Done in time: the timer stops, the connection goes on.
+    let mut ep = Endpoint::accepting(
+        Connection(2),
+        Arc::new(StringConverter::new()),
+        waker.clone(),
+        config,
+    );
+    ep.handle_handshake_started(t0());
+    ep.accept(t0());
+    ep.handle_handshake_done();
+    assert_eq!(ep.poll_timeout(), None);
+    ep.handle_timeout(t0() + secs(5));
+    assert_eq!(ep.state(), State::Open);
+
+    // Connecting: the sooner of the connect timeout and the handshake's.
+    let mut ep = configured(
+        EndpointConfig {
+            connect_timeout: Some(secs(10)),
+            ..config
+        },
+        false,
+    );
+    ep.handle_handshake_started(t0() + secs(1));
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(3)));
+    ep.handle_timeout(t0() + secs(3));
+    match events(&mut ep).pop() {
+        Some(EndpointEvent::FinishConnect(f)) => {
+            assert!(
+                matches!(&f.error, Some(ConnectError::Tls(e)) if e.kind() == crate::error::TlsErrorKind::HandshakeTimedOut),
+                "{:?}",
+                f.error
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut ep = configured(
+        EndpointConfig {
+            connect_timeout: Some(secs(2)),
+            ..config
+        },
+        false,
+    );
+    ep.handle_handshake_started(t0() + secs(1));
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(t0() + secs(2)),
+        "the connect timeout first"
+    );
+    ep.handle_timeout(t0() + secs(2));
+    assert!(matches!(
+        events(&mut ep).pop(),
+        Some(EndpointEvent::FinishConnect(f)) if matches!(f.error, Some(ConnectError::TimedOut))
+    ));
+}
+
+#[test]
+fn the_connectors_room_bounds_every_send_form() {
+    let msg = "m".repeat(76); // 100 bytes with its String
+    let mut ep = configured(
+        EndpointConfig {
+            write_buffer_size: 1,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    // 250 bytes left across the connector: two messages, then none.
+    ep.set_room(SharedRoom::new(false, 250));
+    ep.send_all([msg.clone(), msg.clone(), msg.clone()]);
+    assert_eq!(ep.queued_bytes(), 200);
+    let rejected: Vec<_> = events(&mut ep)
+        .into_iter()
+        .filter(|e| matches!(e, EndpointEvent::RejectedMessage(r) if matches!(r.reason, RejectReason::QueueFull)))
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(ep.try_send(msg.clone()), Err(msg.clone()));
+    // The budget used up: a queue that holds anything is full and has no
+    // room for a waiting sender.
+    ep.set_room(SharedRoom::new(true, 10_000));
+    assert!(ep.is_full() && ep.must_wait_for_room());
+    // Room again: as the connection's own marks say.
+    ep.set_room(SharedRoom::UNLIMITED);
+    assert!(!ep.is_full() && !ep.must_wait_for_room());
+    // An empty queue takes one message whatever the room, and a small one
+    // even when none is left.
+    let mut ep = configured(EndpointConfig::default(), true);
+    ep.set_room(SharedRoom::new(true, 50));
+    ep.send(msg.clone());
+    assert_eq!(ep.queued_bytes(), 100, "taken");
+    assert!(events(&mut ep).is_empty());
+    let mut ep = configured(
+        EndpointConfig {
+            write_buffer_size: 1,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    ep.set_room(SharedRoom::new(true, 0));
+    ep.send(msg.clone());
+    assert_eq!(ep.queued_bytes(), 100);
+    ep.send(msg.clone());
+    assert_eq!(ep.queued_bytes(), 100, "only to an empty queue");
+    let mut big = configured(
+        EndpointConfig {
+            write_buffer_size: 1,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    big.set_room(SharedRoom::new(true, 0));
+    big.send("b".repeat(SMALL_SEND + 1));
+    assert_eq!(big.queued_bytes(), 0, "a large one is not small");
+}

@@ -70,15 +70,22 @@ impl<C: Converter> Reactor<C> {
             self.tokens.give_back(token);
             return;
         }
-        let conn =
-            self.directory
-                .insert(self.directory.accepting(id), Some(transport), Route::Main);
+        let mut endpoint = self.directory.accepting(id);
+        if !transport.ready_for_data() {
+            // Its handshake starts now, and must end in time.
+            endpoint.handle_handshake_started(Instant::now());
+        }
+        let conn = self
+            .directory
+            .insert(endpoint, Some(transport), Route::Main);
         let mut entry = self.new_entry(conn, token, &peer);
         entry.span().in_scope(|| tracing::debug!("accepted"));
         entry.remote = true;
         self.remotes += 1;
         lock(&self.shared.totals).accepted += 1;
         self.conns.insert(id, Box::new(entry));
+        // Driven once: its handshake's deadline is entered.
+        self.mark_ready(id);
         let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));
         let _ = self.out.main.send(Envelope {
             event,

@@ -62,7 +62,7 @@ use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
 use crate::reactor::queues::Route;
 use crate::reactor::readbuf::ReadBuffer;
 use crate::sync::lock;
-use crate::transport::Transport;
+use crate::transport::{Handshake, Transport};
 
 /// One connection's endpoint and transport, and what the network thread and
 /// senders share of it.
@@ -112,11 +112,7 @@ impl<C: Converter> Conn<C> {
     /// caller must ask the loop to resume the connections paused at the
     /// budget.
     pub(crate) fn settle(&mut self, budget: &Budget) -> bool {
-        let now = if self.retired {
-            0
-        } else {
-            self.endpoint.outgoing_bytes() + self.transport.as_ref().map_or(0, |t| t.held_bytes())
-        };
+        let now = if self.retired { 0 } else { self.holding() };
         let before = std::mem::replace(&mut self.counted, now);
         if now >= before {
             budget.add_unsent(now - before);
@@ -124,6 +120,11 @@ impl<C: Converter> Conn<C> {
         } else {
             budget.release_unsent(before - now)
         }
+    }
+
+    /// What its sending side and its transport hold now.
+    pub(crate) fn holding(&self) -> usize {
+        self.endpoint.outgoing_bytes() + self.transport.as_ref().map_or(0, |t| t.held_bytes())
     }
 
     /// Tells the endpoint what the connector has left for sends; while
@@ -590,37 +591,56 @@ impl<C: Converter> Conn<C> {
     }
 
     /// Drives the transport's handshake (TLS) while it is not ready for
-    /// data, once connected: an accepted connection handshakes before the
-    /// application takes it, so that a client's connect does not wait for
-    /// the application. Returns whether anything happened.
-    pub(crate) fn handshake(&mut self) -> bool {
+    /// data, once connected, reading at most `read_limit` bytes of it: an
+    /// accepted connection handshakes before the application takes it, so
+    /// that a client's connect does not wait for the application. Returns
+    /// whether anything happened, and whether it stopped at its read limit
+    /// with the socket perhaps holding more.
+    pub(crate) fn handshake(&mut self, read_limit: usize) -> (bool, bool) {
         let Some(transport) = &mut self.transport else {
-            return false;
+            return (false, false);
         };
-        if transport.ready_for_data()
-            || !(self.readable || self.writable)
-            || self.endpoint.state() == State::Connecting
-        {
-            return false;
+        if transport.ready_for_data() {
+            // Done, perhaps by a read (an accepted connection the
+            // application took before it ended).
+            self.endpoint.handle_handshake_done();
+            return (false, false);
         }
-        match transport.handshake() {
-            Ok(true) => {
+        if !(self.readable || self.writable) || self.endpoint.state() == State::Connecting {
+            return (false, false);
+        }
+        let outcome = transport.handshake(read_limit);
+        if let Some(mid_record) = transport.take_wire_input() {
+            self.endpoint.handle_wire_input(Instant::now(), mid_record);
+        }
+        match outcome {
+            Ok(Handshake::Done) => {
                 // It read and wrote until the socket said `WouldBlock`, or
                 // not: look again.
                 self.readable = true;
                 self.writable = true;
-                true
+                self.endpoint.handle_handshake_done();
+                (true, false)
             }
             // It read until the socket said `WouldBlock`.
-            Ok(false) => {
+            Ok(Handshake::Waiting) => {
                 self.readable = false;
-                false
+                (false, false)
             }
+            Ok(Handshake::Paused) => (false, true),
             Err(e) => {
                 self.endpoint.handle_error(e);
-                true
+                (true, false)
             }
         }
+    }
+
+    /// Whether the transport's handshake waits to read or write: an
+    /// accepted or connected transport not yet ready for data.
+    pub(crate) fn handshaking(&self) -> bool {
+        self.transport.as_ref().is_some_and(|t| !t.ready_for_data())
+            && self.endpoint.state() != State::Connecting
+            && (self.readable || self.writable)
     }
 
     /// Bytes went to the transport just now: sends in the next
@@ -664,6 +684,9 @@ impl<C: Converter> Conn<C> {
                 None => endpoint.handle_read_into(now, data, sink),
             },
         );
+        if let Some(mid_record) = transport.take_wire_input() {
+            endpoint.handle_wire_input(now, mid_record);
+        }
         match read {
             Ok((0, _)) => {
                 tracing::trace!("end of stream");
@@ -690,17 +713,22 @@ impl<C: Converter> Conn<C> {
         match transport.take_error() {
             Ok(Some(e)) | Err(e) => Some(Err(e)),
             Ok(None) => match transport.is_connected() {
-                Ok(true) => match transport.handshake() {
-                    Ok(true) => {
-                        // The handshake read and wrote until the socket
-                        // said `WouldBlock`, or not: look again.
-                        self.readable = true;
-                        self.writable = true;
-                        Some(Ok(()))
+                Ok(true) => {
+                    if !transport.ready_for_data() {
+                        self.endpoint.handle_handshake_started(Instant::now());
                     }
-                    Ok(false) => None,
-                    Err(e) => Some(Err(e)),
-                },
+                    match transport.handshake(usize::MAX) {
+                        Ok(Handshake::Done) => {
+                            // The handshake read and wrote until the socket
+                            // said `WouldBlock`, or not: look again.
+                            self.readable = true;
+                            self.writable = true;
+                            Some(Ok(()))
+                        }
+                        Ok(Handshake::Waiting | Handshake::Paused) => None,
+                        Err(e) => Some(Err(e)),
+                    }
+                }
                 Ok(false) => None,
                 Err(e) => Some(Err(e)),
             },

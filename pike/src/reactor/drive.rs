@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::budget::{SMALL_READ, event_cost};
 use super::outlet::deliver;
-use super::pacing::{Allowance, Pause, allowance, arm_budget_pause};
+use super::pacing::{Allowance, Pause, allowance, arm_budget_pause, handshake_allowance};
 use super::{READ_BUDGET, Reactor};
 use crate::converter::Converter;
 use crate::endpoint::{EndpointEvent, State};
@@ -64,7 +64,22 @@ impl<C: Converter> Reactor<C> {
         let conn = &mut *guard;
         let mut reads = READ_BUDGET;
         let (due, input_bytes, closed) = loop {
-            let mut progress = conn.handshake();
+            let mut progress = false;
+            if conn.handshaking() {
+                // A handshake reads within the budget too.
+                let limit = match entry.paused {
+                    Pause::No => handshake_allowance(&self.out.budget, entry, conn),
+                    _ => 0,
+                };
+                let (moved, stopped) = conn.handshake(limit);
+                progress = moved;
+                if stopped && entry.paused == Pause::No && limit != usize::MAX {
+                    entry.paused = Pause::Budget;
+                    conn.endpoint.hold_input(true);
+                    self.budget_paused.push(id);
+                    arm_budget_pause(entry, conn);
+                }
+            }
             conn.flush_pending = false;
             if conn.write_out() {
                 progress = true;

@@ -83,6 +83,28 @@ pub(super) fn allowance<C: Converter>(
     Allowance::Take { bytes, read: bytes }
 }
 
+/// How much of a handshake a connection may read now: all of it while
+/// the budget has room; past it, as much as keeps what the connection
+/// holds under a small read (a client hello and its last flight fit, so
+/// new peers are still served), or nothing (its handshake pauses until
+/// there is room).
+pub(super) fn handshake_allowance<C: Converter>(
+    budget: &Budget,
+    entry: &Entry<C>,
+    conn: &Conn<C>,
+) -> usize {
+    let holding = conn.holding();
+    if budget.used() < budget.limit {
+        usize::MAX
+    } else if entry.credit.gauge.used() == 0 && holding < SMALL_READ {
+        SMALL_READ - holding
+    } else if budget.should_pause() {
+        0
+    } else {
+        usize::MAX
+    }
+}
+
 /// Whether a connection holds nothing the budget counts: no events not
 /// yet taken, no input, nothing for sending, nothing in its transport.
 pub(super) fn holds_nothing<C: Converter>(entry: &Entry<C>, conn: &Conn<C>) -> bool {

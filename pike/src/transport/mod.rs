@@ -55,11 +55,11 @@ pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// Applies the connector's socket options (for TCP: no-delay,
     /// keepalive, user timeout); called once connected.
     fn configure(&self, _options: &SocketOptions) {}
-    /// Once connected, drives a handshake of the transport's own (TLS
-    /// client): `Ok(true)` when it is done, `Ok(false)` while it waits for
-    /// the socket.
-    fn handshake(&mut self) -> io::Result<bool> {
-        Ok(true)
+    /// Once connected, drives a handshake of the transport's own (TLS),
+    /// reading at most `read_limit` bytes of it from the socket.
+    fn handshake(&mut self, read_limit: usize) -> io::Result<Handshake> {
+        let _ = read_limit;
+        Ok(Handshake::Done)
     }
     /// Whether it takes application bytes yet (not during a handshake).
     fn ready_for_data(&self) -> bool {
@@ -76,6 +76,26 @@ pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
     fn held_bytes(&self) -> usize {
         0
     }
+    /// Whether bytes came from the socket since the last call that the
+    /// transport may not have handed out yet (TLS: parts of records), and
+    /// if so whether it now holds part of a record: `Some(mid_record)`.
+    /// The endpoint's idle and message timers count these bytes, which the
+    /// application's bytes alone would not show. Plain sockets hand out
+    /// every byte they read: `None`.
+    fn take_wire_input(&mut self) -> Option<bool> {
+        None
+    }
+}
+
+/// How far [`Transport::handshake`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// Done: application bytes may flow.
+    Done,
+    /// It waits for the socket (it read until `WouldBlock`).
+    Waiting,
+    /// It stopped at its read limit: the socket may have more.
+    Paused,
 }
 
 /// TLS settings of an outgoing connection; without the `tls` feature

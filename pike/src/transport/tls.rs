@@ -19,6 +19,12 @@
 //!   [`TlsError`], which the endpoint turns into `ConnectError::Tls` or
 //!   `DisconnectReason::Tls`; the alert rustls queued for the peer is sent
 //!   first if the socket takes it.
+//! * Every byte from the socket goes through a [`Tap`], which follows the
+//!   record framing: so the transport knows (and tells the connector's
+//!   budget, [`Transport::held_bytes`], and the endpoint's timers,
+//!   [`Transport::take_wire_input`]) what rustls holds that it has not
+//!   decrypted, and a handshake reads at most its size limit in all and
+//!   its read limit per call.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -27,7 +33,7 @@ use mio::{Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, CertificateError, ClientConnection, Connection, ServerConnection};
 
-use super::{Listener, SocketOptions, Transport};
+use super::{Handshake, Listener, SocketOptions, Transport};
 use crate::address::PeerAddr;
 use crate::error::{TlsError, TlsErrorKind};
 use crate::tls::{ClientTls, ServerTls};
@@ -54,10 +60,111 @@ fn digest(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The TLS record framing of the bytes read from the socket: how much of
+/// a record has come and not all of it (rustls holds those bytes, and can
+/// decrypt nothing of them yet).
+#[derive(Debug, Default, Clone, Copy)]
+struct Records {
+    /// The current record's header bytes seen so far (5 in all).
+    header: [u8; 5],
+    header_seen: usize,
+    /// Body bytes of the current record still to come.
+    body_left: usize,
+    /// Bytes of the current record seen: header and body.
+    partial: usize,
+}
+
+impl Records {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(data.len());
+                self.body_left -= n;
+                self.partial += n;
+                data = &data[n..];
+            } else {
+                let n = (5 - self.header_seen).min(data.len());
+                self.header[self.header_seen..self.header_seen + n].copy_from_slice(&data[..n]);
+                self.header_seen += n;
+                self.partial += n;
+                data = &data[n..];
+                if self.header_seen == 5 {
+                    self.header_seen = 0;
+                    self.body_left =
+                        usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                }
+            }
+            if self.header_seen == 0 && self.body_left == 0 {
+                self.partial = 0;
+            }
+        }
+    }
+}
+
+/// What the socket gave, as rustls reads it: counted, framed, and limited.
+struct Tap<'a> {
+    inner: &'a mut dyn Transport,
+    wire: &'a mut Wire,
+}
+
+/// What a [`Tap`] keeps between reads.
+#[derive(Debug, Default)]
+struct Wire {
+    records: Records,
+    /// Bytes read from the socket during the handshake.
+    handshake_read: usize,
+    handshaking: bool,
+    /// The most the handshake may read in all.
+    handshake_max: usize,
+    /// What this call may still read (`usize::MAX`: no limit).
+    allowance: usize,
+    /// The allowance ran out: the socket may have more.
+    limited: bool,
+    /// Bytes came since the endpoint was last told.
+    fresh: bool,
+}
+
+impl Read for Tap<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let wire = &mut *self.wire;
+        let mut room = buf.len().min(wire.allowance);
+        if wire.handshaking {
+            if wire.handshake_read >= wire.handshake_max {
+                return Err(TlsError::new(
+                    TlsErrorKind::HandshakeTooLarge,
+                    format!(
+                        "the peer's handshake is larger than {} bytes",
+                        wire.handshake_max
+                    ),
+                )
+                .into_io());
+            }
+            room = room.min(wire.handshake_max - wire.handshake_read);
+        }
+        if room == 0 {
+            wire.limited = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.inner.read(&mut buf[..room])?;
+        wire.records.feed(&buf[..n]);
+        if wire.allowance != usize::MAX {
+            wire.allowance -= n;
+        }
+        if wire.handshaking {
+            wire.handshake_read += n;
+        }
+        wire.fresh |= n > 0;
+        Ok(n)
+    }
+}
+
 /// A TLS connection over `inner`.
 pub(crate) struct Tls {
     inner: Box<dyn Transport>,
     tls: Connection,
+    wire: Wire,
+    /// Decrypted bytes rustls holds that `read` has not handed out.
+    plaintext: usize,
     /// Bytes encrypted whose records have not all gone to the socket yet,
     /// and a digest of them (see the module's invariants).
     pending: usize,
@@ -95,7 +202,11 @@ pub(crate) fn client(
         .into_io()
     })?;
     let tls = ClientConnection::new(settings.config().clone(), name).map_err(to_io)?;
-    Ok(Box::new(Tls::new(inner, tls.into())))
+    Ok(Box::new(Tls::new(
+        inner,
+        tls.into(),
+        settings.max_handshake_size(),
+    )))
 }
 
 /// The server side of TLS over `inner`.
@@ -104,7 +215,11 @@ pub(crate) fn server(
     settings: &ServerTls,
 ) -> io::Result<Box<dyn Transport>> {
     let tls = ServerConnection::new(settings.config().clone()).map_err(to_io)?;
-    Ok(Box::new(Tls::new(inner, tls.into())))
+    Ok(Box::new(Tls::new(
+        inner,
+        tls.into(),
+        settings.max_handshake_size(),
+    )))
 }
 
 /// A listener whose connections speak TLS.
@@ -130,10 +245,17 @@ impl Listener for TlsListener {
 }
 
 impl Tls {
-    fn new(inner: Box<dyn Transport>, tls: Connection) -> Self {
+    fn new(inner: Box<dyn Transport>, tls: Connection, handshake_max: usize) -> Self {
         Self {
             inner,
             tls,
+            wire: Wire {
+                handshaking: true,
+                handshake_max,
+                allowance: usize::MAX,
+                ..Wire::default()
+            },
+            plaintext: 0,
             pending: 0,
             pending_digest: 0,
             closing: false,
@@ -164,7 +286,13 @@ impl Tls {
     /// rustls queued (if the socket takes it) and reports the failure.
     fn process(&mut self) -> io::Result<()> {
         match self.tls.process_new_packets() {
-            Ok(_) => Ok(()),
+            Ok(state) => {
+                self.plaintext = state.plaintext_bytes_to_read();
+                if self.wire.handshaking && !self.tls.is_handshaking() {
+                    self.wire.handshaking = false;
+                }
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.send_records();
                 Err(to_io(e))
@@ -175,7 +303,11 @@ impl Tls {
     /// Takes in what the socket has: `Ok(false)` at its end of stream.
     fn take_in(&mut self) -> io::Result<bool> {
         loop {
-            match self.tls.read_tls(&mut self.inner) {
+            let mut tap = Tap {
+                inner: &mut *self.inner,
+                wire: &mut self.wire,
+            };
+            match self.tls.read_tls(&mut tap) {
                 Ok(0) => return Ok(false),
                 Ok(_) => {
                     self.process()?;
@@ -216,6 +348,7 @@ impl Read for Tls {
                 // `close_notify` came: the end, after what is here.
                 Ok(0) => return Ok(filled),
                 Ok(n) => {
+                    self.plaintext = self.plaintext.saturating_sub(n);
                     filled += n;
                     if filled == buf.len() {
                         return Ok(filled);
@@ -318,22 +451,30 @@ impl Transport for Tls {
         self.inner.configure(options);
     }
 
-    fn handshake(&mut self) -> io::Result<bool> {
-        loop {
+    fn handshake(&mut self, read_limit: usize) -> io::Result<Handshake> {
+        self.wire.allowance = read_limit;
+        self.wire.limited = false;
+        let outcome = loop {
             match self.send_records() {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => break Err(e),
                 _ => {}
             }
             if !self.tls.is_handshaking() {
-                return Ok(true);
+                self.wire.handshaking = false;
+                break Ok(Handshake::Done);
             }
             match self.take_in() {
                 Ok(true) => {}
-                Ok(false) => return Err(closed_in_handshake()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
+                Ok(false) => break Err(closed_in_handshake()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.wire.limited => {
+                    break Ok(Handshake::Paused);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Handshake::Waiting),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.wire.allowance = usize::MAX;
+        outcome
     }
 
     fn ready_for_data(&self) -> bool {
@@ -342,6 +483,21 @@ impl Transport for Tls {
 
     fn has_pending_output(&self) -> bool {
         self.tls.wants_write() || self.closing
+    }
+
+    /// During the handshake, what it has read (rustls joins handshake
+    /// messages of up to 64 KiB; the size limit bounds it); then the part
+    /// of a record not yet decrypted, the decrypted bytes not yet handed
+    /// out, and the records of written bytes not yet sent.
+    fn held_bytes(&self) -> usize {
+        if self.wire.handshaking {
+            return self.wire.handshake_read;
+        }
+        self.wire.records.partial + self.plaintext + self.pending
+    }
+
+    fn take_wire_input(&mut self) -> Option<bool> {
+        std::mem::take(&mut self.wire.fresh).then_some(self.wire.records.partial > 0)
     }
 }
 
@@ -358,6 +514,11 @@ fn to_io(error: rustls::Error) -> io::Error {
     use TlsErrorKind as K;
     use rustls::Error as E;
     let kind = match &error {
+        E::InvalidCertificate(rustls::CertificateError::Other(other))
+            if other.0.is::<crate::tls::ChainTooLong>() =>
+        {
+            K::ChainTooLong
+        }
         E::InvalidCertificate(c) => match c {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 K::NameMismatch

@@ -205,3 +205,71 @@ where
     }
     Ok(())
 }
+
+/// A hostile client identity: a certificate followed by `n` self-issued
+/// intermediates that all bear the name its issuer has, none of which
+/// leads to a trusted authority, so that a verifier building paths tries
+/// each of them at every step. `p384` picks the slower curve to verify.
+pub fn hostile_chain(
+    n: usize,
+    p384: bool,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let alg = if p384 {
+        &rcgen::PKCS_ECDSA_P384_SHA384
+    } else {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    };
+    let cas: Vec<Ca> = (0..n.max(1))
+        .map(|_| {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, "evil");
+            let cert = params.self_signed(&key).unwrap();
+            Ca { cert, key }
+        })
+        .collect();
+    let key = KeyPair::generate_for(alg).unwrap();
+    let mut params = CertificateParams::new(vec!["client.test".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "client");
+    let leaf = params.signed_by(&key, &cas[0].cert, &cas[0].key).unwrap();
+    let mut chain = vec![leaf.der().clone()];
+    chain.extend(cas.iter().take(n).map(|ca| ca.cert.der().clone()));
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (chain, key)
+}
+
+/// A raw rustls client presenting `chain` and `key`, connected to `addr`:
+/// the outcome of its handshake, and how long it took.
+pub fn raw_tls_connect_with(
+    addr: std::net::SocketAddr,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> (io::Result<()>, std::time::Duration) {
+    let roots = pike::tls::load_roots(&pki().ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    tcp.set_write_timeout(Some(WAIT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let started = std::time::Instant::now();
+    let mut result = handshake(&mut s);
+    // TLS 1.3: the client's side ends before the server has checked its
+    // certificate; the server's verdict comes with the first read.
+    if result.is_ok() {
+        let mut byte = [0u8; 1];
+        result = std::io::Read::read(&mut s, &mut byte).map(drop);
+    }
+    (result, started.elapsed())
+}

@@ -165,11 +165,7 @@ impl<'a> ser::Serializer for &'a mut Counter {
         self.inline(1);
         Ok(())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Done {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Done {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -315,10 +311,7 @@ mod tests {
         assert_eq!(heap_size(&"abc".to_owned()), 3);
         assert_eq!(heap_size(&vec![0u64; 1000]), 8000);
         // A vector of strings: each string's slot and its bytes.
-        assert_eq!(
-            heap_size(&vec!["ab".to_owned(); 10]),
-            10 * (VEC_SLOT + 2)
-        );
+        assert_eq!(heap_size(&vec!["ab".to_owned(); 10]), 10 * (VEC_SLOT + 2));
         let job = Job {
             id: 1,
             name: "x".repeat(1 << 20),
