@@ -59,6 +59,11 @@ struct Limits {
     /// more is disconnected before anything is allocated.
     #[arg(long, value_name = "BYTES")]
     max_message_size: Option<u64>,
+    /// On SIGINT or SIGTERM, how long what is queued for peers may take
+    /// to go out before the rest is cut off (a second signal cuts it off
+    /// at once).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    stop_timeout: Duration,
 }
 
 impl Limits {
@@ -307,6 +312,9 @@ fn main() -> ExitCode {
         Command::Bench { quick, connections } => bench::run(quick, connections),
     };
     match result {
+        // Stopped by a second signal: the status says so, whichever thread
+        // gets to exit first.
+        Ok(()) if CUT_OFF.load(Ordering::SeqCst) => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pike: error: {e}");
@@ -364,15 +372,34 @@ fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
     }
 }
 
-/// On SIGINT or SIGTERM, runs `stop` (once; a second signal ends the
-/// process at once).
-fn on_signal(stop: impl Fn() + Send + 'static) -> Result<(), String> {
+/// A second signal cut the stop short: the exit status is 130.
+static CUT_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// On SIGINT or SIGTERM, shuts `c` down in `mode` on a thread of its own,
+/// within `timeout` (what is left then ends as with `Now`), so that the
+/// handler never blocks; a second signal shuts it down `Now` and ends the
+/// process with status 130.
+fn on_signal<C: Converter>(
+    c: &Connector<C>,
+    mode: ShutdownMode,
+    timeout: Duration,
+) -> Result<(), String> {
+    let c = c.clone();
     let once = std::sync::atomic::AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if once.swap(true, Ordering::SeqCst) {
+            CUT_OFF.store(true, Ordering::SeqCst);
+            eprintln!("stopping now: what is still queued is cut off");
+            c.shutdown_timeout(ShutdownMode::Now, Duration::from_secs(1));
             std::process::exit(130);
         }
-        stop();
+        if mode != ShutdownMode::Now {
+            eprintln!(
+                "stopping: what is queued goes out within {timeout:?} (a second signal cuts it off)"
+            );
+        }
+        let c = c.clone();
+        std::thread::spawn(move || c.shutdown_timeout(mode, timeout));
     })
     .map_err(|e| format!("cannot handle signals: {e}"))
 }
@@ -412,10 +439,7 @@ where
         .spawn()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     eprintln!("listening on {}", c.listen_address().expect("listening"));
-    {
-        let c = c.clone();
-        on_signal(move || c.shutdown(ShutdownMode::FinishQueues))?;
-    }
+    on_signal(&c, ShutdownMode::FinishQueues, limits.stop_timeout)?;
     if stats {
         let c = c.clone();
         std::thread::spawn(move || {
@@ -606,11 +630,8 @@ fn recv_files(
     }
     c.spawn().map_err(|e| format!("cannot start: {e}"))?;
     eprintln!("listening on {}", c.listen_address().expect("listening"));
-    {
-        // Transfers under way are cut off; their partial files go.
-        let c = c.clone();
-        on_signal(move || c.shutdown(ShutdownMode::Now))?;
-    }
+    // Transfers under way are cut off; their partial files go.
+    on_signal(&c, ShutdownMode::Now, limits.stop_timeout)?;
     let bar = progress(None);
     let mut files = 0;
     while count.is_none_or(|n| files < n) {

@@ -350,3 +350,61 @@ fn listen_with_stats_prints_the_numbers_each_second() {
     drop(peer);
     assert_eq!(pike.wait(), 0);
 }
+
+/// `pike listen` on a Unix socket with 8 MiB of stdin lines queued for a
+/// peer that never reads, stopped by `signals`; returns the exit status
+/// and how long the stop took.
+fn stop_with_a_peer_that_never_reads(
+    stop_timeout: &str,
+    signals: &[&str],
+) -> (i32, std::time::Duration) {
+    let path = std::env::temp_dir().join(format!(
+        "pike-cli-stop-{}-{}.sock",
+        std::process::id(),
+        signals.len()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let addr = format!("unix:{}", path.display());
+    let mut pike = run_pike(&["listen", &addr, "--stop-timeout", stop_timeout]);
+    pike.stderr_line_with("listening on");
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    pike.stderr_line_with("connected from");
+    // One line read, so that the peer is known to be on the list; then it
+    // reads no more.
+    pike.type_line("hello");
+    let mut first = [0u8; 7];
+    peer.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"5 hello");
+    let line = "x".repeat(10_000);
+    for _ in 0..800 {
+        pike.type_line(&line);
+    }
+    let started = std::time::Instant::now();
+    for s in signals {
+        pike.signal(s);
+        // Each signal is seen before the next is sent (two at once could
+        // arrive as one).
+        pike.stderr_line_with("stopping");
+    }
+    let status = pike.wait();
+    (status, started.elapsed())
+}
+
+#[test]
+fn a_stop_ends_within_its_timeout_though_a_peer_never_reads() {
+    let (status, took) = stop_with_a_peer_that_never_reads("1s", &["TERM"]);
+    assert_eq!(status, 0);
+    assert!(
+        took >= Duration::from_millis(900),
+        "{took:?}: it did not wait"
+    );
+    assert!(took < WAIT);
+}
+
+#[test]
+fn a_second_signal_stops_at_once_with_status_130() {
+    let (status, took) = stop_with_a_peer_that_never_reads("10m", &["TERM", "TERM"]);
+    assert_eq!(status, 130);
+    assert!(took < WAIT);
+}

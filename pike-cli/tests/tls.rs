@@ -251,3 +251,28 @@ fn send_file_to_recv_files_over_tls() {
     assert_eq!(recv.wait(), 0);
     assert_eq!(std::fs::read(dst.join("data.bin")).unwrap(), data);
 }
+
+#[test]
+fn a_stop_ends_though_a_peer_never_finishes_its_handshake() {
+    let c = Certs::new("stuck");
+    let mut server = run_pike(&[
+        "listen",
+        "127.0.0.1:0",
+        "--stop-timeout",
+        "1s",
+        "--tls-cert",
+        &c.path("server.pem"),
+        "--tls-key",
+        &c.path("server.key"),
+    ]);
+    let addr = server.listening_addr();
+    // Connected, and never a ClientHello: a line for it waits behind the
+    // handshake.
+    let _stuck = std::net::TcpStream::connect(addr).unwrap();
+    server.stderr_line_with("connected from");
+    server.type_line("queued for a peer that never handshakes");
+    let started = std::time::Instant::now();
+    server.signal("TERM");
+    assert_eq!(server.wait(), 0);
+    assert!(started.elapsed() < testkit::WAIT);
+}

@@ -54,6 +54,9 @@ pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET
 pub use async_io::{Events, Recv, RecvConnection, SendAsync};
 
 pub use crate::endpoint::DEFAULT_LINGER;
+/// The default time [`Connector::shutdown`] lets messages finish before
+/// what is left ends as with `Now`: 30 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default limit on connections accepted from the listener and open
 /// at once: 16,384.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
@@ -89,6 +92,7 @@ pub struct ConnectorBuilder<C> {
     #[cfg(feature = "tls")]
     connect_tls: Option<crate::tls::ClientTls>,
     config: Config,
+    shutdown_timeout: Option<Duration>,
 }
 
 impl<C> fmt::Debug for ConnectorBuilder<C> {
@@ -270,6 +274,19 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
+    /// The longest [`Connector::shutdown`] in `FinishMessages` or
+    /// `FinishQueues` waits for peers to take what is still to be written
+    /// (and to close), before what is left ends as with `Now`, its
+    /// messages handed back: a shutdown always ends, whatever a peer does.
+    /// `None` waits for as long as the peers take. Default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`] (30 s).
+    ///
+    /// Example: [the builder example](ConnectorBuilder).
+    pub fn shutdown_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// How long a TLS handshake may take, from the moment the socket is
     /// accepted (or connected), before the connection ends with
     /// [`TlsErrorKind::HandshakeTimedOut`](crate::TlsErrorKind::HandshakeTimedOut)
@@ -362,6 +379,7 @@ impl<C: Converter> ConnectorBuilder<C> {
         Ok(Connector {
             inner: Arc::new(Inner {
                 handle,
+                shutdown_timeout: self.shutdown_timeout,
                 thread: Mutex::new(None),
                 local,
                 #[cfg(feature = "tls")]
@@ -395,6 +413,8 @@ pub struct Connector<C: Converter> {
 struct Inner<C: Converter> {
     /// Everything the connector asks of the network side goes through it.
     handle: Handle<C>,
+    /// How long [`Connector::shutdown`] lets messages finish.
+    shutdown_timeout: Option<Duration>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where it listens, as peers connect to it.
     local: Option<Address>,
@@ -431,6 +451,7 @@ impl<C: Converter> Connector<C> {
             listen_tls: None,
             #[cfg(feature = "tls")]
             connect_tls: None,
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             config: Config {
                 endpoint: EndpointConfig::default(),
                 memory_budget: DEFAULT_MEMORY_BUDGET,
@@ -1033,8 +1054,13 @@ impl<C: Converter> Connector<C> {
     /// How long it blocks: [`ShutdownMode::Now`] closes at once.
     /// `FinishMessages` and `FinishQueues` wait as long as the peers take to
     /// read what is still to be written, then up to the builder's `linger`
-    /// for each peer to close (so that no reset destroys data in flight). A
-    /// later `shutdown(Now)` from another thread cuts that short.
+    /// for each peer to close (so that no reset destroys data in flight),
+    /// but never longer than the builder's
+    /// [`shutdown_timeout`](ConnectorBuilder::shutdown_timeout) (30 s by
+    /// default): then what is left ends as with `Now`, its messages handed
+    /// back. [`shutdown_timeout`](Self::shutdown_timeout) gives a deadline
+    /// of its own. A later `shutdown(Now)` from another thread cuts it
+    /// short too.
     ///
     /// # Examples
     ///
@@ -1059,25 +1085,73 @@ impl<C: Converter> Connector<C> {
     /// # Ok(()) }
     /// ```
     pub fn shutdown(&self, mode: ShutdownMode) {
-        self.inner.shutdown(mode);
+        let deadline = self
+            .inner
+            .shutdown_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        self.inner.shutdown(mode, deadline);
+    }
+
+    /// [`shutdown`](Self::shutdown) in `mode`, but whatever is still
+    /// being written or waits for its peer to close after `timeout` ends
+    /// as with [`ShutdownMode::Now`]: its messages are handed back in
+    /// `FinishDisconnect` events, and the call returns. Returns true if
+    /// everything finished in `mode`, false if a deadline (this one, or
+    /// another caller's) cut it short.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// use pike::{Connector, ShutdownMode};
+    ///
+    /// let c = Connector::builder(StringConverter::new()).spawn()?;
+    /// // … peers that may never read what is still queued for them …
+    /// assert!(c.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_timeout(&self, mode: ShutdownMode, timeout: Duration) -> bool {
+        self.inner.shutdown(
+            mode,
+            Some(
+                Instant::now()
+                    .checked_add(timeout)
+                    .unwrap_or_else(far_future),
+            ),
+        )
+    }
+
+    /// [`shutdown_timeout`](Self::shutdown_timeout) with a deadline.
+    ///
+    /// Example: [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn shutdown_deadline(&self, mode: ShutdownMode, deadline: Instant) -> bool {
+        self.inner.shutdown(mode, Some(deadline))
     }
 }
 
+/// A deadline for a timeout too long for an `Instant`: about a century on.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
 impl<C: Converter> Inner<C> {
-    fn shutdown(&self, mode: ShutdownMode) {
-        self.handle.shutdown(mode);
+    fn shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) -> bool {
+        let whole = self.handle.shutdown(mode, deadline);
         let thread = lock(&self.thread).take();
         if let Some(thread) = thread
             && thread.thread().id() != std::thread::current().id()
         {
             let _ = thread.join();
         }
+        whole
     }
 }
 
 impl<C: Converter> Drop for Inner<C> {
     fn drop(&mut self) {
-        self.shutdown(ShutdownMode::Now);
+        self.shutdown(ShutdownMode::Now, None);
     }
 }
 

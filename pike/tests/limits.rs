@@ -602,3 +602,60 @@ over_transports! {
         assert_eq!(back, n);
     }
 }
+
+over_transports! {
+    /// A shutdown that lets messages finish ends at its deadline even when
+    /// a peer never reads them: what is left is handed back.
+    fn a_shutdown_ends_at_its_deadline_with_what_is_left_handed_back(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = builder_on(net, StringConverter::new()).spawn().unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let _peer = l.accept(); // never reads
+        connected(&c);
+        let big = "q".repeat(64 * 1024);
+        const SENT: usize = 200; // 12.5 MiB: more than the sockets hold
+        for _ in 0..SENT {
+            c.send(&conn, big.clone()).unwrap();
+        }
+        let started = Instant::now();
+        let whole = c.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_millis(300));
+        assert!(!whole, "a peer that never reads cannot take it all");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(started.elapsed() < WAIT);
+        let mut back = 0;
+        while let Some(event) = c.recv() {
+            match event {
+                Event::FinishDisconnect(f) => back += f.queued.len() + f.incomplete.iter().count(),
+                Event::RejectedMessage(r) => {
+                    assert!(matches!(r.reason, RejectReason::QueueFull));
+                    back += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(back > 0 && back <= SENT, "{back} of {SENT} handed back");
+    }
+}
+
+over_transports! {
+    fn the_builders_shutdown_timeout_bounds_a_plain_shutdown(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = builder_on(net, StringConverter::new())
+            .shutdown_timeout(Some(Duration::from_millis(200)))
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let _peer = l.accept();
+        connected(&c);
+        for _ in 0..200 {
+            c.send(&conn, "s".repeat(64 * 1024)).unwrap();
+        }
+        let started = Instant::now();
+        c.shutdown(ShutdownMode::FinishQueues);
+        assert!(started.elapsed() < WAIT);
+        assert!(c.is_stopped());
+        // A shutdown with nothing left to write finishes whole.
+        let quiet = builder_on(net, StringConverter::new()).spawn().unwrap();
+        assert!(quiet.shutdown_timeout(ShutdownMode::FinishQueues, WAIT));
+    }
+}

@@ -13,7 +13,7 @@
 //!   last turn, a panic, or never run): a waiter in
 //!   [`wait_stopped`](Shared::wait_stopped) always returns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub(crate) struct Shared<M> {
     pub(crate) totals: Mutex<Stats>,
     stopped: Mutex<bool>,
     stopped_changed: Condvar,
+    /// A shutdown's deadline ended connections that were still finishing.
+    cut_short: AtomicBool,
 }
 
 impl<M> Shared<M> {
@@ -60,6 +62,7 @@ impl<M> Shared<M> {
             totals: Mutex::new(Stats::default()),
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),
+            cut_short: AtomicBool::new(false),
         }
     }
 
@@ -80,6 +83,16 @@ impl<M> Shared<M> {
                 .wait(stopped)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The loop: a shutdown's deadline ended connections still finishing.
+    pub(crate) fn note_shutdown_cut_short(&self) {
+        self.cut_short.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a shutdown's deadline ended connections still finishing.
+    pub(crate) fn shutdown_cut_short(&self) -> bool {
+        self.cut_short.load(Ordering::SeqCst)
     }
 
     fn set_stopped(&self) {

@@ -90,6 +90,8 @@ pub(crate) enum Command<M> {
     },
     Shutdown {
         mode: ShutdownMode,
+        /// When what is left is closed as `Now` (`None`: never).
+        deadline: Option<Instant>,
     },
     /// Nothing: wakes the thread running the loop so that it hands the
     /// loop over to a borrower (see [`lead`](super::lead)).
@@ -186,10 +188,11 @@ impl<M> CommandQueue<M> {
     /// Asks for a shutdown in `mode`, ahead of the commands queued: the
     /// network thread looks at these first, then drains the queue.
     /// Returns false once the network thread has stopped.
-    pub(crate) fn request_shutdown(&self, mode: ShutdownMode) -> bool {
+    pub(crate) fn request_shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) -> bool {
         self.shutdown.fetch_or(shutdown_bit(mode), Ordering::SeqCst);
-        // The command itself wakes the network thread.
-        self.push(Command::Shutdown { mode }).is_ok()
+        // The command itself wakes the network thread, and brings the
+        // deadline.
+        self.push(Command::Shutdown { mode, deadline }).is_ok()
     }
 
     /// Network thread: the shutdowns asked for since the last call,

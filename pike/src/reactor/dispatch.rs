@@ -116,7 +116,10 @@ impl<C: Converter> Reactor<C> {
                     self.mark_ready(connection);
                 }
             }
-            Command::Shutdown { mode } => self.begin_shutdown(mode),
+            Command::Shutdown { mode, deadline } => {
+                self.begin_shutdown(mode);
+                self.limit_shutdown(deadline);
+            }
             Command::HandOver => {}
         }
     }

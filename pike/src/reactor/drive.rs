@@ -266,6 +266,9 @@ impl<C: Converter> Reactor<C> {
     /// deadline that passed.
     pub(super) fn fire_timers(&mut self) {
         let now = Instant::now();
+        if self.shutdown_deadline.is_some_and(|t| t <= now) {
+            self.shutdown_overdue();
+        }
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept();

@@ -125,12 +125,15 @@ impl<C: Converter> Handle<C> {
     /// Asks for a shutdown and waits until the loop has stopped. A loop
     /// never started runs here until then, so that commands already given
     /// are answered.
-    pub(crate) fn shutdown(&self, mode: ShutdownMode) {
-        let _ = self.shared.commands.request_shutdown(mode);
+    /// At `deadline`, what is left ends as with `Now`. Returns false if it
+    /// did (by this deadline or another caller's).
+    pub(crate) fn shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) -> bool {
+        let _ = self.shared.commands.request_shutdown(mode, deadline);
         if let Some(reactor) = self.lead.take_unstarted() {
             reactor.run();
         }
         self.shared.wait_stopped();
+        !self.shared.shutdown_cut_short()
     }
 
     // ----- connections --------------------------------------------------------

@@ -260,6 +260,8 @@ pub(crate) struct Reactor<C: Converter> {
     ready: Vec<Connection>,
     scratch: ReadBuffer,
     shutdown: Option<ShutdownMode>,
+    /// When a shutdown that lets messages finish ends them anyway.
+    shutdown_deadline: Option<Instant>,
     resolvers: Vec<JoinHandle<()>>,
     /// Dropped last: marks the connector stopped however the reactor ends
     /// (after its loop, by a panic, or never run at all).
@@ -335,6 +337,7 @@ impl<C: Converter> Reactor<C> {
             ready: Vec::new(),
             scratch: ReadBuffer::new(config.read_chunk, shares_input),
             shutdown: None,
+            shutdown_deadline: None,
             resolvers: Vec::new(),
             _stop: StopGuard::new(shared, directory),
         })
@@ -478,6 +481,7 @@ impl<C: Converter> Reactor<C> {
         let next = self
             .accept_paused_until
             .into_iter()
+            .chain(self.shutdown_deadline)
             .chain(self.timers.first().map(|&(t, _)| t))
             .min()?;
         Some(next.saturating_duration_since(Instant::now()))

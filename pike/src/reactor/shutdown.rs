@@ -10,6 +10,11 @@
 //! * After the last turn the command queue is closed: a command either got
 //!   in and is answered here (its messages handed back, its connect
 //!   cancelled) or its push fails and the caller gets its message back.
+//! * A shutdown always ends: at its deadline (the soonest any caller
+//!   gave) what is left ends as with `Now`, its messages handed back; a
+//!   name still being resolved is not waited for.
+
+use std::time::Instant;
 
 use super::Reactor;
 use super::queues::merge_into;
@@ -39,6 +44,30 @@ impl<C: Converter> Reactor<C> {
                 self.mark_ready(id);
             }
         }
+    }
+
+    /// Sets the shutdown's deadline, if `deadline` is sooner than the one
+    /// it has.
+    pub(super) fn limit_shutdown(&mut self, deadline: Option<Instant>) {
+        if let Some(d) = deadline
+            && self.shutdown.is_some_and(|m| m != ShutdownMode::Now)
+            && self.shutdown_deadline.is_none_or(|old| d < old)
+        {
+            self.shutdown_deadline = Some(d);
+        }
+    }
+
+    /// The shutdown's deadline passed: what is left ends now.
+    pub(super) fn shutdown_overdue(&mut self) {
+        self.shutdown_deadline = None;
+        if !self.conns.is_empty() {
+            tracing::debug!(
+                "shutdown deadline: {} connections left end now",
+                self.conns.len()
+            );
+            self.shared.note_shutdown_cut_short();
+        }
+        self.begin_shutdown(ShutdownMode::Now);
     }
 
     /// Ends every connection at once (the poller failed).
@@ -90,8 +119,12 @@ impl<C: Converter> Reactor<C> {
                 _ => {}
             }
         }
+        // A resolver still waiting on a name is not waited for: its answer
+        // goes to a closed queue, and it ends.
         for resolver in self.resolvers.drain(..) {
-            let _ = resolver.join();
+            if resolver.is_finished() {
+                let _ = resolver.join();
+            }
         }
     }
 }
