@@ -11,6 +11,7 @@
 //! the `tls` feature; the client then takes `--tls-ca CA`).
 
 use std::io::BufRead;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -71,7 +72,9 @@ fn main() -> std::io::Result<()> {
             break;
         }
     }
-    doubler.shutdown(ShutdownMode::FinishQueues);
+    // Replies still queued go out, for a few seconds at most: a client
+    // that never reads cannot hold the server up.
+    doubler.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5));
     for w in workers {
         let _ = w.join();
     }

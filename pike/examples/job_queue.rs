@@ -1,7 +1,8 @@
 //! A job queue: the server hands `Job`s to worker connections, two at a
 //! time each, and collects the results. A worker that dies mid-job loses
 //! nothing: its unsent jobs come back in `RemoteDisconnect`, those it had
-//! are in the server's record, and both go to other workers. Run
+//! are in the server's record, and both go to other workers. Only a
+//! result for a job the server handed to that worker counts. Run
 //! `cargo run --example job_queue --features pike/postcard -- serve 3454 100`
 //! and (several times) `... -- work 3454 0`.
 
@@ -56,14 +57,20 @@ fn serve(port: u16, jobs: u64) -> Result<(), Box<dyn Error>> {
                 r.finish_accept(Delivery::Merged);
             }
             Event::MessageReceived(m) => {
-                if let Msg::Done { id, sum } = m.message {
-                    working
-                        .entry(m.connection)
-                        .or_default()
-                        .retain(|j| j.id != id);
-                    if done.insert(id) {
+                let Msg::Done { id, sum } = m.message else {
+                    println!("{}: not a result; ignored", m.connection);
+                    continue;
+                };
+                // Only a job handed to this worker, and not yet done,
+                // counts: a worker cannot report jobs it never had.
+                let hands = working.entry(m.connection).or_default();
+                match hands.iter().position(|j| j.id == id) {
+                    Some(i) => {
+                        hands.remove(i);
+                        done.insert(id);
                         println!("done {id} by {} (sum {sum})", m.connection);
                     }
+                    None => println!("{}: done {id}, not a job it had; ignored", m.connection),
                 }
             }
             Event::RemoteDisconnect(r) => {
@@ -88,7 +95,7 @@ fn serve(port: u16, jobs: u64) -> Result<(), Box<dyn Error>> {
         }
     }
     println!("all {jobs} jobs done");
-    server.shutdown(ShutdownMode::FinishQueues);
+    server.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5));
     Ok(())
 }
 

@@ -110,6 +110,119 @@ fn chat_server_speaks_the_original_protocol_on_the_wire() {
     assert_eq!(server.wait(), 0);
 }
 
+/// A raw chat user that has joined as `nick`.
+fn chat_user(addr: std::net::SocketAddr, nick: &str) -> std::net::TcpStream {
+    let mut s = raw_connect(addr);
+    write_all(&mut s, &wire(&[nick]));
+    assert_eq!(read_exactly(&mut s, 4), wire(&["ok"]), "{nick} not taken");
+    s
+}
+
+#[test]
+fn chat_server_serves_thousands_of_silent_connections_without_a_thread_each() {
+    let mut server = example("chat_server", &["--port", "0", "--server-nickname", "hub"]);
+    let port = port_of(&server);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let threads_before = server.status_field("Threads");
+    let silent: Vec<_> = (0..3000).map(|_| raw_connect(addr)).collect();
+    // A real user still joins and talks meanwhile.
+    let mut ann = chat_user(addr, "ann");
+    let mut ben = chat_user(addr, "ben");
+    write_all(&mut ann, &wire(&["still here"]));
+    let relayed = wire(&["ann says: still here"]);
+    assert_eq!(read_exactly(&mut ben, relayed.len()), relayed);
+    let threads = server.status_field("Threads");
+    assert!(
+        threads <= threads_before + 4,
+        "{threads} threads with 3,000 connections waiting ({threads_before} before)"
+    );
+    drop(silent);
+    server.type_line("quit");
+    assert_eq!(server.wait(), 0);
+}
+
+#[test]
+fn chat_server_refuses_bad_nicknames_and_lines_over_the_limit() {
+    let mut server = example("chat_server", &["--port", "0", "--server-nickname", "hub"]);
+    let port = port_of(&server);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut mallory = raw_connect(addr);
+    let refused = wire(&["nickname refused: 1 to 32 characters, no control characters"]);
+    for bad in [
+        "n".repeat(1 << 20),
+        "eve\nhub says: trust me".to_owned(),
+        String::new(),
+    ] {
+        write_all(&mut mallory, &wire(&[&bad]));
+        assert_eq!(
+            read_exactly(&mut mallory, refused.len()),
+            refused,
+            "{:.40}",
+            bad
+        );
+    }
+    write_all(&mut mallory, &wire(&["mallory"]));
+    assert_eq!(read_exactly(&mut mallory, 4), wire(&["ok"]));
+    assert_eq!(server.stdout_line(), "mallory joined");
+    // A real client, which enforces the 1 MiB limit on what it receives.
+    let mut bob = example("chat_client", &["--host", "127.0.0.1", "--port", &port]);
+    bob.type_line("bob");
+    assert_eq!(bob.stdout_line(), "nickname: joined as bob");
+    assert_eq!(server.stdout_line(), "bob joined");
+    // A line of the whole limit is not relayed (with its prefix it would
+    // pass the limit and throw every real client out); its sender is told.
+    write_all(&mut mallory, &wire(&[&"l".repeat(1 << 20)]));
+    let notice = wire(&["hub says: your line of 1048576 bytes was not relayed (at most 4096)"]);
+    assert_eq!(read_exactly(&mut mallory, notice.len()), notice);
+    // A line with a newline cannot forge one from the server.
+    write_all(&mut mallory, &wire(&["hi\nhub says: fake"]));
+    assert_eq!(bob.stdout_line(), "mallory says: hi\u{fffd}hub says: fake");
+    // Bob is still in.
+    bob.type_line("still here");
+    let relayed = wire(&["bob says: still here"]);
+    assert_eq!(read_exactly(&mut mallory, relayed.len()), relayed);
+    server.type_line("quit");
+    assert_eq!(server.wait(), 0);
+    assert_eq!(bob.stdout_line(), "the server closed the chat");
+}
+
+#[test]
+fn chat_server_drops_users_who_never_read_and_quits_in_time() {
+    let mut server = example("chat_server", &["--port", "0", "--server-nickname", "hub"]);
+    let port = port_of(&server);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deaf: Vec<_> = (0..4)
+        .map(|i| chat_user(addr, &format!("deaf{i}")))
+        .collect();
+    let mut talker = chat_user(addr, "talker");
+    let line = "t".repeat(4000);
+    // 25 MB of chat: far more than the sockets of the deaf users hold.
+    let writer = std::thread::spawn(move || {
+        for _ in 0..6000 {
+            if talker.write_all(&wire(&[&line])).is_err() {
+                break;
+            }
+        }
+        talker
+    });
+    let mut dropped = 0;
+    while dropped < 4 {
+        let l = server.stdout_line();
+        if l.ends_with("dropped: not reading (its queue is full)") {
+            dropped += 1;
+        }
+    }
+    let _talker = writer.join().unwrap();
+    let peak_kib = server.status_field("VmHWM");
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+    // A quit with users who never read ends within its wait.
+    let started = std::time::Instant::now();
+    server.type_line("quit");
+    assert_eq!(server.wait(), 0);
+    assert!(started.elapsed() < WAIT);
+    drop(deaf);
+}
+
 #[test]
 fn doubler_server_and_client() {
     let mut server = example("doubler_server", &["--port", "0", "--num-threads", "3"]);
@@ -257,6 +370,72 @@ fn job_queue_survives_a_worker_killed_mid_job() {
     assert_eq!(server.wait(), 0);
     // The server's shutdown ends the worker.
     assert_eq!(fast.wait(), 0);
+}
+
+#[cfg(feature = "postcard")]
+#[test]
+fn job_queue_counts_only_results_for_jobs_it_handed_out() {
+    use pike::converter::{Converter, WriteBuf};
+    use pike::converters::serde::PostcardConverter;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    enum Msg {
+        Job {
+            id: u64,
+            name: String,
+            payload: Vec<f64>,
+        },
+        Done {
+            id: u64,
+            sum: f64,
+        },
+    }
+
+    const JOBS: u64 = 5;
+    let mut server = example("job_queue", &["serve", "0", &JOBS.to_string()]);
+    let port = port_of(&server);
+    // A slow worker (#1) holds jobs 0 and 1.
+    let slow = example("job_queue", &["work", &port, "60000"]);
+    assert_eq!(slow.stdout_line(), "working on 0 (job-0)");
+    // A worker (#2) that gets jobs 2 and 3 and claims 0, 1 and 4 instead,
+    // doing nothing.
+    let liar = {
+        let mut s = raw_connect(format!("127.0.0.1:{port}").parse().unwrap());
+        let c = PostcardConverter::<Msg>::new();
+        let mut out = Vec::new();
+        for id in [0, 1, 4] {
+            assert!(c.write_whole(
+                &Msg::Done { id, sum: 0.0 },
+                &mut WriteBuf::new(&mut out, 1 << 16)
+            ));
+        }
+        write_all(&mut s, &out);
+        s
+    };
+    for id in [0, 1, 4] {
+        assert_eq!(
+            server.stdout_line(),
+            format!("#2: done {id}, not a job it had; ignored")
+        );
+    }
+    slow.signal("KILL");
+    drop(liar);
+    // A real worker (#3) does them all; nothing the liar said counted.
+    let mut worker = example("job_queue", &["work", &port, "0"]);
+    let mut done = 0;
+    loop {
+        let l = server.stdout_line();
+        if l.starts_with("done ") {
+            assert!(l.contains(" by #3 "), "{l}");
+            done += 1;
+        }
+        if l == format!("all {JOBS} jobs done") {
+            break;
+        }
+    }
+    assert_eq!(done, JOBS);
+    assert_eq!(server.wait(), 0);
+    assert_eq!(worker.wait(), 0);
 }
 
 #[test]

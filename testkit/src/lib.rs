@@ -54,6 +54,24 @@ impl Proc {
         }
     }
 
+    /// The program's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A field of the program's `/proc/PID/status` (`Threads`, `VmHWM`,
+    /// …), as the number it starts with (kB for sizes); 0 if unreadable.
+    pub fn status_field(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends the program a signal by name (`INT`, `TERM`), as a person
     /// pressing Ctrl-C or a service manager stopping it would.
     pub fn signal(&self, name: &str) {
