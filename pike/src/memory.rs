@@ -24,6 +24,115 @@ pub(crate) fn trim_queue<T>(queue: &mut VecDeque<T>) {
     }
 }
 
+/// How many items a [`ChunkQueue`] chunk made for single items holds.
+const CHUNK_ITEMS: usize = 256;
+
+/// A first-in first-out queue kept in chunks rather than one contiguous
+/// buffer. A `VecDeque` grows by doubling, copying what it holds into the
+/// new buffer and holding both for the moment: a queue of a million
+/// events of 100 bytes would briefly take 150 MB for 100 MB of events,
+/// and keep the doubled buffer. This one never moves what it holds to
+/// grow: a batch handed over becomes a chunk as it is, single items go
+/// into chunks of [`CHUNK_ITEMS`], and a chunk is given back as soon as it
+/// is empty (one is kept, for the next batch).
+#[derive(Debug)]
+pub(crate) struct ChunkQueue<T> {
+    chunks: VecDeque<VecDeque<T>>,
+    len: usize,
+    /// An emptied chunk, handed to the next batch's producer.
+    spare: VecDeque<T>,
+}
+
+impl<T> Default for ChunkQueue<T> {
+    fn default() -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            len: 0,
+            spare: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> ChunkQueue<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn push_back(&mut self, item: T) {
+        match self.chunks.back_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push_back(item),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(CHUNK_ITEMS);
+                chunk.push_back(item);
+                self.chunks.push_back(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Moves every item of `batch` to the back, leaving `batch` empty (with
+    /// an emptied chunk's allocation, if there is one): the batch itself
+    /// becomes a chunk, no item is moved.
+    pub(crate) fn append(&mut self, batch: &mut VecDeque<T>) {
+        if batch.is_empty() {
+            return;
+        }
+        if batch.len() * 2 < batch.capacity() && batch.capacity() > CHUNK_ITEMS {
+            // Mostly empty room: kept as a chunk it would hold that room
+            // for as long as its first item waits. Its items go into
+            // chunks of their own instead.
+            for item in batch.drain(..) {
+                self.push_back(item);
+            }
+            crate::memory::trim_queue(batch);
+            return;
+        }
+        self.len += batch.len();
+        let spare = std::mem::take(&mut self.spare);
+        self.chunks.push_back(std::mem::replace(batch, spare));
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        let chunk = self.chunks.front_mut()?;
+        let item = chunk.pop_front();
+        if chunk.is_empty() {
+            let chunk = self.chunks.pop_front().expect("looked at above");
+            if self.spare.capacity() < chunk.capacity() {
+                self.spare = chunk;
+            }
+        }
+        if item.is_some() {
+            self.len -= 1;
+        }
+        item
+    }
+
+    /// Every item's slot allocated, in items.
+    pub(crate) fn capacity(&self) -> usize {
+        self.chunks.iter().map(VecDeque::capacity).sum::<usize>() + self.spare.capacity()
+    }
+
+    /// Gives back the chunk kept for the next batch.
+    pub(crate) fn trim(&mut self) {
+        self.spare = VecDeque::new();
+        trim_queue(&mut self.chunks);
+    }
+
+    /// Takes every item, in order.
+    pub(crate) fn take_all(&mut self) -> VecDeque<T> {
+        self.len = 0;
+        let mut all = VecDeque::new();
+        for mut chunk in std::mem::take(&mut self.chunks) {
+            all.append(&mut chunk);
+        }
+        all
+    }
+}
+
 /// Cuts a map's allocation down once it holds under a quarter of what a
 /// burst grew it to (many connections that came and went), keeping room
 /// for twice what it holds.
@@ -68,6 +177,33 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_queue_keeps_the_order_of_items_and_batches() {
+        let mut q = ChunkQueue::default();
+        let mut next = 0u32;
+        let mut want = 0u32;
+        for round in 0..50 {
+            for _ in 0..round * 7 {
+                q.push_back(next);
+                next += 1;
+            }
+            let mut batch: VecDeque<u32> = (next..next + round * 3).collect();
+            next += round * 3;
+            q.append(&mut batch);
+            assert!(batch.is_empty());
+            for _ in 0..round * 5 {
+                if let Some(x) = q.pop_front() {
+                    assert_eq!(x, want);
+                    want += 1;
+                }
+            }
+            assert_eq!(q.len() as u32, next - want);
+        }
+        let rest = q.take_all();
+        assert!(rest.into_iter().eq(want..next));
+        assert!(q.is_empty() && q.pop_front().is_none());
+    }
 
     #[test]
     fn sequential_ids_spread_over_the_high_bits() {

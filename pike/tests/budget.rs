@@ -207,24 +207,28 @@ mod serde_flood {
     #[test]
     fn a_serde_message_counts_the_memory_it_holds_in_the_unsent_queue() {
         let (l, addr) = raw_listener_on(Net::Tcp);
-        let c = client_on(Net::Tcp, PostcardConverter::<Msg>::new());
+        let converter = PostcardConverter::<Msg>::new();
+        let job = || Msg::Job {
+            id: 1,
+            name: "n".repeat(1 << 20),
+        };
+        assert!(converter.message_size(&job()) >= 1 << 20);
+        let c = client_on(Net::Tcp, converter);
         let conn = c.connect(&addr, Delivery::Merged).unwrap();
-        // Queued while connecting: nothing is written yet.
-        c.send(
-            &conn,
-            Msg::Job {
-                id: 1,
-                name: "n".repeat(1 << 20),
-            },
-        )
-        .unwrap();
-        c.send(&conn, Msg::Done { id: 1 }).unwrap();
-        let q = c.queued(&conn).unwrap();
-        assert_eq!(q.messages, 2);
-        assert!(q.bytes >= 1 << 20, "{q:?}");
-        assert!(c.memory_in_use() >= 1 << 20, "{}", c.memory_in_use());
-        let _peer = l.accept();
+        let _peer = l.accept(); // never reads
         connected(&c);
+        for _ in 0..16 {
+            c.send(&conn, job()).unwrap();
+        }
+        // What the socket did not take waits, counted at what it holds.
+        let q = c.queued(&conn).unwrap();
+        assert!(q.messages > 0, "the socket took 16 MiB");
+        assert!(q.bytes >= q.messages << 20, "{q:?}");
+        assert!(
+            c.memory_in_use() >= q.messages << 20,
+            "{}",
+            c.memory_in_use()
+        );
         c.shutdown(ShutdownMode::Now);
     }
 }
@@ -433,4 +437,57 @@ over_transports! {
         c.shutdown(ShutdownMode::Now);
         drop(peers);
     }
+}
+
+#[test]
+fn a_peer_that_resets_while_its_reading_is_paused_is_let_go_at_once() {
+    const BUDGET: usize = 1 << 20;
+    let c = Connector::builder(StringConverter::new())
+        .listen(any_local_address())
+        .memory_budget(BUDGET)
+        .connection_share(BUDGET)
+        .spawn()
+        .unwrap();
+    let mut peer = raw_connect(c.local_addr().unwrap());
+    accept(&c, Delivery::Merged);
+    // Nobody takes events: reading pauses at the budget.
+    peer.set_nonblocking(true).unwrap();
+    let chunk = wire(&["x"]).repeat(4096);
+    let deadline = std::time::Instant::now() + WAIT;
+    while c.memory_in_use() < BUDGET / 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never filled"
+        );
+        let _ = peer.write(&chunk);
+    }
+    // A reset (SO_LINGER 0): the connection ends although nothing reads
+    // it, and gives back what it held undecoded.
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    while c.stats().connections_open > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a reset connection was kept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its messages decoded before the reset are all there, then its end.
+    loop {
+        match next(&c) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "x"),
+            Event::RemoteDisconnect(r) => {
+                assert!(
+                    matches!(r.reason, pike::DisconnectReason::Io(_)),
+                    "{}",
+                    r.reason
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(c.memory_in_use(), 0);
 }

@@ -490,6 +490,12 @@ impl<C: Converter> Endpoint<C> {
         self.inbox.input_bytes()
     }
 
+    /// Whether the peer is gone (closed, reset, broke the protocol) and the
+    /// connection ends once the input it holds is decoded and delivered.
+    pub fn is_peer_gone(&self) -> bool {
+        self.peer_gone.is_some()
+    }
+
     /// Whether a message has begun arriving and is not complete.
     pub fn mid_message(&self) -> bool {
         self.inbox.mid_message()
@@ -502,10 +508,11 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Bytes the connection holds for sending: its unsent messages (by
-    /// [`Converter::message_size`]) and the serialized bytes waiting in
-    /// its write buffer. The connector counts them in its memory budget.
+    /// [`Converter::message_size`]), the serialized bytes waiting in its
+    /// write buffer, and the record of each message in it. The connector
+    /// counts them in its memory budget.
     pub fn outgoing_bytes(&self) -> usize {
-        self.outbox.bytes() + self.outbox.unflushed().len()
+        self.outbox.bytes() + self.outbox.overhead()
     }
 
     /// Whether the unsent queue is at or under its low-water mark (half the
@@ -1091,10 +1098,15 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
-    /// The socket failed (reset, broken pipe, …).
+    /// The socket failed (reset, broken pipe, …): the connection was
+    /// aborted, and ends now. Messages already decoded are delivered
+    /// first; input held back undecoded (the application was behind) is
+    /// dropped, as TCP drops what a reset connection had not read, so that
+    /// a dead connection never waits for room to give back what it holds.
     pub fn handle_error(&mut self, error: io::Error) {
         match self.state {
             State::Open | State::Accepting | State::Disconnecting(_) => {
+                self.inbox.discard_held();
                 self.peer_gone(DisconnectReason::from_socket_error(error))
             }
             State::Draining => self.state = State::Closed,

@@ -136,6 +136,15 @@ impl<C: Converter> Inbox<C> {
         }
     }
 
+    /// Drops the input held back undecoded (the connection was aborted).
+    pub(crate) fn discard_held(&mut self) {
+        if self.held {
+            self.held = false;
+            self.pending = Vec::new();
+            self.held_chunk = None;
+        }
+    }
+
     /// Decodes the input held back, now that the taker wants more.
     pub(crate) fn resume(
         &mut self,

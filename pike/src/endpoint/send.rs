@@ -105,6 +105,16 @@ impl<C: Converter> Outbox<C> {
         self.bytes
     }
 
+    /// What the outbox holds besides its messages' own memory: the bytes
+    /// waiting for the socket, and the record kept of each message in
+    /// them (a buffer of 4-byte messages holds more in records than in
+    /// bytes).
+    pub(crate) fn overhead(&self) -> usize {
+        let record =
+            std::mem::size_of::<InFlight<C::Message>>() - std::mem::size_of::<C::Message>();
+        self.unflushed().len() + self.in_flight.len() * record
+    }
+
     /// The bytes waiting for the socket.
     pub(crate) fn unflushed(&self) -> &[u8] {
         &self.buf[self.head..]

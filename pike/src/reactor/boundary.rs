@@ -36,6 +36,10 @@ pub(crate) struct Shared<M> {
     pub(crate) separate: Separate<M>,
     next_id: AtomicU64,
     pub(crate) budget: Arc<Budget>,
+    /// The credit of events about connections that are gone (messages
+    /// sent to them, handed back): counted against the budget from the
+    /// moment the message is handed to the command queue.
+    pub(crate) orphans: Arc<Credit>,
     /// The counters of connections already closed, and connection counts
     /// (see [`stats`](crate::stats)). Lock order: before the directory's
     /// map and any slot.
@@ -59,6 +63,8 @@ impl<M> Shared<M> {
             // Ids start at 1: 0 is no connection's.
             next_id: AtomicU64::new(1),
             budget,
+            // Ids start at 1: 0 is no connection's.
+            orphans: Arc::new(Credit::new(Connection(0))),
             totals: Mutex::new(Stats::default()),
             stopped: Mutex::new(false),
             stopped_changed: Condvar::new(),

@@ -281,13 +281,21 @@ pub(crate) fn event_cost<C: Converter>(converter: &C, event: &Event<C::Message>)
                 size
             }
         }
-        Event::RejectedMessage(m) => converter.message_size(&m.message),
+        Event::RejectedMessage(m) => return rejection_cost(converter, &m.message),
         Event::FinishConnect(f) => messages_size(converter, None, &f.queued),
         Event::FinishDisconnect(f) => messages_size(converter, f.incomplete.as_ref(), &f.queued),
         Event::RemoteDisconnect(r) => messages_size(converter, r.incomplete.as_ref(), &r.queued),
         Event::RemoteConnect(_) => 0,
     };
     std::mem::size_of::<Envelope<C::Message>>() + messages
+}
+
+/// What the `RejectedMessage` of `message` costs: counted when the
+/// message is handed to the command queue for a connection that is gone,
+/// so that an application replying in bulk to peers that left is held to
+/// the budget from the first moment.
+pub(crate) fn rejection_cost<C: Converter>(converter: &C, message: &C::Message) -> usize {
+    std::mem::size_of::<Envelope<C::Message>>() + converter.message_size(message)
 }
 
 fn messages_size<C: Converter>(

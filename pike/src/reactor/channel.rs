@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 
+use crate::memory::ChunkQueue;
 use crate::sync::lock;
 
 struct Inner<T> {
@@ -46,7 +47,7 @@ struct Inner<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    items: ChunkQueue<T>,
     sender: bool,
     receivers: usize,
     /// Consumers asleep on `available`.
@@ -77,7 +78,7 @@ pub(crate) struct Receiver<T>(Arc<Inner<T>>);
 pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: ChunkQueue::default(),
             sender: true,
             receivers: 1,
             waiting: 0,
@@ -124,9 +125,9 @@ impl<T> Sender<T> {
     /// Queues every item of `items`, in order, leaving it empty. If no
     /// receiver is left, nothing is queued and `items` is left as it was.
     ///
-    /// If the queue is empty (its consumers keep up) the two swap places,
-    /// so that no item is moved at all; `items` then gets the queue's
-    /// empty allocation for the next batch.
+    /// The batch becomes a chunk of the queue as it is, so that no item
+    /// is moved at all; `items` then gets an emptied chunk's allocation for
+    /// the next batch (see [`ChunkQueue`]).
     pub(crate) fn send_all(&self, items: &mut VecDeque<T>) -> Result<(), ()> {
         if items.is_empty() {
             return Ok(());
@@ -135,11 +136,7 @@ impl<T> Sender<T> {
         if state.receivers == 0 {
             return Err(());
         }
-        if state.items.is_empty() {
-            std::mem::swap(&mut state.items, items);
-        } else {
-            state.items.append(items);
-        }
+        state.items.append(items);
         self.0.signal(state);
         Ok(())
     }
@@ -151,7 +148,7 @@ impl<T> Sender<T> {
     /// now and then, not at every drain: a queue that empties and fills
     /// with every batch would be grown again each time.
     pub(crate) fn trim(&self) {
-        crate::memory::trim_queue(&mut lock(&self.0.state).items);
+        lock(&self.0.state).items.trim();
     }
 
     /// The allocation of the queue, in items.
@@ -246,8 +243,8 @@ impl<T> Receiver<T> {
         loop {
             if !state.items.is_empty() {
                 let n = max.min(state.items.len());
-                for item in state.items.drain(..n) {
-                    take(item);
+                for _ in 0..n {
+                    take(state.items.pop_front().expect("counted above"));
                 }
                 // Pass the wake-up on for what is left.
                 self.0.signal(state);
@@ -322,7 +319,7 @@ impl<T> Receiver<T> {
 
     /// Takes everything queued now.
     pub(crate) fn take_all(&self) -> VecDeque<T> {
-        std::mem::take(&mut lock(&self.0.state).items)
+        lock(&self.0.state).items.take_all()
     }
 }
 

@@ -78,6 +78,9 @@ pub(crate) struct Conn<C: Converter> {
     /// The peer's end of input (or an error) was reported: read until EOF,
     /// even after a short read.
     pub(crate) read_closed: bool,
+    /// The socket reported an error (a reset, say): it is looked at even
+    /// while reading is paused, so that a dead connection is let go.
+    pub(crate) errored: bool,
     /// Until when sends coalesce: bytes went to the transport, from any
     /// thread, less than [`COALESCE`] before.
     pub(crate) coalesce_until: Option<Instant>,
@@ -240,6 +243,7 @@ impl<C: Converter> Directory<C> {
                 readable: false,
                 writable: false,
                 read_closed: false,
+                errored: false,
                 coalesce_until: None,
                 flush_pending: false,
                 route,
@@ -285,6 +289,11 @@ impl<C: Converter> Directory<C> {
             connection: id,
             commands: self.commands.clone(),
         }))
+    }
+
+    /// The converter of every connection.
+    pub(crate) fn converter(&self) -> &C {
+        &self.converter
     }
 
     /// Every live connection's slot.
@@ -632,6 +641,26 @@ impl<C: Converter> Conn<C> {
                 self.endpoint.handle_error(e);
                 (true, false)
             }
+        }
+    }
+
+    /// Takes the socket's pending error, if one was reported: the
+    /// connection ends (after the input it holds is delivered), whether or
+    /// not it was reading.
+    pub(crate) fn take_socket_error(&mut self) {
+        if !std::mem::take(&mut self.errored) {
+            return;
+        }
+        let Some(transport) = &self.transport else {
+            return;
+        };
+        match transport.take_error() {
+            Ok(Some(e)) | Err(e) => {
+                if self.endpoint.state() != State::Connecting {
+                    self.endpoint.handle_error(e);
+                }
+            }
+            Ok(None) => {}
         }
     }
 

@@ -16,7 +16,7 @@ use crate::converter::Converter;
 use crate::endpoint::State;
 use crate::error::RejectReason;
 use crate::event::{Connection, Event, RejectedMessage};
-use crate::reactor::budget::event_cost;
+use crate::reactor::budget::rejection_cost;
 use crate::reactor::command::Command;
 use crate::reactor::queues::Route;
 use crate::sync::lock;
@@ -51,11 +51,13 @@ impl<C: Converter> Reactor<C> {
                 message,
             } => match self.conns.get(&connection) {
                 Some(entry) => {
+                    let cost = rejection_cost(&*self.out.converter, &message);
                     let mut conn = lock(&entry.conn);
                     conn.refresh_room(&self.out.budget);
                     conn.endpoint.send(message);
                     drop(conn);
                     self.mark_ready(connection);
+                    self.uncount_rejections(cost);
                 }
                 None => self.reject_unknown(connection, message),
             },
@@ -64,11 +66,14 @@ impl<C: Converter> Reactor<C> {
                 messages,
             } => match self.conns.get(&connection) {
                 Some(entry) => {
+                    let converter = &*self.out.converter;
+                    let cost = messages.iter().map(|m| rejection_cost(converter, m)).sum();
                     let mut conn = lock(&entry.conn);
                     conn.refresh_room(&self.out.budget);
                     conn.endpoint.send_all(messages);
                     drop(conn);
                     self.mark_ready(connection);
+                    self.uncount_rejections(cost);
                 }
                 None => {
                     for message in messages {
@@ -125,20 +130,29 @@ impl<C: Converter> Reactor<C> {
     }
 
     /// Hands back a message sent to a connection that is gone. It counts
-    /// against the budget like any event, so that an application replying
-    /// in bulk to peers that left cannot grow the queue without bound.
+    /// against the budget like any event, from the moment it was handed to
+    /// the command queue (see `Handle::send_by_command`), so that an
+    /// application replying in bulk to peers that left cannot grow the
+    /// queues without bound.
     pub(super) fn reject_unknown(&self, connection: Connection, message: C::Message) {
+        let cost = rejection_cost(&*self.out.converter, &message);
         let event = Event::RejectedMessage(RejectedMessage {
             connection,
             message,
             reason: RejectReason::Closed,
         });
-        let cost = event_cost(&*self.out.converter, &event);
-        self.orphans.produced(&self.out.budget, cost);
         lock(&self.shared.totals).handed_back.closed += 1;
         let _ = self.out.main.send(Envelope {
             event,
-            credit: Some((self.orphans.clone(), cost)),
+            credit: Some((self.shared.orphans.clone(), cost)),
         });
+    }
+
+    /// A message counted as a rejection went to its connection after all
+    /// (the loop knew it): its count goes back.
+    fn uncount_rejections(&mut self, cost: usize) {
+        if self.shared.orphans.taken(&self.out.budget, cost).budget {
+            self.resume_budget();
+        }
     }
 }

@@ -65,6 +65,9 @@ impl<C: Converter> Reactor<C> {
         let mut reads = READ_BUDGET;
         let (due, input_bytes, closed) = loop {
             let mut progress = false;
+            // Looked at even while reading is paused: a connection whose
+            // peer reset it ends now, giving back all it holds.
+            conn.take_socket_error();
             if conn.handshaking() {
                 // A handshake reads within the budget too.
                 let limit = match entry.paused {

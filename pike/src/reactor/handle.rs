@@ -23,6 +23,7 @@ use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
 use crossbeam_channel::TryRecvError as ChannelTryRecv;
 
 use super::boundary::Shared;
+use super::budget::rejection_cost;
 use super::channel::Receiver;
 use super::command::{Command, ConnectWait};
 use super::conn::{Directory, Flush, Offer};
@@ -233,16 +234,37 @@ impl<C: Converter> Handle<C> {
         connection: Connection,
         message: C::Message,
     ) -> Result<(), SendError<C::Message>> {
-        self.shared
-            .commands
-            .push(Command::Send {
-                connection,
-                message,
-            })
-            .map_err(|command| match command {
-                Command::Send { message, .. } => SendError(message),
-                _ => unreachable!("the queue hands back what it was given"),
-            })
+        let cost = rejection_cost(self.directory.converter(), &message);
+        self.count_rejections(cost, || {
+            self.shared
+                .commands
+                .push(Command::Send {
+                    connection,
+                    message,
+                })
+                .map_err(|command| match command {
+                    Command::Send { message, .. } => SendError(message),
+                    _ => unreachable!("the queue hands back what it was given"),
+                })
+        })
+    }
+
+    /// Counts the rejections a command will make (`cost`) against the
+    /// budget before `push` hands it to the loop, and gives them back if
+    /// the loop has stopped.
+    fn count_rejections<T>(
+        &self,
+        cost: usize,
+        push: impl FnOnce() -> Result<(), T>,
+    ) -> Result<(), T> {
+        let shared = &self.shared;
+        shared.orphans.produced(&shared.budget, cost);
+        let pushed = push();
+        if pushed.is_err() {
+            // Stopped: nobody will be told of a resume.
+            let _ = shared.orphans.taken(&shared.budget, cost);
+        }
+        pushed
     }
 
     /// Queues every message of `messages`, in order, written at once.
@@ -258,16 +280,20 @@ impl<C: Converter> Handle<C> {
             return Ok(());
         };
         let messages: Vec<C::Message> = back.collect();
-        self.shared
-            .commands
-            .push(Command::SendBatch {
-                connection,
-                messages,
-            })
-            .map_err(|command| match command {
-                Command::SendBatch { messages, .. } => SendError(messages),
-                _ => unreachable!("the queue hands back what it was given"),
-            })
+        let converter = self.directory.converter();
+        let cost = messages.iter().map(|m| rejection_cost(converter, m)).sum();
+        self.count_rejections(cost, || {
+            self.shared
+                .commands
+                .push(Command::SendBatch {
+                    connection,
+                    messages,
+                })
+                .map_err(|command| match command {
+                    Command::SendBatch { messages, .. } => SendError(messages),
+                    _ => unreachable!("the queue hands back what it was given"),
+                })
+        })
     }
 
     /// Queues `message` unless the unsent queue is over its high-water mark.

@@ -162,6 +162,7 @@ struct Entry<C: Converter> {
     timer: Option<Instant>,
     /// Accepted from the listener (counted against `max_connections`).
     remote: bool,
+
     /// What the events of its last read cost per byte read (at least 1):
     /// small messages cost many times their size as events.
     cost_per_byte: usize,
@@ -232,9 +233,6 @@ pub(crate) struct Reactor<C: Converter> {
     outgoing: Batch<C::Message>,
     directory: Arc<Directory<C>>,
     config: Config,
-    /// The credit of events about connections that are gone (messages
-    /// sent to them, handed back): counted against the budget too.
-    orphans: Arc<Credit>,
     /// Connections paused at the budget.
     budget_paused: Vec<Connection>,
     /// Input bytes of every connection (partly received messages, input
@@ -318,8 +316,6 @@ impl<C: Converter> Reactor<C> {
             outgoing: Batch::new(),
             directory: directory.clone(),
             config,
-            // Ids start at 1: 0 is no connection's.
-            orphans: Arc::new(Credit::new(Connection(0))),
             budget_paused: Vec::new(),
             input_total: 0,
             granted: None,
@@ -409,6 +405,9 @@ impl<C: Converter> Reactor<C> {
                         }
                         if event.is_read_closed() || event.is_error() {
                             conn.read_closed = true;
+                        }
+                        if event.is_error() {
+                            conn.errored = true;
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
                             conn.writable = true;
