@@ -164,19 +164,28 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
-    /// The connector's memory budget, in bytes: received messages not yet
-    /// taken by the application (their heap size by
-    /// [`Converter::message_size`], plus each event's slot in its queue),
-    /// partly received messages, and input read but not yet decoded, over
-    /// all connections. Reading pauses as soon as it is reached, checked
-    /// between the messages of each read, and resumes once the application
-    /// has taken it down to three quarters. Default
-    /// [`DEFAULT_MEMORY_BUDGET`] (64 MiB).
+    /// The connector's memory budget, in bytes: everything a peer can make
+    /// it hold, over all connections. Received: messages not yet taken by
+    /// the application (each event's slot in its queue, plus the larger
+    /// of the bytes read for its message and [`Converter::message_size`]),
+    /// partly received messages, input read but not yet decoded. Unsent:
+    /// every queue (messages by `message_size`), write buffer and
+    /// transport buffer (TLS). Default [`DEFAULT_MEMORY_BUDGET`] (64 MiB).
+    ///
+    /// Past it, reading pauses on every connection that holds any of it
+    /// (checked between the messages of each read) until the total is down
+    /// to three quarters, or the connection holds nothing;
+    /// [`Connector::try_send`] says `Full` for a queue that holds anything,
+    /// [`Connector::send_blocking`] and `send_timeout` wait; and once unsent
+    /// data alone reaches the budget, plain [`Connector::send`] hands
+    /// messages back as `QueueFull` (a message of up to 4 KiB to an empty
+    /// queue still goes).
     ///
     /// While others hold the budget, a connection that holds nothing may
     /// still make small reads (4 KiB), so that new and well-behaved peers
-    /// are served; this can take the total past the budget by at most
-    /// 4 KiB per connection ([`max_connections`](Self::max_connections)).
+    /// are served; this can take the total past the budget by a small read,
+    /// and what its messages and the replies to them hold, per connection
+    /// ([`max_connections`](Self::max_connections)).
     /// If partly received messages alone hold the budget, one connection
     /// at a time reads on to complete its message. A peer that starts a
     /// message and never finishes it is best ended by a
@@ -229,7 +238,8 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// [`send`](Connector::send), which never waits, hands a message back
     /// as [`RejectedMessage`](crate::event::RejectedMessage) with
     /// [`RejectReason::QueueFull`](crate::RejectReason::QueueFull) rather
-    /// than queue past it. Default
+    /// than queue past it (or past the [memory
+    /// budget](Self::memory_budget), across connections). Default
     /// [`DEFAULT_SEND_QUEUE_CAP`](crate::endpoint::DEFAULT_SEND_QUEUE_CAP)
     /// (16 MiB).
     ///
@@ -548,7 +558,8 @@ impl<C: Converter> Connector<C> {
 
     /// Bytes counted against the memory budget now (see
     /// [`ConnectorBuilder::memory_budget`]): received events not yet taken,
-    /// partly received messages, and input read but not yet decoded.
+    /// partly received messages, input read but not yet decoded, and what
+    /// every connection holds for sending and in its transport.
     ///
     /// Example: [`stats`](Self::stats), which includes it.
     pub fn memory_in_use(&self) -> usize {

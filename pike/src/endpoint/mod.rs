@@ -33,6 +33,10 @@
 //!   never reads the replies stops being read. Past `send_queue_cap`,
 //!   [`send`](Endpoint::send) hands messages back as rejected
 //!   ([`RejectReason::QueueFull`]).
+//! * The connector's share: its driver tells it how much unsent data the
+//!   whole connector may still take and whether the connector's budget is
+//!   used up ([`set_room`](Endpoint::set_room)); `send` hands messages back
+//!   past it, and a queue that holds anything is full while the budget is.
 //! * Input: a deserializer may leave at most `max_pending_input` bytes
 //!   unconsumed; a taker that wants no more messages for now holds the rest
 //!   of a read back undecoded ([`input_bytes`](Endpoint::input_bytes)
