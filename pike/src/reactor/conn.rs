@@ -645,8 +645,9 @@ impl<C: Converter> Conn<C> {
     }
 
     /// Takes the socket's pending error, if one was reported: the
-    /// connection ends (after the input it holds is delivered), whether or
-    /// not it was reading.
+    /// connection ends, whether or not it was reading (messages already
+    /// decoded are delivered first; input held back undecoded is dropped,
+    /// see [`Endpoint::handle_error`]).
     pub(crate) fn take_socket_error(&mut self) {
         if !std::mem::take(&mut self.errored) {
             return;

@@ -82,6 +82,10 @@ impl<C: Converter> Reactor<C> {
                     self.budget_paused.push(id);
                     arm_budget_pause(entry, conn);
                 }
+            } else if conn.endpoint.handshake_pending() {
+                // Done by a read (of a connection accepted before it
+                // ended): its timer stops.
+                conn.handshake(usize::MAX);
             }
             conn.flush_pending = false;
             if conn.write_out() {

@@ -89,6 +89,7 @@ pub(crate) trait Transport: io::Read + io::Write + Send + fmt::Debug {
 
 /// How far [`Transport::handshake`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) enum Handshake {
     /// Done: application bytes may flow.
     Done,
