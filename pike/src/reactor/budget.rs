@@ -128,6 +128,9 @@ pub(crate) struct Budget {
     /// Reading (or a sender) waits for the total to come down to
     /// [`low`](Self::low).
     paused: AtomicBool,
+    /// A sender met the budget used up (refused, or waiting for room):
+    /// when it frees, the connections' waiting senders are looked at.
+    senders_waited: AtomicBool,
     /// The budget, in bytes.
     pub(crate) limit: usize,
     /// Each connection's share, in bytes.
@@ -140,6 +143,7 @@ impl Budget {
             received: AtomicUsize::new(0),
             unsent: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
+            senders_waited: AtomicBool::new(false),
             limit: limit.max(1),
             share: share.max(1),
         }
@@ -168,6 +172,19 @@ impl Budget {
             unsent + self.received.load(Ordering::SeqCst) >= self.limit,
             self.limit.saturating_sub(unsent),
         )
+    }
+
+    /// A sender met the budget used up.
+    pub(crate) fn note_sender_waited(&self) {
+        if !self.senders_waited.load(Ordering::Relaxed) {
+            self.senders_waited.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a sender met the budget used up since the last call.
+    pub(crate) fn take_senders_waited(&self) -> bool {
+        self.senders_waited.load(Ordering::SeqCst)
+            && self.senders_waited.swap(false, Ordering::SeqCst)
     }
 
     /// `n` more received bytes are held.

@@ -135,8 +135,11 @@ impl<C: Converter> Conn<C> {
     /// refused or waiting for it is told when it is free again.
     pub(crate) fn refresh_room(&mut self, budget: &Budget) {
         let mut room = budget.room();
-        if room.reached && !budget.should_pause() {
-            room = budget.room();
+        if room.reached {
+            budget.note_sender_waited();
+            if !budget.should_pause() {
+                room = budget.room();
+            }
         }
         self.endpoint.set_room(room);
     }

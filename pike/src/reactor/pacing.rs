@@ -131,9 +131,7 @@ impl<C: Converter> Reactor<C> {
                 return;
             }
         }
-        entry.paused = Pause::No;
-        conn.budget_paused = false;
-        conn.endpoint.hold_input(false);
+        unpause(&mut entry.paused, &mut conn);
         drop(conn);
         self.mark_ready(id);
     }
@@ -145,15 +143,14 @@ impl<C: Converter> Reactor<C> {
             if let Some(entry) = self.conns.get_mut(&id)
                 && entry.paused == Pause::Budget
             {
-                entry.paused = Pause::No;
-                let mut conn = lock(&entry.conn);
-                conn.budget_paused = false;
-                conn.endpoint.hold_input(false);
-                drop(conn);
+                unpause(&mut entry.paused, &mut lock(&entry.conn));
                 self.mark_ready(id);
             }
         }
         let budget = &self.out.budget;
+        if !budget.take_senders_waited() {
+            return;
+        }
         for entry in self.conns.values() {
             let mut conn = lock(&entry.conn);
             if conn.has_room_waiters() {
@@ -204,13 +201,17 @@ impl<C: Converter> Reactor<C> {
         self.granted = Some(id);
         self.budget_paused.retain(|&c| c != id);
         if let Some(entry) = self.conns.get_mut(&id) {
-            entry.paused = Pause::No;
-            let mut conn = lock(&entry.conn);
-            conn.budget_paused = false;
-            conn.endpoint.hold_input(false);
+            unpause(&mut entry.paused, &mut lock(&entry.conn));
         }
         self.mark_ready(id);
     }
+}
+
+/// Reading from a connection goes on (the caller marks it ready).
+fn unpause<C: Converter>(paused: &mut Pause, conn: &mut Conn<C>) {
+    *paused = Pause::No;
+    conn.budget_paused = false;
+    conn.endpoint.hold_input(false);
 }
 
 /// A connection paused at the budget is told to look again once it holds
