@@ -271,27 +271,22 @@ inline_fields!(
     SerializeTupleVariant::serialize_field,
 );
 
-impl ser::SerializeStruct for Inline<'_> {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Done {
-        value.serialize(&mut *self.0)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
+macro_rules! named_fields {
+    ($($trait:ident),* $(,)?) => {$(
+        impl ser::$trait for Inline<'_> {
+            type Ok = ();
+            type Error = Never;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Done {
+                value.serialize(&mut *self.0)
+            }
+            fn end(self) -> Done {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Inline<'_> {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Done {
-        value.serialize(&mut *self.0)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
+named_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
