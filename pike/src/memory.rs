@@ -25,7 +25,7 @@ pub(crate) fn trim_queue<T>(queue: &mut VecDeque<T>) {
 }
 
 /// How many items a [`ChunkQueue`] chunk made for single items holds.
-const CHUNK_ITEMS: usize = 256;
+pub(crate) const CHUNK_ITEMS: usize = 256;
 
 /// A first-in first-out queue kept in chunks rather than one contiguous
 /// buffer. A `VecDeque` grows by doubling, copying what it holds into the
@@ -94,6 +94,14 @@ impl<T> ChunkQueue<T> {
         self.len += batch.len();
         let spare = std::mem::take(&mut self.spare);
         self.chunks.push_back(std::mem::replace(batch, spare));
+    }
+
+    /// Moves a chunk made full elsewhere to the back, as it is.
+    pub(crate) fn push_chunk(&mut self, chunk: VecDeque<T>) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<T> {

@@ -23,6 +23,11 @@
 //! `clear_refs`), its RSS after the attack is over, the slowest reply a
 //! well-behaved client (one request every 100 ms) got while the attack ran,
 //! and what else the row is about.
+//!
+//! `PIKE_OVERLOAD_ROWS=f,j` runs only those rows; `PIKE_OVERLOAD_STATS=1`
+//! has the built-in servers print their stats and, as it rises, glibc's
+//! count of the heap in use and free in its arenas (beside what Pike
+//! counts); `PIKE_OVERLOAD_WRAP="heaptrack"` runs them under a tool.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -115,9 +120,40 @@ fn serve_on<C: pike::Converter>(
     if std::env::var_os("PIKE_OVERLOAD_STATS").is_some() {
         let server = server.clone();
         std::thread::spawn(move || {
+            // glibc's own count of its heap: what the allocator holds
+            // beside what Pike counts (`memory` in the stats).
+            #[repr(C)]
+            struct MallInfo2 {
+                /// arena, ordblks, smblks, hblks, hblkhd, usmblks,
+                /// fsmblks, uordblks, fordblks, keepcost
+                f: [usize; 10],
+            }
+            #[allow(unsafe_code)]
+            unsafe extern "C" {
+                fn mallinfo2() -> MallInfo2;
+            }
+            let mut peak = 0;
+            let mut ticks = 0u32;
             while !server.is_stopped() {
-                std::thread::sleep(Duration::from_millis(500));
-                eprintln!("stats: {}", server.stats());
+                std::thread::sleep(Duration::from_millis(10));
+                // SAFETY: mallinfo2 takes nothing and returns a plain struct.
+                #[allow(unsafe_code)]
+                let m = unsafe { mallinfo2() };
+                let in_use = m.f[7] + m.f[4];
+                if in_use > peak + (1 << 20) {
+                    peak = in_use;
+                    eprintln!(
+                        "heap peak {} MiB in use, {} MiB free in arenas of {} MiB | {}",
+                        in_use >> 20,
+                        m.f[8] >> 20,
+                        m.f[0] >> 20,
+                        server.stats()
+                    );
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(50) {
+                    eprintln!("stats: {}", server.stats());
+                }
             }
         });
     }
@@ -334,18 +370,30 @@ struct Server {
 impl Server {
     fn start(args: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe().map_err(err)?;
-        let mut child = Command::new(exe)
+        // PIKE_OVERLOAD_WRAP runs the server under a tool (heaptrack, perf).
+        let wrap = std::env::var("PIKE_OVERLOAD_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut child = match wrap.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(wrap).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = child
             .arg("serve")
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .map_err(err)?;
-        let mut port = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut port)
-            .map_err(err)?;
-        let port: u16 = port.trim().parse().map_err(|_| "no port from the server")?;
+        // The first line that is a number (a wrapping tool may print first).
+        let port = BufReader::new(child.stdout.take().expect("piped"))
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find_map(|l| l.trim().parse::<u16>().ok())
+            .ok_or("no port from the server")?;
         Ok(Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -73,9 +73,15 @@ impl<C: Converter> Inbox<C> {
     }
 
     /// Bytes of input held here: what the current deserializer consumed
-    /// (a partly received message) and what waits in `pending`.
+    /// (a partly received message) and what waits in `pending` (its
+    /// allocation, while it holds anything).
     pub(crate) fn input_bytes(&self) -> usize {
-        self.consumed + self.pending.len() + self.held_chunk.as_ref().map_or(0, |c| c.len())
+        let pending = if self.pending.is_empty() {
+            0
+        } else {
+            self.pending.capacity()
+        };
+        self.consumed + pending + self.held_chunk.as_ref().map_or(0, |c| c.len())
     }
 
     /// The deserializer waits for a callback: do not read.

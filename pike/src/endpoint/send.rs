@@ -106,13 +106,25 @@ impl<C: Converter> Outbox<C> {
     }
 
     /// What the outbox holds besides its messages' own memory: the bytes
-    /// waiting for the socket, and the record kept of each message in
-    /// them (a buffer of 4-byte messages holds more in records than in
-    /// bytes).
+    /// waiting for the socket, the record kept of each message in them (a
+    /// buffer of 4-byte messages holds more in records than in bytes),
+    /// and, while its queues hold anything, the room they grew to and do
+    /// not use (a queue of 40,000 small replies doubled to 65,536 slots
+    /// holds those too).
     pub(crate) fn overhead(&self) -> usize {
-        let record =
-            std::mem::size_of::<InFlight<C::Message>>() - std::mem::size_of::<C::Message>();
-        self.unflushed().len() + self.in_flight.len() * record
+        let message = std::mem::size_of::<C::Message>();
+        let record = std::mem::size_of::<InFlight<C::Message>>();
+        let in_flight = if self.in_flight.is_empty() {
+            0
+        } else {
+            self.in_flight.capacity() * record - self.in_flight.len() * message
+        };
+        let queue = if self.queue.is_empty() {
+            0
+        } else {
+            (self.queue.capacity() - self.queue.len()) * message
+        };
+        self.unflushed().len() + in_flight + queue
     }
 
     /// The bytes waiting for the socket.
@@ -167,6 +179,12 @@ impl<C: Converter> Outbox<C> {
     }
 
     /// Heap bytes of the buffer and queues.
+    /// The write buffer's allocation.
+    #[cfg(test)]
+    pub(crate) fn buf_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     #[cfg(test)]
     pub(crate) fn held_bytes(&self) -> usize {
         self.buf.capacity()

@@ -1946,3 +1946,25 @@ fn the_connectors_room_bounds_every_send_form() {
     big.send("b".repeat(SMALL_SEND + 1));
     assert_eq!(big.queued_bytes(), 0, "a large one is not small");
 }
+
+/// The unsent side counts the room its queues grew to while they hold
+/// anything (a burst of small messages doubles them past what they use),
+/// and nothing once all is written.
+#[test]
+fn the_unsent_count_covers_what_the_queues_allocated() {
+    let mut ep = endpoint::<StringConverter>(4096, true);
+    for i in 0..5_000 {
+        ep.send(format!("{i}"));
+    }
+    write_some(&mut ep, 1000);
+    let outbox = &ep.outbox;
+    let retained = outbox.buf_capacity() - outbox.unflushed().len();
+    assert!(
+        ep.outgoing_bytes() + retained >= outbox.held_bytes(),
+        "counted {} + retained {retained} < allocated {}",
+        ep.outgoing_bytes(),
+        outbox.held_bytes()
+    );
+    write_all(&mut ep);
+    assert_eq!(ep.outgoing_bytes(), 0);
+}

@@ -143,6 +143,30 @@ impl<T> Sender<T> {
 }
 
 impl<T> Sender<T> {
+    /// Queues the chunks of `full`, then `last`, in order, leaving both
+    /// empty; as [`send_all`](Self::send_all) for each (a chunk is queued
+    /// as it is). If no receiver is left, nothing is queued and both are
+    /// left as they were.
+    pub(crate) fn send_chunks(
+        &self,
+        full: &mut Vec<VecDeque<T>>,
+        last: &mut VecDeque<T>,
+    ) -> Result<(), ()> {
+        if full.is_empty() && last.is_empty() {
+            return Ok(());
+        }
+        let mut state = lock(&self.0.state);
+        if state.receivers == 0 {
+            return Err(());
+        }
+        for chunk in full.drain(..) {
+            state.items.push_chunk(chunk);
+        }
+        state.items.append(last);
+        self.0.signal(state);
+        Ok(())
+    }
+
     /// Gives back what a burst grew the queue to, if it is empty now (see
     /// [`trim_queue`](crate::memory::trim_queue)). The producer calls it
     /// now and then, not at every drain: a queue that empties and fills
@@ -356,6 +380,25 @@ mod tests {
         let mut batch = VecDeque::from([3, 4]);
         assert_eq!(tx.send_all(&mut batch), Err(()));
         assert_eq!(batch, [3, 4]);
+    }
+
+    #[test]
+    fn chunks_are_queued_in_order_as_they_are() {
+        let (tx, rx) = unbounded();
+        let mut full: Vec<VecDeque<u32>> = vec![(0..256).collect(), (256..512).collect()];
+        let mut last: VecDeque<u32> = (512..600).collect();
+        tx.send_chunks(&mut full, &mut last).unwrap();
+        assert!(full.is_empty() && last.is_empty());
+        tx.send(600).unwrap();
+        // No item was moved to queue them: each chunk kept its allocation.
+        assert!(rx.0.state.lock().unwrap().items.capacity() >= 600);
+        let got: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(got.into_iter().eq(0..601));
+        drop(rx);
+        let mut full = vec![VecDeque::from([1])];
+        let mut last = VecDeque::from([2]);
+        assert_eq!(tx.send_chunks(&mut full, &mut last), Err(()));
+        assert_eq!((full.len(), last.len()), (1, 1));
     }
 
     #[test]
