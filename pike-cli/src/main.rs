@@ -467,8 +467,10 @@ where
     while let Some(event) = c.recv() {
         match event {
             Event::RemoteConnect(r) => {
-                eprintln!("{} connected from {}", r.connection, r.peer);
+                // On the list before it is announced: a line typed once
+                // "connected from" shows goes to this peer too.
                 peers.lock().unwrap().push(r.connection);
+                eprintln!("{} connected from {}", r.connection, r.peer);
                 r.finish_accept(Delivery::Merged);
             }
             Event::MessageReceived(m) if quiet_ids => println!("{}", m.message.show()),

@@ -32,7 +32,7 @@ mod async_io;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::{Config, Handle, Start, Wait};
 use crate::stats::{ConnectionStats, Stats};
-use crate::sync::lock;
+use crate::sync::{Mutex, Rank, lock};
 use crate::transport::{self, SocketOptions};
 
 pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
@@ -390,7 +390,7 @@ impl<C: Converter> ConnectorBuilder<C> {
             inner: Arc::new(Inner {
                 handle,
                 shutdown_timeout: self.shutdown_timeout,
-                thread: Mutex::new(None),
+                thread: Mutex::new(Rank::Thread, None),
                 local,
                 #[cfg(feature = "tls")]
                 default_tls: self.connect_tls,

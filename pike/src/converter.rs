@@ -21,7 +21,33 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
-use crate::error::{ProtocolError, SerializeError};
+use crate::error::{ProtocolError, SerializeError, panic_message};
+
+/// [`Converter::message_size`] with a panic in it caught: it is the
+/// converter's code, and it runs on the network thread, where a panic
+/// would stop every connection. `Err` holds the panic's message.
+pub(crate) fn guarded_size<C: Converter>(
+    converter: &C,
+    message: &C::Message,
+) -> Result<usize, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        converter.message_size(message)
+    }))
+    .map_err(|payload| format!("message_size panicked: {}", panic_message(payload.as_ref())))
+}
+
+/// [`guarded_size`] where the count must go on whatever happens (an event
+/// delivered or handed back anyway): a message whose `message_size`
+/// panicked counts as its type's size, and the panic is logged.
+pub(crate) fn counted_size<C: Converter>(converter: &C, message: &C::Message) -> usize {
+    guarded_size(converter, message).unwrap_or_else(|e| {
+        tracing::warn!(
+            "{e}; the message counts as {} bytes",
+            std::mem::size_of::<C::Message>()
+        );
+        std::mem::size_of::<C::Message>()
+    })
+}
 
 /// A factory of serializers and deserializers: it fixes the message type and
 /// the wire protocol of a connector.

@@ -34,15 +34,15 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
 use std::thread::JoinHandle;
 
 use super::primitives::{LengthPrefixed, LengthPrefixedDeserializer};
 use crate::converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 use crate::error::{ProtocolError, SerializeError};
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, Rank, lock};
 
 /// The default size of one chunk of file contents: 64 KiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
@@ -214,7 +214,7 @@ struct Pool {
     max_threads: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PoolShared {
     state: Mutex<PoolState>,
     work: Condvar,
@@ -247,7 +247,11 @@ struct Slots {
 
 impl Pool {
     fn new(max_threads: usize, max_transfers: usize) -> Self {
-        let shared = Arc::new(PoolShared::default());
+        let shared = Arc::new(PoolShared {
+            state: Mutex::new(Rank::FilePool, PoolState::default()),
+            work: Condvar::new(),
+            slots: Mutex::new(Rank::FileSlots, Slots::default()),
+        });
         lock(&shared.slots).free = max_transfers.max(1);
         Self {
             shared,
@@ -304,7 +308,7 @@ impl PoolShared {
                     return;
                 }
                 state.idle += 1;
-                state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = self.work.wait(state);
                 state.idle -= 1;
             };
             drop(state);
@@ -359,7 +363,7 @@ struct Transfer<S> {
 impl<S> Transfer<S> {
     fn new(state: S) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(state),
+            state: Mutex::new(Rank::FileJob, state),
             stopped: Condvar::new(),
         })
     }
@@ -768,10 +772,7 @@ impl Drop for FileDeserializer {
         let mut state = lock(&writer.state);
         state.abandoned = true;
         while state.running {
-            state = writer
-                .stopped
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = writer.stopped.wait(state);
         }
         discard(&mut state);
     }

@@ -704,7 +704,14 @@ impl<C: Converter> Endpoint<C> {
                 if refuse_if_full && self.is_full() {
                     return Err((message, None));
                 }
-                let size = self.converter.message_size(&message);
+                let size = match crate::converter::guarded_size(&*self.converter, &message) {
+                    Ok(size) => size,
+                    Err(e) => {
+                        // The converter's bug, confined to this message.
+                        let error = crate::error::SerializeError::Other(e.into());
+                        return Err((message, Some(RejectReason::Serialize(error))));
+                    }
+                };
                 let queued = self.outbox.bytes();
                 let over_cap =
                     queued > 0 && queued.saturating_add(size) > self.config.send_queue_cap;

@@ -264,7 +264,13 @@ impl<C: Converter> Outbox<C> {
                 let Some(message) = self.queue.pop_front() else {
                     break;
                 };
-                let size = converter.message_size(&message);
+                let size = match crate::converter::guarded_size(converter, &message) {
+                    Ok(size) => size,
+                    Err(e) => {
+                        self.queue.push_front(message);
+                        return Err(DisconnectReason::SerializerPanicked(e));
+                    }
+                };
                 // Small messages go in whole, without a serializer, when
                 // there is room.
                 let start = self.buffered_end();

@@ -1968,3 +1968,67 @@ fn the_unsent_count_covers_what_the_queues_allocated() {
     write_all(&mut ep);
     assert_eq!(ep.outgoing_bytes(), 0);
 }
+
+/// Strings whose `message_size` panics for "boom": the converter's bug.
+#[derive(Debug, Default)]
+struct PanickySize(StringConverter);
+
+impl Converter for PanickySize {
+    type Message = String;
+    type Serializer = <StringConverter as Converter>::Serializer;
+    type Deserializer = <StringConverter as Converter>::Deserializer;
+
+    fn serializer(&self, message: &String) -> Self::Serializer {
+        self.0.serializer(message)
+    }
+
+    fn deserializer(&self) -> Self::Deserializer {
+        self.0.deserializer()
+    }
+
+    fn message_size(&self, message: &String) -> usize {
+        assert!(message != "boom", "message_size of boom");
+        message.len()
+    }
+}
+
+/// A panic in `message_size` (user code, which may run on the network
+/// thread) hands that message back with the reason and goes on with the
+/// connection; the budget's count of an event carrying it falls back to
+/// the type's size instead of stopping the connector.
+#[test]
+fn a_panicking_message_size_hands_the_message_back_and_the_connection_goes_on() {
+    let mut ep = endpoint::<PanickySize>(4096, true);
+    ep.send(s("a"));
+    ep.send(s("boom"));
+    ep.send(s("b"));
+    let wire = write_all(&mut ep);
+    assert_eq!(
+        wire,
+        b"1 a1 b".to_vec(),
+        "{:?}",
+        String::from_utf8_lossy(&wire)
+    );
+    let events = events(&mut ep);
+    let [EndpointEvent::RejectedMessage(r)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(r.message, "boom");
+    assert!(
+        r.reason
+            .to_string()
+            .contains("message_size panicked: message_size of boom"),
+        "{}",
+        r.reason
+    );
+    // Still open: a later message goes out.
+    ep.send(s("c"));
+    assert_eq!(write_all(&mut ep), b"1 c".to_vec());
+    let event = crate::event::Event::RejectedMessage(crate::event::RejectedMessage {
+        connection: Connection(1),
+        message: s("boom"),
+        reason: RejectReason::Closed,
+    });
+    let cost = crate::reactor::budget::event_cost(&PanickySize::default(), &event);
+    assert!(cost >= std::mem::size_of::<String>());
+}

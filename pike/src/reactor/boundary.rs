@@ -13,8 +13,8 @@
 //!   last turn, a panic, or never run): a waiter in
 //!   [`wait_stopped`](Shared::wait_stopped) always returns.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::converter::Converter;
@@ -26,7 +26,7 @@ use crate::reactor::command::{Command, CommandQueue};
 use crate::reactor::conn::Directory;
 use crate::reactor::queues::{Envelope, Route, Separate};
 use crate::stats::Stats;
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, Rank, lock};
 
 /// What application threads and the network thread share.
 #[derive(Debug)]
@@ -65,8 +65,8 @@ impl<M> Shared<M> {
             budget,
             // Ids start at 1: 0 is no connection's.
             orphans: Arc::new(Credit::new(Connection(0))),
-            totals: Mutex::new(Stats::default()),
-            stopped: Mutex::new(false),
+            totals: Mutex::new(Rank::Totals, Stats::default()),
+            stopped: Mutex::new(Rank::Stopped, false),
             stopped_changed: Condvar::new(),
             cut_short: AtomicBool::new(false),
         }
@@ -84,10 +84,7 @@ impl<M> Shared<M> {
     pub(crate) fn wait_stopped(&self) {
         let mut stopped = lock(&self.stopped);
         while !*stopped {
-            stopped = self
-                .stopped_changed
-                .wait(stopped)
-                .unwrap_or_else(|e| e.into_inner());
+            stopped = self.stopped_changed.wait(stopped);
         }
     }
 

@@ -36,13 +36,13 @@
 //!   (an envelope carries the bytes it added; a connection takes away
 //!   only what it counted, under its slot's lock).
 //! * Each pause flag is set before its count is looked at again, and each
-//!   release looks at the flag after its count went down (both
-//!   sequentially consistent): of a pauser and a releaser, one sees the
-//!   other.
+//!   release looks at the flag after its count went down, with a
+//!   sequentially consistent fence between on both sides: of a pauser and
+//!   a releaser, one sees the other (checked by `loom`, below).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
-use crate::converter::Converter;
+use crate::converter::{Converter, counted_size};
 use crate::event::{Connection, Event};
 use crate::reactor::queues::Envelope;
 
@@ -94,7 +94,9 @@ impl Gauge {
         self.resume_at.store(low, Ordering::SeqCst);
         self.paused.store(true, Ordering::SeqCst);
         // Bytes may have been released between the caller's look and the
-        // flag by a thread that did not see it: look again.
+        // flag by a thread that did not see it: look again (after a fence,
+        // which the releaser has too: one of the two sees the other).
+        fence(Ordering::SeqCst);
         if self.used() <= low {
             // Whoever clears the flag resumes; if a releaser did, reading
             // gets a harmless extra resume.
@@ -111,6 +113,7 @@ impl Gauge {
             return false;
         }
         let left = self.used.fetch_sub(n, Ordering::SeqCst) - n;
+        fence(Ordering::SeqCst);
         left <= self.resume_at.load(Ordering::SeqCst)
             && self.paused.load(Ordering::SeqCst)
             && self.paused.swap(false, Ordering::SeqCst)
@@ -208,6 +211,7 @@ impl Budget {
             return false;
         }
         let left = self.received.fetch_sub(n, Ordering::SeqCst) - n;
+        fence(Ordering::SeqCst);
         self.resumes(left + self.unsent.load(Ordering::SeqCst))
     }
 
@@ -218,6 +222,7 @@ impl Budget {
             return false;
         }
         let left = self.unsent.fetch_sub(n, Ordering::SeqCst) - n;
+        fence(Ordering::SeqCst);
         self.resumes(left + self.received.load(Ordering::SeqCst))
     }
 
@@ -235,7 +240,8 @@ impl Budget {
         }
         self.paused.store(true, Ordering::SeqCst);
         // Released between the look and the flag by a thread that did not
-        // see it: look again.
+        // see it: look again (after a fence, as the releasers).
+        fence(Ordering::SeqCst);
         if self.used() <= self.low() {
             return !self.paused.swap(false, Ordering::SeqCst);
         }
@@ -291,7 +297,7 @@ impl Credit {
 pub(crate) fn event_cost<C: Converter>(converter: &C, event: &Event<C::Message>) -> usize {
     let messages = match event {
         Event::MessageReceived(m) => {
-            let size = converter.message_size(&m.message);
+            let size = counted_size(converter, &m.message);
             if converter.holds_input() {
                 size.max(m.wire_bytes)
             } else {
@@ -312,7 +318,7 @@ pub(crate) fn event_cost<C: Converter>(converter: &C, event: &Event<C::Message>)
 /// so that an application replying in bulk to peers that left is held to
 /// the budget from the first moment.
 pub(crate) fn rejection_cost<C: Converter>(converter: &C, message: &C::Message) -> usize {
-    std::mem::size_of::<Envelope<C::Message>>() + converter.message_size(message)
+    std::mem::size_of::<Envelope<C::Message>>() + counted_size(converter, message)
 }
 
 fn messages_size<C: Converter>(
@@ -323,7 +329,7 @@ fn messages_size<C: Converter>(
     incomplete
         .into_iter()
         .chain(queued)
-        .map(|m| converter.message_size(m))
+        .map(|m| counted_size(converter, m))
         .sum()
 }
 
@@ -379,5 +385,64 @@ mod tests {
         assert!(b.release_received(5));
         assert!(!b.release_received(5), "resumed once");
         assert_eq!(b.used(), 70);
+    }
+}
+
+#[cfg(all(test, pike_loom))]
+mod loom_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A connection pausing at its share while the application takes its
+    /// events: if reading paused, the taker asks for the resume.
+    #[test]
+    fn loom_a_pause_at_the_share_is_never_left_without_a_resume() {
+        loom::model(|| {
+            let gauge = Arc::new(Gauge::default());
+            gauge.add(10);
+            let taker = {
+                let gauge = gauge.clone();
+                loom::thread::spawn(move || gauge.release(10))
+            };
+            let paused = gauge.should_pause(10, 5);
+            let resumed = taker.join().unwrap();
+            if paused {
+                assert!(resumed, "paused at 10, taken down to 0, never resumed");
+            }
+        });
+    }
+
+    /// The same at the budget, with events taken and unsent bytes written
+    /// at once.
+    #[test]
+    fn loom_a_pause_at_the_budget_is_never_left_without_a_resume() {
+        loom::model(|| {
+            let budget = Arc::new(Budget::new(8, 4));
+            budget.add_received(5);
+            budget.add_unsent(5);
+            let takers: Vec<_> = [true, false]
+                .into_iter()
+                .map(|received| {
+                    let budget = budget.clone();
+                    loom::thread::spawn(move || {
+                        if received {
+                            budget.release_received(5)
+                        } else {
+                            budget.release_unsent(5)
+                        }
+                    })
+                })
+                .collect();
+            let paused = budget.should_pause();
+            let resumes = takers
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&r| r)
+                .count();
+            if paused {
+                assert_eq!(resumes, 1, "paused, emptied, resumed {resumes} times");
+            }
+        });
     }
 }

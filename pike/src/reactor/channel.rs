@@ -32,14 +32,14 @@
 //!   tasks waiting for items are woken when items come.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub(crate) use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 
 use crate::memory::ChunkQueue;
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
 
 struct Inner<T> {
     state: Mutex<State<T>>,
@@ -77,14 +77,17 @@ pub(crate) struct Receiver<T>(Arc<Inner<T>>);
 /// A queue with no bound (the network thread bounds what it produces).
 pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
-        state: Mutex::new(State {
-            items: ChunkQueue::default(),
-            sender: true,
-            receivers: 1,
-            waiting: 0,
-            waking: false,
-            tasks: Vec::new(),
-        }),
+        state: Mutex::new(
+            Rank::Events,
+            State {
+                items: ChunkQueue::default(),
+                sender: true,
+                receivers: 1,
+                waiting: 0,
+                waking: false,
+                tasks: Vec::new(),
+            },
+        ),
         available: Condvar::new(),
     });
     (Sender(inner.clone()), Receiver(inner))
@@ -302,18 +305,8 @@ impl<T> Receiver<T> {
     ) -> MutexGuard<'a, State<T>> {
         state.waiting += 1;
         let mut state = match timeout {
-            None => self
-                .0
-                .available
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner()),
-            Some(t) => {
-                self.0
-                    .available
-                    .wait_timeout(state, t)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
+            None => self.0.available.wait(state),
+            Some(t) => self.0.available.wait_timeout(state, t).0,
         };
         state.waiting -= 1;
         // Whoever comes back, signalled or timed out, looks at the items
@@ -391,7 +384,7 @@ mod tests {
         assert!(full.is_empty() && last.is_empty());
         tx.send(600).unwrap();
         // No item was moved to queue them: each chunk kept its allocation.
-        assert!(rx.0.state.lock().unwrap().items.capacity() >= 600);
+        assert!(lock(&rx.0.state).items.capacity() >= 600);
         let got: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert!(got.into_iter().eq(0..601));
         drop(rx);
@@ -420,7 +413,7 @@ mod tests {
         // item: none of them returns for more before all eight have one.
         const N: usize = 8;
         let (tx, rx) = unbounded::<usize>();
-        let holding = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let holding = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
         let consumers: Vec<_> = (0..N)
             .map(|_| {
                 let rx = rx.clone();
@@ -428,7 +421,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let item = rx.recv_timeout(WAIT).expect("an item");
                     let (count, all) = &*holding;
-                    let mut count = lock(count);
+                    let mut count = count.lock().unwrap();
                     *count += 1;
                     all.notify_all();
                     let (count, timeout) = all.wait_timeout_while(count, WAIT, |c| *c < N).unwrap();
@@ -508,5 +501,46 @@ mod tests {
         }
         all.sort_unstable();
         assert_eq!(all, (0..next).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(all(test, pike_loom))]
+mod loom_tests {
+    use super::*;
+
+    /// Two consumers asleep, one burst of two: the wake-up passes from the
+    /// first to the second, each gets one item, nobody sleeps for ever
+    /// (loom fails a model in which a thread never wakes).
+    #[test]
+    fn loom_a_burst_reaches_every_sleeping_consumer() {
+        loom::model(|| {
+            let (tx, rx) = unbounded::<u32>();
+            let consumers: Vec<_> = [rx.clone(), rx]
+                .into_iter()
+                .map(|rx| loom::thread::spawn(move || rx.recv()))
+                .collect();
+            tx.send_all(&mut VecDeque::from([1, 2])).unwrap();
+            let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+            got.sort_unstable();
+            assert_eq!(got, [Some(1), Some(2)]);
+        });
+    }
+
+    /// An item, then the producer gone: one consumer gets the item, the
+    /// other the end; neither waits for ever.
+    #[test]
+    fn loom_the_end_reaches_every_consumer_after_the_last_item() {
+        loom::model(|| {
+            let (tx, rx) = unbounded::<u32>();
+            let consumers: Vec<_> = [rx.clone(), rx]
+                .into_iter()
+                .map(|rx| loom::thread::spawn(move || rx.recv()))
+                .collect();
+            tx.send(7).unwrap();
+            drop(tx);
+            let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+            got.sort_unstable();
+            assert_eq!(got, [None, Some(7)]);
+        });
     }
 }

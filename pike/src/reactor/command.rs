@@ -5,17 +5,16 @@
 //! pending already: while it is busy it finds new commands by itself, and a
 //! burst of sends costs at most one wake.
 //!
-//! `sleeping` is the other half of a Dekker handshake: the network thread
-//! sets it, then looks at the queue once more before sleeping; a pusher
-//! enqueues, then reads it. With a fence on each side, one of them sees the
-//! other, so no command is left waiting for a wake that never comes.
+//! Whether to wake is a handshake ([`Doorbell`]): the network thread says
+//! it sleeps, then looks at the queue once more; a pusher enqueues, then
+//! looks whether it sleeps; one of them sees the other, so no command is
+//! left waiting for a wake that never comes.
 //!
 //! Closing is exact: once the network thread stops, a command either reached
 //! it (and is answered by an event) or its push fails and the caller gets the
-//! message back. `closed` and `pushing` make that a Dekker handshake: a
-//! pusher announces itself, then checks `closed`; the network thread sets
-//! `closed`, then waits for `pushing` to reach zero before it drains the
-//! queue for the last time.
+//! message back ([`Gate`]: the network thread closes it, waits for the
+//! pushes under way, then drains the queue for the last time). Both are
+//! checked by `loom` (`handshake.rs`).
 //!
 //! # Invariants
 //!
@@ -25,19 +24,20 @@
 //!   (a send that must ask the loop to drive the connection).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::Wake;
 use std::time::Instant;
 use std::{fmt, io};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::handshake::{Doorbell, Gate};
 use crate::address::Target;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
-use crate::sync::lock;
+use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+use crate::sync::{Condvar, Mutex, Rank, lock};
 
 /// Something the application asks of the network thread.
 pub(crate) enum Command<M> {
@@ -123,10 +123,8 @@ impl<M> fmt::Debug for Command<M> {
 pub(crate) struct CommandQueue<M> {
     tx: Sender<Command<M>>,
     waker: mio::Waker,
-    wake_pending: AtomicBool,
-    sleeping: AtomicBool,
-    closed: AtomicBool,
-    pushing: AtomicUsize,
+    bell: Doorbell,
+    gate: Gate,
     /// The loop is idle in its slot (see `lead`): nobody polls, so a push
     /// wakes the network thread through `idle_wake` instead.
     idle: AtomicBool,
@@ -140,7 +138,7 @@ pub(crate) struct CommandQueue<M> {
 impl<M> fmt::Debug for CommandQueue<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommandQueue")
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("closed", &self.gate.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -151,10 +149,8 @@ impl<M> CommandQueue<M> {
         let queue = Self {
             tx,
             waker,
-            wake_pending: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            pushing: AtomicUsize::new(0),
+            bell: Doorbell::new(),
+            gate: Gate::new(),
             idle: AtomicBool::new(false),
             shutdown: AtomicU8::new(0),
             idle_wake: Condvar::new(),
@@ -164,18 +160,11 @@ impl<M> CommandQueue<M> {
 
     /// Hands `command` to the network thread, or back if it has stopped.
     pub(crate) fn push(&self, command: Command<M>) -> Result<(), Command<M>> {
-        self.pushing.fetch_add(1, Ordering::SeqCst);
-        let result = if self.closed.load(Ordering::SeqCst) {
-            Err(command)
-        } else {
-            self.tx.send(command).map_err(|e| e.into_inner())
+        let result = match self.gate.enter() {
+            None => Err(command),
+            Some(_pass) => self.tx.send(command).map_err(|e| e.into_inner()),
         };
-        self.pushing.fetch_sub(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if result.is_ok()
-            && self.sleeping.load(Ordering::SeqCst)
-            && !self.wake_pending.swap(true, Ordering::AcqRel)
-        {
+        if result.is_ok() && self.bell.must_ring() {
             // A failed wake means the poller is gone, so nobody waits.
             let _ = self.waker.wake();
         }
@@ -221,33 +210,24 @@ impl<M> CommandQueue<M> {
     /// Network thread: called before draining, so that a command pushed
     /// after the drain wakes it again.
     pub(crate) fn woken(&self) {
-        self.wake_pending.store(false, Ordering::Release);
+        self.bell.answered();
     }
 
     /// Network thread: about to sleep in `poll`. Returns false if commands
     /// came in meanwhile, in which case it must not sleep.
     pub(crate) fn going_to_sleep(&self, commands: &Receiver<Command<M>>) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if commands.is_empty() {
-            return true;
-        }
-        self.sleeping.store(false, Ordering::SeqCst);
-        false
+        self.bell.going_to_sleep(|| commands.is_empty())
     }
 
     /// Network thread: awake again.
     pub(crate) fn awake(&self) {
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.bell.awake();
     }
 
     /// Network thread: refuse every later push, and wait until the pushes
     /// under way are in the queue.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        while self.pushing.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
+        self.gate.close();
     }
 }
 
@@ -279,10 +259,19 @@ impl<M: Send + 'static> Wake for ConnectionWaker<M> {
 }
 
 /// The rendezvous of `connect_waiting` with the network thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ConnectWait {
     state: Mutex<WaitState>,
     changed: Condvar,
+}
+
+impl Default for ConnectWait {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(Rank::ConnectWait, WaitState::Waiting),
+            changed: Condvar::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -321,11 +310,7 @@ impl ConnectWait {
                 *state = WaitState::Abandoned;
                 return None;
             }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = self.changed.wait_timeout(state, deadline - now).0;
         }
     }
 }

@@ -47,7 +47,7 @@
 use crate::memory::{ConnMap, conn_map};
 use std::io;
 use std::ops::Deref;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ use crate::reactor::budget::Budget;
 use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
 use crate::reactor::queues::Route;
 use crate::reactor::readbuf::ReadBuffer;
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, Rank, RwLock, lock};
 use crate::transport::{Handshake, Transport};
 
 /// One connection's endpoint and transport, and what the network thread and
@@ -222,7 +222,7 @@ impl<C: Converter> Directory<C> {
         budget: Arc<Budget>,
     ) -> Self {
         Self {
-            map: RwLock::new(conn_map()),
+            map: RwLock::new(Rank::Directory, conn_map()),
             converter,
             budget,
             config: Arc::new(config),
@@ -240,28 +240,28 @@ impl<C: Converter> Directory<C> {
     ) -> SharedConn<C> {
         let id = endpoint.connection();
         let io = Arc::new(Slot {
-            io: Mutex::new(Conn {
-                endpoint,
-                transport,
-                readable: false,
-                writable: false,
-                read_closed: false,
-                errored: false,
-                coalesce_until: None,
-                flush_pending: false,
-                route,
-                retired: false,
-                room_waiters: 0,
-                room_tasks: None,
-                counted: 0,
-                budget_paused: false,
-            }),
+            io: Mutex::new(
+                Rank::Slot,
+                Conn {
+                    endpoint,
+                    transport,
+                    readable: false,
+                    writable: false,
+                    read_closed: false,
+                    errored: false,
+                    coalesce_until: None,
+                    flush_pending: false,
+                    route,
+                    retired: false,
+                    room_waiters: 0,
+                    room_tasks: None,
+                    counted: 0,
+                    budget_paused: false,
+                },
+            ),
             room: Condvar::new(),
         });
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, io.clone());
+        self.map.write().insert(id, io.clone());
         io
     }
 
@@ -301,27 +301,18 @@ impl<C: Converter> Directory<C> {
 
     /// Every live connection's slot.
     pub(crate) fn all(&self) -> Vec<SharedConn<C>> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.map.read().values().cloned().collect()
     }
 
     pub(crate) fn get(&self, id: Connection) -> Option<SharedConn<C>> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.map.read().get(&id).cloned()
     }
 
     /// Forgets a connection, retiring it: a sender that still holds it
     /// finds it retired.
     pub(crate) fn remove(&self, id: Connection) {
         let removed = {
-            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            let mut map = self.map.write();
             let removed = map.remove(&id);
             crate::memory::shrink_map(&mut map);
             removed
@@ -335,13 +326,7 @@ impl<C: Converter> Directory<C> {
 
     /// Forgets every connection: the network thread has stopped.
     pub(crate) fn retire_all(&self) {
-        let all: Vec<SharedConn<C>> = self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, io)| io)
-            .collect();
+        let all: Vec<SharedConn<C>> = self.map.write().drain().map(|(_, io)| io).collect();
         for slot in all {
             let mut io = lock(&slot);
             io.retired = true;
@@ -376,17 +361,14 @@ impl<C: Converter> Directory<C> {
         while !io.retired && io.endpoint.must_wait_for_room() {
             io.room_waiters += 1;
             io = match deadline {
-                None => slot.room.wait(io).unwrap_or_else(|e| e.into_inner()),
+                None => slot.room.wait(io),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         io.room_waiters -= 1;
                         return false;
                     }
-                    slot.room
-                        .wait_timeout(io, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    slot.room.wait_timeout(io, deadline - now).0
                 }
             };
             io.room_waiters -= 1;

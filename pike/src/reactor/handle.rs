@@ -106,9 +106,16 @@ impl<C: Converter> Handle<C> {
             let totals = lock(&self.shared.totals);
             (totals.clone(), self.directory.all())
         };
-        stats.connections_open = live.len() as u64;
         for slot in live {
-            stats.add_connection(&lock(&slot).endpoint.stats());
+            let connection = lock(&slot).endpoint.stats();
+            stats.add_connection(&connection);
+            match connection.ending {
+                // Its final event is out (the application may hold it
+                // already), and the loop has not yet moved it to the
+                // totals: it counts as closed, once.
+                Some(ending) => stats.closed.count(ending),
+                None => stats.connections_open += 1,
+            }
         }
         stats.undelivered_events = (self.shared.main.len() + self.shared.separate.queued()) as u64;
         stats.memory_in_use = self.shared.budget.used() as u64;

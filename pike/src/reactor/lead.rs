@@ -42,7 +42,6 @@
 //!   *asleep* while it waits without a timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use std::sync::Arc;
 use crate::converter::Converter;
 use crate::reactor::Reactor;
 use crate::reactor::command::CommandQueue;
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
 
 /// How long a returned reactor may sit idle before its network thread takes
 /// it back.
@@ -122,16 +121,19 @@ impl<C: Converter> Lead<C> {
         let commands = reactor.shared().commands.clone();
         Self {
             commands,
-            slot: Mutex::new(Slot {
-                reactor: Some(reactor),
-                started: false,
-                shut_down_unstarted: false,
-                done: false,
-                idle_since: None,
-                returns: 0,
-                asleep: false,
-                returned_work: false,
-            }),
+            slot: Mutex::new(
+                Rank::Loop,
+                Slot {
+                    reactor: Some(reactor),
+                    started: false,
+                    shut_down_unstarted: false,
+                    done: false,
+                    idle_since: None,
+                    returns: 0,
+                    asleep: false,
+                    returned_work: false,
+                },
+            ),
             handed: Condvar::new(),
             wanted: AtomicUsize::new(0),
             lent: AtomicBool::new(false),
@@ -191,11 +193,7 @@ impl<C: Converter> Lead<C> {
                     // would cost more than its timer.
                     lent_for = 0;
                     slot.asleep = true;
-                    slot = self
-                        .commands
-                        .idle_wake
-                        .wait(slot)
-                        .unwrap_or_else(|e| e.into_inner());
+                    slot = self.commands.idle_wake.wait(slot);
                     slot.asleep = false;
                     seen_returns = None;
                     if slot.reactor.is_some() && !slot.returned_work {
@@ -250,14 +248,10 @@ impl<C: Converter> Lead<C> {
     /// Sleeps on `idle_wake` until a command rings it or `timeout` passes.
     fn wake_or_wait<'a>(
         &'a self,
-        slot: std::sync::MutexGuard<'a, Slot<C>>,
+        slot: MutexGuard<'a, Slot<C>>,
         timeout: Duration,
-    ) -> std::sync::MutexGuard<'a, Slot<C>> {
-        self.commands
-            .idle_wake
-            .wait_timeout(slot, timeout)
-            .unwrap_or_else(|e| e.into_inner())
-            .0
+    ) -> MutexGuard<'a, Slot<C>> {
+        self.commands.idle_wake.wait_timeout(slot, timeout).0
     }
 
     /// Takes the reactor to run it on this thread, waiting for the home
@@ -295,13 +289,8 @@ impl<C: Converter> Lead<C> {
                     return None;
                 }
                 slot = match deadline {
-                    None => self.handed.wait(slot).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => {
-                        self.handed
-                            .wait_timeout(slot, d - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0
-                    }
+                    None => self.handed.wait(slot),
+                    Some(d) => self.handed.wait_timeout(slot, d - now).0,
                 };
             }
             self.wanted.fetch_sub(1, Ordering::SeqCst);

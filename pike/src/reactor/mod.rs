@@ -63,6 +63,7 @@ mod connect;
 mod dispatch;
 mod drive;
 mod handle;
+mod handshake;
 pub(crate) mod lead;
 mod outlet;
 mod pacing;
@@ -527,8 +528,10 @@ mod tests {
     /// endpoint's active serializer and its peer-gone reason).
     #[test]
     fn the_structures_of_an_idle_connection_stay_small() {
+        // Debug builds keep each lock's rank beside it (see `sync`).
+        let slot = if cfg!(debug_assertions) { 640 } else { 632 };
         assert!(
-            size_of::<super::conn::Slot<C>>() <= 632,
+            size_of::<super::conn::Slot<C>>() <= slot,
             "{}",
             size_of::<super::conn::Slot<C>>()
         );

@@ -21,12 +21,12 @@
 //!   main queue (late rejections go there).
 
 use crate::memory::{ConnMap, conn_map};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::event::{Connection, Event};
 use crate::reactor::budget::Credit;
 use crate::reactor::channel::{self, Receiver, Sender};
-use crate::sync::lock;
+use crate::sync::{Mutex, Rank, lock};
 
 /// An event on its way to the application.
 ///
@@ -57,7 +57,7 @@ pub(crate) struct Separate<M> {
 impl<M> Default for Separate<M> {
     fn default() -> Self {
         Self {
-            receivers: Mutex::new(conn_map()),
+            receivers: Mutex::new(Rank::Separate, conn_map()),
         }
     }
 }
