@@ -97,8 +97,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::converter::Converter;
-use crate::error::{ConnectError, DisconnectReason, RejectReason};
+use crate::converter::{Converter, guarded_size};
+use crate::error::{ConnectError, DisconnectReason, RejectReason, SerializeError};
 use crate::event::{
     Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
     RemoteDisconnect,
@@ -704,11 +704,11 @@ impl<C: Converter> Endpoint<C> {
                 if refuse_if_full && self.is_full() {
                     return Err((message, None));
                 }
-                let size = match crate::converter::guarded_size(&*self.converter, &message) {
+                let size = match guarded_size(&*self.converter, &message) {
                     Ok(size) => size,
                     Err(e) => {
                         // The converter's bug, confined to this message.
-                        let error = crate::error::SerializeError::Other(e.into());
+                        let error = SerializeError::Other(e.into());
                         return Err((message, Some(RejectReason::Serialize(error))));
                     }
                 };

@@ -178,13 +178,13 @@ impl<C: Converter> Outbox<C> {
         }
     }
 
-    /// Heap bytes of the buffer and queues.
     /// The write buffer's allocation.
     #[cfg(test)]
     pub(crate) fn buf_capacity(&self) -> usize {
         self.buf.capacity()
     }
 
+    /// Heap bytes of the buffer and queues.
     #[cfg(test)]
     pub(crate) fn held_bytes(&self) -> usize {
         self.buf.capacity()

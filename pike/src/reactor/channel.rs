@@ -132,16 +132,7 @@ impl<T> Sender<T> {
     /// is moved at all; `items` then gets an emptied chunk's allocation for
     /// the next batch (see [`ChunkQueue`]).
     pub(crate) fn send_all(&self, items: &mut VecDeque<T>) -> Result<(), ()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut state = lock(&self.0.state);
-        if state.receivers == 0 {
-            return Err(());
-        }
-        state.items.append(items);
-        self.0.signal(state);
-        Ok(())
+        self.send_chunks(&mut Vec::new(), items)
     }
 }
 

@@ -19,7 +19,7 @@
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
 /// Whether the network thread must be woken for a new command.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Doorbell {
     /// A wake is on its way and not yet answered: no second one.
     wake_pending: AtomicBool,
@@ -67,7 +67,7 @@ impl Doorbell {
 }
 
 /// The way into the queue, which the network thread closes when it stops.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
     closed: AtomicBool,
     /// Pushes under way.

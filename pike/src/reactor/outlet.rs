@@ -49,14 +49,12 @@ impl<C: Converter> Outlet<C> {
         credit: &Arc<Credit>,
         route: &Route<C::Message>,
     ) {
-        if batch.is_empty() {
+        // Empty if the chunk being filled is: a full chunk is always
+        // followed by one with an event.
+        let Some(last) = batch.events.back_mut() else {
             return;
-        }
+        };
         let bytes = std::mem::take(&mut batch.bytes);
-        let last = batch
-            .events
-            .back_mut()
-            .expect("a full chunk is followed by a new one");
         last.credit = Some((credit.clone(), bytes));
         credit.produced(&self.budget, bytes);
         let (full, events) = (&mut batch.full, &mut batch.events);
@@ -108,10 +106,6 @@ impl<M> Batch<M> {
             event,
             credit: None,
         });
-    }
-
-    fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.full.is_empty()
     }
 }
 
