@@ -43,7 +43,7 @@ for g, (metric, label) in enumerate(groups):
 # Round-trip panel.
 lx = left + group_w * len(groups) + 40
 out.append(f'<text x="{lx}" y="20" font-size="14">Round trip p50, 16 B (µs)</text>')
-# Only the systems measured for round trips (pike-shared is not).
+# Only the systems measured for round trips (pike-copy is not).
 p50 = [(s, value[(s, "p50")]) for s in systems if (s, "p50") in value]
 finite = [v for _, v in p50 if v is not None and v < 5000]
 scale = 160 / max(finite) if finite else 1

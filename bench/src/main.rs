@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! bench/run            # installs libzmq, builds with ZeroMQ, runs, draws the chart
-//! cargo run --release -p pike-compare -- [--quick] [--runs N] [--csv FILE]
+//! cargo run --release -p pike-compare -- [--quick] [--runs N] [--count N] [--csv FILE]
 //! ```
 
 mod certs;
@@ -77,12 +77,19 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(3);
     let scale = if quick { 10 } else { 1 };
+    // `--count N` runs every metric with N messages (for callgrind's
+    // marginal cost: the difference of two counts).
+    let count: Option<usize> = args
+        .iter()
+        .position(|a| a == "--count")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     let metrics = [
         (Metric::Throughput(16), 2_000_000 / scale),
         (Metric::Throughput(256), 1_000_000 / scale),
         (Metric::Throughput(64 * 1024), 20_000 / scale),
         (Metric::Latency, 20_000 / scale),
-    ];
+    ]
+    .map(|(m, n)| (m, count.unwrap_or(n)));
     // `--systems pike,raw` and `--metrics thr16,lat` narrow a run down,
     // for profiling one path; the default is everything.
     let wanted = |flag: &str| -> Option<Vec<String>> {
@@ -333,7 +340,7 @@ fn report(
     let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}"));
     println!("pike-compare: 127.0.0.1, medians of {runs} interleaved runs");
     println!(
-        "(pike-plain: send_blocking/recv_timeout one at a time, defaults; pike: send_batch/recv_batch with a window)"
+        "(pike-plain: send_blocking/recv_timeout one at a time, defaults; pike: send_batch_blocking/recv_batch with a window)"
     );
     println!();
     println!(

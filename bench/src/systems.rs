@@ -42,17 +42,17 @@ pub(crate) trait System {
 pub(crate) fn all() -> Vec<Box<dyn System>> {
     let systems: Vec<Box<dyn System>> = vec![
         Box::new(Pike {
-            shared: false,
+            copy: false,
             plain: true,
             tls: false,
         }),
         Box::new(Pike {
-            shared: false,
+            copy: false,
             plain: false,
             tls: false,
         }),
         Box::new(Pike {
-            shared: true,
+            copy: true,
             plain: false,
             tls: false,
         }),
@@ -61,7 +61,7 @@ pub(crate) fn all() -> Vec<Box<dyn System>> {
         Box::new(TokioMt),
         Box::new(MessageIo),
         Box::new(Pike {
-            shared: false,
+            copy: false,
             plain: true,
             tls: true,
         }),
@@ -151,12 +151,12 @@ impl Window {
 /// Pike as its users write it: `pike-plain` sends with `send_blocking`
 /// and receives with `recv_timeout`, one message at a time, with every
 /// setting at its default (the connector's own bounds pace the sender);
-/// `pike` uses `send_batch`/`recv_batch` with an application window;
-/// `pike-shared` is `pike` with received messages sliced from shared read
-/// buffers instead of copied (`BytesConverter::with_shared_read_buffer`).
+/// `pike` uses `send_batch_blocking`/`recv_batch` with an application window;
+/// `pike-copy` is `pike` with received messages copied out of the read
+/// buffer instead of sliced from it (`BytesConverter::with_shared_read_buffer(false)`).
 /// `pike-tls` is `pike-plain` over TLS.
 struct Pike {
-    shared: bool,
+    copy: bool,
     plain: bool,
     tls: bool,
 }
@@ -164,7 +164,7 @@ struct Pike {
 type PikeConnector = pike::Connector<pike::converters::BytesConverter>;
 
 fn pike_pair(
-    shared: bool,
+    copy: bool,
     plain: bool,
     tls: bool,
 ) -> Result<(PikeConnector, PikeConnector, pike::Connection)> {
@@ -173,7 +173,7 @@ fn pike_pair(
     let conv = || {
         BytesConverter::new()
             .with_max_message_size(1 << 20)
-            .with_shared_read_buffer(shared)
+            .with_shared_read_buffer(!copy)
     };
     let server = Connector::builder(conv());
     let server = if tls {
@@ -211,11 +211,11 @@ fn pike_pair(
 
 impl System for Pike {
     fn name(&self) -> &'static str {
-        match (self.tls, self.plain, self.shared) {
+        match (self.tls, self.plain, self.copy) {
             (true, _, _) => "pike-tls",
             (false, true, _) => "pike-plain",
             (false, false, false) => "pike",
-            (false, false, true) => "pike-shared",
+            (false, false, true) => "pike-copy",
         }
     }
 
@@ -228,7 +228,7 @@ impl System for Pike {
         use pike::{Event, ShutdownMode};
         /// Messages per `send_batch` and at most per `recv_batch`.
         const BATCH: usize = 256;
-        let (server, client, conn) = pike_pair(self.shared, self.plain, self.tls)?;
+        let (server, client, conn) = pike_pair(self.copy, self.plain, self.tls)?;
         if self.plain {
             return plain_throughput(server, client, conn, size, count);
         }
@@ -268,7 +268,7 @@ impl System for Pike {
             received.wait(sent, window, start)?;
             let n = BATCH.min(count - sent);
             client
-                .send_batch(&conn, std::iter::repeat_n(payload.clone(), n))
+                .send_batch_blocking(&conn, std::iter::repeat_n(payload.clone(), n))
                 .map_err(|_| "stopped".to_string())?;
             sent += n;
         }
@@ -280,7 +280,7 @@ impl System for Pike {
 
     fn latency(&self, samples: usize) -> Result<Vec<Duration>> {
         use pike::{Event, ShutdownMode};
-        let (server, client, conn) = pike_pair(self.shared, self.plain, self.tls)?;
+        let (server, client, conn) = pike_pair(self.copy, self.plain, self.tls)?;
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {

@@ -898,6 +898,80 @@ impl<C: Converter> Connector<C> {
         self.inner.handle.send_batch(*connection, messages)
     }
 
+    /// Enqueues several messages for one connection, in order, waiting for
+    /// room as [`send_blocking`](Self::send_blocking) does: as many at a
+    /// time as the unsent queue takes below its high-water mark, each lot
+    /// written with as few system calls as the socket allows, then waiting
+    /// until the queue is down to half of the mark before the next lot.
+    /// No message comes back for want of room; otherwise as
+    /// [`send`](Self::send). The form for a producer of batches that
+    /// should go at its peer's pace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pike::converters::StringConverter;
+    /// use pike::{Connector, Delivery, Event};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// // A small high-water mark: the batch goes out in many lots.
+    /// let client = Connector::builder(StringConverter::new()).send_high_water(1024).spawn()?;
+    /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
+    /// let reader = std::thread::spawn(move || {
+    ///     let mut got = 0;
+    ///     while got < 10_000 {
+    ///         match server.recv_timeout(Duration::from_secs(10)) {
+    ///             Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+    ///             Ok(Event::MessageReceived(_)) => got += 1,
+    ///             Ok(_) => {}
+    ///             Err(e) => panic!("{e}"),
+    ///         }
+    ///     }
+    /// });
+    /// client.send_batch_blocking(&conn, (0..10_000).map(|i| i.to_string()))?;
+    /// reader.join().unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub fn send_batch_blocking(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+    ) -> Result<(), SendError<Vec<C::Message>>> {
+        self.send_batch_waiting(connection, messages, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// [`send_batch_blocking`](Self::send_batch_blocking), waiting at most
+    /// `timeout` in all. On timeout, the messages not yet queued come back
+    /// as [`SendTimeoutError::Timeout`] (those before them are queued).
+    pub fn send_batch_timeout(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
+        self.send_batch_waiting(connection, messages, Instant::now().checked_add(timeout))
+    }
+
+    fn send_batch_waiting(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
+        // Collected first: the caller's iterator must not run while the
+        // connection is locked.
+        let messages: Vec<C::Message> = messages.into_iter().collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .handle
+            .send_batch_waiting(*connection, messages, deadline)
+    }
+
     /// Starts closing `connection` in `mode`; a `FinishDisconnect` event
     /// follows (or an unsuccessful `FinishConnect` if it was still
     /// connecting). A second call is a no-op.

@@ -49,6 +49,11 @@ pub(crate) fn counted_size<C: Converter>(converter: &C, message: &C::Message) ->
     })
 }
 
+/// The most bytes one shared read chunk holds (64 KiB), and so the most a
+/// message sliced from it (see [`Converter::shares_input`]) can keep alive
+/// besides itself. A connector whose `read_chunk` is smaller uses that.
+pub const SHARED_CHUNK: usize = 64 * 1024;
+
 /// A factory of serializers and deserializers: it fixes the message type and
 /// the wire protocol of a connector.
 ///
@@ -157,7 +162,8 @@ pub trait Converter: Send + Sync + 'static {
     /// Whether deserializers want the bytes read from the socket as shared
     /// [`Bytes`], through [`Deserializer::put_shared`], so that messages can
     /// be slices of them instead of copies. The connection then reads into
-    /// shared chunks rather than one reused buffer. The default is false.
+    /// shared chunks of at most [`SHARED_CHUNK`] bytes rather than one
+    /// reused buffer. The default is false.
     fn shares_input(&self) -> bool {
         false
     }

@@ -513,10 +513,14 @@ fn shared_input_makes_messages_slices_of_it() {
     let got = decode_shared_chunked(&shared, wire, &[4], 0);
     let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| &m[..]).collect();
     assert_eq!(bodies, [&b"abc"[..], b"hello", b"", b"wxyz"]);
-    // Without the option the same calls copy, and say so.
-    let copying = BytesConverter::new();
+    // Slicing is the default; turned off, the same calls copy, and say so.
+    assert!(BytesConverter::new().shares_input());
+    let copying = BytesConverter::new().with_shared_read_buffer(false);
     assert!(!copying.shares_input());
     assert!(shared.shares_input());
+    // Payloads that cannot slice do not ask for shared input.
+    assert!(!pike::converters::StringConverter::new().shares_input());
+    assert!(!pike::converters::VecConverter::new().shares_input());
     let got = decode_shared_chunked(&copying, wire, &[wire.len()], 2);
     assert!(got.iter().all(|(_, inside)| !inside));
 }

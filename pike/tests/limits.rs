@@ -659,3 +659,72 @@ over_transports! {
         assert!(quiet.shutdown_timeout(ShutdownMode::FinishQueues, WAIT));
     }
 }
+
+/// Numbered messages of about 1 KiB, so that an order kept can be seen.
+fn numbered(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{i:06}{}", "n".repeat(1018)))
+        .collect()
+}
+
+over_transports! {
+    fn send_batch_blocking_goes_at_the_peers_pace_and_hands_nothing_back(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = builder_on(net, StringConverter::new())
+            .send_high_water(64 * 1024)
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let mut peer = l.accept();
+        connected(&c);
+        // 20 MB: far past the high-water mark and the sockets' buffers, so
+        // the batch has to wait for the peer many times.
+        let messages = numbered(20_000);
+        let wire_len: usize = messages.iter().map(|m| wire(&[m]).len()).sum();
+        let reader = std::thread::spawn(move || read_exactly(&mut peer, wire_len));
+        c.send_batch_blocking(&conn, messages.clone())
+            .expect("every message queued");
+        let (got, rest) = decode_strings(&reader.join().unwrap());
+        assert_eq!(rest, 0);
+        assert!(got == messages, "every message, once, in order");
+        assert_eq!(c.stats().handed_back.queue_full, 0, "nothing handed back");
+        // The reader hung up once it had everything: that is the only
+        // event, with nothing left unsent.
+        match next(&c) {
+            Event::RemoteDisconnect(r) => assert!(r.queued.is_empty() && r.incomplete.is_none()),
+            other => panic!("nothing handed back: {other:?}"),
+        }
+    }
+}
+
+over_transports! {
+    fn send_batch_timeout_hands_back_the_messages_it_could_not_queue(net: Net) {
+        let (l, addr) = raw_listener_on(net);
+        let c = builder_on(net, StringConverter::new())
+            .send_high_water(64 * 1024)
+            .spawn()
+            .unwrap();
+        let conn = c.connect(&addr, Delivery::Merged).unwrap();
+        let mut peer = l.accept(); // does not read until the end
+        connected(&c);
+        let messages = numbered(20_000);
+        let started = Instant::now();
+        let back = match c.send_batch_timeout(&conn, messages.clone(), Duration::from_millis(200)) {
+            Err(pike::SendTimeoutError::Timeout(back)) => back,
+            other => panic!("the sockets cannot take 20 MB: {other:?}"),
+        };
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // What came back is the tail; the head is queued or written.
+        let queued = messages.len() - back.len();
+        assert!(queued > 0 && !back.is_empty(), "{queued} queued");
+        assert!(back[..] == messages[queued..], "the tail, in order");
+        c.disconnect(&conn, DisconnectMode::FinishQueue);
+        let (got, rest) = decode_strings(&read_to_eof(&mut peer));
+        assert_eq!(rest, 0);
+        assert!(got[..] == messages[..queued], "the head, once, in order");
+        match next(&c) {
+            Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -493,6 +493,10 @@ pub trait Payload: Sized + Send + 'static {
     fn from_shared(chunk: &Bytes, range: Range<usize>) -> Result<Self, ProtocolError> {
         Self::from_slice(&chunk[range])
     }
+    /// Whether [`from_shared`](Self::from_shared) slices rather than copies,
+    /// so that reading into shared chunks pays off. False by default; true
+    /// for [`Bytes`].
+    const SLICES: bool = false;
 }
 
 impl Payload for String {
@@ -534,6 +538,7 @@ impl Payload for Bytes {
     fn from_shared(chunk: &Bytes, range: Range<usize>) -> Result<Self, ProtocolError> {
         Ok(chunk.slice(range))
     }
+    const SLICES: bool = true;
 }
 
 /// Length-prefixed messages: `<byte length> <bytes>`, e.g. `3 abc`, `0 `.
@@ -565,7 +570,8 @@ impl<P> LengthPrefixed<P> {
     pub const fn new() -> Self {
         Self {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            shared: false,
+            // Used only where the payload slices (`Bytes`).
+            shared: true,
             _payload: PhantomData,
         }
     }
@@ -583,22 +589,26 @@ impl<P> LengthPrefixed<P> {
 }
 
 impl LengthPrefixed<Bytes> {
-    /// Received messages become slices of the chunk the connection read
-    /// them in, instead of copies: no allocation and no copy per message,
-    /// which for small messages is a large part of the cost of receiving
-    /// them. Off by default.
+    /// Whether received messages are slices of the chunk the connection
+    /// read them in (true, the default) or copies (false).
     ///
-    /// The catch: a message keeps its whole chunk alive (up to the
-    /// connector's read size, 256 KiB by default) for as long as it lives,
-    /// together with every other message read with it. Turn it on where
-    /// messages are dropped (or copied) soon after they arrive; keeping
-    /// many such messages for a long time can hold far more memory than
-    /// their own size.
+    /// A slice costs no allocation and no copy, which for small messages
+    /// is most of the cost of receiving them. The rule: a message keeps
+    /// its read chunk alive for as long as it lives, and a chunk is at most
+    /// [`SHARED_CHUNK`](crate::converter::SHARED_CHUNK) bytes (64 KiB, or
+    /// the connector's `read_chunk` if smaller). While a message waits in
+    /// an event queue its chunk is counted in the memory budget (every
+    /// message at least the bytes read for it). Once the application holds
+    /// it, a small message kept for a long time can hold up to a chunk:
+    /// copy it (`Bytes::copy_from_slice`) to keep it, or turn this off to
+    /// have every message copied on arrival, as `tokio`'s
+    /// `LengthDelimitedCodec` users do with `BytesMut::split_to`.
     ///
     /// ```
     /// use pike::converters::BytesConverter;
-    /// let converter = BytesConverter::new().with_shared_read_buffer(true);
-    /// assert!(converter.shared_read_buffer());
+    /// assert!(BytesConverter::new().shared_read_buffer());
+    /// let copying = BytesConverter::new().with_shared_read_buffer(false);
+    /// assert!(!copying.shared_read_buffer());
     /// ```
     pub const fn with_shared_read_buffer(mut self, shared: bool) -> Self {
         self.shared = shared;
@@ -637,7 +647,7 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
     }
 
     fn shares_input(&self) -> bool {
-        self.shared
+        self.shared && P::SLICES
     }
 
     fn message_size(&self, message: &P) -> usize {
@@ -659,7 +669,7 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
         LengthPrefixedDeserializer {
             state: BodyState::Header(Field::new()),
             max_message_size: self.max_message_size,
-            shared: self.shared,
+            shared: self.shared && P::SLICES,
             _payload: PhantomData,
         }
     }

@@ -691,6 +691,24 @@ impl<C: Converter> Endpoint<C> {
         Ok(())
     }
 
+    /// [`try_send`](Self::try_send) of the messages at the front of
+    /// `messages`, in order, until one is refused (it stays at the front,
+    /// with those after it) or all are queued; serialized into the write
+    /// buffer once, at the end.
+    pub fn try_send_from(&mut self, messages: &mut std::collections::VecDeque<C::Message>) {
+        while let Some(message) = messages.pop_front() {
+            match self.queue(message, true) {
+                Ok(()) => {}
+                Err((message, None)) => {
+                    messages.push_front(message);
+                    break;
+                }
+                Err((message, Some(reason))) => self.reject_message(message, reason),
+            }
+        }
+        self.fill();
+    }
+
     /// Queues `message`, or hands it back with the reason to reject it
     /// for, or with none if `refuse_if_full` and the queue is full.
     #[allow(clippy::type_complexity)]

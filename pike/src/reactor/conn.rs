@@ -350,6 +350,18 @@ impl<C: Converter> Directory<C> {
         }
     }
 
+    /// Queues the messages at the front of `messages` on `id` until its
+    /// unsent queue is over the high-water mark (the rest stay in
+    /// `messages`), and writes them at once. False, with `messages` as it
+    /// was, if the connection is not here.
+    pub(crate) fn try_send_from(
+        &self,
+        id: Connection,
+        messages: &mut std::collections::VecDeque<C::Message>,
+    ) -> bool {
+        self.with_conn(id, Flush::Now, |io| io.endpoint.try_send_from(messages))
+    }
+
     /// Waits until `id`'s unsent queue is down to its low-water mark, the
     /// connection stops taking messages, or `deadline` passes (false).
     pub(crate) fn wait_room(&self, id: Connection, deadline: Option<Instant>) -> bool {

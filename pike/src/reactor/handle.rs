@@ -342,6 +342,32 @@ impl<C: Converter> Handle<C> {
         }
     }
 
+    /// Queues `messages` in order as [`send_waiting`](Self::send_waiting)
+    /// queues one: as many at a time as the unsent queue takes, each lot
+    /// written at once, waiting for room between lots. On timeout, the
+    /// messages not yet queued come back.
+    pub(crate) fn send_batch_waiting(
+        &self,
+        connection: Connection,
+        messages: Vec<C::Message>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
+        let mut left = std::collections::VecDeque::from(messages);
+        loop {
+            if !self.directory.try_send_from(connection, &mut left) {
+                return self
+                    .send_batch(connection, left.into())
+                    .map_err(|SendError(m)| SendTimeoutError::Stopped(m));
+            }
+            if left.is_empty() {
+                return Ok(());
+            }
+            if !self.directory.wait_room(connection, deadline) {
+                return Err(SendTimeoutError::Timeout(left.into()));
+            }
+        }
+    }
+
     /// The async form of [`send_waiting`](Self::send_waiting): queues the
     /// message in `slot`, or leaves it there and registers the task to be
     /// woken when there is room.

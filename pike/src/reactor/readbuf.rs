@@ -3,8 +3,9 @@
 //! Usually one buffer, reused for every read of every connection: what a
 //! deserializer keeps of it, it copies. A converter that asks for shared
 //! input ([`Converter::shares_input`](crate::converter::Converter::shares_input))
-//! gets each read as a [`Bytes`] chunk of a larger buffer instead, so that
-//! its messages can be slices of it. A new buffer is taken when little room
+//! gets each read as a [`Bytes`] chunk of a larger buffer (at most
+//! [`SHARED_CHUNK`] bytes) instead, so that its messages can be slices of
+//! it. A new buffer is taken when little room
 //! is left in the current one; the old one is reused in place if no
 //! message holds on to it any more, and otherwise freed with the last of
 //! them.
@@ -18,6 +19,8 @@ use std::io::{self, Read};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::converter::SHARED_CHUNK;
+
 /// The network loop's read buffer; see the module documentation.
 #[derive(Debug)]
 pub(crate) enum ReadBuffer {
@@ -27,7 +30,8 @@ pub(crate) enum ReadBuffer {
     Shared {
         /// The zeroed, not yet used part of the current buffer.
         free: BytesMut,
-        /// The size of each new buffer: the largest read.
+        /// The size of each new buffer: the largest read, at most
+        /// [`SHARED_CHUNK`].
         size: usize,
     },
 }
@@ -40,7 +44,8 @@ impl ReadBuffer {
         if shared {
             Self::Shared {
                 free: BytesMut::new(),
-                size,
+                // What a message kept alive can pin: one chunk.
+                size: size.min(SHARED_CHUNK),
             }
         } else {
             Self::Reused(vec![0; size])
@@ -105,6 +110,38 @@ mod tests {
             self.data = &self.data[n..];
             Ok(n)
         }
+    }
+
+    #[test]
+    fn a_shared_chunk_is_never_larger_than_shared_chunk() {
+        let data = vec![7u8; 4 * SHARED_CHUNK];
+        let mut buf = ReadBuffer::new(1 << 20, true);
+        let mut source = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
+        let mut biggest = 0;
+        loop {
+            let (n, _) = buf
+                .read_from(&mut source, usize::MAX, |bytes, chunk| {
+                    assert_eq!(chunk.map(|c| c.len()), Some(bytes.len()));
+                })
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            biggest = biggest.max(n);
+            let ReadBuffer::Shared { size, .. } = &buf else {
+                unreachable!("shared");
+            };
+            assert_eq!(*size, SHARED_CHUNK);
+        }
+        assert_eq!(biggest, SHARED_CHUNK, "a read takes at most a chunk");
+        // A smaller read size is used as it is.
+        let ReadBuffer::Shared { size, .. } = ReadBuffer::new(1000, true) else {
+            unreachable!("shared");
+        };
+        assert_eq!(size, 1000);
     }
 
     #[test]
