@@ -330,16 +330,23 @@ over_transports! {
     }
 }
 
+/// A client whose unsent queue's high-water mark is 64 KiB, connected to a
+/// raw peer that reads only when the test does.
+fn slow_peer(net: Net) -> (Connector<StringConverter>, Connection, RawPeer) {
+    let (l, addr) = raw_listener_on(net);
+    let c = builder_on(net, StringConverter::new())
+        .send_high_water(64 * 1024)
+        .spawn()
+        .unwrap();
+    let conn = c.connect(&addr, Delivery::Merged).unwrap();
+    let peer = l.accept();
+    connected(&c);
+    (c, conn, peer)
+}
+
 over_transports! {
     fn try_send_and_send_timeout_hand_the_message_back_when_the_peer_is_slow(net: Net) {
-        let (l, addr) = raw_listener_on(net);
-        let c = builder_on(net, StringConverter::new())
-            .send_high_water(64 * 1024)
-            .spawn()
-            .unwrap();
-        let conn = c.connect(&addr, Delivery::Merged).unwrap();
-        let mut peer = l.accept();
-        connected(&c);
+        let (c, conn, mut peer) = slow_peer(net);
         let big = "b".repeat(32 * 1024);
         // Nobody reads: the queue fills past the mark once the sockets are
         // full. Until then the network thread drains it into them, so room
@@ -399,14 +406,7 @@ over_transports! {
 
 over_transports! {
     fn a_sender_waiting_for_room_is_released_by_a_disconnect(net: Net) {
-        let (l, addr) = raw_listener_on(net);
-        let c = builder_on(net, StringConverter::new())
-            .send_high_water(64 * 1024)
-            .spawn()
-            .unwrap();
-        let conn = c.connect(&addr, Delivery::Merged).unwrap();
-        let _peer = l.accept(); // never reads
-        connected(&c);
+        let (c, conn, _peer) = slow_peer(net); // never reads
         let big = "w".repeat(32 * 1024);
         // Fill until a sender has to wait (the sockets full, the queue past
         // its mark).
@@ -669,14 +669,7 @@ fn numbered(n: usize) -> Vec<String> {
 
 over_transports! {
     fn send_batch_blocking_goes_at_the_peers_pace_and_hands_nothing_back(net: Net) {
-        let (l, addr) = raw_listener_on(net);
-        let c = builder_on(net, StringConverter::new())
-            .send_high_water(64 * 1024)
-            .spawn()
-            .unwrap();
-        let conn = c.connect(&addr, Delivery::Merged).unwrap();
-        let mut peer = l.accept();
-        connected(&c);
+        let (c, conn, mut peer) = slow_peer(net);
         // 20 MB: far past the high-water mark and the sockets' buffers, so
         // the batch has to wait for the peer many times.
         let messages = numbered(20_000);
@@ -699,14 +692,7 @@ over_transports! {
 
 over_transports! {
     fn send_batch_timeout_hands_back_the_messages_it_could_not_queue(net: Net) {
-        let (l, addr) = raw_listener_on(net);
-        let c = builder_on(net, StringConverter::new())
-            .send_high_water(64 * 1024)
-            .spawn()
-            .unwrap();
-        let conn = c.connect(&addr, Delivery::Merged).unwrap();
-        let mut peer = l.accept(); // does not read until the end
-        connected(&c);
+        let (c, conn, mut peer) = slow_peer(net); // does not read until the end
         let messages = numbered(20_000);
         let started = Instant::now();
         let back = match c.send_batch_timeout(&conn, messages.clone(), Duration::from_millis(200)) {

@@ -669,7 +669,7 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
         LengthPrefixedDeserializer {
             state: BodyState::Header(Field::new()),
             max_message_size: self.max_message_size,
-            shared: self.shared && P::SLICES,
+            shared: self.shares_input(),
             _payload: PhantomData,
         }
     }
