@@ -7,7 +7,8 @@
 //!   (`Connector::connect` puts it there), so sends made meanwhile are
 //!   queued in its endpoint, in order.
 //! * The loop never blocks on a name: a `pike-resolve` thread resolves it
-//!   and answers with [`Command::Resolved`]; the loop joins it later.
+//!   and answers with [`Command::Resolved`]; the loop joins it when the
+//!   answer comes (all the thread has left to do then is return).
 //! * The outcome is the endpoint's to report: it emits `FinishConnect`
 //!   (success, the last address's error, its own connect timeout, or a
 //!   cancel), and [`outlet`](super::outlet) hands that to a
@@ -87,7 +88,7 @@ impl<C: Converter> Reactor<C> {
                         });
                     });
                 match spawned {
-                    Ok(handle) => self.resolvers.push(handle),
+                    Ok(handle) => self.resolvers.push((id, handle)),
                     Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
                 }
                 return;
@@ -101,6 +102,7 @@ impl<C: Converter> Reactor<C> {
 
     /// A resolver thread answered.
     pub(super) fn resolved(&mut self, id: Connection, result: io::Result<Vec<SocketAddr>>) {
+        self.join_resolver(id);
         let Some(entry) = self.conns.get_mut(&id) else {
             return;
         };
@@ -117,6 +119,15 @@ impl<C: Converter> Reactor<C> {
                 )),
             ),
             Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
+        }
+    }
+
+    /// Joins the resolver thread of `id`, which has answered: joined, not
+    /// just dropped, so that no thread of the connector outlives its
+    /// shutdown.
+    pub(super) fn join_resolver(&mut self, id: Connection) {
+        if let Some(i) = self.resolvers.iter().position(|(c, _)| *c == id) {
+            let _ = self.resolvers.swap_remove(i).1.join();
         }
     }
 

@@ -261,7 +261,8 @@ pub(crate) struct Reactor<C: Converter> {
     shutdown: Option<ShutdownMode>,
     /// When a shutdown that lets messages finish ends them anyway.
     shutdown_deadline: Option<Instant>,
-    resolvers: Vec<JoinHandle<()>>,
+    /// Resolver threads, by the connection they resolve for.
+    resolvers: Vec<(Connection, JoinHandle<()>)>,
     /// Dropped last: marks the connector stopped however the reactor ends
     /// (after its loop, by a panic, or never run at all).
     _stop: StopGuard<C>,
@@ -428,17 +429,6 @@ impl<C: Converter> Reactor<C> {
         self.take_commands();
         self.drive_ready();
         self.fire_timers();
-        if self.resolvers.iter().any(JoinHandle::is_finished) {
-            // Joined, not just dropped: a finished thread may not have
-            // exited yet.
-            let (done, running) = std::mem::take(&mut self.resolvers)
-                .into_iter()
-                .partition::<Vec<_>, _>(JoinHandle::is_finished);
-            self.resolvers = running;
-            for resolver in done {
-                let _ = resolver.join();
-            }
-        }
         !(self.shutdown.is_some() && self.conns.is_empty())
     }
 

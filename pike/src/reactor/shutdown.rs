@@ -116,12 +116,13 @@ impl<C: Converter> Reactor<C> {
                     }
                     let _ = done.send(());
                 }
+                Command::Resolved { connection, .. } => self.join_resolver(connection),
                 _ => {}
             }
         }
         // A resolver still waiting on a name is not waited for: its answer
         // goes to a closed queue, and it ends.
-        for resolver in self.resolvers.drain(..) {
+        for (_, resolver) in self.resolvers.drain(..) {
             if resolver.is_finished() {
                 let _ = resolver.join();
             }
