@@ -26,5 +26,12 @@ fn shutdown_leaves_no_thread_running() {
     assert!(threads() > before);
     client.shutdown(ShutdownMode::Now);
     server.shutdown(ShutdownMode::Now);
+    // Every thread is joined by now; the kernel takes a thread's entry out
+    // of /proc/self/task a moment after the join returns, so the count is
+    // looked at until it is back, for at most WAIT.
+    let deadline = std::time::Instant::now() + WAIT;
+    while threads() != before && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     assert_eq!(threads(), before);
 }
