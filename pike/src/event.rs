@@ -12,11 +12,17 @@ use crate::mode::Delivery;
 
 /// An opaque id of one connection. Ids are never reused within a
 /// connector.
+///
+/// An id names the connection's place in the connector and that place's
+/// generation (how many connections it held before), so that the
+/// connector finds a connection from its id without a lock. It is shown
+/// as `#place` (`#3`), or `#place.generation` (`#3.1`) for a place that
+/// held connections before.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Connection(pub(crate) u64);
 
 impl Connection {
-    /// The id as a number (unique within its connector), for logs.
+    /// The id as a number (unique within its connector).
     pub fn id(self) -> u64 {
         self.0
     }
@@ -38,7 +44,13 @@ impl fmt::Debug for Connection {
 
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        // See `reactor::conn::id_of`: the place (from 1) below, its
+        // generation above.
+        let (place, generation) = (self.0 as u32, self.0 >> 32);
+        match generation {
+            0 => write!(f, "#{place}"),
+            g => write!(f, "#{place}.{g}"),
+        }
     }
 }
 

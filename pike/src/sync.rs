@@ -13,16 +13,19 @@
 //! |---|---|---|---|
 //! | 1 | [`Rank::Loop`] | `reactor/lead.rs`: the loop itself | everything below: running the loop |
 //! | 2 | [`Rank::Thread`] | `connector.rs`: the network thread's handle | nothing |
-//! | 3 | [`Rank::Totals`] | `reactor/boundary.rs`: the stats of closed connections | the directory and the slots (summing live connections) |
-//! | 4 | [`Rank::Directory`] | `reactor/conn.rs`: connection ids to slots | a slot (retiring one) |
-//! | 5 | [`Rank::Slot`] | `reactor/conn.rs`: one connection (endpoint, transport) | the queues below: events, `connect_waiting`'s rendezvous, converter code |
-//! | 6 | [`Rank::Separate`] | `reactor/queues.rs`: receivers of separate queues | an event queue |
-//! | 7 | [`Rank::Events`] | `reactor/channel.rs`: one event queue | nothing |
-//! | 8 | [`Rank::ConnectWait`] | `reactor/command.rs`: `connect_waiting`'s rendezvous | nothing |
-//! | 9 | [`Rank::Stopped`] | `reactor/boundary.rs`: whether the loop ended | nothing |
+//! | 3 | [`Rank::Totals`] | `reactor/boundary.rs`: the stats of closed connections | the slots (summing live connections, moving a closed one's numbers) |
+//! | 4 | [`Rank::Slot`] | `reactor/conn.rs`: one place of the directory, and the connection in it | the locks below: event queues, `connect_waiting`'s rendezvous, converter code |
+//! | 5 | [`Rank::Separate`] | `reactor/queues.rs`: receivers of separate queues | an event queue |
+//! | 6 | [`Rank::Events`] | `reactor/channel.rs`: one event queue | nothing |
+//! | 7 | [`Rank::ConnectWait`] | `reactor/command.rs`: `connect_waiting`'s rendezvous | nothing |
+//! | 8 | [`Rank::Stopped`] | `reactor/boundary.rs`: whether the loop ended | nothing |
+//! | 9 | [`Rank::Places`] | `reactor/slab.rs`: the directory's free places | nothing |
 //! | 10 | [`Rank::FileJob`] | `converters/file.rs`: one transfer | the pool (handing it a job) |
 //! | 11 | [`Rank::FilePool`] | `converters/file.rs`: the file converter's workers | nothing |
 //! | 12 | [`Rank::FileSlots`] | `converters/file.rs`: its open-file slots | nothing |
+//!
+//! Finding a connection takes no lock (see `reactor/slab.rs`): a send
+//! takes its slot's lock alone.
 //!
 //! Poisoning is ignored: every piece of state behind Pike's locks stays
 //! consistent across each single update, so a lock a panicking thread
@@ -69,12 +72,12 @@ pub(crate) enum Rank {
     Loop = 1,
     Thread,
     Totals,
-    Directory,
     Slot,
     Separate,
     Events,
     ConnectWait,
     Stopped,
+    Places,
     FileJob,
     FilePool,
     FileSlots,
@@ -152,64 +155,6 @@ pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     MutexGuard {
         inner: mutex.inner.lock().unwrap_or_else(PoisonError::into_inner),
         _held: held,
-    }
-}
-
-/// A read-write lock with its place in the lock order.
-pub(crate) struct RwLock<T> {
-    rank: Ranked,
-    inner: imp::RwLock<T>,
-}
-
-impl<T> RwLock<T> {
-    pub(crate) fn new(rank: Rank, value: T) -> Self {
-        Self {
-            rank: Ranked::new(rank),
-            inner: imp::RwLock::new(value),
-        }
-    }
-
-    /// Shared access (poisoning ignored; the order checked).
-    pub(crate) fn read(&self) -> Guarded<imp::RwLockReadGuard<'_, T>> {
-        let held = self.rank.take();
-        Guarded {
-            inner: self.inner.read().unwrap_or_else(PoisonError::into_inner),
-            _held: held,
-        }
-    }
-
-    /// Exclusive access (poisoning ignored; the order checked).
-    pub(crate) fn write(&self) -> Guarded<imp::RwLockWriteGuard<'_, T>> {
-        let held = self.rank.take();
-        Guarded {
-            inner: self.inner.write().unwrap_or_else(PoisonError::into_inner),
-            _held: held,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for RwLock<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RwLock").finish_non_exhaustive()
-    }
-}
-
-/// A held [`RwLock`].
-pub(crate) struct Guarded<G> {
-    inner: G,
-    _held: Held,
-}
-
-impl<G: Deref> Deref for Guarded<G> {
-    type Target = G::Target;
-    fn deref(&self) -> &G::Target {
-        &self.inner
-    }
-}
-
-impl<G: DerefMut> DerefMut for Guarded<G> {
-    fn deref_mut(&mut self) -> &mut G::Target {
-        &mut self.inner
     }
 }
 
@@ -307,7 +252,7 @@ mod tests {
 
     #[test]
     fn locks_taken_in_order_pass_and_let_go() {
-        let (a, b) = (Mutex::new(Rank::Directory, 1), Mutex::new(Rank::Slot, 2));
+        let (a, b) = (Mutex::new(Rank::Totals, 1), Mutex::new(Rank::Slot, 2));
         {
             let _a = lock(&a);
             let _b = lock(&b);
@@ -315,15 +260,12 @@ mod tests {
         // Let go: either may be taken alone again, in any order.
         drop(lock(&b));
         drop(lock(&a));
-        let dir = RwLock::new(Rank::Directory, 0);
-        let _r = dir.read();
-        let _b = lock(&b);
     }
 
     #[test]
-    #[should_panic(expected = "lock order broken: taking Directory while holding [Slot]")]
+    #[should_panic(expected = "lock order broken: taking Totals while holding [Slot]")]
     fn a_lock_taken_out_of_order_panics() {
-        let (a, b) = (Mutex::new(Rank::Directory, 1), Mutex::new(Rank::Slot, 2));
+        let (a, b) = (Mutex::new(Rank::Totals, 1), Mutex::new(Rank::Slot, 2));
         let _b = lock(&b);
         let _a = lock(&a);
     }

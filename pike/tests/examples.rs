@@ -394,10 +394,10 @@ fn job_queue_counts_only_results_for_jobs_it_handed_out() {
     const JOBS: u64 = 5;
     let mut server = example("job_queue", &["serve", "0", &JOBS.to_string()]);
     let port = port_of(&server);
-    // A slow worker (#1) holds jobs 0 and 1.
+    // A slow worker holds jobs 0 and 1.
     let slow = example("job_queue", &["work", &port, "60000"]);
     assert_eq!(slow.stdout_line(), "working on 0 (job-0)");
-    // A worker (#2) that gets jobs 2 and 3 and claims 0, 1 and 4 instead,
+    // A worker (the liar) that gets jobs 2 and 3 and claims 0, 1 and 4 instead,
     // doing nothing.
     let liar = {
         let mut s = raw_connect(format!("127.0.0.1:{port}").parse().unwrap());
@@ -412,21 +412,28 @@ fn job_queue_counts_only_results_for_jobs_it_handed_out() {
         write_all(&mut s, &out);
         s
     };
+    let mut liar_id = None;
     for id in [0, 1, 4] {
-        assert_eq!(
-            server.stdout_line(),
-            format!("#2: done {id}, not a job it had; ignored")
-        );
+        let l = server.stdout_line();
+        let (who, what) = l.split_once(": ").unwrap_or_else(|| panic!("{l}"));
+        assert_eq!(what, format!("done {id}, not a job it had; ignored"));
+        assert!(liar_id.get_or_insert(who.to_owned()) == who, "{l}");
     }
+    let liar_id = liar_id.expect("three lines");
     slow.signal("KILL");
     drop(liar);
-    // A real worker (#3) does them all; nothing the liar said counted.
+    // A real worker does them all; nothing the liar said counted.
     let mut worker = example("job_queue", &["work", &port, "0"]);
     let mut done = 0;
+    let mut worker_id = None;
     loop {
         let l = server.stdout_line();
         if l.starts_with("done ") {
-            assert!(l.contains(" by #3 "), "{l}");
+            // "done <job> by <connection> (sum <sum>)": every job by the
+            // real worker, none by the liar.
+            let who = l.split(' ').nth(3).unwrap_or_else(|| panic!("{l}"));
+            assert_ne!(who, liar_id, "{l}");
+            assert!(worker_id.get_or_insert(who.to_owned()) == who, "{l}");
             done += 1;
         }
         if l == format!("all {JOBS} jobs done") {

@@ -15,12 +15,14 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::Reactor;
+use super::conn::index_of;
 use super::queues::{Envelope, Route};
 use crate::address::PeerAddr;
 use crate::converter::Converter;
 use crate::event::{Event, RemoteConnect};
 use crate::sync::lock;
 use crate::transport::Transport;
+use mio::Token;
 
 /// How long accepting pauses after an error such as running out of file
 /// descriptors.
@@ -62,12 +64,11 @@ impl<C: Converter> Reactor<C> {
     }
 
     fn add_remote(&mut self, mut transport: Box<dyn Transport>, peer: PeerAddr) {
-        let id = self.shared.new_connection();
         transport.configure(&self.config.socket);
-        let token = self.tokens.take(id);
-        if let Err(e) = transport.register(self.poll.registry(), token) {
+        let id = self.directory.reserve();
+        if let Err(e) = transport.register(self.poll.registry(), Token(index_of(id))) {
             tracing::warn!("cannot register accepted socket: {e}");
-            self.tokens.give_back(token);
+            self.directory.release(id);
             return;
         }
         let mut endpoint = self.directory.accepting(id);
@@ -75,15 +76,15 @@ impl<C: Converter> Reactor<C> {
             // Its handshake starts now, and must end in time.
             endpoint.handle_handshake_started(Instant::now());
         }
-        let conn = self
-            .directory
-            .insert(endpoint, Some(transport), Route::Main);
-        let mut entry = self.new_entry(conn, token, &peer);
-        entry.span().in_scope(|| tracing::debug!("accepted"));
-        entry.remote = true;
+        self.directory
+            .insert(endpoint, Some(transport), Route::Main, &peer);
+        if let Some(mut conn) = self.directory.lock(id) {
+            conn.span().in_scope(|| tracing::debug!("accepted"));
+            conn.remote = true;
+        }
+        self.conns.add(id);
         self.remotes += 1;
         lock(&self.shared.totals).accepted += 1;
-        self.conns.insert(id, Box::new(entry));
         // Driven once: its handshake's deadline is entered.
         self.mark_ready(id);
         let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));

@@ -14,7 +14,7 @@
 //!   [`wait_stopped`](Shared::wait_stopped) always returns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::converter::Converter;
@@ -34,15 +34,13 @@ pub(crate) struct Shared<M> {
     pub(crate) commands: Arc<CommandQueue<M>>,
     pub(crate) main: channel::Receiver<Envelope<M>>,
     pub(crate) separate: Separate<M>,
-    next_id: AtomicU64,
     pub(crate) budget: Arc<Budget>,
     /// The credit of events about connections that are gone (messages
     /// sent to them, handed back): counted against the budget from the
     /// moment the message is handed to the command queue.
     pub(crate) orphans: Arc<Credit>,
     /// The counters of connections already closed, and connection counts
-    /// (see [`stats`](crate::stats)). Lock order: before the directory's
-    /// map and any slot.
+    /// (see [`stats`](crate::stats)). Lock order: before any slot.
     pub(crate) totals: Mutex<Stats>,
     stopped: Mutex<bool>,
     stopped_changed: Condvar,
@@ -60,21 +58,14 @@ impl<M> Shared<M> {
             commands,
             main,
             separate: Separate::default(),
-            // Ids start at 1: 0 is no connection's.
-            next_id: AtomicU64::new(1),
             budget,
-            // Ids start at 1: 0 is no connection's.
+            // No connection's id is 0 (see `conn::id_of`).
             orphans: Arc::new(Credit::new(Connection(0))),
             totals: Mutex::new(Rank::Totals, Stats::default()),
             stopped: Mutex::new(Rank::Stopped, false),
             stopped_changed: Condvar::new(),
             cut_short: AtomicBool::new(false),
         }
-    }
-
-    /// A fresh connection id; ids are never reused within a connector.
-    pub(crate) fn new_connection(&self) -> Connection {
-        Connection(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -192,8 +183,16 @@ impl<C: Converter> StopGuard<C> {
 
 impl<C: Converter> Drop for StopGuard<C> {
     fn drop(&mut self) {
+        /// Marks the connector stopped even if letting go of the
+        /// connections panics: a shutdown waiting for it must not hang.
+        struct SetStopped<'a, M>(&'a Shared<M>);
+        impl<M> Drop for SetStopped<'_, M> {
+            fn drop(&mut self) {
+                self.0.set_stopped();
+            }
+        }
+        let _stopped = SetStopped(&self.shared);
         self.shared.commands.close();
         self.directory.retire_all();
-        self.shared.set_stopped();
     }
 }

@@ -1,10 +1,14 @@
-//! One connection: its endpoint and its transport, in one place, and the
-//! only code that moves a connection's bytes.
+//! One connection: everything about it in one place, the directory where
+//! senders and the loop find it, and the only code that moves its bytes.
 //!
-//! A [`Conn`] owns the connection's [`Endpoint`] (which decides) and its
-//! [`Transport`] (which carries bytes). It sits in a [`Slot`] (a mutex and
-//! a condition variable for senders waiting for room) shared by the network
-//! thread and the application threads: `send` locks it, queues the
+//! A [`Conn`] owns the connection's [`Endpoint`] (which decides), its
+//! [`Transport`] (which carries bytes), and everything else about it that
+//! is not the endpoint's (its readiness, where its events go, its credit,
+//! its pause, its dialing state, its `connect_waiting` caller). It lives in
+//! a [`Slot`] of the [`Directory`]: a place in a [`Slab`], found from the
+//! connection's id without a lock (an id is the place's index and a
+//! generation, so an id of a connection that is gone finds nothing, even
+//! once its place holds another). `send` locks the slot, queues the
 //! messages, and writes what the transport takes right away, with no
 //! hand-off to the network thread on the common path. What the transport
 //! does not take stays in the endpoint; the network thread gets a
@@ -32,7 +36,8 @@
 //!   retired, under the same lock as its last delivery: a send either got
 //!   in before (its messages are accounted for by the connection's final
 //!   events) or finds it retired and takes the command path, which rejects
-//!   the messages.
+//!   the messages. Its place is given back (its generation moved on) only
+//!   once nothing of it is left to deliver.
 //! * Readiness: the transport is registered edge-triggered, and `readable`
 //!   and `writable` remember an edge until the transport says
 //!   `WouldBlock`. On Linux a short read or write also clears them (epoll
@@ -41,12 +46,10 @@
 //!   other systems, where they are cleared by `WouldBlock` only. After
 //!   the peer's end of stream or an error, reading goes on to the end.
 //! * Lock order: a slot's lock, then the command queue or an event queue;
-//!   never a slot's lock while holding another slot's or the directory's
-//!   write lock.
+//!   never a slot's lock while holding another slot's.
 
-use crate::memory::{ConnMap, conn_map};
 use std::io;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -55,17 +58,20 @@ use bytes::Bytes;
 
 use crate::converter::Converter;
 use crate::endpoint::{Endpoint, EndpointConfig, EndpointEvent, State};
-use crate::event::Connection;
+use crate::event::{Connection, Event};
 use crate::mode::DisconnectMode;
-use crate::reactor::budget::Budget;
-use crate::reactor::command::{Command, CommandQueue, ConnectionWaker};
+use crate::reactor::Dialing;
+use crate::reactor::budget::{Budget, Credit};
+use crate::reactor::command::{Command, CommandQueue, ConnectWait, ConnectionWaker};
+use crate::reactor::pacing::Pause;
 use crate::reactor::queues::Route;
 use crate::reactor::readbuf::ReadBuffer;
-use crate::sync::{Condvar, Mutex, Rank, RwLock, lock};
+use crate::reactor::slab::Slab;
+use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
 use crate::transport::{Handshake, Transport};
 
-/// One connection's endpoint and transport, and what the network thread and
-/// senders share of it.
+/// One connection: its endpoint and transport, what senders and the loop
+/// share of it, and what only the loop uses.
 #[derive(Debug)]
 pub(crate) struct Conn<C: Converter> {
     pub(crate) endpoint: Endpoint<C>,
@@ -105,9 +111,94 @@ pub(crate) struct Conn<C: Converter> {
     /// Reading from it is paused at the budget: once it holds nothing for
     /// sending, whoever settled it asks the loop to look again.
     pub(crate) budget_paused: bool,
+
+    // What only the loop uses.
+    /// What its events not yet taken count against the budget.
+    pub(crate) credit: Arc<Credit>,
+    /// `connect_waiting`: events held until its callback returned.
+    /// (Boxed: only `connect_waiting` uses it; 8 bytes here instead of a
+    /// `Vec`'s 24.)
+    #[allow(clippy::box_collection)]
+    pub(crate) held: Option<Box<Vec<Event<C::Message>>>>,
+    /// While connecting: the addresses still to try and the last failure.
+    /// Boxed, and dropped once connected, so that an idle connection does
+    /// not carry it.
+    pub(crate) dialing: Option<Box<Dialing>>,
+    /// `connect_waiting`: told the outcome instead of a `FinishConnect`.
+    pub(crate) waiter: Option<Arc<ConnectWait>>,
+    /// `connect_waiting` gave up before it connected: its closing event is
+    /// delivered only if it hands messages back.
+    pub(crate) abandoned: bool,
+    /// Accepted from the listener (counted against `max_connections`).
+    pub(crate) remote: bool,
+    /// Reading paused for the memory budget, and until what.
+    pub(crate) paused: Pause,
+    /// The endpoint's input bytes last counted against the budget.
+    pub(crate) input_bytes: usize,
+    /// What the events of its last read cost per byte read (at least 1):
+    /// small messages cost many times their size as events.
+    pub(crate) cost_per_byte: usize,
+    /// Its `tracing` span (`connection` with `id` and `peer`), entered
+    /// while it is driven: its life at debug level, its I/O at trace.
+    /// `None` when no subscriber wants it (boxed: most connections of a
+    /// busy server then carry 8 bytes for it, not 40).
+    pub(crate) span: Option<Box<tracing::Span>>,
 }
 
 impl<C: Converter> Conn<C> {
+    fn new(
+        endpoint: Endpoint<C>,
+        transport: Option<Box<dyn Transport>>,
+        route: Route<C::Message>,
+    ) -> Self {
+        let id = endpoint.connection();
+        Self {
+            endpoint,
+            transport,
+            readable: false,
+            writable: false,
+            read_closed: false,
+            errored: false,
+            coalesce_until: None,
+            flush_pending: false,
+            route,
+            retired: false,
+            room_waiters: 0,
+            room_tasks: None,
+            counted: 0,
+            budget_paused: false,
+            credit: Arc::new(Credit::new(id)),
+            held: None,
+            dialing: None,
+            waiter: None,
+            abandoned: false,
+            remote: false,
+            paused: Pause::No,
+            input_bytes: 0,
+            cost_per_byte: 1,
+            span: None,
+        }
+    }
+
+    /// What it still has to try while connecting (made on first use).
+    pub(crate) fn dialing(&mut self) -> &mut Dialing {
+        self.dialing.get_or_insert_with(Box::default)
+    }
+
+    /// Its span (a disabled one if no subscriber wanted it).
+    pub(crate) fn span(&self) -> &tracing::Span {
+        static NONE: tracing::Span = tracing::Span::none();
+        self.span.as_deref().unwrap_or(&NONE)
+    }
+
+    /// Gives it a span (`connection`, with its id and `peer`), if a
+    /// subscriber wants one.
+    pub(crate) fn set_span(&mut self, peer: &dyn std::fmt::Display) {
+        let id = self.endpoint.connection();
+        let span = tracing::debug_span!("connection", id = %id, peer = %peer);
+        self.span = (!span.is_disabled()).then(|| Box::new(span));
+    }
+
     /// Brings the unsent side of the budget up to date with what the
     /// connection holds for sending (its queue and write buffer) and what
     /// its transport buffers, under the slot's lock: every change is
@@ -156,18 +247,54 @@ impl<C: Converter> Conn<C> {
         let waiting = self.has_room_waiters();
         if waiting && (self.retired || !self.endpoint.must_wait_for_room()) {
             room.notify_all();
-            for task in self.room_tasks.iter_mut().flat_map(|t| t.drain(..)) {
-                task.wake();
-            }
+            self.wake_room_tasks();
+        }
+    }
+
+    fn wake_room_tasks(&mut self) {
+        for task in self.room_tasks.iter_mut().flat_map(|t| t.drain(..)) {
+            task.wake();
         }
     }
 }
 
-/// One connection's [`Conn`], and where senders wait for room in its queue.
-/// Dereferences to the mutex.
+/// What one place of the directory holds.
+pub(crate) struct Place<C: Converter> {
+    /// Moves on each time the place is given back: the generation of the
+    /// ids that name its connection now.
+    generation: u32,
+    /// Handed out by [`Directory::reserve`] and not yet given back.
+    taken: bool,
+    /// Counted among the live connections (in stats) and found by senders:
+    /// from its registration until the loop moves its numbers to the
+    /// totals.
+    listed: bool,
+    /// Boxed: an empty place costs a pointer, not a connection.
+    conn: Option<Box<Conn<C>>>,
+}
+
+/// One place of the [`Directory`]: the connection it holds, and where
+/// senders wait for room in its queue.
 pub(crate) struct Slot<C: Converter> {
-    io: Mutex<Conn<C>>,
-    pub(crate) room: Condvar,
+    io: Mutex<Place<C>>,
+    room: Condvar,
+}
+
+impl<C: Converter> Default for Slot<C> {
+    fn default() -> Self {
+        Self {
+            io: Mutex::new(
+                Rank::Slot,
+                Place {
+                    generation: 0,
+                    taken: false,
+                    listed: false,
+                    conn: None,
+                },
+            ),
+            room: Condvar::new(),
+        }
+    }
 }
 
 impl<C: Converter> std::fmt::Debug for Slot<C> {
@@ -176,15 +303,77 @@ impl<C: Converter> std::fmt::Debug for Slot<C> {
     }
 }
 
-impl<C: Converter> Deref for Slot<C> {
-    type Target = Mutex<Conn<C>>;
+/// A connection's id: its place's index (plus one, so that no id is 0)
+/// in the low half, the place's generation in the high half.
+fn id_of(index: usize, generation: u32) -> Connection {
+    Connection((u64::from(generation) << 32) | (index as u64 + 1))
+}
 
-    fn deref(&self) -> &Self::Target {
-        &self.io
+/// The place and generation an id names (`None`: no place's).
+fn parts(id: Connection) -> Option<(usize, u32)> {
+    let low = id.0 as u32;
+    (low != 0).then(|| (low as usize - 1, (id.0 >> 32) as u32))
+}
+
+/// The connection's place, in the order of the directory's places: the
+/// loop's index of what it serves, and its `mio` token.
+pub(crate) fn index_of(id: Connection) -> usize {
+    parts(id).map_or(usize::MAX, |(index, _)| index)
+}
+
+/// A locked connection: its place's lock, held while it holds the
+/// connection named by the id it was found by.
+pub(crate) struct ConnGuard<'a, C: Converter> {
+    place: MutexGuard<'a, Place<C>>,
+    slot: &'a Slot<C>,
+}
+
+impl<C: Converter> Deref for ConnGuard<'_, C> {
+    type Target = Conn<C>;
+    fn deref(&self) -> &Conn<C> {
+        match &self.place.conn {
+            Some(conn) => conn,
+            None => unreachable!("a guard is made only over a connection"),
+        }
     }
 }
 
-pub(crate) type SharedConn<C> = Arc<Slot<C>>;
+impl<C: Converter> DerefMut for ConnGuard<'_, C> {
+    fn deref_mut(&mut self) -> &mut Conn<C> {
+        match &mut self.place.conn {
+            Some(conn) => conn,
+            None => unreachable!("a guard is made only over a connection"),
+        }
+    }
+}
+
+impl<'a, C: Converter> ConnGuard<'a, C> {
+    /// Where senders wait for room in its queue (for
+    /// [`Conn::notify_room`] while the guard is borrowed).
+    pub(crate) fn room(&self) -> &'a Condvar {
+        &self.slot.room
+    }
+
+    /// Wakes senders waiting for room if they may go on (see
+    /// [`Conn::notify_room`]).
+    pub(crate) fn notify_room(&mut self) {
+        let slot = self.slot;
+        (**self).notify_room(&slot.room);
+    }
+
+    /// Waits for room in the unsent queue (a notification), at most
+    /// `timeout`. `None` if the place no longer holds this connection
+    /// when it wakes (it is gone: it takes no messages).
+    fn wait_room(self, timeout: Option<Duration>) -> Option<Self> {
+        let Self { place, slot } = self;
+        let generation = place.generation;
+        let place = match timeout {
+            None => slot.room.wait(place),
+            Some(t) => slot.room.wait_timeout(place, t).0,
+        };
+        (place.generation == generation && place.conn.is_some()).then_some(Self { place, slot })
+    }
+}
 
 /// What became of a `try_send`.
 #[derive(Debug)]
@@ -197,9 +386,9 @@ pub(crate) enum Offer<M> {
     Absent(M),
 }
 
-/// Every live connection's [`Slot`], by id.
+/// Every live connection, in a place found from its id without a lock.
 pub(crate) struct Directory<C: Converter> {
-    map: RwLock<ConnMap<SharedConn<C>>>,
+    places: Slab<Slot<C>>,
     converter: Arc<C>,
     /// The connector's memory budget: sends count their bytes in it.
     budget: Arc<Budget>,
@@ -222,7 +411,7 @@ impl<C: Converter> Directory<C> {
         budget: Arc<Budget>,
     ) -> Self {
         Self {
-            map: RwLock::new(Rank::Directory, conn_map()),
+            places: Slab::new(),
             converter,
             budget,
             config: Arc::new(config),
@@ -230,39 +419,92 @@ impl<C: Converter> Directory<C> {
         }
     }
 
-    /// Registers a new connection whose endpoint is in its first state
-    /// (connecting or accepting).
+    /// A fresh id, naming an empty place until [`insert`](Self::insert)
+    /// puts its connection there. Ids are never reused within a connector
+    /// (a place's generation moves on each time it is given back).
+    pub(crate) fn reserve(&self) -> Connection {
+        // Every live connection holds a socket: the system's limit on them
+        // is far below 2^32.
+        let (index, slot) = self
+            .places
+            .take()
+            .expect("fewer than 2^32 connections at once");
+        let mut place = lock(&slot.io);
+        debug_assert!(place.conn.is_none() && !place.listed && !place.taken);
+        place.taken = true;
+        id_of(index, place.generation)
+    }
+
+    /// Puts the connection reserved as `endpoint`'s id in its place, its
+    /// endpoint in its first state (connecting or accepting).
     pub(crate) fn insert(
         &self,
         endpoint: Endpoint<C>,
         transport: Option<Box<dyn Transport>>,
         route: Route<C::Message>,
-    ) -> SharedConn<C> {
+        peer: &dyn std::fmt::Display,
+    ) {
         let id = endpoint.connection();
-        let io = Arc::new(Slot {
-            io: Mutex::new(
-                Rank::Slot,
-                Conn {
-                    endpoint,
-                    transport,
-                    readable: false,
-                    writable: false,
-                    read_closed: false,
-                    errored: false,
-                    coalesce_until: None,
-                    flush_pending: false,
-                    route,
-                    retired: false,
-                    room_waiters: 0,
-                    room_tasks: None,
-                    counted: 0,
-                    budget_paused: false,
-                },
-            ),
-            room: Condvar::new(),
-        });
-        self.map.write().insert(id, io.clone());
-        io
+        let mut conn = Box::new(Conn::new(endpoint, transport, route));
+        conn.set_span(peer);
+        let slot = self.slot(id).expect("reserved");
+        let mut place = lock(&slot.io);
+        debug_assert_eq!(Some(place.generation), parts(id).map(|(_, g)| g));
+        place.conn = Some(conn);
+        place.listed = true;
+    }
+
+    /// The place an id names, whatever it holds now.
+    fn slot(&self, id: Connection) -> Option<&Slot<C>> {
+        self.places.get(parts(id)?.0)
+    }
+
+    /// The connection `id` names, locked, as the loop sees it: also once
+    /// it is retired, until its place is given back.
+    pub(crate) fn lock(&self, id: Connection) -> Option<ConnGuard<'_, C>> {
+        let (index, generation) = parts(id)?;
+        let slot = self.places.get(index)?;
+        let place = lock(&slot.io);
+        (place.generation == generation && place.conn.is_some())
+            .then_some(ConnGuard { place, slot })
+    }
+
+    /// The connection `id` names, locked, as senders see it: listed and
+    /// not retired.
+    fn lock_live(&self, id: Connection) -> Option<ConnGuard<'_, C>> {
+        let guard = self.lock(id)?;
+        (guard.place.listed && !guard.retired).then_some(guard)
+    }
+
+    /// Gives `id`'s place back: its connection is dropped (after the lock),
+    /// its generation moves on (so `id` finds nothing any more), and a
+    /// sender waiting in it finds it gone.
+    pub(crate) fn release(&self, id: Connection) {
+        let Some((index, generation)) = parts(id) else {
+            return;
+        };
+        let Some(slot) = self.places.get(index) else {
+            return;
+        };
+        let mut place = lock(&slot.io);
+        if place.generation != generation || !place.taken {
+            return;
+        }
+        let conn = place.conn.take();
+        place.taken = false;
+        place.listed = false;
+        place.generation = generation.wrapping_add(1);
+        let reuse = place.generation != 0;
+        slot.room.notify_all();
+        drop(place);
+        if let Some(mut conn) = conn {
+            conn.wake_room_tasks();
+        }
+        // A place whose generations ran out is not used again: its ids
+        // would repeat.
+        if reuse {
+            self.places.give_back(index);
+        }
     }
 
     /// A fresh endpoint for a connection we are opening (now: its connect
@@ -299,38 +541,45 @@ impl<C: Converter> Directory<C> {
         &self.converter
     }
 
-    /// Every live connection's slot.
-    pub(crate) fn all(&self) -> Vec<SharedConn<C>> {
-        self.map.read().values().cloned().collect()
-    }
-
-    pub(crate) fn get(&self, id: Connection) -> Option<SharedConn<C>> {
-        self.map.read().get(&id).cloned()
-    }
-
-    /// Forgets a connection, retiring it: a sender that still holds it
-    /// finds it retired.
-    pub(crate) fn remove(&self, id: Connection) {
-        let removed = {
-            let mut map = self.map.write();
-            let removed = map.remove(&id);
-            crate::memory::shrink_map(&mut map);
-            removed
-        };
-        if let Some(slot) = removed {
-            let mut io = lock(&slot);
-            io.retired = true;
-            io.notify_room(&slot.room);
+    /// Runs `f` on every connection counted as live (one at a time, each
+    /// under its lock).
+    pub(crate) fn for_each_listed(&self, mut f: impl FnMut(&Conn<C>)) {
+        for (_, slot) in self.places.iter() {
+            let place = lock(&slot.io);
+            if place.listed
+                && let Some(conn) = &place.conn
+            {
+                f(conn);
+            }
         }
     }
 
-    /// Forgets every connection: the network thread has stopped.
+    /// Runs `f` on every connection with a place (the loop's, each under
+    /// its lock).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&mut ConnGuard<'_, C>)) {
+        for (_, slot) in self.places.iter() {
+            let place = lock(&slot.io);
+            if place.conn.is_some() {
+                f(&mut ConnGuard { place, slot });
+            }
+        }
+    }
+
+    /// Stops counting `id` as live and retires it: a sender finds it gone.
+    /// Its place stays its own until [`release`](Self::release).
+    pub(crate) fn unlist(&self, id: Connection) {
+        if let Some(mut conn) = self.lock(id) {
+            conn.place.listed = false;
+            conn.retired = true;
+            conn.notify_room();
+        }
+    }
+
+    /// Lets go of every connection: the network thread has stopped.
     pub(crate) fn retire_all(&self) {
-        let all: Vec<SharedConn<C>> = self.map.write().drain().map(|(_, io)| io).collect();
-        for slot in all {
-            let mut io = lock(&slot);
-            io.retired = true;
-            io.notify_room(&slot.room);
+        for (index, slot) in self.places.iter() {
+            let generation = lock(&slot.io).generation;
+            self.release(id_of(index, generation));
         }
     }
 
@@ -365,23 +614,26 @@ impl<C: Converter> Directory<C> {
     /// Waits until `id`'s unsent queue is down to its low-water mark, the
     /// connection stops taking messages, or `deadline` passes (false).
     pub(crate) fn wait_room(&self, id: Connection, deadline: Option<Instant>) -> bool {
-        let Some(slot) = self.get(id) else {
+        let Some(mut io) = self.lock_live(id) else {
             return true;
         };
-        let mut io = lock(&slot);
         io.refresh_room(&self.budget);
         while !io.retired && io.endpoint.must_wait_for_room() {
-            io.room_waiters += 1;
-            io = match deadline {
-                None => slot.room.wait(io),
+            let timeout = match deadline {
+                None => None,
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        io.room_waiters -= 1;
                         return false;
                     }
-                    slot.room.wait_timeout(io, deadline - now).0
+                    Some(deadline - now)
                 }
+            };
+            io.room_waiters += 1;
+            io = match io.wait_room(timeout) {
+                Some(io) => io,
+                // Gone while we waited: it takes no messages.
+                None => return true,
             };
             io.room_waiters -= 1;
             io.refresh_room(&self.budget);
@@ -393,10 +645,9 @@ impl<C: Converter> Directory<C> {
     /// its low-water mark or the connection stops taking messages. False
     /// if that is so already (try again at once).
     pub(crate) fn register_room_task(&self, id: Connection, waker: &Waker) -> bool {
-        let Some(slot) = self.get(id) else {
+        let Some(mut io) = self.lock_live(id) else {
             return false;
         };
-        let mut io = lock(&slot);
         io.refresh_room(&self.budget);
         if io.retired || !io.endpoint.must_wait_for_room() {
             return false;
@@ -410,9 +661,14 @@ impl<C: Converter> Directory<C> {
 
     /// The unsent queue of `id`: messages and their bytes.
     pub(crate) fn queued(&self, id: Connection) -> Option<(usize, usize)> {
-        let slot = self.get(id)?;
-        let io = lock(&slot);
-        (!io.retired).then(|| (io.endpoint.messages_unwritten(), io.endpoint.queued_bytes()))
+        let io = self.lock_live(id)?;
+        Some((io.endpoint.messages_unwritten(), io.endpoint.queued_bytes()))
+    }
+
+    /// A live connection's numbers.
+    pub(crate) fn stats(&self, id: Connection) -> Option<crate::stats::ConnectionStats> {
+        let io = self.lock_live(id)?;
+        Some(io.endpoint.stats())
     }
 
     /// Queues `messages` on `id` and writes them as `flush` says. Hands
@@ -441,13 +697,9 @@ impl<C: Converter> Directory<C> {
     /// (see [`Flush`]), and pokes the network thread if there are events to
     /// pass on. False, without running `f`, if the connection is not here.
     fn with_conn(&self, id: Connection, flush: Flush, f: impl FnOnce(&mut Conn<C>)) -> bool {
-        let Some(shared) = self.get(id) else {
+        let Some(mut guard) = self.lock_live(id) else {
             return false;
         };
-        let mut guard = lock(&shared);
-        if guard.retired {
-            return false;
-        }
         let io = &mut *guard;
         let before = io.endpoint.state();
         let wanted_input = io.endpoint.wants_read();
@@ -483,7 +735,7 @@ impl<C: Converter> Directory<C> {
         if look_again {
             io.budget_paused = false;
         }
-        io.notify_room(&shared.room);
+        guard.notify_room();
         drop(guard);
         // If the network thread has stopped meanwhile, it closed this
         // connection (passing its events on) after we let go of the lock.

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use super::Reactor;
 use super::command::{Command, ConnectWait};
-use super::queues::Route;
+use super::conn::index_of;
 use crate::address::Target;
 use crate::converter::Converter;
 use crate::endpoint::State;
@@ -29,6 +29,7 @@ use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::sync::lock;
 use crate::transport::{self, ClientTls, Peer};
+use mio::Token;
 
 impl<C: Converter> Reactor<C> {
     pub(super) fn connect(
@@ -39,17 +40,15 @@ impl<C: Converter> Reactor<C> {
         tls: Option<ClientTls>,
     ) {
         // `Connector::connect` registered the connection before asking.
-        let conn = match self.directory.get(id) {
-            Some(conn) => conn,
-            None => self
-                .directory
-                .insert(self.directory.connecting(id), None, Route::Main),
+        let Some(mut conn) = self.directory.lock(id) else {
+            if let Some(waiter) = waiter {
+                waiter.finish(Err(ConnectError::Cancelled));
+            }
+            return;
         };
-        let cancelled = lock(&conn).endpoint.state() != State::Connecting;
-        let token = self.tokens.take(id);
-        let mut entry = self.new_entry(conn, token, &target);
-        entry.span().in_scope(|| tracing::debug!("connecting"));
-        entry.waiter = waiter;
+        let cancelled = conn.endpoint.state() != State::Connecting;
+        conn.span().in_scope(|| tracing::debug!("connecting"));
+        conn.waiter = waiter;
         if let Some(tls) = tls {
             // The certificate is checked against the host connected to.
             let host = match &target {
@@ -60,11 +59,12 @@ impl<C: Converter> Reactor<C> {
                 }),
                 _ => None,
             };
-            let dialing = entry.dialing();
+            let dialing = conn.dialing();
             dialing.tls = Some(tls);
             dialing.host = host;
         }
-        self.conns.insert(id, Box::new(entry));
+        drop(conn);
+        self.conns.add(id);
         // Driven once: its events are passed on, its timeout entered.
         self.mark_ready(id);
         if cancelled {
@@ -94,31 +94,36 @@ impl<C: Converter> Reactor<C> {
                 return;
             }
         };
-        if let Some(entry) = self.conns.get_mut(&id) {
-            entry.dialing().addrs = peers.into();
-        }
+        self.with_served(id, |c| c.dialing().addrs = peers.into());
         self.start_connect(id);
     }
 
     /// A resolver thread answered.
     pub(super) fn resolved(&mut self, id: Connection, result: io::Result<Vec<SocketAddr>>) {
         self.join_resolver(id);
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(mut conn) = self.served(id) else {
             return;
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
-                entry.dialing().addrs = addrs.into_iter().map(Peer::Inet).collect();
+                conn.dialing().addrs = addrs.into_iter().map(Peer::Inet).collect();
+                drop(conn);
                 self.start_connect(id);
             }
-            Ok(_) => self.connect_failed(
-                id,
-                ConnectError::Resolve(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "name resolved to no address",
-                )),
-            ),
-            Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
+            Ok(_) => {
+                drop(conn);
+                self.connect_failed(
+                    id,
+                    ConnectError::Resolve(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "name resolved to no address",
+                    )),
+                );
+            }
+            Err(e) => {
+                drop(conn);
+                self.connect_failed(id, ConnectError::Resolve(e));
+            }
         }
     }
 
@@ -133,10 +138,10 @@ impl<C: Converter> Reactor<C> {
 
     /// Tries the next address of a connecting connection.
     fn start_connect(&mut self, id: Connection) {
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(mut guard) = self.served(id) else {
             return;
         };
-        let mut conn = lock(&entry.conn);
+        let conn = &mut *guard;
         if conn.endpoint.state() != State::Connecting {
             return;
         }
@@ -146,12 +151,13 @@ impl<C: Converter> Reactor<C> {
         conn.readable = false;
         conn.writable = false;
         conn.read_closed = false;
-        let dialing = entry.dialing.get_or_insert_with(Box::default);
+        let token = Token(index_of(id));
+        let dialing = conn.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
             let tls = dialing.tls.as_ref();
             let attempt =
                 transport::connect(&peer, tls, dialing.host.as_deref()).and_then(|mut t| {
-                    t.register(self.poll.registry(), entry.token)?;
+                    t.register(self.poll.registry(), token)?;
                     Ok(t)
                 });
             match attempt {
@@ -162,20 +168,19 @@ impl<C: Converter> Reactor<C> {
                 Err(e) => dialing.last_error = Some(e),
             }
         }
-        drop(conn);
         let error = dialing
             .last_error
             .take()
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
+        drop(guard);
         self.connect_failed(id, ConnectError::from_io(error));
     }
 
     /// A connecting transport became ready: did it connect?
     pub(super) fn check_connect(&mut self, id: Connection) {
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(mut conn) = self.served(id) else {
             return;
         };
-        let mut conn = lock(&entry.conn);
         if conn.endpoint.state() != State::Connecting {
             return;
         }
@@ -186,18 +191,19 @@ impl<C: Converter> Reactor<C> {
                     t.configure(&self.config.socket);
                 }
                 conn.endpoint.handle_connected(Instant::now());
+                conn.dialing = None;
+                conn.span().in_scope(|| tracing::debug!("connected"));
                 drop(conn);
-                entry.dialing = None;
-                entry.span().in_scope(|| tracing::debug!("connected"));
                 // After the slot's lock: the totals' lock comes first.
                 lock(&self.shared.totals).connected += 1;
             }
             Some(Err(e)) => {
-                drop(conn);
-                if entry.dialing().addrs.is_empty() {
+                if conn.dialing().addrs.is_empty() {
+                    drop(conn);
                     self.connect_failed(id, ConnectError::from_io(e));
                 } else {
-                    entry.dialing().last_error = Some(e);
+                    conn.dialing().last_error = Some(e);
+                    drop(conn);
                     self.start_connect(id);
                 }
             }
@@ -206,8 +212,10 @@ impl<C: Converter> Reactor<C> {
 
     /// Connecting failed (or was cancelled): the endpoint reports it.
     pub(super) fn connect_failed(&mut self, id: Connection, error: ConnectError) {
-        if let Some(entry) = self.conns.get(&id) {
-            lock(&entry.conn).endpoint.handle_connect_failed(error);
+        if self
+            .with_served(id, |c| c.endpoint.handle_connect_failed(error))
+            .is_some()
+        {
             self.mark_ready(id);
         }
     }

@@ -49,54 +49,37 @@ impl<C: Converter> Reactor<C> {
             Command::Send {
                 connection,
                 message,
-            } => match self.conns.get(&connection) {
-                Some(entry) => {
-                    let cost = rejection_cost(&*self.out.converter, &message);
-                    let mut conn = lock(&entry.conn);
-                    conn.refresh_room(&self.out.budget);
-                    conn.endpoint.send(message);
-                    drop(conn);
-                    self.mark_ready(connection);
-                    self.uncount_rejections(cost);
-                }
-                None => self.reject_unknown(connection, message),
-            },
+            } => {
+                let cost = rejection_cost(&*self.out.converter, &message);
+                self.send_served(connection, vec![message], cost);
+            }
             Command::SendBatch {
                 connection,
                 messages,
-            } => match self.conns.get(&connection) {
-                Some(entry) => {
-                    let converter = &*self.out.converter;
-                    let cost = messages.iter().map(|m| rejection_cost(converter, m)).sum();
-                    let mut conn = lock(&entry.conn);
-                    conn.refresh_room(&self.out.budget);
-                    conn.endpoint.send_all(messages);
-                    drop(conn);
-                    self.mark_ready(connection);
-                    self.uncount_rejections(cost);
-                }
-                None => {
-                    for message in messages {
-                        self.reject_unknown(connection, message);
-                    }
-                }
-            },
+            } => {
+                let converter = &*self.out.converter;
+                let cost = messages.iter().map(|m| rejection_cost(converter, m)).sum();
+                self.send_served(connection, messages, cost);
+            }
             Command::Drive { connection } => self.mark_ready(connection),
             Command::Disconnect { connection, mode } => {
-                if let Some(entry) = self.conns.get(&connection) {
-                    lock(&entry.conn).endpoint.disconnect(mode);
+                if self
+                    .with_served(connection, |c| c.endpoint.disconnect(mode))
+                    .is_some()
+                {
                     self.mark_ready(connection);
                 }
             }
             Command::CallbackDone { connection } => {
-                if let Some(entry) = self.conns.get_mut(&connection) {
-                    let held = entry.held.take().map(|h| *h).unwrap_or_default();
-                    let mut conn = lock(&entry.conn);
+                let out = &self.out;
+                let closed = self.with_served(connection, |conn| {
+                    let held = conn.held.take().map(|h| *h).unwrap_or_default();
                     for event in held {
-                        route_event(entry, &mut conn.route, &self.out, event);
+                        route_event(conn, out, event);
                     }
-                    let closed = conn.endpoint.state() == State::Closed;
-                    drop(conn);
+                    conn.endpoint.state() == State::Closed
+                });
+                if let Some(closed) = closed {
                     if closed {
                         self.close(connection);
                     } else {
@@ -108,16 +91,16 @@ impl<C: Converter> Reactor<C> {
                 if let Some(rx) = self.shared.separate.remove(connection) {
                     merge_into(&rx, &self.out.main);
                 }
-                if let Some(entry) = self.conns.get(&connection) {
-                    lock(&entry.conn).route = Route::Main;
-                }
+                self.with_served(connection, |c| c.route = Route::Main);
                 let _ = done.send(());
             }
             Command::Resume { connection } => self.resume_connection(connection),
             Command::BudgetFreed => self.resume_budget(),
             Command::ConverterReady { connection } => {
-                if let Some(entry) = self.conns.get(&connection) {
-                    lock(&entry.conn).endpoint.handle_wake();
+                if self
+                    .with_served(connection, |c| c.endpoint.handle_wake())
+                    .is_some()
+                {
                     self.mark_ready(connection);
                 }
             }
@@ -146,6 +129,29 @@ impl<C: Converter> Reactor<C> {
             event,
             credit: Some((self.shared.orphans.clone(), cost)),
         });
+    }
+
+    /// Queues messages the command queue brought (counted as rejections,
+    /// `cost`) on a connection the loop serves, or hands them back.
+    fn send_served(&mut self, connection: Connection, messages: Vec<C::Message>, cost: usize) {
+        let budget = &self.out.budget;
+        let mut messages = Some(messages);
+        let queued = self.with_served(connection, |conn| {
+            conn.refresh_room(budget);
+            conn.endpoint
+                .send_all(messages.take().expect("called once"));
+        });
+        match messages {
+            None if queued.is_some() => {
+                self.mark_ready(connection);
+                self.uncount_rejections(cost);
+            }
+            _ => {
+                for message in messages.into_iter().flatten() {
+                    self.reject_unknown(connection, message);
+                }
+            }
+        }
     }
 
     /// A message counted as a rejection went to its connection after all

@@ -18,6 +18,7 @@
 use std::time::Instant;
 
 use super::budget::{SMALL_READ, event_cost};
+use super::conn::{Conn, ConnGuard};
 use super::outlet::deliver;
 use super::pacing::{Allowance, Pause, allowance, arm_budget_pause, handshake_allowance};
 use super::{READ_BUDGET, Reactor};
@@ -31,8 +32,8 @@ impl<C: Converter> Reactor<C> {
     pub(super) fn drive_ready(&mut self) {
         let ready = std::mem::take(&mut self.ready);
         for &id in &ready {
-            if let Some(entry) = self.conns.get_mut(&id) {
-                entry.in_ready = false;
+            if let Some(keys) = self.conns.get_mut(id) {
+                keys.ready = false;
             }
             self.drive(id);
         }
@@ -46,21 +47,22 @@ impl<C: Converter> Reactor<C> {
     /// Does all the I/O a connection can do now, within its read budget,
     /// then enters its next deadline.
     fn drive(&mut self, id: Connection) {
-        if self.conns.get(&id).is_some_and(|e| {
-            let conn = lock(&e.conn);
+        if !self.conns.contains(id) {
+            return;
+        }
+        if self.directory.lock(id).is_some_and(|conn| {
             conn.endpoint.state() == State::Connecting
                 && conn.transport.is_some()
                 && (conn.readable || conn.writable)
         }) {
             self.check_connect(id);
         }
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(mut guard) = self.directory.lock(id) else {
             return;
         };
-        let slot = entry.conn.clone();
-        let span = entry.span().clone();
+        let room = guard.room();
+        let span = guard.span().clone();
         let _in_span = span.enter();
-        let mut guard = lock(&slot);
         let conn = &mut *guard;
         let mut reads = READ_BUDGET;
         let (due, input_bytes, closed) = loop {
@@ -70,17 +72,17 @@ impl<C: Converter> Reactor<C> {
             conn.take_socket_error();
             if conn.handshaking() {
                 // A handshake reads within the budget too.
-                let limit = match entry.paused {
-                    Pause::No => handshake_allowance(&self.out.budget, entry, conn),
+                let limit = match conn.paused {
+                    Pause::No => handshake_allowance(&self.out.budget, conn),
                     _ => 0,
                 };
                 let (moved, stopped) = conn.handshake(limit);
                 progress = moved;
-                if stopped && entry.paused == Pause::No && limit != usize::MAX {
-                    entry.paused = Pause::Budget;
+                if stopped && conn.paused == Pause::No && limit != usize::MAX {
+                    conn.paused = Pause::Budget;
                     conn.endpoint.hold_input(true);
                     self.budget_paused.push(id);
-                    arm_budget_pause(entry, conn);
+                    arm_budget_pause(conn);
                 }
             } else if conn.endpoint.handshake_pending() {
                 // Done by a read (of a connection accepted before it
@@ -92,15 +94,15 @@ impl<C: Converter> Reactor<C> {
                 progress = true;
                 conn.note_write();
                 conn.refresh_room(&self.out.budget);
-                conn.notify_room(&slot.room);
+                conn.notify_room(room);
             }
             conn.shut_write_if_asked();
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
-            deliver(entry, conn, &self.out, &mut self.outgoing);
+            deliver(conn, &self.out, &mut self.outgoing);
             let backlog = conn.endpoint.has_backlog();
             let wants = backlog || (conn.endpoint.wants_read() && conn.readable);
-            if wants && entry.held.is_none() {
+            if wants && conn.held.is_none() {
                 // Draining input is discarded, so the bounds do not apply.
                 let allowance = if conn.endpoint.state() == State::Draining {
                     Allowance::Take {
@@ -108,21 +110,23 @@ impl<C: Converter> Reactor<C> {
                         read: usize::MAX,
                     }
                 } else {
-                    allowance(&self.out.budget, entry, conn, self.granted == Some(id))
+                    allowance(&self.out.budget, conn, self.granted == Some(id))
                 };
                 match allowance {
                     Allowance::Pause(why) => {
-                        entry.paused = why;
+                        conn.paused = why;
                         conn.endpoint.hold_input(true);
                         if why == Pause::Budget {
                             self.budget_paused.push(id);
-                            arm_budget_pause(entry, conn);
+                            arm_budget_pause(conn);
                         }
                     }
                     Allowance::Take { .. } if reads == 0 => {
                         // More to read: come back next turn, after the others.
-                        if !entry.in_ready {
-                            entry.in_ready = true;
+                        if let Some(keys) = self.conns.get_mut(id)
+                            && !keys.ready
+                        {
+                            keys.ready = true;
                             self.ready.push(id);
                         }
                     }
@@ -146,16 +150,16 @@ impl<C: Converter> Reactor<C> {
                             // Read what the allowance is likely to take, by
                             // what events cost per byte read last time, so
                             // that little is held back undecoded.
-                            let read = (read / entry.cost_per_byte.max(1)).max(SMALL_READ);
+                            let read = (read / conn.cost_per_byte.max(1)).max(SMALL_READ);
                             let n = conn.read_into(now, read, &mut self.scratch, &mut sink);
                             if n > 0 {
-                                entry.cost_per_byte = taken.div_ceil(n).clamp(1, 1024);
+                                conn.cost_per_byte = taken.div_ceil(n).clamp(1, 1024);
                             }
                         }
                     }
                 }
             }
-            deliver(entry, conn, &self.out, &mut self.outgoing);
+            deliver(conn, &self.out, &mut self.outgoing);
             let closed = conn.endpoint.state() == State::Closed;
             if closed || !progress {
                 // The grant ends once the connection holds no input: its
@@ -172,8 +176,9 @@ impl<C: Converter> Reactor<C> {
         };
         let budget_freed = guard.settle(&self.out.budget);
         let look_again = guard.budget_paused && guard.counted == 0;
+        let input_before = std::mem::replace(&mut guard.input_bytes, input_bytes);
         drop(guard);
-        self.account_input(id, input_bytes);
+        self.account_input(input_before, input_bytes);
         if budget_freed {
             self.resume_budget();
         }
@@ -189,41 +194,60 @@ impl<C: Converter> Reactor<C> {
 
     /// Enters a connection's next deadline in the timers.
     fn set_timer(&mut self, id: Connection, due: Option<Instant>) {
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(keys) = self.conns.get_mut(id) else {
             return;
         };
-        if entry.timer == due {
+        if keys.timer == due {
             return;
         }
-        if let Some(old) = entry.timer.take() {
+        if let Some(old) = keys.timer.take() {
             self.timers.remove(&(old, id));
         }
         if let Some(due) = due {
             self.timers.insert((due, id));
-            entry.timer = Some(due);
+            keys.timer = Some(due);
         }
+    }
+
+    /// A connection the loop serves, locked.
+    pub(super) fn served(&self, id: Connection) -> Option<ConnGuard<'_, C>> {
+        if !self.conns.contains(id) {
+            return None;
+        }
+        self.directory.lock(id)
+    }
+
+    /// Runs `f` on a connection the loop serves, under its lock.
+    pub(super) fn with_served<R>(
+        &self,
+        id: Connection,
+        f: impl FnOnce(&mut Conn<C>) -> R,
+    ) -> Option<R> {
+        let mut conn = self.served(id)?;
+        Some(f(&mut conn))
     }
 
     /// Marks a connection to be driven this turn or the next.
     pub(super) fn mark_ready(&mut self, id: Connection) {
-        if let Some(entry) = self.conns.get_mut(&id)
-            && !entry.in_ready
+        if let Some(keys) = self.conns.get_mut(id)
+            && !keys.ready
         {
-            entry.in_ready = true;
+            keys.ready = true;
             self.ready.push(id);
         }
     }
 
     /// Closes a connection's transport and forgets it, once its events are
     /// passed on. Events held for a `connect_waiting` callback keep the
-    /// entry until the callback returned.
+    /// connection (and its place) until the callback returned.
     pub(super) fn close(&mut self, id: Connection) {
-        let Some(entry) = self.conns.get_mut(&id) else {
+        if !self.conns.contains(id) {
+            return;
+        }
+        let Some(mut conn) = self.directory.lock(id) else {
             return;
         };
-        let slot = entry.conn.clone();
-        let mut conn = lock(&slot);
-        deliver(entry, &mut conn, &self.out, &mut self.outgoing);
+        deliver(&mut conn, &self.out, &mut self.outgoing);
         if let Some(mut transport) = conn.transport.take() {
             let _ = transport.deregister(self.poll.registry());
         }
@@ -233,39 +257,41 @@ impl<C: Converter> Reactor<C> {
         // closed a second time when they go: it is counted the first time.
         let first = !std::mem::replace(&mut conn.retired, true);
         let budget_freed = conn.settle(&self.out.budget);
-        conn.notify_room(&slot.room);
+        conn.notify_room();
         let stats = first.then(|| conn.endpoint.stats());
-        drop(conn);
         if let Some(stats) = &stats {
             let ending = stats.ending.unwrap_or(Ending::Local).name();
-            entry.span().in_scope(|| tracing::debug!(ending, "closed"));
+            conn.span().in_scope(|| tracing::debug!(ending, "closed"));
         }
-        if std::mem::take(&mut entry.remote) {
+        let remote = std::mem::take(&mut conn.remote);
+        let held = conn.held.is_some();
+        let input_before = std::mem::take(&mut conn.input_bytes);
+        drop(conn);
+        if remote {
             self.remotes -= 1;
         }
-        let held = entry.held.is_some();
-        if let Some(t) = entry.timer.take() {
+        if let Some(t) = self.conns.get_mut(id).and_then(|k| k.timer.take()) {
             self.timers.remove(&(t, id));
         }
         if self.granted == Some(id) {
             self.granted = None;
         }
-        self.account_input(id, 0);
+        self.account_input(input_before, 0);
         if budget_freed {
             self.resume_budget();
         }
         if let Some(stats) = stats {
             let ending = stats.ending.unwrap_or(Ending::Local);
-            // Its counters move to the totals as it leaves the directory,
+            // Its counters move to the totals as it stops being listed,
             // under the totals' lock, so a snapshot counts it once.
             let mut totals = lock(&self.shared.totals);
             totals.add_connection(&stats);
             totals.closed.count(ending);
-            self.directory.remove(id);
+            self.directory.unlist(id);
         }
-        if !held && let Some(entry) = self.conns.remove(&id) {
-            self.tokens.give_back(entry.token);
-            crate::memory::shrink_map(&mut self.conns);
+        if !held {
+            self.conns.remove(id);
+            self.directory.release(id);
         }
     }
 
@@ -284,11 +310,13 @@ impl<C: Converter> Reactor<C> {
             && due <= now
         {
             self.timers.pop_first();
-            let Some(entry) = self.conns.get_mut(&id) else {
+            let Some(keys) = self.conns.get_mut(id) else {
                 continue;
             };
-            entry.timer = None;
-            lock(&entry.conn).endpoint.handle_timeout(now);
+            keys.timer = None;
+            if let Some(mut conn) = self.directory.lock(id) {
+                conn.endpoint.handle_timeout(now);
+            }
             // Passes its events on and enters its next deadline.
             self.mark_ready(id);
         }

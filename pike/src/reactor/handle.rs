@@ -102,12 +102,12 @@ impl<C: Converter> Handle<C> {
     /// connections, then every live one's, each counted once (see
     /// [`stats`](crate::stats)).
     pub(crate) fn stats(&self) -> Stats {
-        let (mut stats, live) = {
-            let totals = lock(&self.shared.totals);
-            (totals.clone(), self.directory.all())
-        };
-        for slot in live {
-            let connection = lock(&slot).endpoint.stats();
+        // Under the totals' lock: a connection moves to them as it stops
+        // being listed, under the same lock.
+        let totals = lock(&self.shared.totals);
+        let mut stats = totals.clone();
+        self.directory.for_each_listed(|conn| {
+            let connection = conn.endpoint.stats();
             stats.add_connection(&connection);
             match connection.ending {
                 // Its final event is out (the application may hold it
@@ -116,7 +116,8 @@ impl<C: Converter> Handle<C> {
                 Some(ending) => stats.closed.count(ending),
                 None => stats.connections_open += 1,
             }
-        }
+        });
+        drop(totals);
         stats.undelivered_events = (self.shared.main.len() + self.shared.separate.queued()) as u64;
         stats.memory_in_use = self.shared.budget.used() as u64;
         stats.memory_budget = self.shared.budget.limit as u64;
@@ -125,9 +126,7 @@ impl<C: Converter> Handle<C> {
 
     /// A live connection's numbers.
     pub(crate) fn connection_stats(&self, connection: Connection) -> Option<ConnectionStats> {
-        let slot = self.directory.get(connection)?;
-        let conn = lock(&slot);
-        (!conn.retired).then(|| conn.endpoint.stats())
+        self.directory.stats(connection)
     }
 
     /// Asks for a shutdown and waits until the loop has stopped. A loop
@@ -156,13 +155,13 @@ impl<C: Converter> Handle<C> {
         tls: Option<ClientTls>,
     ) -> Result<Connection, StoppedError> {
         let shared = &self.shared;
-        let connection = shared.new_connection();
+        let directory = &self.directory;
+        let connection = directory.reserve();
         let route = match delivery {
             Delivery::Merged => Route::Main,
             Delivery::Separate => shared.separate.open(connection),
         };
-        let directory = &self.directory;
-        directory.insert(directory.connecting(connection), None, route);
+        directory.insert(directory.connecting(connection), None, route, &target);
         let command = Command::Connect {
             connection,
             target,
@@ -170,7 +169,7 @@ impl<C: Converter> Handle<C> {
             tls,
         };
         if shared.commands.push(command).is_err() {
-            directory.remove(connection);
+            directory.release(connection);
             shared.separate.remove(connection);
             return Err(StoppedError);
         }

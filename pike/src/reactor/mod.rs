@@ -16,7 +16,8 @@
 //! | `dispatch.rs` | carrying out commands |
 //! | `accept.rs` | taking connections from the listener |
 //! | `connect.rs` | resolving, connecting, and a connect's outcome |
-//! | [`conn`] | one connection: endpoint + transport, the only code that moves its bytes |
+//! | [`conn`] | one connection: everything about it, the directory that finds it, the only code that moves its bytes |
+//! | `slab.rs` | the directory's places, found without a lock |
 //! | `drive.rs` | driving ready connections, timers, closing |
 //! | `pacing.rs` | how much each connection may read under the memory budget |
 //! | `outlet.rs` | passing events on to their queues |
@@ -34,11 +35,13 @@
 //!
 //! # Invariants
 //!
-//! * Ownership: the loop owns the poller, the listener and one [`Entry`]
-//!   per connection; each entry shares its connection's [`conn::Slot`]
-//!   (endpoint and transport) with senders through the [`conn::Directory`].
-//!   The loop runs on one thread at a time: the network thread, or a thread
-//!   in `recv` that borrowed it (see [`lead`]).
+//! * Ownership: each connection has one home, its [`conn::Conn`] in a
+//!   place of the [`conn::Directory`] (endpoint, transport, and all else
+//!   about it), found from its id without a lock by senders and the loop
+//!   alike. The loop owns the poller, the listener, and an index of the
+//!   connections it serves (their [`Keys`]: token, timer, ready flag), by
+//!   place. The loop runs on one thread at a time: the network thread, or
+//!   a thread in `recv` that borrowed it (see [`lead`]).
 //! * Only the loop passes events on, so a connection's events stay in
 //!   order; once it stops and drops its senders, `recv` ends after the last
 //!   event.
@@ -51,7 +54,8 @@
 //!   panics (factories included) are caught by the endpoint and close that
 //!   one connection.
 //! * Lock order: a connection's slot, then an event queue or the command
-//!   queue. The loop never holds two slots at once.
+//!   queue. The loop never holds two slots at once (the whole order is in
+//!   [`sync`](crate::sync)).
 
 mod accept;
 pub(crate) mod boundary;
@@ -70,10 +74,10 @@ mod pacing;
 pub(crate) mod queues;
 mod readbuf;
 mod shutdown;
+mod slab;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::memory::{ConnMap, conn_map};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -84,18 +88,16 @@ use mio::{Events, Poll, Token};
 
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
-use crate::event::{AcceptHandle, Connection, Event};
+use crate::event::{AcceptHandle, Connection};
 use crate::mode::ShutdownMode;
-use crate::sync::lock;
 use crate::transport::{Listener, Peer, SocketOptions};
 use boundary::{Admission, Shared, StopGuard};
-use budget::{Budget, Credit};
-use command::{Command, CommandQueue, ConnectWait};
-use conn::{Directory, SharedConn};
+use budget::Budget;
+use command::{Command, CommandQueue};
+use conn::Directory;
 pub(crate) use handle::{Handle, SeparateQueue, Wait};
 pub(crate) use lead::Start;
 use outlet::{Batch, Outlet};
-use pacing::Pause;
 use queues::{Envelope, Route};
 use readbuf::ReadBuffer;
 
@@ -124,7 +126,7 @@ pub(crate) struct Config {
 
 /// What a connection being opened still has to try.
 #[derive(Debug, Default)]
-struct Dialing {
+pub(crate) struct Dialing {
     addrs: VecDeque<Peer>,
     last_error: Option<io::Error>,
     /// TLS settings, and the host name its certificate is checked against
@@ -133,92 +135,78 @@ struct Dialing {
     host: Option<String>,
 }
 
-/// One connection as the loop sees it: its slot, shared with senders, and
-/// what only the loop uses.
-struct Entry<C: Converter> {
-    conn: SharedConn<C>,
-    /// Its `mio` token (see [`Tokens`]).
-    token: Token,
-    in_ready: bool,
-    /// `connect_waiting`: events held until its callback returned.
-    /// (Boxed: only `connect_waiting` uses it; 8 bytes here instead of a
-    /// `Vec`'s 24.)
-    #[allow(clippy::box_collection)]
-    held: Option<Box<Vec<Event<C::Message>>>>,
-    credit: Arc<Credit>,
-    /// While connecting: the addresses still to try and the last failure.
-    /// Boxed, and dropped once connected, so that an idle connection does
-    /// not carry it.
-    dialing: Option<Box<Dialing>>,
-    /// `connect_waiting`: told the outcome instead of a `FinishConnect`.
-    waiter: Option<Arc<ConnectWait>>,
-    /// `connect_waiting` gave up before it connected: its closing event is
-    /// delivered only if it hands messages back.
-    abandoned: bool,
-    /// Reading paused for the memory budget, and until what.
-    paused: Pause,
-    /// The endpoint's input bytes last counted against the budget.
-    input_bytes: usize,
+/// What the loop keeps of one connection it serves, by the connection's
+/// place in the directory (which is also its `mio` token): everything
+/// else about it is in its [`Conn`](conn::Conn).
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    id: Connection,
+    /// On the ready list.
+    ready: bool,
     /// When its endpoint wants `handle_timeout`, as entered in the timers.
     timer: Option<Instant>,
-    /// Accepted from the listener (counted against `max_connections`).
-    remote: bool,
-
-    /// What the events of its last read cost per byte read (at least 1):
-    /// small messages cost many times their size as events.
-    cost_per_byte: usize,
-    /// Its `tracing` span (`connection` with `id` and `peer`), entered
-    /// while it is driven: its life at debug level, its I/O at trace.
-    /// `None` when no subscriber wants it (boxed: most connections of a
-    /// busy server then carry 8 bytes for it, not 40).
-    span: Option<Box<tracing::Span>>,
 }
 
-impl<C: Converter> Entry<C> {
-    /// What it still has to try while connecting (made on first use).
-    fn dialing(&mut self) -> &mut Dialing {
-        self.dialing.get_or_insert_with(Box::default)
-    }
-
-    /// Its span (a disabled one if no subscriber wanted it).
-    fn span(&self) -> &tracing::Span {
-        static NONE: tracing::Span = tracing::Span::none();
-        self.span.as_deref().unwrap_or(&NONE)
-    }
-}
-
-/// `mio` tokens of the live connections. Connection ids are 64-bit and
-/// never reused; tokens are small and reused, so they fit a `usize` on any
-/// target.
+/// The loop's index of the connections it serves: [`Keys`] by place.
 #[derive(Debug, Default)]
-struct Tokens {
-    owners: Vec<Option<Connection>>,
-    free: Vec<usize>,
+struct Served {
+    keys: Vec<Option<Keys>>,
+    count: usize,
 }
 
-impl Tokens {
-    fn take(&mut self, id: Connection) -> Token {
-        match self.free.pop() {
-            Some(i) => {
-                self.owners[i] = Some(id);
-                Token(i)
-            }
-            None => {
-                self.owners.push(Some(id));
-                Token(self.owners.len() - 1)
-            }
+impl Served {
+    fn add(&mut self, id: Connection) -> Token {
+        let index = conn::index_of(id);
+        if self.keys.len() <= index {
+            self.keys.resize(index + 1, None);
         }
+        debug_assert!(self.keys[index].is_none());
+        self.keys[index] = Some(Keys {
+            id,
+            ready: false,
+            timer: None,
+        });
+        self.count += 1;
+        Token(index)
     }
 
-    fn give_back(&mut self, token: Token) {
-        if let Some(owner) = self.owners.get_mut(token.0) {
-            *owner = None;
-            self.free.push(token.0);
+    fn remove(&mut self, id: Connection) -> Option<Keys> {
+        let slot = self.keys.get_mut(conn::index_of(id))?;
+        if slot.is_some_and(|k| k.id == id) {
+            self.count -= 1;
+            return slot.take();
         }
+        None
     }
 
+    fn get_mut(&mut self, id: Connection) -> Option<&mut Keys> {
+        self.keys
+            .get_mut(conn::index_of(id))?
+            .as_mut()
+            .filter(|k| k.id == id)
+    }
+
+    fn contains(&self, id: Connection) -> bool {
+        self.keys
+            .get(conn::index_of(id))
+            .is_some_and(|k| k.is_some_and(|k| k.id == id))
+    }
+
+    /// The connection a token is for.
     fn owner(&self, token: Token) -> Option<Connection> {
-        self.owners.get(token.0).copied().flatten()
+        Some(self.keys.get(token.0)?.as_ref()?.id)
+    }
+
+    fn ids(&self) -> Vec<Connection> {
+        self.keys.iter().flatten().map(|k| k.id).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -253,9 +241,8 @@ pub(crate) struct Reactor<C: Converter> {
     /// What each `RemoteConnect` accepts or rejects through.
     admission: Arc<dyn AcceptHandle<C::Message>>,
     accept_paused_until: Option<Instant>,
-    /// Boxed: the map's spare buckets then cost a pointer each.
-    conns: ConnMap<Box<Entry<C>>>,
-    tokens: Tokens,
+    /// The connections it serves.
+    conns: Served,
     ready: Vec<Connection>,
     scratch: ReadBuffer,
     shutdown: Option<ShutdownMode>,
@@ -330,8 +317,7 @@ impl<C: Converter> Reactor<C> {
                 directory: directory.clone(),
             }),
             accept_paused_until: None,
-            conns: conn_map(),
-            tokens: Tokens::default(),
+            conns: Served::default(),
             ready: Vec::new(),
             scratch: ReadBuffer::new(config.read_chunk, shares_input),
             shutdown: None,
@@ -397,11 +383,10 @@ impl<C: Converter> Reactor<C> {
                 WAKER => {}
                 LISTENER => accept = true,
                 token => {
-                    let Some(id) = self.tokens.owner(token) else {
+                    let Some(id) = self.conns.owner(token) else {
                         continue;
                     };
-                    if let Some(entry) = self.conns.get_mut(&id) {
-                        let mut conn = lock(&entry.conn);
+                    if let Some(mut conn) = self.directory.lock(id) {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
                         }
@@ -414,11 +399,12 @@ impl<C: Converter> Reactor<C> {
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
                             conn.writable = true;
                         }
-                        drop(conn);
-                        if !entry.in_ready {
-                            entry.in_ready = true;
-                            self.ready.push(id);
-                        }
+                    }
+                    if let Some(keys) = self.conns.get_mut(id)
+                        && !keys.ready
+                    {
+                        keys.ready = true;
+                        self.ready.push(id);
                     }
                 }
             }
@@ -446,11 +432,11 @@ impl<C: Converter> Reactor<C> {
         self.trim_at = None;
         crate::memory::trim_queue(&mut self.outgoing.events);
         self.out.main.trim();
-        for entry in self.conns.values() {
-            if let Route::Separate(tx) = &lock(&entry.conn).route {
+        self.directory.for_each(|conn| {
+            if let Route::Separate(tx) = &conn.route {
                 tx.trim();
             }
-        }
+        });
     }
 
     /// Marks the loop idle in its slot, or taken to run; going idle
@@ -476,34 +462,6 @@ impl<C: Converter> Reactor<C> {
             .min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
-
-    /// A new entry for a connection whose slot is in the directory, with
-    /// the token taken for it.
-    fn new_entry(
-        &self,
-        conn: SharedConn<C>,
-        token: Token,
-        peer: &dyn std::fmt::Display,
-    ) -> Entry<C> {
-        let id = lock(&conn).endpoint.connection();
-        let span = tracing::debug_span!("connection", id = %id, peer = %peer);
-        Entry {
-            span: (!span.is_disabled()).then(|| Box::new(span)),
-            conn,
-            token,
-            in_ready: false,
-            held: None,
-            credit: Arc::new(Credit::new(id)),
-            dialing: None,
-            waiter: None,
-            abandoned: false,
-            paused: Pause::No,
-            input_bytes: 0,
-            timer: None,
-            remote: false,
-            cost_per_byte: 1,
-        }
-    }
 }
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
@@ -513,22 +471,20 @@ mod tests {
 
     /// An idle connection costs about 1 KiB of the connector's memory
     /// (`pike-compare`'s idle row: 10,000 accepted connections), most of it
-    /// these two structures: a rarely used part added to either belongs
-    /// behind a `Box` (see `Dialing`, the span, `held`, `room_tasks`, the
+    /// these structures: a rarely used part added to one belongs behind a
+    /// `Box` (see `Dialing`, the span, `held`, `room_tasks`, the
     /// endpoint's active serializer and its peer-gone reason).
     #[test]
     fn the_structures_of_an_idle_connection_stay_small() {
+        let sizes = [
+            size_of::<super::conn::Conn<C>>(),
+            size_of::<super::conn::Slot<C>>(),
+            size_of::<super::Keys>(),
+        ];
+        assert!(sizes[0] <= 672, "{sizes:?}");
         // Debug builds keep each lock's rank beside it (see `sync`).
-        let slot = if cfg!(debug_assertions) { 640 } else { 632 };
-        assert!(
-            size_of::<super::conn::Slot<C>>() <= slot,
-            "{}",
-            size_of::<super::conn::Slot<C>>()
-        );
-        assert!(
-            size_of::<super::Entry<C>>() <= 96,
-            "{}",
-            size_of::<super::Entry<C>>()
-        );
+        let slot = if cfg!(debug_assertions) { 40 } else { 32 };
+        assert!(sizes[1] <= slot, "{sizes:?}");
+        assert!(sizes[2] <= 32, "{sizes:?}");
     }
 }

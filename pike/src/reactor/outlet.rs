@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use super::Entry;
 use super::budget::{Budget, Credit, event_cost};
 use super::channel;
 use super::conn::Conn;
@@ -112,20 +111,19 @@ impl<M> Batch<M> {
 /// Passes a connection's new events on: to its `connect_waiting` caller,
 /// held, or to its queue, in one go.
 pub(super) fn deliver<C: Converter>(
-    entry: &mut Entry<C>,
     conn: &mut Conn<C>,
     out: &Outlet<C>,
     batch: &mut Batch<C::Message>,
 ) {
     while let Some(event) = conn.endpoint.poll_event() {
         let mut event = Event::from(event);
-        if entry.waiter.is_some() || entry.abandoned {
-            match to_waiter(entry, conn, event) {
+        if conn.waiter.is_some() || conn.abandoned {
+            match to_waiter(conn, event) {
                 Some(e) => event = e,
                 None => continue,
             }
         }
-        if let Some(held) = &mut entry.held {
+        if let Some(held) = &mut conn.held {
             held.push(event);
             continue;
         }
@@ -134,23 +132,22 @@ pub(super) fn deliver<C: Converter>(
         batch.push(event, cost);
         if last {
             // Nothing follows the final event; later rejections go to main.
-            out.hand_over(batch, &entry.credit, &conn.route);
+            out.hand_over(batch, &conn.credit, &conn.route);
             conn.route = Route::Main;
         }
     }
-    out.hand_over(batch, &entry.credit, &conn.route);
+    out.hand_over(batch, &conn.credit, &conn.route);
 }
 
 /// A `connect_waiting` connection's `FinishConnect` goes to the waiting
 /// caller; returns the event if it must still be delivered (it hands
 /// messages back), and every other event.
 fn to_waiter<C: Converter>(
-    entry: &mut Entry<C>,
     conn: &mut Conn<C>,
     event: Event<C::Message>,
 ) -> Option<Event<C::Message>> {
     let Event::FinishConnect(mut finish) = event else {
-        if entry.abandoned
+        if conn.abandoned
             && let Event::FinishDisconnect(f) = &event
             && f.incomplete.is_none()
             && f.queued.is_empty()
@@ -160,16 +157,16 @@ fn to_waiter<C: Converter>(
         }
         return Some(event);
     };
-    let Some(waiter) = entry.waiter.take() else {
+    let Some(waiter) = conn.waiter.take() else {
         return Some(Event::FinishConnect(finish));
     };
     match finish.error.take() {
         None => {
             if waiter.finish(Ok(())) {
                 // Events wait for the caller's callback.
-                entry.held = Some(Box::default());
+                conn.held = Some(Box::default());
             } else {
-                entry.abandoned = true;
+                conn.abandoned = true;
                 conn.endpoint.disconnect(DisconnectMode::Now);
             }
             None
@@ -187,8 +184,7 @@ fn to_waiter<C: Converter>(
 
 /// Passes one event of a connection on, by itself.
 pub(super) fn route_event<C: Converter>(
-    entry: &Entry<C>,
-    route: &mut Route<C::Message>,
+    conn: &mut Conn<C>,
     out: &Outlet<C>,
     event: Event<C::Message>,
 ) {
@@ -196,9 +192,9 @@ pub(super) fn route_event<C: Converter>(
     let mut batch = Batch::new();
     let cost = out.cost(&event);
     batch.push(event, cost);
-    out.hand_over(&mut batch, &entry.credit, route);
+    out.hand_over(&mut batch, &conn.credit, &conn.route);
     if last {
-        *route = Route::Main;
+        conn.route = Route::Main;
     }
 }
 

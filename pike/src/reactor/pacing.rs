@@ -24,16 +24,15 @@
 //! [`Command::Resume`]: super::command::Command::Resume
 //! [`Command::BudgetFreed`]: super::command::Command::BudgetFreed
 
+use super::Reactor;
 use super::budget::{Budget, SMALL_READ};
 use super::conn::Conn;
-use super::{Entry, Reactor};
 use crate::converter::Converter;
 use crate::event::Connection;
-use crate::sync::lock;
 
 /// Why reading from a connection is paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pause {
+pub(crate) enum Pause {
     No,
     /// At its share, until the application takes its events down to half.
     Share,
@@ -50,28 +49,23 @@ pub(super) enum Allowance {
     Pause(Pause),
 }
 
-/// How much `entry` may take in now: bounded by its share of received
+/// How much `conn` may take in now: bounded by its share of received
 /// events not yet taken and by the connector's budget.
 ///
 /// A read takes at most as many bytes as the events may cost: an event
 /// costs at least its message's bytes on the wire, so what a read holds
 /// back undecoded is at most the allowance, and the read buffer's size.
-pub(super) fn allowance<C: Converter>(
-    budget: &Budget,
-    entry: &Entry<C>,
-    conn: &Conn<C>,
-    granted: bool,
-) -> Allowance {
+pub(super) fn allowance<C: Converter>(budget: &Budget, conn: &Conn<C>, granted: bool) -> Allowance {
     let share = budget.share;
-    let mine = entry.credit.gauge.used();
-    if entry.credit.gauge.should_pause(share, share / 2) {
+    let mine = conn.credit.gauge.used();
+    if conn.credit.gauge.should_pause(share, share / 2) {
         return Allowance::Pause(Pause::Share);
     }
     let left = share.saturating_sub(mine).max(1);
     let total = budget.used();
     let bytes = if total < budget.limit {
         left.min(budget.limit - total)
-    } else if holds_nothing(entry, conn) {
+    } else if holds_nothing(conn) {
         // Holds nothing: a small read, so that new and well-behaved peers
         // are served while others hold the budget.
         SMALL_READ
@@ -88,15 +82,11 @@ pub(super) fn allowance<C: Converter>(
 /// holds under a small read (a client hello and its last flight fit, so
 /// new peers are still served), or nothing (its handshake pauses until
 /// there is room).
-pub(super) fn handshake_allowance<C: Converter>(
-    budget: &Budget,
-    entry: &Entry<C>,
-    conn: &Conn<C>,
-) -> usize {
+pub(super) fn handshake_allowance<C: Converter>(budget: &Budget, conn: &Conn<C>) -> usize {
     let holding = conn.holding();
     if budget.used() < budget.limit {
         usize::MAX
-    } else if entry.credit.gauge.used() == 0 && holding < SMALL_READ {
+    } else if conn.credit.gauge.used() == 0 && holding < SMALL_READ {
         SMALL_READ - holding
     } else if budget.should_pause() {
         0
@@ -107,8 +97,8 @@ pub(super) fn handshake_allowance<C: Converter>(
 
 /// Whether a connection holds nothing the budget counts: no events not
 /// yet taken, no input, nothing for sending, nothing in its transport.
-pub(super) fn holds_nothing<C: Converter>(entry: &Entry<C>, conn: &Conn<C>) -> bool {
-    entry.credit.gauge.used() == 0 && conn.endpoint.input_bytes() == 0 && conn.counted == 0
+pub(super) fn holds_nothing<C: Converter>(conn: &Conn<C>) -> bool {
+    conn.credit.gauge.used() == 0 && conn.endpoint.input_bytes() == 0 && conn.counted == 0
 }
 
 impl<C: Converter> Reactor<C> {
@@ -116,22 +106,24 @@ impl<C: Converter> Reactor<C> {
     /// budget and it now holds nothing (its events were taken, its unsent
     /// data went out). Otherwise it is told to look again once it does.
     pub(super) fn resume_connection(&mut self, id: Connection) {
-        let Some(entry) = self.conns.get_mut(&id) else {
+        if !self.conns.contains(id) {
+            return;
+        }
+        let Some(mut conn) = self.directory.lock(id) else {
             return;
         };
-        let mut conn = lock(&entry.conn);
-        match entry.paused {
+        match conn.paused {
             Pause::No => return,
             Pause::Share => {}
-            Pause::Budget if holds_nothing(entry, &conn) => {
+            Pause::Budget if holds_nothing(&conn) => {
                 self.budget_paused.retain(|&c| c != id);
             }
             Pause::Budget => {
-                arm_budget_pause(entry, &mut conn);
+                arm_budget_pause(&mut conn);
                 return;
             }
         }
-        unpause(&mut entry.paused, &mut conn);
+        unpause(&mut conn);
         drop(conn);
         self.mark_ready(id);
     }
@@ -140,10 +132,17 @@ impl<C: Converter> Reactor<C> {
     /// senders waiting for the budget look again.
     pub(super) fn resume_budget(&mut self) {
         for id in std::mem::take(&mut self.budget_paused) {
-            if let Some(entry) = self.conns.get_mut(&id)
-                && entry.paused == Pause::Budget
-            {
-                unpause(&mut entry.paused, &mut lock(&entry.conn));
+            if !self.conns.contains(id) {
+                continue;
+            }
+            let unpaused = self.with_served(id, |conn| {
+                let paused = conn.paused == Pause::Budget;
+                if paused {
+                    unpause(conn);
+                }
+                paused
+            });
+            if unpaused == Some(true) {
                 self.mark_ready(id);
             }
         }
@@ -151,21 +150,17 @@ impl<C: Converter> Reactor<C> {
         if !budget.take_senders_waited() {
             return;
         }
-        for entry in self.conns.values() {
-            let mut conn = lock(&entry.conn);
+        self.directory.for_each(|conn| {
             if conn.has_room_waiters() {
                 conn.refresh_room(budget);
-                conn.notify_room(&entry.conn.room);
+                conn.notify_room();
             }
-        }
+        });
     }
 
-    /// Counts a change in a connection's input bytes against the budget.
-    pub(super) fn account_input(&mut self, id: Connection, now: usize) {
-        let Some(entry) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let before = std::mem::replace(&mut entry.input_bytes, now);
+    /// Counts a change in a connection's input bytes (from `before` to
+    /// `now`, as the caller noted in its [`Conn`]) against the budget.
+    pub(super) fn account_input(&mut self, before: usize, now: usize) {
         if now >= before {
             self.out.budget.add_received(now - before);
             self.input_total += now - before;
@@ -192,7 +187,7 @@ impl<C: Converter> Reactor<C> {
         let Some((id, _)) = self
             .budget_paused
             .iter()
-            .filter_map(|id| Some((*id, self.conns.get(id)?.input_bytes)))
+            .filter_map(|&id| Some((id, self.directory.lock(id)?.input_bytes)))
             .max_by_key(|&(_, bytes)| bytes)
         else {
             return;
@@ -200,16 +195,14 @@ impl<C: Converter> Reactor<C> {
         tracing::debug!("{id}: the budget is held by partial messages; this one reads on");
         self.granted = Some(id);
         self.budget_paused.retain(|&c| c != id);
-        if let Some(entry) = self.conns.get_mut(&id) {
-            unpause(&mut entry.paused, &mut lock(&entry.conn));
-        }
+        self.with_served(id, unpause);
         self.mark_ready(id);
     }
 }
 
 /// Reading from a connection goes on (the caller marks it ready).
-fn unpause<C: Converter>(paused: &mut Pause, conn: &mut Conn<C>) {
-    *paused = Pause::No;
+fn unpause<C: Converter>(conn: &mut Conn<C>) {
+    conn.paused = Pause::No;
     conn.budget_paused = false;
     conn.endpoint.hold_input(false);
 }
@@ -218,7 +211,7 @@ fn unpause<C: Converter>(paused: &mut Pause, conn: &mut Conn<C>) {
 /// nothing: when the application has taken its last event (its credit's
 /// pause ends at zero) or its unsent data has gone out (its slot's flag,
 /// seen by whoever settles it).
-pub(super) fn arm_budget_pause<C: Converter>(entry: &Entry<C>, conn: &mut Conn<C>) {
-    entry.credit.gauge.pause_until(0);
+pub(super) fn arm_budget_pause<C: Converter>(conn: &mut Conn<C>) {
+    conn.credit.gauge.pause_until(0);
     conn.budget_paused = true;
 }

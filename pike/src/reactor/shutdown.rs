@@ -19,10 +19,8 @@ use std::time::Instant;
 use super::Reactor;
 use super::queues::merge_into;
 use crate::converter::Converter;
-use crate::event::Connection;
 use crate::mode::ShutdownMode;
 use crate::reactor::command::Command;
-use crate::sync::lock;
 
 impl<C: Converter> Reactor<C> {
     pub(super) fn begin_shutdown(&mut self, mode: ShutdownMode) {
@@ -37,10 +35,11 @@ impl<C: Converter> Reactor<C> {
             let _ = listener.deregister(self.poll.registry());
         }
         self.accept_paused_until = None;
-        let ids: Vec<Connection> = self.conns.keys().copied().collect();
-        for id in ids {
-            if let Some(entry) = self.conns.get(&id) {
-                lock(&entry.conn).endpoint.shutdown(mode);
+        for id in self.conns.ids() {
+            if self
+                .with_served(id, |c| c.endpoint.shutdown(mode))
+                .is_some()
+            {
                 self.mark_ready(id);
             }
         }
@@ -72,11 +71,8 @@ impl<C: Converter> Reactor<C> {
 
     /// Ends every connection at once (the poller failed).
     pub(super) fn abort_all(&mut self) {
-        let ids: Vec<Connection> = self.conns.keys().copied().collect();
-        for id in ids {
-            if let Some(entry) = self.conns.get(&id) {
-                lock(&entry.conn).endpoint.abort();
-            }
+        for id in self.conns.ids() {
+            self.with_served(id, |c| c.endpoint.abort());
             self.close(id);
         }
     }
