@@ -258,6 +258,45 @@ impl<C: Converter> Conn<C> {
     }
 }
 
+/// Readiness reported by the poller, as bits, kept by the loop until the
+/// connection is driven.
+pub(crate) struct Edges;
+
+impl Edges {
+    const READABLE: u8 = 1;
+    const READ_CLOSED: u8 = 2;
+    const WRITABLE: u8 = 4;
+    const ERROR: u8 = 8;
+
+    /// What a poller event reports.
+    pub(crate) fn of(event: &mio::event::Event) -> u8 {
+        let mut bits = 0;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            bits |= Self::READABLE;
+        }
+        if event.is_read_closed() || event.is_error() {
+            bits |= Self::READ_CLOSED;
+        }
+        if event.is_error() {
+            bits |= Self::ERROR;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            bits |= Self::WRITABLE;
+        }
+        bits
+    }
+}
+
+impl<C: Converter> Conn<C> {
+    /// Takes in readiness the poller reported (see [`Edges`]).
+    pub(crate) fn note_edges(&mut self, bits: u8) {
+        self.readable |= bits & Edges::READABLE != 0;
+        self.read_closed |= bits & Edges::READ_CLOSED != 0;
+        self.errored |= bits & Edges::ERROR != 0;
+        self.writable |= bits & Edges::WRITABLE != 0;
+    }
+}
+
 /// What one place of the directory holds.
 pub(crate) struct Place<C: Converter> {
     /// Moves on each time the place is given back: the generation of the

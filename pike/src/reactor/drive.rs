@@ -47,19 +47,25 @@ impl<C: Converter> Reactor<C> {
     /// Does all the I/O a connection can do now, within its read budget,
     /// then enters its next deadline.
     fn drive(&mut self, id: Connection) {
-        if !self.conns.contains(id) {
+        let Some(keys) = self.conns.get_mut(id) else {
             return;
-        }
-        if self.directory.lock(id).is_some_and(|conn| {
-            conn.endpoint.state() == State::Connecting
-                && conn.transport.is_some()
-                && (conn.readable || conn.writable)
-        }) {
-            self.check_connect(id);
-        }
+        };
+        let edges = std::mem::take(&mut keys.edges);
         let Some(mut guard) = self.directory.lock(id) else {
             return;
         };
+        guard.note_edges(edges);
+        if guard.endpoint.state() == State::Connecting
+            && guard.transport.is_some()
+            && (guard.readable || guard.writable)
+        {
+            drop(guard);
+            self.check_connect(id);
+            guard = match self.directory.lock(id) {
+                Some(guard) => guard,
+                None => return,
+            };
+        }
         let room = guard.room();
         let span = guard.span().clone();
         let _in_span = span.enter();

@@ -143,6 +143,10 @@ struct Keys {
     id: Connection,
     /// On the ready list.
     ready: bool,
+    /// Readiness reported since it was last driven ([`conn::Edges`]),
+    /// handed to its [`Conn`](conn::Conn) when it is: the poll loop takes
+    /// no lock.
+    edges: u8,
     /// When its endpoint wants `handle_timeout`, as entered in the timers.
     timer: Option<Instant>,
 }
@@ -164,6 +168,7 @@ impl Served {
         self.keys[index] = Some(Keys {
             id,
             ready: false,
+            edges: 0,
             timer: None,
         });
         self.count += 1;
@@ -386,25 +391,12 @@ impl<C: Converter> Reactor<C> {
                     let Some(id) = self.conns.owner(token) else {
                         continue;
                     };
-                    if let Some(mut conn) = self.directory.lock(id) {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            conn.readable = true;
+                    if let Some(keys) = self.conns.get_mut(id) {
+                        keys.edges |= conn::Edges::of(event);
+                        if !keys.ready {
+                            keys.ready = true;
+                            self.ready.push(id);
                         }
-                        if event.is_read_closed() || event.is_error() {
-                            conn.read_closed = true;
-                        }
-                        if event.is_error() {
-                            conn.errored = true;
-                        }
-                        if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            conn.writable = true;
-                        }
-                    }
-                    if let Some(keys) = self.conns.get_mut(id)
-                        && !keys.ready
-                    {
-                        keys.ready = true;
-                        self.ready.push(id);
                     }
                 }
             }
