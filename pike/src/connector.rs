@@ -613,7 +613,8 @@ impl<C: Converter> Connector<C> {
         delivery: Delivery,
     ) -> Result<Connection, StoppedError> {
         let tls = self.inner.default_tls.clone();
-        self.inner.handle.connect(addr.into().0, delivery, tls)
+        let dial = transport::Dial::new(addr.into().0, delivery, tls);
+        self.inner.handle.connect(dial)
     }
 
     /// [`connect`](Self::connect) with TLS (feature `tls`): `FinishConnect`
@@ -630,9 +631,8 @@ impl<C: Converter> Connector<C> {
         delivery: Delivery,
         tls: &crate::tls::ClientTls,
     ) -> Result<Connection, StoppedError> {
-        self.inner
-            .handle
-            .connect(addr.into().0, delivery, Some(tls.clone()))
+        let dial = transport::Dial::new(addr.into().0, delivery, Some(tls.clone()));
+        self.inner.handle.connect(dial)
     }
 
     /// [`connect_waiting`](Self::connect_waiting) with TLS (feature
@@ -706,10 +706,8 @@ impl<C: Converter> Connector<C> {
         callback: impl FnOnce(Connection),
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
         let deadline = Instant::now() + timeout;
-        let (connection, outcome) = self
-            .inner
-            .handle
-            .connect_waiting(addr.0, delivery, deadline, tls)?;
+        let dial = transport::Dial::new(addr.0, delivery, tls);
+        let (connection, outcome) = self.inner.handle.connect_waiting(dial, deadline)?;
         match outcome {
             Ok(held) => {
                 // Its events are held until this returns, even if the

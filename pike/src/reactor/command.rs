@@ -32,21 +32,20 @@ use std::{fmt, io};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::handshake::{Doorbell, Gate};
-use crate::address::Target;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 use crate::sync::{Condvar, Mutex, Rank, lock};
+use crate::transport::Dial;
 
 /// Something the application asks of the network thread.
 pub(crate) enum Command<M> {
     Connect {
         connection: Connection,
-        target: Target,
+        /// Where and how (boxed: every command is as large as the largest).
+        dial: Box<Dial>,
         waiter: Option<Arc<ConnectWait>>,
-        /// TLS settings, if the connection is to use TLS.
-        tls: Option<crate::transport::ClientTls>,
     },
     Resolved {
         connection: Connection,

@@ -28,17 +28,11 @@ use crate::endpoint::State;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::sync::lock;
-use crate::transport::{self, ClientTls, Peer};
+use crate::transport::{Dial, Layer, Peer};
 use mio::Token;
 
 impl<C: Converter> Reactor<C> {
-    pub(super) fn connect(
-        &mut self,
-        id: Connection,
-        target: Target,
-        waiter: Option<Arc<ConnectWait>>,
-        tls: Option<ClientTls>,
-    ) {
+    pub(super) fn connect(&mut self, id: Connection, dial: Dial, waiter: Option<Arc<ConnectWait>>) {
         // `Connector::connect` registered the connection before asking.
         let Some(mut conn) = self.directory.lock(id) else {
             if let Some(waiter) = waiter {
@@ -49,19 +43,9 @@ impl<C: Converter> Reactor<C> {
         let cancelled = conn.endpoint.state() != State::Connecting;
         conn.span().in_scope(|| tracing::debug!("connecting"));
         conn.waiter = waiter;
-        if let Some(tls) = tls {
-            // The certificate is checked against the host connected to.
-            let host = match &target {
-                Target::Name(name) => name.rsplit_once(':').map(|(host, _)| {
-                    host.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_owned()
-                }),
-                _ => None,
-            };
-            let dialing = conn.dialing();
-            dialing.tls = Some(tls);
-            dialing.host = host;
+        let Dial { target, layer, .. } = dial;
+        if !matches!(layer, Layer::Plain) {
+            conn.dialing().layer = layer;
         }
         drop(conn);
         self.conns.add(id);
@@ -154,12 +138,10 @@ impl<C: Converter> Reactor<C> {
         let token = Token(index_of(id));
         let dialing = conn.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
-            let tls = dialing.tls.as_ref();
-            let attempt =
-                transport::connect(&peer, tls, dialing.host.as_deref()).and_then(|mut t| {
-                    t.register(self.poll.registry(), token)?;
-                    Ok(t)
-                });
+            let attempt = dialing.layer.connect(&peer).and_then(|mut t| {
+                t.register(self.poll.registry(), token)?;
+                Ok(t)
+            });
             match attempt {
                 Ok(t) => {
                     conn.transport = Some(t);

@@ -41,10 +41,9 @@ impl<C: Converter> Reactor<C> {
         match command {
             Command::Connect {
                 connection,
-                target,
+                dial,
                 waiter,
-                tls,
-            } => self.connect(connection, target, waiter, tls),
+            } => self.connect(connection, *dial, waiter),
             Command::Resolved { connection, result } => self.resolved(connection, result),
             Command::Send {
                 connection,

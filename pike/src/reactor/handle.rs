@@ -30,7 +30,6 @@ use super::conn::{Directory, Flush, Offer};
 use super::lead::{Lead, Start};
 use super::queues::{Envelope, Route};
 use super::{Config, Reactor};
-use crate::address::Target;
 use crate::converter::Converter;
 use crate::error::{
     ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
@@ -40,7 +39,7 @@ use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
-use crate::transport::ClientTls;
+use crate::transport::Dial;
 use crate::transport::Listener;
 
 /// The connector's side of the reactor; see the module documentation.
@@ -149,24 +148,21 @@ impl<C: Converter> Handle<C> {
     /// `FinishConnect` event (or to `waiter`).
     fn open(
         &self,
-        target: Target,
-        delivery: Delivery,
+        dial: Dial,
         waiter: Option<Arc<ConnectWait>>,
-        tls: Option<ClientTls>,
     ) -> Result<Connection, StoppedError> {
         let shared = &self.shared;
         let directory = &self.directory;
         let connection = directory.reserve();
-        let route = match delivery {
+        let route = match dial.delivery {
             Delivery::Merged => Route::Main,
             Delivery::Separate => shared.separate.open(connection),
         };
-        directory.insert(directory.connecting(connection), None, route, &target);
+        directory.insert(directory.connecting(connection), None, route, &dial.target);
         let command = Command::Connect {
             connection,
-            target,
+            dial: Box::new(dial),
             waiter,
-            tls,
         };
         if shared.commands.push(command).is_err() {
             directory.release(connection);
@@ -176,15 +172,10 @@ impl<C: Converter> Handle<C> {
         Ok(connection)
     }
 
-    /// Starts connecting to `target`; the outcome comes as a
+    /// Starts connecting as `dial` says; the outcome comes as a
     /// `FinishConnect` event.
-    pub(crate) fn connect(
-        &self,
-        target: Target,
-        delivery: Delivery,
-        tls: Option<ClientTls>,
-    ) -> Result<Connection, StoppedError> {
-        self.open(target, delivery, None, tls)
+    pub(crate) fn connect(&self, dial: Dial) -> Result<Connection, StoppedError> {
+        self.open(dial, None)
     }
 
     /// Connects, waiting until `deadline`; no `FinishConnect` event. On
@@ -192,13 +183,11 @@ impl<C: Converter> Handle<C> {
     /// is dropped.
     pub(crate) fn connect_waiting(
         &self,
-        target: Target,
-        delivery: Delivery,
+        dial: Dial,
         deadline: Instant,
-        tls: Option<ClientTls>,
     ) -> Result<(Connection, Result<HeldEvents<'_, C>, ConnectError>), StoppedError> {
         let waiter = Arc::new(ConnectWait::default());
-        let connection = self.open(target, delivery, Some(waiter.clone()), tls)?;
+        let connection = self.open(dial, Some(waiter.clone()))?;
         let outcome = match waiter.wait(deadline) {
             Some(Ok(())) => Ok(HeldEvents {
                 handle: self,

@@ -129,10 +129,8 @@ pub(crate) struct Config {
 pub(crate) struct Dialing {
     addrs: VecDeque<Peer>,
     last_error: Option<io::Error>,
-    /// TLS settings, and the host name its certificate is checked against
-    /// (`None`: the address's IP).
-    tls: Option<crate::transport::ClientTls>,
-    host: Option<String>,
+    /// What its bytes go through once connected (TLS, say).
+    layer: crate::transport::Layer,
 }
 
 /// What the loop keeps of one connection it serves, by the connection's

@@ -97,13 +97,12 @@ impl<C: Converter> Reactor<C> {
                 }
                 Command::Connect {
                     connection,
-                    target,
+                    dial,
                     waiter,
-                    tls,
                 } => {
                     // Shutting down: this cancels it, handing back anything
                     // sent to it meanwhile.
-                    self.connect(connection, target, waiter, tls);
+                    self.connect(connection, *dial, waiter);
                     self.close(connection);
                 }
                 Command::Merge { connection, done } => {

@@ -23,6 +23,7 @@
 //!   ([`reactor::conn`](crate::reactor::conn)) and used only under its
 //!   lock.
 
+mod dial;
 pub(crate) mod tcp;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
@@ -109,6 +110,8 @@ pub(crate) type ClientTls = crate::tls::ClientTls;
 #[derive(Debug, Clone)]
 pub(crate) enum ClientTls {}
 
+pub(crate) use dial::{Dial, Layer};
+
 /// A socket that accepts connections.
 pub(crate) trait Listener: Send + fmt::Debug {
     /// Accepts one connection, or `WouldBlock`.
@@ -126,18 +129,14 @@ pub(crate) enum Peer {
     Unix(UnixAddr),
 }
 
-/// Starts connecting to `peer`, without blocking, with TLS if `tls` is
-/// given (checking the server's certificate against `host`, or else the
-/// peer's IP address).
-pub(crate) fn connect(
+/// TLS over `transport`, connecting to `peer`: the server's certificate
+/// is checked against `host`, or else the peer's IP address.
+fn tls_client(
+    transport: Box<dyn Transport>,
     peer: &Peer,
-    tls: Option<&ClientTls>,
-    host: Option<&str>,
+    tls: &ClientTls,
+    host: &Option<String>,
 ) -> io::Result<Box<dyn Transport>> {
-    let transport = plain_connect(peer)?;
-    let Some(tls) = tls else {
-        return Ok(transport);
-    };
     #[cfg(feature = "tls")]
     {
         use rustls::pki_types::ServerName;
@@ -150,7 +149,7 @@ pub(crate) fn connect(
     }
     #[cfg(not(feature = "tls"))]
     {
-        let _ = host;
+        let _ = (transport, peer, host);
         match *tls {}
     }
 }
