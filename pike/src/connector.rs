@@ -28,6 +28,15 @@
 //! ```
 
 mod async_io;
+pub(crate) mod boundary;
+pub(crate) mod budget;
+pub(crate) mod channel;
+pub(crate) mod command;
+pub(crate) mod directory;
+mod handle;
+mod handshake;
+pub(crate) mod queues;
+mod slab;
 
 use std::fmt;
 use std::io;
@@ -45,13 +54,15 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
-use crate::reactor::{Config, Handle, Start, Wait};
+use crate::reactor::{Config, Start};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::{Mutex, Rank, lock};
 use crate::transport::{self, SocketOptions};
+pub(crate) use handle::SeparateQueue;
+use handle::{Handle, Wait};
 
-pub use crate::reactor::budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
 pub use async_io::{Events, Recv, RecvConnection, SendAsync};
+pub use budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
 
 pub use crate::endpoint::DEFAULT_LINGER;
 /// The default time [`Connector::shutdown`] lets messages finish before

@@ -13,18 +13,18 @@
 //! |---|---|---|---|
 //! | 1 | [`Rank::Loop`] | `reactor/lead.rs`: the loop itself | everything below: running the loop |
 //! | 2 | [`Rank::Thread`] | `connector.rs`: the network thread's handle | nothing |
-//! | 3 | [`Rank::Totals`] | `reactor/boundary.rs`: the stats of closed connections | the slots (summing live connections, moving a closed one's numbers) |
-//! | 4 | [`Rank::Slot`] | `reactor/conn.rs`: one place of the directory, and the connection in it | the locks below: event queues, `connect_waiting`'s rendezvous, converter code |
-//! | 5 | [`Rank::Separate`] | `reactor/queues.rs`: receivers of separate queues | an event queue |
-//! | 6 | [`Rank::Events`] | `reactor/channel.rs`: one event queue | nothing |
-//! | 7 | [`Rank::ConnectWait`] | `reactor/command.rs`: `connect_waiting`'s rendezvous | nothing |
-//! | 8 | [`Rank::Stopped`] | `reactor/boundary.rs`: whether the loop ended | nothing |
-//! | 9 | [`Rank::Places`] | `reactor/slab.rs`: the directory's free places | nothing |
+//! | 3 | [`Rank::Totals`] | `connector/boundary.rs`: the stats of closed connections | the slots (summing live connections, moving a closed one's numbers) |
+//! | 4 | [`Rank::Slot`] | `connector/directory.rs`: one place of the directory, and the connection in it | the locks below: event queues, `connect_waiting`'s rendezvous, converter code |
+//! | 5 | [`Rank::Separate`] | `connector/queues.rs`: receivers of separate queues | an event queue |
+//! | 6 | [`Rank::Events`] | `connector/channel.rs`: one event queue | nothing |
+//! | 7 | [`Rank::ConnectWait`] | `connector/command.rs`: `connect_waiting`'s rendezvous | nothing |
+//! | 8 | [`Rank::Stopped`] | `connector/boundary.rs`: whether the loop ended | nothing |
+//! | 9 | [`Rank::Places`] | `connector/slab.rs`: the directory's free places | nothing |
 //! | 10 | [`Rank::FileJob`] | `converters/file.rs`: one transfer | the pool (handing it a job) |
 //! | 11 | [`Rank::FilePool`] | `converters/file.rs`: the file converter's workers | nothing |
 //! | 12 | [`Rank::FileSlots`] | `converters/file.rs`: its open-file slots | nothing |
 //!
-//! Finding a connection takes no lock (see `reactor/slab.rs`): a send
+//! Finding a connection takes no lock (see `connector/slab.rs`): a send
 //! takes its slot's lock alone.
 //!
 //! Poisoning is ignored: every piece of state behind Pike's locks stays

@@ -14,10 +14,10 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::Connector;
+use crate::connector::SeparateQueue;
 use crate::converter::Converter;
 use crate::error::SendError;
 use crate::event::{Connection, Event};
-use crate::reactor::SeparateQueue;
 
 impl<C: Converter> Connector<C> {
     /// Waits, without blocking a thread, for the next event of the main

@@ -2029,6 +2029,6 @@ fn a_panicking_message_size_hands_the_message_back_and_the_connection_goes_on() 
         message: s("boom"),
         reason: RejectReason::Closed,
     });
-    let cost = crate::reactor::budget::event_cost(&PanickySize::default(), &event);
+    let cost = crate::connector::budget::event_cost(&PanickySize::default(), &event);
     assert!(cost >= std::mem::size_of::<String>());
 }

@@ -15,9 +15,9 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::Reactor;
-use super::conn::index_of;
-use super::queues::{Envelope, Route};
 use crate::address::PeerAddr;
+use crate::connector::directory::index_of;
+use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::event::{Event, RemoteConnect};
 use crate::sync::lock;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Reactor;
-use super::command::{Command, ConnectWait};
-use super::conn::index_of;
 use crate::address::Target;
+use crate::connector::command::{Command, ConnectWait};
+use crate::connector::directory::index_of;
 use crate::converter::Converter;
 use crate::endpoint::State;
 use crate::error::ConnectError;

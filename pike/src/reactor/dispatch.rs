@@ -10,15 +10,15 @@
 //!   budget like any event.
 
 use super::outlet::route_event;
-use super::queues::{Envelope, merge_into};
 use super::{COMMAND_BUDGET, Reactor};
+use crate::connector::budget::rejection_cost;
+use crate::connector::command::Command;
+use crate::connector::queues::Route;
+use crate::connector::queues::{Envelope, merge_into};
 use crate::converter::Converter;
 use crate::endpoint::State;
 use crate::error::RejectReason;
 use crate::event::{Connection, Event, RejectedMessage};
-use crate::reactor::budget::rejection_cost;
-use crate::reactor::command::Command;
-use crate::reactor::queues::Route;
 use crate::sync::lock;
 
 impl<C: Converter> Reactor<C> {

@@ -17,11 +17,12 @@
 
 use std::time::Instant;
 
-use super::budget::{SMALL_READ, event_cost};
-use super::conn::{Conn, ConnGuard};
+use super::conn::Conn;
 use super::outlet::deliver;
 use super::pacing::{Allowance, Pause, allowance, arm_budget_pause, handshake_allowance};
 use super::{READ_BUDGET, Reactor};
+use crate::connector::budget::{SMALL_READ, event_cost};
+use crate::connector::directory::ConnGuard;
 use crate::converter::Converter;
 use crate::endpoint::{EndpointEvent, State};
 use crate::event::{Connection, Event};

@@ -46,9 +46,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use crate::connector::command::CommandQueue;
 use crate::converter::Converter;
 use crate::reactor::Reactor;
-use crate::reactor::command::CommandQueue;
 use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
 
 /// How long a returned reactor may sit idle before its network thread takes

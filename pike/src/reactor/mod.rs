@@ -5,25 +5,31 @@
 //! everything about it (what to write, whether to read, when to close, its
 //! timeouts); the reactor does what it says with the connection's
 //! transport and passes its events on; the [`Connector`](crate::Connector)
-//! asks through the command queue and the directory of connections.
+//! asks through the command queue and the directory of connections. The
+//! folders say which is which: `endpoint/` decides, `reactor/` (the loop,
+//! on the network thread or a thread that borrowed it) does, `connector/`
+//! (what runs on application threads) asks.
 //!
 //! | file | role |
 //! |---|---|
-//! | `mod.rs` | the loop: poll, then commands, connections, timers |
-//! | `handle.rs` | what the connector asks through: the one type it uses |
-//! | [`boundary`] | what application threads share with the loop: event queues, budget, accept handle, stop |
-//! | [`command`] | the command queue and how the loop is woken |
-//! | `dispatch.rs` | carrying out commands |
-//! | `accept.rs` | taking connections from the listener |
-//! | `connect.rs` | resolving, connecting, and a connect's outcome |
-//! | [`conn`] | one connection: everything about it, the directory that finds it, the only code that moves its bytes |
-//! | `slab.rs` | the directory's places, found without a lock |
-//! | `drive.rs` | driving ready connections, timers, closing |
-//! | `pacing.rs` | how much each connection may read under the memory budget |
-//! | `outlet.rs` | passing events on to their queues |
-//! | `shutdown.rs` | ending the loop |
+//! | `reactor/mod.rs` | the loop: poll, then commands, connections, timers |
+//! | `reactor/dispatch.rs` | carrying out commands |
+//! | `reactor/accept.rs` | taking connections from the listener |
+//! | `reactor/connect.rs` | resolving, connecting, and a connect's outcome |
+//! | [`conn`] | one connection: everything about it, the only code that moves its bytes |
+//! | `reactor/drive.rs` | driving ready connections, timers, closing |
+//! | [`pacing`] | how much each connection may read under the memory budget |
+//! | `reactor/outlet.rs` | passing events on to their queues |
+//! | `reactor/shutdown.rs` | ending the loop |
 //! | [`lead`] | which thread runs the loop |
-//! | [`budget`], [`channel`], [`queues`], `readbuf.rs` | memory accounting, event queues, the read buffer |
+//! | [`readbuf`] | the read buffer |
+//! | `connector/handle.rs` | what the connector asks through: the one type it uses |
+//! | `connector/directory.rs` | where senders and the loop find a connection; the send path |
+//! | `connector/slab.rs` | the directory's places, found without a lock |
+//! | `connector/boundary.rs` | what application threads share with the loop: event queues, budget, accept handle, stop |
+//! | `connector/command.rs`, `handshake.rs` | the command queue and how the loop is woken |
+//! | `connector/budget.rs`, `channel.rs`, `queues.rs` | memory accounting, the event queues |
+//! | `transport/dial.rs` | where and how to connect |
 //!
 //! Wake-ups have one vocabulary: a thread *waits* on a condition variable
 //! or in `poll`; whoever has news *wakes* it (the command queue's
@@ -58,23 +64,15 @@
 //!   [`sync`](crate::sync)).
 
 mod accept;
-pub(crate) mod boundary;
-pub(crate) mod budget;
-pub(crate) mod channel;
-pub(crate) mod command;
 pub(crate) mod conn;
 mod connect;
 mod dispatch;
 mod drive;
-mod handle;
-mod handshake;
 pub(crate) mod lead;
 mod outlet;
-mod pacing;
-pub(crate) mod queues;
-mod readbuf;
+pub(crate) mod pacing;
+pub(crate) mod readbuf;
 mod shutdown;
-mod slab;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -86,19 +84,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 
+use crate::connector::boundary::{Admission, Shared, StopGuard};
+use crate::connector::budget::Budget;
+use crate::connector::channel;
+use crate::connector::command::{Command, CommandQueue};
+use crate::connector::directory::{self, Directory};
+use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
 use crate::event::{AcceptHandle, Connection};
 use crate::mode::ShutdownMode;
 use crate::transport::{Listener, Peer, SocketOptions};
-use boundary::{Admission, Shared, StopGuard};
-use budget::Budget;
-use command::{Command, CommandQueue};
-use conn::Directory;
-pub(crate) use handle::{Handle, SeparateQueue, Wait};
 pub(crate) use lead::Start;
 use outlet::{Batch, Outlet};
-use queues::{Envelope, Route};
 use readbuf::ReadBuffer;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -158,7 +156,7 @@ struct Served {
 
 impl Served {
     fn add(&mut self, id: Connection) -> Token {
-        let index = conn::index_of(id);
+        let index = directory::index_of(id);
         if self.keys.len() <= index {
             self.keys.resize(index + 1, None);
         }
@@ -174,7 +172,7 @@ impl Served {
     }
 
     fn remove(&mut self, id: Connection) -> Option<Keys> {
-        let slot = self.keys.get_mut(conn::index_of(id))?;
+        let slot = self.keys.get_mut(directory::index_of(id))?;
         if slot.is_some_and(|k| k.id == id) {
             self.count -= 1;
             return slot.take();
@@ -184,14 +182,14 @@ impl Served {
 
     fn get_mut(&mut self, id: Connection) -> Option<&mut Keys> {
         self.keys
-            .get_mut(conn::index_of(id))?
+            .get_mut(directory::index_of(id))?
             .as_mut()
             .filter(|k| k.id == id)
     }
 
     fn contains(&self, id: Connection) -> bool {
         self.keys
-            .get(conn::index_of(id))
+            .get(directory::index_of(id))
             .is_some_and(|k| k.is_some_and(|k| k.id == id))
     }
 
@@ -468,7 +466,7 @@ mod tests {
     fn the_structures_of_an_idle_connection_stay_small() {
         let sizes = [
             size_of::<super::conn::Conn<C>>(),
-            size_of::<super::conn::Slot<C>>(),
+            size_of::<crate::connector::directory::Slot<C>>(),
             size_of::<super::Keys>(),
         ];
         assert!(sizes[0] <= 672, "{sizes:?}");

@@ -16,10 +16,10 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use super::budget::{Budget, Credit, event_cost};
-use super::channel;
 use super::conn::Conn;
-use super::queues::{Envelope, Route};
+use crate::connector::budget::{Budget, Credit, event_cost};
+use crate::connector::channel;
+use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::error::ConnectError;
 use crate::event::Event;

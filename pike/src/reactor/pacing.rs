@@ -1,5 +1,5 @@
 //! How much each connection may read, under its share of the memory
-//! budget and the connector's whole budget (see [`budget`](super::budget)).
+//! budget and the connector's whole budget (see [`budget`](crate::connector::budget)).
 //!
 //! # Invariants
 //!
@@ -21,12 +21,12 @@
 //!   connection at a time is granted reads until it holds no input, so the
 //!   budget cannot deadlock.
 //!
-//! [`Command::Resume`]: super::command::Command::Resume
-//! [`Command::BudgetFreed`]: super::command::Command::BudgetFreed
+//! [`Command::Resume`]: crate::connector::command::Command::Resume
+//! [`Command::BudgetFreed`]: crate::connector::command::Command::BudgetFreed
 
 use super::Reactor;
-use super::budget::{Budget, SMALL_READ};
 use super::conn::Conn;
+use crate::connector::budget::{Budget, SMALL_READ};
 use crate::converter::Converter;
 use crate::event::Connection;
 

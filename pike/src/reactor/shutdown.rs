@@ -17,10 +17,10 @@
 use std::time::Instant;
 
 use super::Reactor;
-use super::queues::merge_into;
+use crate::connector::command::Command;
+use crate::connector::queues::merge_into;
 use crate::converter::Converter;
 use crate::mode::ShutdownMode;
-use crate::reactor::command::Command;
 
 impl<C: Converter> Reactor<C> {
     pub(super) fn begin_shutdown(&mut self, mode: ShutdownMode) {

@@ -23,9 +23,9 @@
 use crate::memory::{ConnMap, conn_map};
 use std::sync::Arc;
 
+use crate::connector::budget::Credit;
+use crate::connector::channel::{self, Receiver, Sender};
 use crate::event::{Connection, Event};
-use crate::reactor::budget::Credit;
-use crate::reactor::channel::{self, Receiver, Sender};
 use crate::sync::{Mutex, Rank, lock};
 
 /// An event on its way to the application.

@@ -42,9 +42,9 @@
 
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
+use crate::connector::queues::Envelope;
 use crate::converter::{Converter, counted_size};
 use crate::event::{Connection, Event};
-use crate::reactor::queues::Envelope;
 
 /// The default memory budget of a connector: 64 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;

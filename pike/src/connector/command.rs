@@ -93,7 +93,7 @@ pub(crate) enum Command<M> {
         deadline: Option<Instant>,
     },
     /// Nothing: wakes the thread running the loop so that it hands the
-    /// loop over to a borrower (see [`lead`](super::lead)).
+    /// loop over to a borrower (see [`lead`](crate::reactor::lead)).
     HandOver,
 }
 

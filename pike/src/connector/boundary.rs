@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::directory::Directory;
+use crate::connector::budget::{Budget, Credit, Resume};
+use crate::connector::channel;
+use crate::connector::command::{Command, CommandQueue};
+use crate::connector::queues::{Envelope, Route, Separate};
 use crate::converter::Converter;
 use crate::event::{AcceptHandle, Connection, Event};
 use crate::mode::Delivery;
-use crate::reactor::budget::{Budget, Credit, Resume};
-use crate::reactor::channel;
-use crate::reactor::command::{Command, CommandQueue};
-use crate::reactor::conn::Directory;
-use crate::reactor::queues::{Envelope, Route, Separate};
 use crate::stats::Stats;
 use crate::sync::{Condvar, Mutex, Rank, lock};
 

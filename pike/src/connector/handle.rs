@@ -11,7 +11,7 @@
 //! * Anything handed to a stopped connector comes straight back to the
 //!   caller (as the error of the call), never silently dropped.
 //! * Only the connector's own threads block here: waiting for an event
-//!   (possibly running the loop meanwhile, see [`lead`](super::lead)),
+//!   (possibly running the loop meanwhile, see [`lead`](crate::reactor::lead)),
 //!   for room in a connection's unsent queue, or for a shutdown.
 
 use std::io;
@@ -26,10 +26,8 @@ use super::boundary::Shared;
 use super::budget::rejection_cost;
 use super::channel::Receiver;
 use super::command::{Command, ConnectWait};
-use super::conn::{Directory, Flush, Offer};
-use super::lead::{Lead, Start};
+use super::directory::{Directory, Flush, Offer};
 use super::queues::{Envelope, Route};
-use super::{Config, Reactor};
 use crate::converter::Converter;
 use crate::error::{
     ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
@@ -37,6 +35,8 @@ use crate::error::{
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
+use crate::reactor::lead::{Lead, Start};
+use crate::reactor::{Config, Reactor};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::lock;
 use crate::transport::Dial;
@@ -205,7 +205,7 @@ impl<C: Converter> Handle<C> {
     // ----- sending ------------------------------------------------------------
 
     /// Queues `message` (written now or by the loop, see
-    /// [`conn`](super::conn)); a connection that is not in the directory
+    /// [`conn`](crate::reactor::conn)); a connection that is not in the directory
     /// goes through the command queue, which rejects it.
     pub(crate) fn send(
         &self,
@@ -423,7 +423,7 @@ impl<C: Converter> Handle<C> {
     /// Passes up to `max` events of the main queue to `take`, waiting for
     /// the first as `wait` says. While it waits, this
     /// thread runs the network loop itself if nobody else needs it (see
-    /// [`lead`](super::lead)), so that the event's arrival wakes it
+    /// [`lead`](crate::reactor::lead)), so that the event's arrival wakes it
     /// directly. Returns how many (0 on timeout); Err once the connector
     /// stopped and every event was taken.
     pub(crate) fn take_main(
