@@ -19,29 +19,56 @@ use crate::address::PeerAddr;
 use crate::connector::directory::index_of;
 use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
+use crate::event::AcceptHandle;
 use crate::event::{Event, RemoteConnect};
 use crate::sync::lock;
-use crate::transport::Transport;
+use crate::transport::{Listener, Transport};
 use mio::Token;
+use std::sync::Arc;
 
 /// How long accepting pauses after an error such as running out of file
 /// descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The listener, and what it accepted.
+pub(super) struct Accepting<M> {
+    pub(super) listener: Option<Box<dyn Listener>>,
+    /// What each `RemoteConnect` accepts or rejects through.
+    pub(super) admission: Arc<dyn AcceptHandle<M>>,
+    /// Accepting pauses after an error until then.
+    pub(super) paused_until: Option<Instant>,
+    /// Connections accepted and not yet closed.
+    pub(super) remotes: usize,
+}
+
+impl<M> Accepting<M> {
+    pub(super) fn new(
+        listener: Option<Box<dyn Listener>>,
+        admission: Arc<dyn AcceptHandle<M>>,
+    ) -> Self {
+        Self {
+            listener,
+            admission,
+            paused_until: None,
+            remotes: 0,
+        }
+    }
+}
+
 impl<C: Converter> Reactor<C> {
     pub(super) fn accept(&mut self) {
-        if self.shutdown.is_some() || self.accept_paused_until.is_some() {
+        if self.ending.mode.is_some() || self.accepting.paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = &mut self.listener else {
+            let Some(listener) = &mut self.accepting.listener else {
                 return;
             };
             match listener.accept() {
-                Ok((transport, peer)) if self.remotes >= self.config.max_connections => {
+                Ok((transport, peer)) if self.accepting.remotes >= self.config.max_connections => {
                     tracing::debug!(
                         "{peer}: refused, at the limit of {} connections",
-                        self.remotes
+                        self.accepting.remotes
                     );
                     drop(transport);
                 }
@@ -56,7 +83,7 @@ impl<C: Converter> Reactor<C> {
                     ) => {}
                 Err(e) => {
                     tracing::warn!("accept failed, pausing: {e}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.accepting.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
@@ -83,11 +110,15 @@ impl<C: Converter> Reactor<C> {
             conn.remote = true;
         }
         self.conns.add(id);
-        self.remotes += 1;
+        self.accepting.remotes += 1;
         lock(&self.shared.totals).accepted += 1;
         // Driven once: its handshake's deadline is entered.
         self.mark_ready(id);
-        let event = Event::RemoteConnect(RemoteConnect::new(id, peer, self.admission.clone()));
+        let event = Event::RemoteConnect(RemoteConnect::new(
+            id,
+            peer,
+            self.accepting.admission.clone(),
+        ));
         let _ = self.out.main.send(Envelope {
             event,
             credit: None,

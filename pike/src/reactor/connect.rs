@@ -17,6 +17,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::Reactor;
@@ -30,6 +31,12 @@ use crate::event::Connection;
 use crate::sync::lock;
 use crate::transport::{Dial, Layer, Peer};
 use mio::Token;
+
+/// Names being resolved: a thread each, joined when it answers.
+#[derive(Debug, Default)]
+pub(super) struct Dialer {
+    pub(super) resolvers: Vec<(Connection, JoinHandle<()>)>,
+}
 
 impl<C: Converter> Reactor<C> {
     pub(super) fn connect(&mut self, id: Connection, dial: Dial, waiter: Option<Arc<ConnectWait>>) {
@@ -54,7 +61,7 @@ impl<C: Converter> Reactor<C> {
         if cancelled {
             return;
         }
-        if self.shutdown.is_some() {
+        if self.ending.mode.is_some() {
             return self.connect_failed(id, ConnectError::Cancelled);
         }
         let peers: Vec<Peer> = match target {
@@ -72,7 +79,7 @@ impl<C: Converter> Reactor<C> {
                         });
                     });
                 match spawned {
-                    Ok(handle) => self.resolvers.push((id, handle)),
+                    Ok(handle) => self.dialer.resolvers.push((id, handle)),
                     Err(e) => self.connect_failed(id, ConnectError::Resolve(e)),
                 }
                 return;
@@ -115,8 +122,8 @@ impl<C: Converter> Reactor<C> {
     /// just dropped, so that no thread of the connector outlives its
     /// shutdown.
     pub(super) fn join_resolver(&mut self, id: Connection) {
-        if let Some(i) = self.resolvers.iter().position(|(c, _)| *c == id) {
-            let _ = self.resolvers.swap_remove(i).1.join();
+        if let Some(i) = self.dialer.resolvers.iter().position(|(c, _)| *c == id) {
+            let _ = self.dialer.resolvers.swap_remove(i).1.join();
         }
     }
 

@@ -70,14 +70,17 @@ impl<C: Converter> Reactor<C> {
                 }
             }
             Command::CallbackDone { connection } => {
-                let out = &self.out;
-                let closed = self.with_served(connection, |conn| {
+                let closed = if self.conns.contains(connection)
+                    && let Some(mut conn) = self.directory.lock(connection)
+                {
                     let held = conn.held.take().map(|h| *h).unwrap_or_default();
                     for event in held {
-                        route_event(conn, out, event);
+                        route_event(&mut conn, &mut self.out, event);
                     }
-                    conn.endpoint.state() == State::Closed
-                });
+                    Some(conn.endpoint.state() == State::Closed)
+                } else {
+                    None
+                };
                 if let Some(closed) = closed {
                     if closed {
                         self.close(connection);

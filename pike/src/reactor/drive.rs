@@ -88,7 +88,7 @@ impl<C: Converter> Reactor<C> {
                 if stopped && conn.paused == Pause::No && limit != usize::MAX {
                     conn.paused = Pause::Budget;
                     conn.endpoint.hold_input(true);
-                    self.budget_paused.push(id);
+                    self.pacing.paused.push(id);
                     arm_budget_pause(conn);
                 }
             } else if conn.endpoint.handshake_pending() {
@@ -106,7 +106,7 @@ impl<C: Converter> Reactor<C> {
             conn.shut_write_if_asked();
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
-            deliver(conn, &self.out, &mut self.outgoing);
+            deliver(conn, &mut self.out);
             let backlog = conn.endpoint.has_backlog();
             let wants = backlog || (conn.endpoint.wants_read() && conn.readable);
             if wants && conn.held.is_none() {
@@ -117,14 +117,14 @@ impl<C: Converter> Reactor<C> {
                         read: usize::MAX,
                     }
                 } else {
-                    allowance(&self.out.budget, conn, self.granted == Some(id))
+                    allowance(&self.out.budget, conn, self.pacing.granted == Some(id))
                 };
                 match allowance {
                     Allowance::Pause(why) => {
                         conn.paused = why;
                         conn.endpoint.hold_input(true);
                         if why == Pause::Budget {
-                            self.budget_paused.push(id);
+                            self.pacing.paused.push(id);
                             arm_budget_pause(conn);
                         }
                     }
@@ -141,7 +141,7 @@ impl<C: Converter> Reactor<C> {
                         reads -= 1;
                         progress = true;
                         let now = Instant::now();
-                        let batch = &mut self.outgoing;
+                        let batch = &mut self.out.batch;
                         let converter = &*self.out.converter;
                         let mut taken = 0usize;
                         let mut sink = |event: EndpointEvent<C::Message>| {
@@ -166,13 +166,13 @@ impl<C: Converter> Reactor<C> {
                     }
                 }
             }
-            deliver(conn, &self.out, &mut self.outgoing);
+            deliver(conn, &mut self.out);
             let closed = conn.endpoint.state() == State::Closed;
             if closed || !progress {
                 // The grant ends once the connection holds no input: its
                 // message completed and nothing waits undecoded.
-                if self.granted == Some(id) && conn.endpoint.input_bytes() == 0 {
-                    self.granted = None;
+                if self.pacing.granted == Some(id) && conn.endpoint.input_bytes() == 0 {
+                    self.pacing.granted = None;
                 }
                 break (
                     conn.endpoint.poll_timeout(),
@@ -208,10 +208,10 @@ impl<C: Converter> Reactor<C> {
             return;
         }
         if let Some(old) = keys.timer.take() {
-            self.timers.remove(&(old, id));
+            self.timers.cancel(old, id);
         }
         if let Some(due) = due {
-            self.timers.insert((due, id));
+            self.timers.enter(due, id);
             keys.timer = Some(due);
         }
     }
@@ -254,7 +254,7 @@ impl<C: Converter> Reactor<C> {
         let Some(mut conn) = self.directory.lock(id) else {
             return;
         };
-        deliver(&mut conn, &self.out, &mut self.outgoing);
+        deliver(&mut conn, &mut self.out);
         if let Some(mut transport) = conn.transport.take() {
             let _ = transport.deregister(self.poll.registry());
         }
@@ -275,13 +275,13 @@ impl<C: Converter> Reactor<C> {
         let input_before = std::mem::take(&mut conn.input_bytes);
         drop(conn);
         if remote {
-            self.remotes -= 1;
+            self.accepting.remotes -= 1;
         }
         if let Some(t) = self.conns.get_mut(id).and_then(|k| k.timer.take()) {
-            self.timers.remove(&(t, id));
+            self.timers.cancel(t, id);
         }
-        if self.granted == Some(id) {
-            self.granted = None;
+        if self.pacing.granted == Some(id) {
+            self.pacing.granted = None;
         }
         self.account_input(input_before, 0);
         if budget_freed {
@@ -306,17 +306,14 @@ impl<C: Converter> Reactor<C> {
     /// deadline that passed.
     pub(super) fn fire_timers(&mut self) {
         let now = Instant::now();
-        if self.shutdown_deadline.is_some_and(|t| t <= now) {
+        if self.ending.deadline.is_some_and(|t| t <= now) {
             self.shutdown_overdue();
         }
-        if self.accept_paused_until.is_some_and(|t| t <= now) {
-            self.accept_paused_until = None;
+        if self.accepting.paused_until.is_some_and(|t| t <= now) {
+            self.accepting.paused_until = None;
             self.accept();
         }
-        while let Some(&(due, id)) = self.timers.first()
-            && due <= now
-        {
-            self.timers.pop_first();
+        while let Some(id) = self.timers.pop_due(now) {
             let Some(keys) = self.conns.get_mut(id) else {
                 continue;
             };

@@ -73,12 +73,12 @@ mod outlet;
 pub(crate) mod pacing;
 pub(crate) mod readbuf;
 mod shutdown;
+mod timers;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -89,15 +89,19 @@ use crate::connector::budget::Budget;
 use crate::connector::channel;
 use crate::connector::command::{Command, CommandQueue};
 use crate::connector::directory::{self, Directory};
-use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::endpoint::EndpointConfig;
-use crate::event::{AcceptHandle, Connection};
+use crate::event::Connection;
 use crate::mode::ShutdownMode;
 use crate::transport::{Listener, Peer, SocketOptions};
+use accept::Accepting;
+use connect::Dialer;
 pub(crate) use lead::Start;
-use outlet::{Batch, Outlet};
+use outlet::Outlet;
+use pacing::Pacing;
 use readbuf::ReadBuffer;
+use shutdown::Ending;
+use timers::Timers;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -107,9 +111,6 @@ const READ_BUDGET: usize = 16;
 /// of sends must not starve the sockets, nor a shutdown behind it: see
 /// [`CommandQueue::request_shutdown`]).
 const COMMAND_BUDGET: usize = 4096;
-/// How long after going idle the event queues give back what a burst grew
-/// them to.
-const TRIM_AFTER: Duration = Duration::from_millis(500);
 
 /// The reactor's settings (see the builder for what each means).
 #[derive(Debug, Clone, Copy)]
@@ -217,40 +218,24 @@ pub(crate) struct Reactor<C: Converter> {
     events: Events,
     shared: Arc<Shared<C::Message>>,
     commands: Receiver<Command<C::Message>>,
-    /// Where events go.
+    /// Where events go, and the events on their way.
     out: Outlet<C>,
-    /// Events on their way to a queue, handed over in one go.
-    outgoing: Batch<C::Message>,
     directory: Arc<Directory<C>>,
     config: Config,
-    /// Connections paused at the budget.
-    budget_paused: Vec<Connection>,
-    /// Input bytes of every connection (partly received messages, input
-    /// held back), counted in the budget.
-    input_total: usize,
-    /// When the budget is held by input alone (nothing the application
-    /// takes can free it), the one connection allowed to read on, so that
-    /// its messages complete.
-    granted: Option<Connection>,
-    /// Endpoint deadlines, soonest first.
-    timers: BTreeSet<(Instant, Connection)>,
-    /// When to give back what a burst grew the event queues to.
-    trim_at: Option<Instant>,
-    /// Connections accepted from the listener and not yet closed.
-    remotes: usize,
-    listener: Option<Box<dyn Listener>>,
-    /// What each `RemoteConnect` accepts or rejects through.
-    admission: Arc<dyn AcceptHandle<C::Message>>,
-    accept_paused_until: Option<Instant>,
+    /// How much each connection may read (the memory budget).
+    pacing: Pacing,
+    /// Endpoint deadlines.
+    timers: Timers,
+    /// The listener and what it accepted.
+    accepting: Accepting<C::Message>,
+    /// Names being resolved.
+    dialer: Dialer,
+    /// Whether, how and by when the loop is ending.
+    ending: Ending,
     /// The connections it serves.
     conns: Served,
     ready: Vec<Connection>,
     scratch: ReadBuffer,
-    shutdown: Option<ShutdownMode>,
-    /// When a shutdown that lets messages finish ends them anyway.
-    shutdown_deadline: Option<Instant>,
-    /// Resolver threads, by the connection they resolve for.
-    resolvers: Vec<(Connection, JoinHandle<()>)>,
     /// Dropped last: marks the connector stopped however the reactor ends
     /// (after its loop, by a panic, or never run at all).
     _stop: StopGuard<C>,
@@ -260,7 +245,7 @@ impl<C: Converter> std::fmt::Debug for Reactor<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reactor")
             .field("connections", &self.conns.len())
-            .field("shutdown", &self.shutdown)
+            .field("shutdown", &self.ending.mode)
             .finish_non_exhaustive()
     }
 }
@@ -298,32 +283,23 @@ impl<C: Converter> Reactor<C> {
             events: Events::with_capacity(1024),
             shared: shared.clone(),
             commands: command_rx,
-            out: Outlet {
-                main: main_tx,
-                budget,
-                converter,
-            },
-            outgoing: Batch::new(),
+            out: Outlet::new(main_tx, budget, converter),
             directory: directory.clone(),
             config,
-            budget_paused: Vec::new(),
-            input_total: 0,
-            granted: None,
-            timers: BTreeSet::new(),
-            trim_at: None,
-            remotes: 0,
-            listener,
-            admission: Arc::new(Admission {
-                shared: shared.clone(),
-                directory: directory.clone(),
-            }),
-            accept_paused_until: None,
+            pacing: Pacing::default(),
+            timers: Timers::default(),
+            accepting: Accepting::new(
+                listener,
+                Arc::new(Admission {
+                    shared: shared.clone(),
+                    directory: directory.clone(),
+                }),
+            ),
+            dialer: Dialer::default(),
+            ending: Ending::default(),
             conns: Served::default(),
             ready: Vec::new(),
             scratch: ReadBuffer::new(config.read_chunk, shares_input),
-            shutdown: None,
-            shutdown_deadline: None,
-            resolvers: Vec::new(),
             _stop: StopGuard::new(shared, directory),
         })
     }
@@ -348,26 +324,7 @@ impl<C: Converter> Reactor<C> {
     /// drive ready connections, fire timers. Returns false once shutdown
     /// has completed.
     pub(crate) fn turn(&mut self, cap: Option<Duration>) -> bool {
-        let mut timeout = match (self.poll_timeout(), cap) {
-            (Some(t), Some(c)) => Some(t.min(c)),
-            (t, c) => t.or(c),
-        };
-        let sleeping = timeout != Some(Duration::ZERO);
-        if sleeping && !self.shared.commands.going_to_sleep(&self.commands) {
-            timeout = Some(Duration::ZERO);
-        }
-        if self.trim_at.is_some_and(|t| t <= Instant::now()) {
-            self.trim_queues();
-        } else if self.trim_at.is_none() && timeout != Some(Duration::ZERO) && self.queues_grown() {
-            // Going idle with queues a burst grew: give them back in a
-            // while (waking once for it), not at once: a burst a moment
-            // from now would grow them again.
-            self.trim_at = Some(Instant::now() + TRIM_AFTER);
-        }
-        if let Some(at) = self.trim_at {
-            let left = at.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        }
+        let timeout = self.sleep_for(cap);
         let polled = self.poll.poll(&mut self.events, timeout);
         self.shared.commands.awake();
         if let Err(e) = polled
@@ -378,16 +335,48 @@ impl<C: Converter> Reactor<C> {
             self.abort_all();
             return false;
         }
+        if self.take_readiness() {
+            self.accept();
+        }
+        self.take_commands();
+        self.drive_ready();
+        self.fire_timers();
+        !(self.ending.mode.is_some() && self.conns.is_empty())
+    }
+
+    /// How long the next poll may sleep: until the soonest deadline, at
+    /// most `cap`, and not at all if there is work or commands came while
+    /// it was about to sleep.
+    fn sleep_for(&mut self, cap: Option<Duration>) -> Option<Duration> {
+        let mut timeout = match (self.poll_timeout(), cap) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping && !self.shared.commands.going_to_sleep(&self.commands) {
+            timeout = Some(Duration::ZERO);
+        }
+        let idle = timeout != Some(Duration::ZERO);
+        if let Some(at) = self.out.trim_when_idle(idle, &self.directory) {
+            let left = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        timeout
+    }
+
+    /// Notes what the poll reported: each connection's readiness in its
+    /// keys, and the connection on the ready list. Returns whether the
+    /// listener has connections to accept.
+    fn take_readiness(&mut self) -> bool {
         let mut accept = false;
         for event in self.events.iter() {
             match event.token() {
                 WAKER => {}
                 LISTENER => accept = true,
                 token => {
-                    let Some(id) = self.conns.owner(token) else {
-                        continue;
-                    };
-                    if let Some(keys) = self.conns.get_mut(id) {
+                    if let Some(id) = self.conns.owner(token)
+                        && let Some(keys) = self.conns.get_mut(id)
+                    {
                         keys.edges |= conn::Edges::of(event);
                         if !keys.ready {
                             keys.ready = true;
@@ -397,34 +386,7 @@ impl<C: Converter> Reactor<C> {
                 }
             }
         }
-        if accept {
-            self.accept();
-        }
-        self.take_commands();
-        self.drive_ready();
-        self.fire_timers();
-        !(self.shutdown.is_some() && self.conns.is_empty())
-    }
-
-    /// Whether the event queues hold more room than [`trim_queue`] keeps.
-    ///
-    /// [`trim_queue`]: crate::memory::trim_queue
-    fn queues_grown(&self) -> bool {
-        let size = std::mem::size_of::<Envelope<C::Message>>();
-        (self.outgoing.events.capacity() + self.out.main.capacity()) * size > 64 * 1024
-    }
-
-    /// Gives back what bursts grew the event queues to: the loop's batch,
-    /// the main queue and the separate queues, those that are empty.
-    fn trim_queues(&mut self) {
-        self.trim_at = None;
-        crate::memory::trim_queue(&mut self.outgoing.events);
-        self.out.main.trim();
-        self.directory.for_each(|conn| {
-            if let Route::Separate(tx) = &conn.route {
-                tx.trim();
-            }
-        });
+        accept
     }
 
     /// Marks the loop idle in its slot, or taken to run; going idle
@@ -443,10 +405,11 @@ impl<C: Converter> Reactor<C> {
             return Some(Duration::ZERO);
         }
         let next = self
-            .accept_paused_until
+            .accepting
+            .paused_until
             .into_iter()
-            .chain(self.shutdown_deadline)
-            .chain(self.timers.first().map(|&(t, _)| t))
+            .chain(self.ending.deadline)
+            .chain(self.timers.next())
             .min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }

@@ -15,10 +15,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::conn::Conn;
 use crate::connector::budget::{Budget, Credit, event_cost};
 use crate::connector::channel;
+use crate::connector::directory::Directory;
 use crate::connector::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::error::ConnectError;
@@ -26,15 +28,70 @@ use crate::event::Event;
 use crate::memory::CHUNK_ITEMS;
 use crate::mode::DisconnectMode;
 
-/// Where the loop's events go, and what is needed to count them against
-/// the budget on the way.
+/// Where the loop's events go, what is needed to count them against the
+/// budget on the way, and the events on their way (handed over in one go).
 pub(super) struct Outlet<C: Converter> {
     pub(super) main: channel::Sender<Envelope<C::Message>>,
     pub(super) budget: Arc<Budget>,
     pub(super) converter: Arc<C>,
+    /// Events on their way to a queue; empty between deliveries.
+    pub(super) batch: Batch<C::Message>,
+    /// When to give back what a burst grew the event queues to.
+    trim_at: Option<Instant>,
 }
 
+/// How long after going idle the event queues give back what a burst grew
+/// them to.
+const TRIM_AFTER: Duration = Duration::from_millis(500);
+
 impl<C: Converter> Outlet<C> {
+    pub(super) fn new(
+        main: channel::Sender<Envelope<C::Message>>,
+        budget: Arc<Budget>,
+        converter: Arc<C>,
+    ) -> Self {
+        Self {
+            main,
+            budget,
+            converter,
+            batch: Batch::new(),
+            trim_at: None,
+        }
+    }
+
+    /// Gives back what bursts grew the event queues to once the loop has
+    /// been idle a while (`idle`: it is about to sleep). Returns when it
+    /// must wake to do so.
+    pub(super) fn trim_when_idle(
+        &mut self,
+        idle: bool,
+        directory: &Directory<C>,
+    ) -> Option<Instant> {
+        if self.trim_at.is_some_and(|t| t <= Instant::now()) {
+            self.trim_at = None;
+            crate::memory::trim_queue(&mut self.batch.events);
+            self.main.trim();
+            directory.for_each(|conn| {
+                if let Route::Separate(tx) = &conn.route {
+                    tx.trim();
+                }
+            });
+        } else if self.trim_at.is_none() && idle && self.grown() {
+            // Going idle with queues a burst grew: give them back in a
+            // while (waking once for it), not at once: a burst a moment
+            // from now would grow them again.
+            self.trim_at = Some(Instant::now() + TRIM_AFTER);
+        }
+        self.trim_at
+    }
+
+    /// Whether the event queues hold more room than
+    /// [`trim_queue`](crate::memory::trim_queue) keeps.
+    fn grown(&self) -> bool {
+        let size = std::mem::size_of::<Envelope<C::Message>>();
+        (self.batch.events.capacity() + self.main.capacity()) * size > 64 * 1024
+    }
+
     /// What `event` costs against the budget.
     pub(super) fn cost(&self, event: &Event<C::Message>) -> usize {
         event_cost(&*self.converter, event)
@@ -42,12 +99,8 @@ impl<C: Converter> Outlet<C> {
 
     /// Queues a connection's events where its route says, counting them
     /// against its credit first.
-    pub(super) fn hand_over(
-        &self,
-        batch: &mut Batch<C::Message>,
-        credit: &Arc<Credit>,
-        route: &Route<C::Message>,
-    ) {
+    pub(super) fn hand_over(&mut self, credit: &Arc<Credit>, route: &Route<C::Message>) {
+        let batch = &mut self.batch;
         // Empty if the chunk being filled is: a full chunk is always
         // followed by one with an event.
         let Some(last) = batch.events.back_mut() else {
@@ -110,11 +163,7 @@ impl<M> Batch<M> {
 
 /// Passes a connection's new events on: to its `connect_waiting` caller,
 /// held, or to its queue, in one go.
-pub(super) fn deliver<C: Converter>(
-    conn: &mut Conn<C>,
-    out: &Outlet<C>,
-    batch: &mut Batch<C::Message>,
-) {
+pub(super) fn deliver<C: Converter>(conn: &mut Conn<C>, out: &mut Outlet<C>) {
     while let Some(event) = conn.endpoint.poll_event() {
         let mut event = Event::from(event);
         if conn.waiter.is_some() || conn.abandoned {
@@ -129,14 +178,14 @@ pub(super) fn deliver<C: Converter>(
         }
         let last = event.is_final();
         let cost = out.cost(&event);
-        batch.push(event, cost);
+        out.batch.push(event, cost);
         if last {
             // Nothing follows the final event; later rejections go to main.
-            out.hand_over(batch, &conn.credit, &conn.route);
+            out.hand_over(&conn.credit, &conn.route);
             conn.route = Route::Main;
         }
     }
-    out.hand_over(batch, &conn.credit, &conn.route);
+    out.hand_over(&conn.credit, &conn.route);
 }
 
 /// A `connect_waiting` connection's `FinishConnect` goes to the waiting
@@ -185,14 +234,13 @@ fn to_waiter<C: Converter>(
 /// Passes one event of a connection on, by itself.
 pub(super) fn route_event<C: Converter>(
     conn: &mut Conn<C>,
-    out: &Outlet<C>,
+    out: &mut Outlet<C>,
     event: Event<C::Message>,
 ) {
     let last = event.is_final();
-    let mut batch = Batch::new();
     let cost = out.cost(&event);
-    batch.push(event, cost);
-    out.hand_over(&mut batch, &conn.credit, &conn.route);
+    out.batch.push(event, cost);
+    out.hand_over(&conn.credit, &conn.route);
     if last {
         conn.route = Route::Main;
     }

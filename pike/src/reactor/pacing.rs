@@ -101,6 +101,20 @@ pub(super) fn holds_nothing<C: Converter>(conn: &Conn<C>) -> bool {
     conn.credit.gauge.used() == 0 && conn.endpoint.input_bytes() == 0 && conn.counted == 0
 }
 
+/// The pacing part's own state.
+#[derive(Debug, Default)]
+pub(super) struct Pacing {
+    /// Connections paused at the budget.
+    pub(super) paused: Vec<Connection>,
+    /// Input bytes of every connection (partly received messages, input
+    /// held back), counted in the budget.
+    pub(super) input_total: usize,
+    /// When the budget is held by input alone (nothing the application
+    /// takes can free it), the one connection allowed to read on, so that
+    /// its messages complete.
+    pub(super) granted: Option<Connection>,
+}
+
 impl<C: Converter> Reactor<C> {
     /// Reading from `id` resumes if it was paused at its share, or at the
     /// budget and it now holds nothing (its events were taken, its unsent
@@ -116,7 +130,7 @@ impl<C: Converter> Reactor<C> {
             Pause::No => return,
             Pause::Share => {}
             Pause::Budget if holds_nothing(&conn) => {
-                self.budget_paused.retain(|&c| c != id);
+                self.pacing.paused.retain(|&c| c != id);
             }
             Pause::Budget => {
                 arm_budget_pause(&mut conn);
@@ -131,7 +145,7 @@ impl<C: Converter> Reactor<C> {
     /// Reading resumes on every connection paused at the budget, and
     /// senders waiting for the budget look again.
     pub(super) fn resume_budget(&mut self) {
-        for id in std::mem::take(&mut self.budget_paused) {
+        for id in std::mem::take(&mut self.pacing.paused) {
             if !self.conns.contains(id) {
                 continue;
             }
@@ -163,9 +177,9 @@ impl<C: Converter> Reactor<C> {
     pub(super) fn account_input(&mut self, before: usize, now: usize) {
         if now >= before {
             self.out.budget.add_received(now - before);
-            self.input_total += now - before;
+            self.pacing.input_total += now - before;
         } else {
-            self.input_total -= before - now;
+            self.pacing.input_total -= before - now;
             if self.out.budget.release_received(before - now) {
                 self.resume_budget();
             }
@@ -178,14 +192,15 @@ impl<C: Converter> Reactor<C> {
     /// read on, alone, until it holds none, so that its messages complete
     /// and the application can take them.
     pub(super) fn grant_if_stuck(&mut self) {
-        if self.granted.is_some()
-            || self.budget_paused.is_empty()
-            || self.input_total <= self.out.budget.low()
+        if self.pacing.granted.is_some()
+            || self.pacing.paused.is_empty()
+            || self.pacing.input_total <= self.out.budget.low()
         {
             return;
         }
         let Some((id, _)) = self
-            .budget_paused
+            .pacing
+            .paused
             .iter()
             .filter_map(|&id| Some((id, self.directory.lock(id)?.input_bytes)))
             .max_by_key(|&(_, bytes)| bytes)
@@ -193,8 +208,8 @@ impl<C: Converter> Reactor<C> {
             return;
         };
         tracing::debug!("{id}: the budget is held by partial messages; this one reads on");
-        self.granted = Some(id);
-        self.budget_paused.retain(|&c| c != id);
+        self.pacing.granted = Some(id);
+        self.pacing.paused.retain(|&c| c != id);
         self.with_served(id, unpause);
         self.mark_ready(id);
     }

@@ -22,19 +22,28 @@ use crate::connector::queues::merge_into;
 use crate::converter::Converter;
 use crate::mode::ShutdownMode;
 
+/// Whether the loop is ending, in what mode, and by when.
+#[derive(Debug, Default)]
+pub(super) struct Ending {
+    pub(super) mode: Option<ShutdownMode>,
+    /// When a shutdown that lets messages finish ends them anyway.
+    pub(super) deadline: Option<Instant>,
+}
+
 impl<C: Converter> Reactor<C> {
     pub(super) fn begin_shutdown(&mut self, mode: ShutdownMode) {
         if self
-            .shutdown
+            .ending
+            .mode
             .is_some_and(|m| m == ShutdownMode::Now || m == mode)
         {
             return;
         }
-        self.shutdown = Some(mode);
-        if let Some(mut listener) = self.listener.take() {
+        self.ending.mode = Some(mode);
+        if let Some(mut listener) = self.accepting.listener.take() {
             let _ = listener.deregister(self.poll.registry());
         }
-        self.accept_paused_until = None;
+        self.accepting.paused_until = None;
         for id in self.conns.ids() {
             if self
                 .with_served(id, |c| c.endpoint.shutdown(mode))
@@ -49,16 +58,16 @@ impl<C: Converter> Reactor<C> {
     /// it has.
     pub(super) fn limit_shutdown(&mut self, deadline: Option<Instant>) {
         if let Some(d) = deadline
-            && self.shutdown.is_some_and(|m| m != ShutdownMode::Now)
-            && self.shutdown_deadline.is_none_or(|old| d < old)
+            && self.ending.mode.is_some_and(|m| m != ShutdownMode::Now)
+            && self.ending.deadline.is_none_or(|old| d < old)
         {
-            self.shutdown_deadline = Some(d);
+            self.ending.deadline = Some(d);
         }
     }
 
     /// The shutdown's deadline passed: what is left ends now.
     pub(super) fn shutdown_overdue(&mut self) {
-        self.shutdown_deadline = None;
+        self.ending.deadline = None;
         if !self.conns.is_empty() {
             tracing::debug!(
                 "shutdown deadline: {} connections left end now",
@@ -117,7 +126,7 @@ impl<C: Converter> Reactor<C> {
         }
         // A resolver still waiting on a name is not waited for: its answer
         // goes to a closed queue, and it ends.
-        for (_, resolver) in self.resolvers.drain(..) {
+        for (_, resolver) in self.dialer.resolvers.drain(..) {
             if resolver.is_finished() {
                 let _ = resolver.join();
             }
