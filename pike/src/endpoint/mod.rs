@@ -476,6 +476,14 @@ impl<C: Converter> Endpoint<C> {
         }
     }
 
+    /// Whether what it reads is discarded (`Draining`: the local disconnect
+    /// completed, the peer's last bytes are read to its end of stream):
+    /// then reading is not bounded by the memory budget, since nothing it
+    /// reads is kept.
+    pub fn discards_input(&self) -> bool {
+        self.state == State::Draining
+    }
+
     /// Whether input read earlier waits undecoded, because the taker of a
     /// read's messages wanted no more (see
     /// [`handle_read_into`](Self::handle_read_into)). Decode it with

@@ -221,6 +221,7 @@ fn disconnect_now_mid_message() {
 #[test]
 fn disconnect_finish_message_mid_message() {
     let mut ep = paused_mid_message();
+    assert!(!ep.discards_input());
     ep.disconnect(DisconnectMode::FinishMessage);
     assert!(
         events(&mut ep).is_empty(),
@@ -231,6 +232,9 @@ fn disconnect_finish_message_mid_message() {
     let e = take_finish_disconnect(&mut ep);
     assert_eq!((e.incomplete, e.queued), (None, strings(&["TWO"])));
     assert_eq!(ep.state(), State::Draining);
+    // What the peer still sends is read to its end and dropped: the loop
+    // reads it without the budget's bounds.
+    assert!(ep.discards_input());
     assert_eq!(ep.messages_written(), 1);
 }
 

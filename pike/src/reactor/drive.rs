@@ -111,7 +111,7 @@ impl<C: Converter> Reactor<C> {
             let wants = backlog || (conn.endpoint.wants_read() && conn.readable);
             if wants && conn.held.is_none() {
                 // Draining input is discarded, so the bounds do not apply.
-                let allowance = if conn.endpoint.state() == State::Draining {
+                let allowance = if conn.endpoint.discards_input() {
                     Allowance::Take {
                         bytes: usize::MAX,
                         read: usize::MAX,
