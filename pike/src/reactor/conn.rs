@@ -71,7 +71,8 @@ pub(crate) struct Conn<C: Converter> {
     /// The network thread let go of the connection: nothing may be queued
     /// here any more.
     pub(crate) retired: bool,
-    /// Senders waiting on [`Slot::room`] for the unsent queue to drain.
+    /// Senders waiting on their slot's condition variable
+    /// (`connector/directory.rs`) for the unsent queue to drain.
     pub(crate) room_waiters: u32,
     /// Async senders waiting for the same.
     /// (Boxed: rare, and an idle connection keeps its size: 8 bytes here
