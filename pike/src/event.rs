@@ -34,6 +34,20 @@ impl Connection {
     pub fn from_id(id: u64) -> Self {
         Self(id)
     }
+
+    /// The id of the connection in place `index` (from 0) at `generation`:
+    /// the place plus one in the low half (so no id is 0), the generation
+    /// in the high half.
+    pub(crate) fn of_place(index: usize, generation: u32) -> Self {
+        Self((u64::from(generation) << 32) | (index as u64 + 1))
+    }
+
+    /// The place (from 0) and generation this id names (`None`: no
+    /// place's).
+    pub(crate) fn place(self) -> Option<(usize, u32)> {
+        let low = self.0 as u32;
+        (low != 0).then(|| (low as usize - 1, (self.0 >> 32) as u32))
+    }
 }
 
 impl fmt::Debug for Connection {
@@ -44,12 +58,10 @@ impl fmt::Debug for Connection {
 
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // See `reactor::conn::id_of`: the place (from 1) below, its
-        // generation above.
-        let (place, generation) = (self.0 as u32, self.0 >> 32);
-        match generation {
-            0 => write!(f, "#{place}"),
-            g => write!(f, "#{place}.{g}"),
+        match self.place() {
+            Some((index, 0)) => write!(f, "#{}", index + 1),
+            Some((index, g)) => write!(f, "#{}.{g}", index + 1),
+            None => write!(f, "#0"),
         }
     }
 }
@@ -243,5 +255,22 @@ impl<M> fmt::Debug for RemoteConnect<M> {
             .field("peer", &self.peer)
             .field("pending", &self.handle.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+
+    #[test]
+    fn an_id_names_its_place_and_generation_and_shows_them() {
+        let first = Connection::of_place(2, 0);
+        assert_eq!(first.place(), Some((2, 0)));
+        assert_eq!(first.to_string(), "#3");
+        let again = Connection::of_place(2, 1);
+        assert_ne!(again, first);
+        assert_eq!(again.place(), Some((2, 1)));
+        assert_eq!(again.to_string(), "#3.1");
+        assert_eq!(Connection::from_id(0).place(), None);
     }
 }

@@ -59,7 +59,7 @@ impl<M> Shared<M> {
             main,
             separate: Separate::default(),
             budget,
-            // No connection's id is 0 (see `conn::id_of`).
+            // No connection's id is 0 (see `Connection::of_place`).
             orphans: Arc::new(Credit::new(Connection(0))),
             totals: Mutex::new(Rank::Totals, Stats::default()),
             stopped: Mutex::new(Rank::Stopped, false),

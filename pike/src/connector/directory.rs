@@ -98,22 +98,10 @@ impl<C: Converter> std::fmt::Debug for Slot<C> {
     }
 }
 
-/// A connection's id: its place's index (plus one, so that no id is 0)
-/// in the low half, the place's generation in the high half.
-fn id_of(index: usize, generation: u32) -> Connection {
-    Connection((u64::from(generation) << 32) | (index as u64 + 1))
-}
-
-/// The place and generation an id names (`None`: no place's).
-fn parts(id: Connection) -> Option<(usize, u32)> {
-    let low = id.0 as u32;
-    (low != 0).then(|| (low as usize - 1, (id.0 >> 32) as u32))
-}
-
 /// The connection's place, in the order of the directory's places: the
 /// loop's index of what it serves, and its `mio` token.
 pub(crate) fn index_of(id: Connection) -> usize {
-    parts(id).map_or(usize::MAX, |(index, _)| index)
+    id.place().map_or(usize::MAX, |(index, _)| index)
 }
 
 /// A locked connection: its place's lock, held while it holds the
@@ -227,7 +215,7 @@ impl<C: Converter> Directory<C> {
         let mut place = lock(&slot.io);
         debug_assert!(place.conn.is_none() && !place.listed && !place.taken);
         place.taken = true;
-        id_of(index, place.generation)
+        Connection::of_place(index, place.generation)
     }
 
     /// Puts the connection reserved as `endpoint`'s id in its place, its
@@ -244,20 +232,20 @@ impl<C: Converter> Directory<C> {
         conn.set_span(peer);
         let slot = self.slot(id).expect("reserved");
         let mut place = lock(&slot.io);
-        debug_assert_eq!(Some(place.generation), parts(id).map(|(_, g)| g));
+        debug_assert_eq!(Some(place.generation), id.place().map(|(_, g)| g));
         place.conn = Some(conn);
         place.listed = true;
     }
 
     /// The place an id names, whatever it holds now.
     fn slot(&self, id: Connection) -> Option<&Slot<C>> {
-        self.places.get(parts(id)?.0)
+        self.places.get(id.place()?.0)
     }
 
     /// The connection `id` names, locked, as the loop sees it: also once
     /// it is retired, until its place is given back.
     pub(crate) fn lock(&self, id: Connection) -> Option<ConnGuard<'_, C>> {
-        let (index, generation) = parts(id)?;
+        let (index, generation) = id.place()?;
         let slot = self.places.get(index)?;
         let place = lock(&slot.io);
         (place.generation == generation && place.conn.is_some())
@@ -275,20 +263,28 @@ impl<C: Converter> Directory<C> {
     /// its generation moves on (so `id` finds nothing any more), and a
     /// sender waiting in it finds it gone.
     pub(crate) fn release(&self, id: Connection) {
-        let Some((index, generation)) = parts(id) else {
+        let Some((index, generation)) = id.place() else {
             return;
         };
         let Some(slot) = self.places.get(index) else {
             return;
         };
-        let mut place = lock(&slot.io);
-        if place.generation != generation || !place.taken {
+        let place = lock(&slot.io);
+        if place.generation == generation {
+            self.empty(index, slot, place);
+        }
+    }
+
+    /// Empties a place handed out (its lock held): see
+    /// [`release`](Self::release).
+    fn empty(&self, index: usize, slot: &Slot<C>, mut place: MutexGuard<'_, Place<C>>) {
+        if !place.taken {
             return;
         }
         let conn = place.conn.take();
         place.taken = false;
         place.listed = false;
-        place.generation = generation.wrapping_add(1);
+        place.generation = place.generation.wrapping_add(1);
         let reuse = place.generation != 0;
         slot.room.notify_all();
         drop(place);
@@ -373,8 +369,7 @@ impl<C: Converter> Directory<C> {
     /// Lets go of every connection: the network thread has stopped.
     pub(crate) fn retire_all(&self) {
         for (index, slot) in self.places.iter() {
-            let generation = lock(&slot.io).generation;
-            self.release(id_of(index, generation));
+            self.empty(index, slot, lock(&slot.io));
         }
     }
 

@@ -29,7 +29,7 @@ use crate::endpoint::State;
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::sync::lock;
-use crate::transport::{Dial, Layer, Peer};
+use crate::transport::{Dial, Peer};
 use mio::Token;
 
 /// Names being resolved: a thread each, joined when it answers.
@@ -51,9 +51,7 @@ impl<C: Converter> Reactor<C> {
         conn.span().in_scope(|| tracing::debug!("connecting"));
         conn.waiter = waiter;
         let Dial { target, layer, .. } = dial;
-        if !matches!(layer, Layer::Plain) {
-            conn.dialing().layer = layer;
-        }
+        conn.dialing().layer = layer;
         drop(conn);
         self.conns.add(id);
         // Driven once: its events are passed on, its timeout entered.
