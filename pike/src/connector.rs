@@ -33,7 +33,7 @@ pub(crate) mod budget;
 pub(crate) mod channel;
 pub(crate) mod command;
 pub(crate) mod directory;
-mod handle;
+pub(crate) mod handle;
 mod handshake;
 pub(crate) mod queues;
 mod slab;
@@ -47,7 +47,6 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::converter::Converter;
-use crate::endpoint::EndpointConfig;
 use crate::error::{
     ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StartError, StoppedError,
     TryRecvError, TrySendError, UsageError,
@@ -57,7 +56,7 @@ use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::reactor::{Config, Start};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::{Mutex, Rank, lock};
-use crate::transport::{self, SocketOptions};
+use crate::transport;
 pub(crate) use handle::SeparateQueue;
 use handle::{Handle, Wait};
 
@@ -473,18 +472,7 @@ impl<C: Converter> Connector<C> {
             #[cfg(feature = "tls")]
             connect_tls: None,
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
-            config: Config {
-                endpoint: EndpointConfig::default(),
-                memory_budget: DEFAULT_MEMORY_BUDGET,
-                connection_share: DEFAULT_CONNECTION_SHARE,
-                max_connections: DEFAULT_MAX_CONNECTIONS,
-                socket: SocketOptions {
-                    nodelay: true,
-                    keepalive: None,
-                    user_timeout: None,
-                },
-                read_chunk: 256 * 1024,
-            },
+            config: Config::default(),
         }
     }
 

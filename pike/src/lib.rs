@@ -115,6 +115,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+mod clock;
 pub mod connector;
 pub mod converter;
 pub mod converters;

@@ -23,6 +23,7 @@
 //! | 10 | [`Rank::FileJob`] | `converters/file.rs`: one transfer | the pool (handing it a job) |
 //! | 11 | [`Rank::FilePool`] | `converters/file.rs`: the file converter's workers | nothing |
 //! | 12 | [`Rank::FileSlots`] | `converters/file.rs`: its open-file slots | nothing |
+//! | 13 | `Rank::MemoryNet` | `transport/memory.rs` (the crate's tests only): the in-memory network | nothing |
 //!
 //! Finding a connection takes no lock (see `connector/slab.rs`): a send
 //! takes its slot's lock alone.
@@ -81,6 +82,8 @@ pub(crate) enum Rank {
     FileJob,
     FilePool,
     FileSlots,
+    #[cfg(test)]
+    MemoryNet,
 }
 
 /// A lock's rank, kept only where it is checked (debug builds).

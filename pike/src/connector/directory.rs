@@ -45,6 +45,7 @@ use super::budget::Budget;
 use super::command::{Command, CommandQueue, ConnectionWaker};
 use super::queues::Route;
 use super::slab::Slab;
+use crate::clock::Clock;
 use crate::converter::Converter;
 use crate::endpoint::{Endpoint, EndpointConfig, State};
 use crate::event::Connection;
@@ -178,6 +179,8 @@ pub(crate) struct Directory<C: Converter> {
     /// Shared by every endpoint.
     config: Arc<EndpointConfig>,
     commands: Arc<CommandQueue<C::Message>>,
+    /// Where `now` comes from, for the endpoints driven here.
+    clock: Clock,
 }
 
 impl<C: Converter> std::fmt::Debug for Directory<C> {
@@ -192,6 +195,7 @@ impl<C: Converter> Directory<C> {
         config: EndpointConfig,
         commands: Arc<CommandQueue<C::Message>>,
         budget: Arc<Budget>,
+        clock: Clock,
     ) -> Self {
         Self {
             places: Slab::new(),
@@ -199,6 +203,7 @@ impl<C: Converter> Directory<C> {
             budget,
             config: Arc::new(config),
             commands,
+            clock,
         }
     }
 
@@ -306,7 +311,7 @@ impl<C: Converter> Directory<C> {
             self.converter.clone(),
             self.waker(id),
             self.config.clone(),
-            Instant::now(),
+            self.clock.now(),
         )
     }
 
@@ -500,7 +505,7 @@ impl<C: Converter> Directory<C> {
         // already (in a stream of sends, once per write of the loop).
         let coalesce = flush == Flush::Coalesce
             && (io.flush_pending || {
-                let now = Instant::now();
+                let now = self.clock.now();
                 let recent = |until: Option<Instant>| until.is_some_and(|u| now < u);
                 recent(io.coalesce_until) || recent(THREAD_COALESCE_UNTIL.get())
             });
@@ -512,7 +517,7 @@ impl<C: Converter> Directory<C> {
                 poke = true;
             }
         } else if io.write_out() {
-            io.note_write();
+            io.note_write(self.clock.now());
             THREAD_COALESCE_UNTIL.set(io.coalesce_until);
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
@@ -568,7 +573,7 @@ impl<C: Converter> Directory<C> {
         self.with_conn(id, Flush::Now, |io| {
             if io.endpoint.state() == State::Accepting {
                 io.route = route;
-                io.endpoint.accept(Instant::now());
+                io.endpoint.accept(self.clock.now());
                 accepted = true;
             }
         });

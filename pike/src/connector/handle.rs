@@ -66,12 +66,31 @@ impl<C: Converter> Handle<C> {
         config: Config,
         listener: Option<Box<dyn Listener>>,
     ) -> io::Result<Self> {
-        let reactor = Reactor::new(converter, config, listener)?;
-        Ok(Self {
+        Ok(Self::of(Reactor::new(converter, config, listener)?))
+    }
+
+    /// The handle to `reactor` (not running yet).
+    pub(crate) fn of(reactor: Reactor<C>) -> Self {
+        Self {
             shared: reactor.shared(),
             directory: reactor.directory(),
             lead: Arc::new(Lead::new(reactor)),
-        })
+        }
+    }
+
+    /// Takes the reactor out, never to be run by a network thread or a
+    /// borrower: the reactor harness runs it one turn at a time, and uses
+    /// only the calls that do not wait for the loop.
+    #[cfg(test)]
+    pub(crate) fn detach(&self) -> Reactor<C> {
+        self.lead.take_unstarted().expect("never started")
+    }
+
+    /// Asks for a shutdown without waiting for it (the harness's
+    /// [`shutdown`](Self::shutdown)).
+    #[cfg(test)]
+    pub(crate) fn request_shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) {
+        let _ = self.shared.commands.request_shutdown(mode, deadline);
     }
 
     // ----- running and stopping -----------------------------------------------

@@ -83,7 +83,7 @@ impl<C: Converter> Reactor<C> {
                     ) => {}
                 Err(e) => {
                     tracing::warn!("accept failed, pausing: {e}");
-                    self.accepting.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.accepting.paused_until = Some(self.clock.now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
@@ -93,7 +93,7 @@ impl<C: Converter> Reactor<C> {
     fn add_remote(&mut self, mut transport: Box<dyn Transport>, peer: PeerAddr) {
         transport.configure(&self.config.socket);
         let id = self.directory.reserve();
-        if let Err(e) = transport.register(self.poll.registry(), Token(index_of(id))) {
+        if let Err(e) = transport.register(self.poller.registry(), Token(index_of(id))) {
             tracing::warn!("cannot register accepted socket: {e}");
             self.directory.release(id);
             return;
@@ -101,7 +101,7 @@ impl<C: Converter> Reactor<C> {
         let mut endpoint = self.directory.accepting(id);
         if !transport.ready_for_data() {
             // Its handshake starts now, and must end in time.
-            endpoint.handle_handshake_started(Instant::now());
+            endpoint.handle_handshake_started(self.clock.now());
         }
         self.directory
             .insert(endpoint, Some(transport), Route::Main, &peer);

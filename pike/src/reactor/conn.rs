@@ -237,10 +237,10 @@ impl<C: Converter> Conn<C> {
 pub(crate) struct Edges;
 
 impl Edges {
-    const READABLE: u8 = 1;
-    const READ_CLOSED: u8 = 2;
-    const WRITABLE: u8 = 4;
-    const ERROR: u8 = 8;
+    pub(crate) const READABLE: u8 = 1;
+    pub(crate) const READ_CLOSED: u8 = 2;
+    pub(crate) const WRITABLE: u8 = 4;
+    pub(crate) const ERROR: u8 = 8;
 
     /// What a poller event reports.
     pub(crate) fn of(event: &mio::event::Event) -> u8 {
@@ -334,7 +334,7 @@ impl<C: Converter> Conn<C> {
     /// that a client's connect does not wait for the application. Returns
     /// whether anything happened, and whether it stopped at its read limit
     /// with the socket perhaps holding more.
-    pub(crate) fn handshake(&mut self, read_limit: usize) -> (bool, bool) {
+    pub(crate) fn handshake(&mut self, read_limit: usize, now: Instant) -> (bool, bool) {
         let Some(transport) = &mut self.transport else {
             return (false, false);
         };
@@ -349,7 +349,7 @@ impl<C: Converter> Conn<C> {
         }
         let outcome = transport.handshake(read_limit);
         if let Some(mid_record) = transport.take_wire_input() {
-            self.endpoint.handle_wire_input(Instant::now(), mid_record);
+            self.endpoint.handle_wire_input(now, mid_record);
         }
         match outcome {
             Ok(Handshake::Done) => {
@@ -406,18 +406,18 @@ impl<C: Converter> Conn<C> {
     /// [`COALESCE`] are left for the loop to write together. Timed when
     /// the write ended, so that a slow system call does not make the next
     /// send look like one after a pause.
-    pub(crate) fn note_write(&mut self) {
-        self.coalesce_until = Some(Instant::now() + COALESCE);
+    pub(crate) fn note_write(&mut self, now: Instant) {
+        self.coalesce_until = Some(now + COALESCE);
     }
 
     /// Shuts the transport's write side down if the endpoint asks (its
     /// local disconnect completed); its linger time starts now.
-    pub(crate) fn shut_write_if_asked(&mut self) {
+    pub(crate) fn shut_write_if_asked(&mut self, now: Instant) {
         if self.endpoint.wants_shutdown_write() {
             if let Some(transport) = &mut self.transport {
                 let _ = transport.shutdown_write();
             }
-            self.endpoint.handle_write_shut(Instant::now());
+            self.endpoint.handle_write_shut(now);
         }
     }
 
@@ -467,14 +467,14 @@ impl<C: Converter> Conn<C> {
 
     /// Whether a connecting transport has connected (and done its
     /// handshake, for TLS): `None` while still in progress.
-    pub(crate) fn connect_outcome(&mut self) -> Option<io::Result<()>> {
+    pub(crate) fn connect_outcome(&mut self, now: Instant) -> Option<io::Result<()>> {
         let transport = self.transport.as_mut()?;
         match transport.take_error() {
             Ok(Some(e)) | Err(e) => Some(Err(e)),
             Ok(None) => match transport.is_connected() {
                 Ok(true) => {
                     if !transport.ready_for_data() {
-                        self.endpoint.handle_handshake_started(Instant::now());
+                        self.endpoint.handle_handshake_started(now);
                     }
                     match transport.handshake(usize::MAX) {
                         Ok(Handshake::Done) => {

@@ -18,7 +18,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use super::Reactor;
 use crate::address::Target;
@@ -135,7 +134,7 @@ impl<C: Converter> Reactor<C> {
             return;
         }
         if let Some(mut old) = conn.transport.take() {
-            let _ = old.deregister(self.poll.registry());
+            let _ = old.deregister(self.poller.registry());
         }
         conn.readable = false;
         conn.writable = false;
@@ -143,10 +142,13 @@ impl<C: Converter> Reactor<C> {
         let token = Token(index_of(id));
         let dialing = conn.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
-            let attempt = dialing.layer.connect(&peer).and_then(|mut t| {
-                t.register(self.poll.registry(), token)?;
-                Ok(t)
-            });
+            let attempt = self
+                .poller
+                .connect(&dialing.layer, &peer)
+                .and_then(|mut t| {
+                    t.register(self.poller.registry(), token)?;
+                    Ok(t)
+                });
             match attempt {
                 Ok(t) => {
                     conn.transport = Some(t);
@@ -171,13 +173,13 @@ impl<C: Converter> Reactor<C> {
         if conn.endpoint.state() != State::Connecting {
             return;
         }
-        match conn.connect_outcome() {
+        match conn.connect_outcome(self.clock.now()) {
             None => {}
             Some(Ok(())) => {
                 if let Some(t) = &conn.transport {
                     t.configure(&self.config.socket);
                 }
-                conn.endpoint.handle_connected(Instant::now());
+                conn.endpoint.handle_connected(self.clock.now());
                 conn.dialing = None;
                 conn.span().in_scope(|| tracing::debug!("connected"));
                 drop(conn);

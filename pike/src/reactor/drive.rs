@@ -83,7 +83,7 @@ impl<C: Converter> Reactor<C> {
                     Pause::No => handshake_allowance(&self.out.budget, conn),
                     _ => 0,
                 };
-                let (moved, stopped) = conn.handshake(limit);
+                let (moved, stopped) = conn.handshake(limit, self.clock.now());
                 progress = moved;
                 if stopped && conn.paused == Pause::No && limit != usize::MAX {
                     conn.paused = Pause::Budget;
@@ -94,16 +94,16 @@ impl<C: Converter> Reactor<C> {
             } else if conn.endpoint.handshake_pending() {
                 // Done by a read (of a connection accepted before it
                 // ended): its timer stops.
-                conn.handshake(usize::MAX);
+                conn.handshake(usize::MAX, self.clock.now());
             }
             conn.flush_pending = false;
             if conn.write_out() {
                 progress = true;
-                conn.note_write();
+                conn.note_write(self.clock.now());
                 conn.refresh_room(&self.out.budget);
                 conn.notify_room(room);
             }
-            conn.shut_write_if_asked();
+            conn.shut_write_if_asked(self.clock.now());
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
             deliver(conn, &mut self.out);
@@ -140,7 +140,7 @@ impl<C: Converter> Reactor<C> {
                     Allowance::Take { bytes, read } => {
                         reads -= 1;
                         progress = true;
-                        let now = Instant::now();
+                        let now = self.clock.now();
                         let batch = &mut self.out.batch;
                         let converter = &*self.out.converter;
                         let mut taken = 0usize;
@@ -256,7 +256,7 @@ impl<C: Converter> Reactor<C> {
         };
         deliver(&mut conn, &mut self.out);
         if let Some(mut transport) = conn.transport.take() {
-            let _ = transport.deregister(self.poll.registry());
+            let _ = transport.deregister(self.poller.registry());
         }
         // Under the same lock as the last delivery: a later send finds the
         // connection retired and is rejected through the command queue. A
@@ -305,7 +305,7 @@ impl<C: Converter> Reactor<C> {
     /// Runs what is due: accepting again after a pause, and every endpoint
     /// deadline that passed.
     pub(super) fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         if self.ending.deadline.is_some_and(|t| t <= now) {
             self.shutdown_overdue();
         }

@@ -23,6 +23,9 @@
 //! | `reactor/shutdown.rs` | ending the loop |
 //! | [`lead`] | which thread runs the loop |
 //! | [`readbuf`] | the read buffer |
+//! | [`poller`] | where the loop waits: `mio`, or (tests) the in-memory network |
+//! | `reactor/harness.rs`, `reactor/tests.rs` | the loop tested one turn at a time on the in-memory network and a manual clock |
+//! | `clock.rs` | where `now` comes from: the system, or (tests) a manual clock |
 //! | `connector/handle.rs` | what the connector asks through: the one type it uses |
 //! | `connector/directory.rs` | where senders and the loop find a connection; the send path |
 //! | `connector/slab.rs` | the directory's places, found without a lock |
@@ -68,11 +71,16 @@ pub(crate) mod conn;
 mod connect;
 mod dispatch;
 mod drive;
+#[cfg(test)]
+pub(crate) mod harness;
 pub(crate) mod lead;
 mod outlet;
 pub(crate) mod pacing;
+pub(crate) mod poller;
 pub(crate) mod readbuf;
 mod shutdown;
+#[cfg(test)]
+mod tests;
 mod timers;
 
 use std::collections::VecDeque;
@@ -82,8 +90,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::{Events, Poll, Token};
+use mio::Token;
 
+use crate::clock::Clock;
 use crate::connector::boundary::{Admission, Shared, StopGuard};
 use crate::connector::budget::Budget;
 use crate::connector::channel;
@@ -99,6 +108,7 @@ use connect::Dialer;
 pub(crate) use lead::Start;
 use outlet::Outlet;
 use pacing::Pacing;
+pub(crate) use poller::Poller;
 use readbuf::ReadBuffer;
 use shutdown::Ending;
 use timers::Timers;
@@ -121,6 +131,24 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) socket: SocketOptions,
     pub(crate) read_chunk: usize,
+}
+
+impl Default for Config {
+    /// The builder's defaults.
+    fn default() -> Self {
+        Self {
+            endpoint: EndpointConfig::default(),
+            memory_budget: crate::connector::DEFAULT_MEMORY_BUDGET,
+            connection_share: crate::connector::DEFAULT_CONNECTION_SHARE,
+            max_connections: crate::connector::DEFAULT_MAX_CONNECTIONS,
+            socket: SocketOptions {
+                nodelay: true,
+                keepalive: None,
+                user_timeout: None,
+            },
+            read_chunk: 256 * 1024,
+        }
+    }
 }
 
 /// What a connection being opened still has to try.
@@ -214,8 +242,9 @@ impl Served {
 
 /// The network loop's state. It runs on whichever thread calls [`run`](Self::run).
 pub(crate) struct Reactor<C: Converter> {
-    poll: Poll,
-    events: Events,
+    poller: Poller,
+    /// Where `now` comes from (the directory's too).
+    clock: Clock,
     shared: Arc<Shared<C::Message>>,
     commands: Receiver<Command<C::Message>>,
     /// Where events go, and the events on their way.
@@ -257,8 +286,25 @@ impl<C: Converter> Reactor<C> {
         config: Config,
         listener: Option<Box<dyn Listener>>,
     ) -> io::Result<Self> {
-        let poll = Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        Self::with(
+            converter,
+            config,
+            listener,
+            Poller::new()?,
+            Clock::default(),
+        )
+    }
+
+    /// [`new`](Self::new) with a poller and a clock of the caller's (the
+    /// harness's in-memory network and manual clock).
+    pub(crate) fn with(
+        converter: Arc<C>,
+        config: Config,
+        listener: Option<Box<dyn Listener>>,
+        poller: Poller,
+        clock: Clock,
+    ) -> io::Result<Self> {
+        let waker = mio::Waker::new(poller.registry(), WAKER)?;
         let (commands, command_rx) = CommandQueue::new(waker);
         let (main_tx, main_rx) = channel::unbounded();
         let budget = Arc::new(Budget::new(config.memory_budget, config.connection_share));
@@ -269,18 +315,19 @@ impl<C: Converter> Reactor<C> {
             config.endpoint,
             commands.clone(),
             budget.clone(),
+            clock.clone(),
         ));
         let shared = Arc::new(Shared::new(commands, main_rx, budget.clone()));
         let listener = match listener {
             Some(mut l) => {
-                l.register(poll.registry(), LISTENER)?;
+                l.register(poller.registry(), LISTENER)?;
                 Some(l)
             }
             None => None,
         };
         Ok(Self {
-            poll,
-            events: Events::with_capacity(1024),
+            poller,
+            clock,
             shared: shared.clone(),
             commands: command_rx,
             out: Outlet::new(main_tx, budget, converter),
@@ -325,7 +372,7 @@ impl<C: Converter> Reactor<C> {
     /// has completed.
     pub(crate) fn turn(&mut self, cap: Option<Duration>) -> bool {
         let timeout = self.sleep_for(cap);
-        let polled = self.poll.poll(&mut self.events, timeout);
+        let polled = self.poller.wait(timeout);
         self.shared.commands.awake();
         if let Err(e) = polled
             && e.kind() != io::ErrorKind::Interrupted
@@ -357,8 +404,11 @@ impl<C: Converter> Reactor<C> {
             timeout = Some(Duration::ZERO);
         }
         let idle = timeout != Some(Duration::ZERO);
-        if let Some(at) = self.out.trim_when_idle(idle, &self.directory) {
-            let left = at.saturating_duration_since(Instant::now());
+        if let Some(at) = self
+            .out
+            .trim_when_idle(idle, self.clock.now(), &self.directory)
+        {
+            let left = at.saturating_duration_since(self.clock.now());
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         timeout
@@ -369,23 +419,22 @@ impl<C: Converter> Reactor<C> {
     /// listener has connections to accept.
     fn take_readiness(&mut self) -> bool {
         let mut accept = false;
-        for event in self.events.iter() {
-            match event.token() {
-                WAKER => {}
-                LISTENER => accept = true,
-                token => {
-                    if let Some(id) = self.conns.owner(token)
-                        && let Some(keys) = self.conns.get_mut(id)
-                    {
-                        keys.edges |= conn::Edges::of(event);
-                        if !keys.ready {
-                            keys.ready = true;
-                            self.ready.push(id);
-                        }
+        let (conns, ready) = (&mut self.conns, &mut self.ready);
+        self.poller.for_each(|token, edges| match token {
+            WAKER => {}
+            LISTENER => accept = true,
+            token => {
+                if let Some(id) = conns.owner(token)
+                    && let Some(keys) = conns.get_mut(id)
+                {
+                    keys.edges |= edges;
+                    if !keys.ready {
+                        keys.ready = true;
+                        ready.push(id);
                     }
                 }
             }
-        }
+        });
         accept
     }
 
@@ -411,31 +460,6 @@ impl<C: Converter> Reactor<C> {
             .chain(self.ending.deadline)
             .chain(self.timers.next())
             .min()?;
-        Some(next.saturating_duration_since(Instant::now()))
-    }
-}
-#[cfg(all(test, target_pointer_width = "64"))]
-mod tests {
-    use std::mem::size_of;
-
-    type C = crate::converters::BytesConverter;
-
-    /// An idle connection costs about 1 KiB of the connector's memory
-    /// (`pike-compare`'s idle row: 10,000 accepted connections), most of it
-    /// these structures: a rarely used part added to one belongs behind a
-    /// `Box` (see `Dialing`, the span, `held`, `room_tasks`, the
-    /// endpoint's active serializer and its peer-gone reason).
-    #[test]
-    fn the_structures_of_an_idle_connection_stay_small() {
-        let sizes = [
-            size_of::<super::conn::Conn<C>>(),
-            size_of::<crate::connector::directory::Slot<C>>(),
-            size_of::<super::Keys>(),
-        ];
-        assert!(sizes[0] <= 672, "{sizes:?}");
-        // Debug builds keep each lock's rank beside it (see `sync`).
-        let slot = if cfg!(debug_assertions) { 40 } else { 32 };
-        assert!(sizes[1] <= slot, "{sizes:?}");
-        assert!(sizes[2] <= 32, "{sizes:?}");
+        Some(next.saturating_duration_since(self.clock.now()))
     }
 }

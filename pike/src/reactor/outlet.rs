@@ -65,9 +65,10 @@ impl<C: Converter> Outlet<C> {
     pub(super) fn trim_when_idle(
         &mut self,
         idle: bool,
+        now: Instant,
         directory: &Directory<C>,
     ) -> Option<Instant> {
-        if self.trim_at.is_some_and(|t| t <= Instant::now()) {
+        if self.trim_at.is_some_and(|t| t <= now) {
             self.trim_at = None;
             crate::memory::trim_queue(&mut self.batch.events);
             self.main.trim();
@@ -80,7 +81,7 @@ impl<C: Converter> Outlet<C> {
             // Going idle with queues a burst grew: give them back in a
             // while (waking once for it), not at once: a burst a moment
             // from now would grow them again.
-            self.trim_at = Some(Instant::now() + TRIM_AFTER);
+            self.trim_at = Some(now + TRIM_AFTER);
         }
         self.trim_at
     }

@@ -41,7 +41,7 @@ impl<C: Converter> Reactor<C> {
         }
         self.ending.mode = Some(mode);
         if let Some(mut listener) = self.accepting.listener.take() {
-            let _ = listener.deregister(self.poll.registry());
+            let _ = listener.deregister(self.poller.registry());
         }
         self.accepting.paused_until = None;
         for id in self.conns.ids() {

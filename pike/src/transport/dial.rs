@@ -31,7 +31,15 @@ pub(crate) enum Layer {
 impl Layer {
     /// Starts connecting to `peer`, without blocking, through this layer.
     pub(crate) fn connect(&self, peer: &Peer) -> io::Result<Box<dyn Transport>> {
-        let transport = super::plain_connect(peer)?;
+        self.over(super::plain_connect(peer)?, peer)
+    }
+
+    /// Puts this layer over `transport`, connecting to `peer`.
+    pub(crate) fn over(
+        &self,
+        transport: Box<dyn Transport>,
+        peer: &Peer,
+    ) -> io::Result<Box<dyn Transport>> {
         match self {
             Layer::Plain => Ok(transport),
             Layer::Tls { config, host } => super::tls_client(transport, peer, config, host),

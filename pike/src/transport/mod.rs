@@ -5,7 +5,8 @@
 //! read and when to close. Each transport is one file implementing
 //! [`Transport`] for its connections and [`Listener`] for accepting them:
 //! [`tcp`], [`unix`] (Unix domain sockets) and `tls` (TLS over either,
-//! feature `tls`). The network loop and the
+//! feature `tls`); the crate's tests add `memory`, an in-memory network
+//! for testing the loop without sockets. The network loop and the
 //! senders see only `Box<dyn Transport>`; the dynamic call is nothing
 //! beside the system call behind it.
 //!
@@ -24,6 +25,8 @@
 //!   lock.
 
 mod dial;
+#[cfg(test)]
+pub(crate) mod memory;
 pub(crate) mod tcp;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
