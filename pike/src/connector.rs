@@ -34,7 +34,7 @@ pub(crate) mod channel;
 pub(crate) mod command;
 pub(crate) mod directory;
 pub(crate) mod handle;
-mod handshake;
+pub(crate) mod handshake;
 pub(crate) mod queues;
 mod slab;
 

@@ -20,10 +20,11 @@
 //! | 7 | [`Rank::ConnectWait`] | `connector/command.rs`: `connect_waiting`'s rendezvous | nothing |
 //! | 8 | [`Rank::Stopped`] | `connector/boundary.rs`: whether the loop ended | nothing |
 //! | 9 | [`Rank::Places`] | `connector/slab.rs`: the directory's free places | nothing |
-//! | 10 | [`Rank::FileJob`] | `converters/file.rs`: one transfer | the pool (handing it a job) |
+//! | 10 | [`Rank::FileJob`] | `converters/file.rs`: one transfer | the pool (handing it a job); the ring (its waker pushes a command) |
 //! | 11 | [`Rank::FilePool`] | `converters/file.rs`: the file converter's workers | nothing |
 //! | 12 | [`Rank::FileSlots`] | `converters/file.rs`: its open-file slots | nothing |
-//! | 13 | `Rank::MemoryNet` | `transport/memory.rs` (the crate's tests only): the in-memory network | nothing |
+//! | 13 | [`Rank::Ring`] | `connector/handshake.rs`: the network thread's bell while it does not run the loop (rung by any command push, whatever the pusher holds) | nothing |
+//! | 14 | `Rank::MemoryNet` | `transport/memory.rs` (the crate's tests only): the in-memory network | nothing |
 //!
 //! Finding a connection takes no lock (see `connector/slab.rs`): a send
 //! takes its slot's lock alone.
@@ -82,6 +83,7 @@ pub(crate) enum Rank {
     FileJob,
     FilePool,
     FileSlots,
+    Ring,
     #[cfg(test)]
     MemoryNet,
 }

@@ -31,7 +31,7 @@ use std::{fmt, io};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::handshake::{Doorbell, Gate};
+use super::handshake::{Doorbell, Gate, Ring};
 use crate::error::ConnectError;
 use crate::event::Connection;
 use crate::mode::{DisconnectMode, ShutdownMode};
@@ -131,7 +131,7 @@ pub(crate) struct CommandQueue<M> {
     /// whatever commands are queued before it.
     shutdown: AtomicU8,
     /// What the network thread waits on while it does not run the loop.
-    pub(crate) idle_wake: Condvar,
+    pub(crate) idle_wake: Ring,
 }
 
 impl<M> fmt::Debug for CommandQueue<M> {
@@ -152,7 +152,7 @@ impl<M> CommandQueue<M> {
             gate: Gate::new(),
             idle: AtomicBool::new(false),
             shutdown: AtomicU8::new(0),
-            idle_wake: Condvar::new(),
+            idle_wake: Ring::new(),
         };
         (queue, rx)
     }
@@ -168,7 +168,7 @@ impl<M> CommandQueue<M> {
             let _ = self.waker.wake();
         }
         if result.is_ok() && self.idle.load(Ordering::SeqCst) {
-            self.idle_wake.notify_all();
+            self.idle_wake.ring();
         }
         result
     }

@@ -48,7 +48,7 @@ pub(crate) struct Handle<C: Converter> {
     /// Where sends find their connection's slot.
     directory: Arc<Directory<C>>,
     /// The loop, and who runs it.
-    lead: Arc<Lead<C>>,
+    lead: Arc<Lead<Reactor<C>>>,
 }
 
 impl<C: Converter> std::fmt::Debug for Handle<C> {

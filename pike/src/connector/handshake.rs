@@ -8,6 +8,11 @@
 //! * [`Gate`]: once the network thread has closed the gate, a push either
 //!   got in before (and its command is in the queue when `close` returns)
 //!   or is refused.
+//! * [`Ring`]: what the network thread waits on while it does not run the
+//!   loop (see `reactor/lead.rs`). A ring is kept until the waiter takes
+//!   it, so one that comes between the waiter's last look and its wait
+//!   is not lost (a condition variable alone would lose it: the ringer
+//!   does not hold the lock the waiter looks under).
 //!
 //! # Invariants
 //!
@@ -16,7 +21,46 @@
 //!   [`Doorbell::going_to_sleep`] with a look at the queue.
 //! * A pusher queues only while it holds an [`Entered`] pass.
 
+use std::time::Duration;
+
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use crate::sync::{Condvar, Mutex, Rank, lock};
+
+/// A bell that keeps its ring until it is answered (see the module
+/// documentation).
+#[derive(Debug)]
+pub(crate) struct Ring {
+    rung: Mutex<bool>,
+    rang: Condvar,
+}
+
+impl Ring {
+    pub(crate) fn new() -> Self {
+        Self {
+            rung: Mutex::new(Rank::Ring, false),
+            rang: Condvar::new(),
+        }
+    }
+
+    /// Rings: the waiter, now or when it next waits, returns.
+    pub(crate) fn ring(&self) {
+        *lock(&self.rung) = true;
+        self.rang.notify_all();
+    }
+
+    /// Waits for a ring (taking it) at most `timeout` (`None`: for ever).
+    /// Returns at once if one came since the last wait.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) {
+        let mut rung = lock(&self.rung);
+        if !*rung {
+            rung = match timeout {
+                None => self.rang.wait(rung),
+                Some(t) => self.rang.wait_timeout(rung, t).0,
+            };
+        }
+        *rung = false;
+    }
+}
 
 /// Whether the network thread must be woken for a new command.
 #[derive(Debug)]
@@ -209,6 +253,24 @@ mod loom_tests {
                 drained == 1,
                 "accepted {accepted}, drained {drained}"
             );
+        });
+    }
+
+    /// A ring and a wait in any order: the wait returns (a ring that
+    /// came first is kept), and the next wait does not see it again
+    /// unless it rings again.
+    #[test]
+    fn loom_a_ring_is_never_lost() {
+        loom::model(|| {
+            let ring = Arc::new(Ring::new());
+            let ringer = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || ring.ring())
+            };
+            ring.wait(None);
+            ringer.join().unwrap();
+            ring.ring();
+            ring.wait(None);
         });
     }
 }

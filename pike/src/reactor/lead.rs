@@ -36,20 +36,89 @@
 //! * The reactor is in exactly one place: the slot, the network thread, or
 //!   one borrower. Only the slot's lock moves it.
 //! * A borrower always puts it back (a guard does, even on a panic), and a
-//!   loop left idle in the slot is woken by any command.
+//!   loop left idle in the slot is woken by any command: a command rings
+//!   the network thread's [`Ring`], which keeps the ring until the thread
+//!   waits, so none is lost between its last look and its wait (`GRACE`
+//!   is when it takes the loop back, not what bounds a lost wake-up; a
+//!   plain condition variable lost them there, which the `loom` model of
+//!   the hand-over below found).
+//! * The hand-over is generic over the [`Loop`] it hands on, so that the
+//!   `loom` tests run the real [`Lead`] with a model of the loop, on the
+//!   loop's [`Clock`] (a manual one there).
 //! * Words: the reactor is *lent* to a *borrower* and *returned*; it is
 //!   *idle* in the slot while nobody runs it; the network thread is
 //!   *asleep* while it waits without a timeout.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
+use crate::clock::Clock;
 use crate::connector::command::CommandQueue;
+use crate::connector::handshake::Ring;
 use crate::converter::Converter;
 use crate::reactor::Reactor;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
+
+/// What the [`Lead`] hands from thread to thread: the [`Reactor`] (or,
+/// in the `loom` tests, a model of it).
+pub(crate) trait Loop: Send + Sized {
+    /// What the network thread waits on while it does not run the loop,
+    /// rung by whoever gives the loop work (the command queue).
+    type Bell: IdleBell;
+    /// One turn, sleeping at most `cap`; false once the loop has ended.
+    fn turn(&mut self, cap: Option<Duration>) -> bool;
+    /// Marks the loop idle in its slot, or taken to run; going idle
+    /// returns whether work is already waiting.
+    fn set_idle(&self, idle: bool) -> bool;
+    /// Whether a turn would find something to do without waiting.
+    fn has_work(&self) -> bool;
+    /// After the last turn: closes what is left.
+    fn finish(self);
+    /// Its bell.
+    fn bell(&self) -> Arc<Self::Bell>;
+    /// Where its time comes from.
+    fn clock(&self) -> Clock;
+}
+
+/// The bell the network thread waits on while it does not run the loop.
+pub(crate) trait IdleBell: Send + Sync {
+    fn idle_wake(&self) -> &Ring;
+}
+
+impl<M: Send> IdleBell for CommandQueue<M> {
+    fn idle_wake(&self) -> &Ring {
+        &self.idle_wake
+    }
+}
+
+impl<C: Converter> Loop for Reactor<C> {
+    type Bell = CommandQueue<C::Message>;
+
+    fn turn(&mut self, cap: Option<Duration>) -> bool {
+        Reactor::turn(self, cap)
+    }
+
+    fn set_idle(&self, idle: bool) -> bool {
+        Reactor::set_idle(self, idle)
+    }
+
+    fn has_work(&self) -> bool {
+        Reactor::has_work(self)
+    }
+
+    fn finish(self) {
+        Reactor::finish(self)
+    }
+
+    fn bell(&self) -> Arc<Self::Bell> {
+        self.shared().commands.clone()
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+}
 
 /// How long a returned reactor may sit idle before its network thread takes
 /// it back.
@@ -71,11 +140,13 @@ pub(crate) enum Start {
 }
 
 /// The slot the reactor lives in, and the threads that run it.
-pub(crate) struct Lead<C: Converter> {
-    slot: Mutex<Slot<C>>,
-    /// The network thread waits on `idle_wake` while the reactor is lent or
-    /// idle; commands pushed while it is idle ring it.
-    commands: Arc<CommandQueue<C::Message>>,
+pub(crate) struct Lead<L: Loop> {
+    slot: Mutex<Slot<L>>,
+    /// The network thread waits on its `idle_wake` while the reactor is
+    /// lent or idle; commands pushed while it is idle ring it.
+    commands: Arc<L::Bell>,
+    /// When it was put back, and how long it has been idle.
+    clock: Clock,
     /// A borrower waits here for the network thread to hand the reactor over.
     handed: Condvar,
     /// Borrowers asking the network thread to hand the reactor over.
@@ -88,9 +159,9 @@ pub(crate) struct Lead<C: Converter> {
     waiting: AtomicUsize,
 }
 
-struct Slot<C: Converter> {
+struct Slot<L> {
     /// `None` while a thread runs it (or after it finished).
-    reactor: Option<Reactor<C>>,
+    reactor: Option<L>,
     /// A network thread runs the loop (`spawn` or `run` was called).
     started: bool,
     /// A shutdown ran the loop before anyone started it: there is nothing
@@ -110,17 +181,17 @@ struct Slot<C: Converter> {
     returned_work: bool,
 }
 
-impl<C: Converter> std::fmt::Debug for Lead<C> {
+impl<L: Loop> std::fmt::Debug for Lead<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lead").finish_non_exhaustive()
     }
 }
 
-impl<C: Converter> Lead<C> {
-    pub(crate) fn new(reactor: Reactor<C>) -> Self {
-        let commands = reactor.shared().commands.clone();
+impl<L: Loop> Lead<L> {
+    pub(crate) fn new(reactor: L) -> Self {
         Self {
-            commands,
+            commands: reactor.bell(),
+            clock: reactor.clock(),
             slot: Mutex::new(
                 Rank::Loop,
                 Slot {
@@ -156,7 +227,7 @@ impl<C: Converter> Lead<C> {
 
     /// The reactor of a connector that was never started, to run its
     /// shutdown on the caller.
-    pub(crate) fn take_unstarted(&self) -> Option<Reactor<C>> {
+    pub(crate) fn take_unstarted(&self) -> Option<L> {
         let mut slot = lock(&self.slot);
         if slot.started {
             return None;
@@ -193,7 +264,9 @@ impl<C: Converter> Lead<C> {
                     // would cost more than its timer.
                     lent_for = 0;
                     slot.asleep = true;
-                    slot = self.commands.idle_wake.wait(slot);
+                    drop(slot);
+                    self.commands.idle_wake().wait(None);
+                    slot = lock(&self.slot);
                     slot.asleep = false;
                     seen_returns = None;
                     if slot.reactor.is_some() && !slot.returned_work {
@@ -211,7 +284,9 @@ impl<C: Converter> Lead<C> {
                 continue;
             }
             seen_returns = None;
-            let idle_for = slot.idle_since.map_or(GRACE, |t| t.elapsed());
+            let idle_for = slot
+                .idle_since
+                .map_or(GRACE, |t| self.clock.now().saturating_duration_since(t));
             // Idle since a moment ago, its borrower is likely back soon: only do
             // what the commands ask, without keeping it. Idle for `GRACE`:
             // take it back.
@@ -245,13 +320,16 @@ impl<C: Converter> Lead<C> {
         }
     }
 
-    /// Sleeps on `idle_wake` until a command rings it or `timeout` passes.
+    /// Sleeps on `idle_wake` until a command rings it (or rang since the
+    /// last wait) or `timeout` passes; the slot's lock is let go meanwhile.
     fn wake_or_wait<'a>(
         &'a self,
-        slot: MutexGuard<'a, Slot<C>>,
+        slot: MutexGuard<'a, Slot<L>>,
         timeout: Duration,
-    ) -> MutexGuard<'a, Slot<C>> {
-        self.commands.idle_wake.wait_timeout(slot, timeout).0
+    ) -> MutexGuard<'a, Slot<L>> {
+        drop(slot);
+        self.commands.idle_wake().wait(Some(timeout));
+        lock(&self.slot)
     }
 
     /// Takes the reactor to run it on this thread, waiting for the home
@@ -262,7 +340,7 @@ impl<C: Converter> Lead<C> {
         &self,
         deadline: Option<Instant>,
         nudge: impl FnOnce(),
-    ) -> Option<Borrowed<'_, C>> {
+    ) -> Option<Borrowed<'_, L>> {
         // Several threads waiting (a pool of workers): they are better
         // served by the network thread feeding them all than by one of them
         // running the loop and handing it back and forth.
@@ -279,13 +357,14 @@ impl<C: Converter> Lead<C> {
             self.wanted.fetch_add(1, Ordering::SeqCst);
             nudge();
             while slot.reactor.is_none() {
+                // The caller's deadline: the system's time.
                 let now = Instant::now();
                 let expired = deadline.is_some_and(|d| now >= d);
                 if slot.done || expired {
                     self.wanted.fetch_sub(1, Ordering::SeqCst);
                     self.lent.store(false, Ordering::Relaxed);
                     drop(slot);
-                    self.commands.idle_wake.notify_all();
+                    self.commands.idle_wake().ring();
                     return None;
                 }
                 slot = match deadline {
@@ -311,13 +390,13 @@ impl<C: Converter> Lead<C> {
         Waiting(&self.waiting)
     }
 
-    fn finish(&self, reactor: Reactor<C>) {
+    fn finish(&self, reactor: L) {
         reactor.finish();
         let mut slot = lock(&self.slot);
         slot.done = true;
         self.lent.store(false, Ordering::Relaxed);
         drop(slot);
-        self.commands.idle_wake.notify_all();
+        self.commands.idle_wake().ring();
         self.handed.notify_all();
     }
 }
@@ -332,12 +411,12 @@ impl Drop for Waiting<'_> {
 }
 
 /// A reactor lent to an application thread; back in its slot when dropped.
-pub(crate) struct Borrowed<'a, C: Converter> {
-    lead: &'a Lead<C>,
-    reactor: Option<Reactor<C>>,
+pub(crate) struct Borrowed<'a, L: Loop> {
+    lead: &'a Lead<L>,
+    reactor: Option<L>,
 }
 
-impl<C: Converter> Borrowed<'_, C> {
+impl<L: Loop> Borrowed<'_, L> {
     /// One turn of the loop, sleeping in `poll` at most `cap`. False once
     /// shutdown completed (the reactor is then finished and gone).
     pub(crate) fn turn(&mut self, cap: Option<Duration>) -> bool {
@@ -353,7 +432,7 @@ impl<C: Converter> Borrowed<'_, C> {
     }
 }
 
-impl<C: Converter> Drop for Borrowed<'_, C> {
+impl<L: Loop> Drop for Borrowed<'_, L> {
     fn drop(&mut self) {
         let Some(reactor) = self.reactor.take() else {
             return;
@@ -366,7 +445,7 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
             slot.done = true;
             self.lead.lent.store(false, Ordering::Relaxed);
             drop(slot);
-            self.lead.commands.idle_wake.notify_all();
+            self.lead.commands.idle_wake().ring();
             self.lead.handed.notify_all();
             return;
         }
@@ -375,7 +454,7 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         let has_work = reactor.set_idle(true) || reactor.has_work();
         slot.reactor = Some(reactor);
         self.lead.lent.store(false, Ordering::Relaxed);
-        slot.idle_since = Some(Instant::now());
+        slot.idle_since = Some(self.lead.clock.now());
         slot.returns += 1;
         slot.returned_work = has_work;
         let asleep = slot.asleep;
@@ -385,7 +464,173 @@ impl<C: Converter> Drop for Borrowed<'_, C> {
         // `recv` again takes it at once. A asleep network thread must be
         // woken to start counting.
         if has_work || asleep {
-            self.lead.commands.idle_wake.notify_all();
+            self.lead.commands.idle_wake().ring();
         }
+    }
+}
+
+/// The hand-over, every interleaving: a model of the loop (its poll is a
+/// condition variable a command rings; a ring while it is idle in the slot
+/// also rings the network thread's bell, as the command queue's `push`
+/// does) run by the real [`Lead`]. `loom` does not time out timed waits:
+/// a model only ends if every wait is woken, so a missed wake-up shows as
+/// a deadlock.
+#[cfg(all(test, pike_loom))]
+mod loom_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    struct Bell {
+        idle_wake: Ring,
+        /// The loop is idle in its slot (`CommandQueue::set_idle`).
+        idle: AtomicBool,
+        poll: Mutex<Commands>,
+        polled: Condvar,
+    }
+
+    #[derive(Default)]
+    struct Commands {
+        pending: bool,
+        shutdown: bool,
+    }
+
+    impl IdleBell for Bell {
+        fn idle_wake(&self) -> &Ring {
+            &self.idle_wake
+        }
+    }
+
+    impl Bell {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                idle_wake: Ring::new(),
+                idle: AtomicBool::new(false),
+                poll: Mutex::new(Rank::Events, Commands::default()),
+                polled: Condvar::new(),
+            })
+        }
+
+        /// A command (a shutdown, if `shutdown`): wakes the poll, and the
+        /// network thread if the loop is idle.
+        fn push(&self, shutdown: bool) {
+            let mut commands = lock(&self.poll);
+            commands.pending = true;
+            commands.shutdown |= shutdown;
+            drop(commands);
+            self.polled.notify_all();
+            if self.idle.load(Ordering::SeqCst) {
+                self.idle_wake.ring();
+            }
+        }
+    }
+
+    struct Model {
+        bell: Arc<Bell>,
+        clock: Clock,
+    }
+
+    impl Loop for Model {
+        type Bell = Bell;
+
+        fn turn(&mut self, cap: Option<Duration>) -> bool {
+            let mut commands = lock(&self.bell.poll);
+            if cap.is_none() {
+                while !commands.pending {
+                    commands = self.bell.polled.wait(commands);
+                }
+            }
+            commands.pending = false;
+            !commands.shutdown
+        }
+
+        fn set_idle(&self, idle: bool) -> bool {
+            self.bell.idle.store(idle, Ordering::SeqCst);
+            lock(&self.bell.poll).pending
+        }
+
+        fn has_work(&self) -> bool {
+            lock(&self.bell.poll).pending
+        }
+
+        fn finish(self) {}
+
+        fn bell(&self) -> Arc<Bell> {
+            self.bell.clone()
+        }
+
+        fn clock(&self) -> Clock {
+            // Standing still: an idle loop is always "just returned".
+            self.clock.clone()
+        }
+    }
+
+    fn lead() -> (Arc<Lead<Model>>, Arc<Bell>) {
+        let bell = Bell::new();
+        let model = Model {
+            bell: bell.clone(),
+            clock: Clock::manual(),
+        };
+        let lead = Arc::new(Lead::new(model));
+        assert_eq!(lead.start(), Start::Go);
+        (lead, bell)
+    }
+
+    /// A thread in `recv` borrows the loop from the network thread
+    /// running it, runs a turn, puts it back; a shutdown then ends it on
+    /// the network thread. Every thread finishes: no hand-over waits for a
+    /// wake-up that never comes.
+    #[test]
+    fn loom_a_borrower_gets_the_loop_and_the_network_thread_gets_it_back() {
+        loom::model(|| {
+            let (lead, bell) = lead();
+            let network = {
+                let lead = lead.clone();
+                loom::thread::spawn(move || lead.run_network_thread())
+            };
+            let borrower = {
+                let (lead, bell) = (lead.clone(), bell.clone());
+                loom::thread::spawn(move || {
+                    let mut lent = lead
+                        .borrow(None, || bell.push(false))
+                        .expect("nobody else borrows it");
+                    assert!(lent.turn(Some(Duration::ZERO)));
+                })
+            };
+            borrower.join().unwrap();
+            bell.push(true);
+            network.join().unwrap();
+            assert!(lead.borrow(None, || {}).is_none(), "it ended");
+        });
+    }
+
+    /// Two threads in `recv` at once: the loop runs on one thread at a
+    /// time, and both come back.
+    #[test]
+    fn loom_the_loop_runs_on_one_thread_at_a_time() {
+        loom::model(|| {
+            let (lead, bell) = lead();
+            let inside = Arc::new(AtomicBool::new(false));
+            let borrowers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (lead, bell, inside) = (lead.clone(), bell.clone(), inside.clone());
+                    loom::thread::spawn(move || {
+                        if let Some(mut lent) = lead.borrow(None, || bell.push(false)) {
+                            assert!(!inside.swap(true, Ordering::SeqCst), "two at once");
+                            lent.turn(Some(Duration::ZERO));
+                            inside.store(false, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for b in borrowers {
+                b.join().unwrap();
+            }
+            // Never run by a network thread: a shutdown runs it here.
+            bell.push(true);
+            if let Some(mut lent) = lead.borrow(None, || {}) {
+                assert!(!lent.turn(Some(Duration::ZERO)));
+            }
+        });
     }
 }

@@ -36,8 +36,8 @@
 //!
 //! Wake-ups have one vocabulary: a thread *waits* on a condition variable
 //! or in `poll`; whoever has news *wakes* it (the command queue's
-//! `mio::Waker`, or its condition variable while the loop is idle in its
-//! slot). A connection that has something to do is *marked ready* and
+//! `mio::Waker`, or its [`Ring`](crate::connector::handshake::Ring) while
+//! the loop is idle in its slot). A connection that has something to do is *marked ready* and
 //! *driven* in the same or the next turn; reading from it is *paused*
 //! under the memory budget and *resumed* when the application takes its
 //! events.
