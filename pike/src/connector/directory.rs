@@ -12,10 +12,17 @@
 //!
 //! A send after a pause is written at once. Sends in quick succession
 //! (within [`COALESCE`](crate::reactor::conn::COALESCE) of the last write on that connection, or of the
-//! sending thread's last write on any connection) are left in the buffer
-//! for the network loop, which writes them together: a system call per
-//! small message would cost far more than the hand-off. `send_batch` is
-//! written at once.
+//! sending thread's last write on any connection) are left in the buffer,
+//! to be written together: a system call per small message would cost far
+//! more. When they go is the endpoint's to say
+//! ([`Endpoint::coalesce`]): a few in a row go with the network loop's next
+//! look (it is told once, when the window opens); a stream (a window that
+//! carried 2 KiB) is written in lots of
+//! [`WRITE_LOT`](crate::endpoint::WRITE_LOT) by its sender, here, and its
+//! tail by the loop at the end of a window of
+//! [`STREAM_TAIL`](crate::endpoint::STREAM_TAIL), each window opening as
+//! the last closes, so that neither the loop nor the peer is woken per
+//! few messages. `send_batch` is written at once.
 //!
 //! # Invariants
 //!
@@ -503,22 +510,35 @@ impl<C: Converter> Directory<C> {
         let mut poke = false;
         // The clock is read only when no write for the loop is pending
         // already (in a stream of sends, once per write of the loop).
+        // (A window open: the loop was told of what waits, see
+        // `Endpoint::coalesce`.)
+        let now = (!io.endpoint.write_window_open()).then(|| self.clock.now());
         let coalesce = flush == Flush::Coalesce
-            && (io.flush_pending || {
-                let now = self.clock.now();
+            && now.is_none_or(|now| {
                 let recent = |until: Option<Instant>| until.is_some_and(|u| now < u);
                 recent(io.coalesce_until) || recent(THREAD_COALESCE_UNTIL.get())
             });
         if coalesce {
-            // Sends in quick succession: one write by the network loop
-            // takes them all, where a system call each would cost far more.
-            if !io.flush_pending && io.endpoint.wants_write() {
-                io.flush_pending = true;
+            // Sends in quick succession: the endpoint says when what waits
+            // goes out (see `Endpoint::coalesce`). A full lot goes now, from
+            // here, as a stream's sender writes; the rest by the network
+            // loop, told once per window.
+            if io.endpoint.has_full_lot() {
+                if io.write_out() {
+                    io.note_write(self.clock.now());
+                }
+            } else if let Some(now) = now
+                && io.endpoint.wants_write()
+            {
+                io.endpoint.coalesce(now);
                 poke = true;
             }
-        } else if io.write_out() {
-            io.note_write(self.clock.now());
-            THREAD_COALESCE_UNTIL.set(io.coalesce_until);
+        } else {
+            io.endpoint.end_stream();
+            if io.write_out() {
+                io.note_write(self.clock.now());
+                THREAD_COALESCE_UNTIL.set(io.coalesce_until);
+            }
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;
         // The queue drained below its mark here: reading may go on.

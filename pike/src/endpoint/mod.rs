@@ -73,7 +73,10 @@
 //!    application's `send`/`disconnect`/`accept`/`reject`/`shutdown`;
 //! 2. write [`transmit`](Endpoint::transmit) while
 //!    [`wants_write`](Endpoint::wants_write), reporting each write with
-//!    [`handle_written`](Endpoint::handle_written);
+//!    [`handle_written`](Endpoint::handle_written), if
+//!    [`take_write_due`](Endpoint::take_write_due) says the bytes are due
+//!    (a driver that leaves sends for a later write says so with
+//!    [`coalesce`](Endpoint::coalesce));
 //! 3. shut the write side down if
 //!    [`wants_shutdown_write`](Endpoint::wants_shutdown_write), then
 //!    [`handle_write_shut`](Endpoint::handle_write_shut);
@@ -121,6 +124,17 @@ pub const DEFAULT_SEND_QUEUE_CAP: usize = 16 * 1024 * 1024;
 /// The largest message a connection whose queue is empty may still take
 /// when its connector's unsent data is at the budget: 4 KiB.
 pub const SMALL_SEND: usize = 4 * 1024;
+/// Bytes waiting to be written past which a write left for later is due
+/// at once: a full lot, which a stream's sender writes itself (see
+/// [`Endpoint::coalesce`]).
+pub const WRITE_LOT: usize = 16 * 1024;
+/// How long a streaming connection's writes wait for more to go with them
+/// (see [`Endpoint::coalesce`]).
+pub const STREAM_TAIL: Duration = Duration::from_millis(1);
+/// What a write window must carry for its connection to count as
+/// streaming.
+const STREAM_MARK: usize = 2 * 1024;
+
 /// The default time a transport's handshake (TLS) may take: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default time a connection whose local disconnect completed waits for
@@ -338,6 +352,15 @@ pub struct Endpoint<C: Converter> {
     room_reached: bool,
     /// What [`stats`](Self::stats) reports.
     counters: Counters,
+    /// Writes left for later (see [`coalesce`](Self::coalesce)): a
+    /// window is open, and what waits is due then (or once a full lot
+    /// waits).
+    write_due: Option<Instant>,
+    /// The last window carried a stream's worth: the next one waits
+    /// [`STREAM_TAIL`].
+    streaming: bool,
+    /// A full lot was written while the window was open.
+    lot_written: bool,
 }
 
 /// The endpoint's counters (see [`ConnectionStats`]).
@@ -442,6 +465,9 @@ impl<C: Converter> Endpoint<C> {
             room_unsent: usize::MAX,
             room_reached: false,
             counters: Counters::default(),
+            write_due: None,
+            streaming: false,
+            lot_written: false,
         }
     }
 
@@ -625,8 +651,18 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due, if a
-    /// timeout is running.
+    /// timeout is running, or a write left for later is due (see
+    /// [`coalesce`](Self::coalesce)).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let flush = self.write_due;
+        match (self.next_timeout(), flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the soonest timeout that ends the connection is due.
+    fn next_timeout(&self) -> Option<Instant> {
         let c = &self.config;
         let t = &self.timers;
         let handshake = t.deadline.filter(|_| t.handshake);
@@ -909,8 +945,77 @@ impl<C: Converter> Endpoint<C> {
             return;
         }
         self.counters.bytes_out += n as u64;
+        if self.write_due.is_some() && n >= WRITE_LOT {
+            self.lot_written = true;
+        }
         self.outbox.consume(n);
         self.fill();
+    }
+
+    /// Its driver leaves what was just sent for a later write, to go with
+    /// the sends that follow (sends in quick succession), at `now`. This
+    /// opens a *window* unless one is open: what waits is due at once
+    /// (the driver's next look writes it: a few requests in a row still go
+    /// out together, at once), or, if the last window carried a stream's
+    /// worth, [`STREAM_TAIL`] from now, so that a stream is written in
+    /// lots and its driver is not woken for each. While a stream goes on,
+    /// each window opens as the last one closes
+    /// ([`take_write_due`](Self::take_write_due)), and the first that
+    /// carries little ends it. A full lot
+    /// ([`WRITE_LOT`]) is due at once either way
+    /// ([`has_full_lot`](Self::has_full_lot): a sender writes it itself).
+    /// The driver asks [`take_write_due`](Self::take_write_due) before it
+    /// writes, and is woken at [`poll_timeout`](Self::poll_timeout).
+    pub fn coalesce(&mut self, now: Instant) {
+        if self.write_due.is_none() {
+            self.write_due = Some(if self.streaming {
+                now + STREAM_TAIL
+            } else {
+                now
+            });
+            self.lot_written = false;
+        }
+    }
+
+    /// Whether a window is open (see [`coalesce`](Self::coalesce)): its
+    /// driver was told of what waits, and has not written it yet.
+    pub fn write_window_open(&self) -> bool {
+        self.write_due.is_some()
+    }
+
+    /// Whether a full lot ([`WRITE_LOT`]) waits to be written.
+    pub fn has_full_lot(&self) -> bool {
+        self.transmit().len() >= WRITE_LOT
+    }
+
+    /// A send after a pause, written at once: no stream is under way, and
+    /// no window is open (what waits goes with it).
+    pub fn end_stream(&mut self) {
+        self.streaming = false;
+        self.write_due = None;
+    }
+
+    /// Whether what [`transmit`](Self::transmit) offers is due at `now`
+    /// (see [`coalesce`](Self::coalesce)): true unless a window is open,
+    /// not yet due, with less than a lot waiting, on an open connection (a
+    /// disconnect writes at once). A window that is due closes here, and
+    /// says whether the connection streams: it carried a full lot, or
+    /// 2 KiB.
+    pub fn take_write_due(&mut self, now: Instant) -> bool {
+        let Some(due) = self.write_due else {
+            return true;
+        };
+        let waiting = self.transmit().len();
+        if now < due && waiting < WRITE_LOT && self.state == State::Open {
+            return false;
+        }
+        self.streaming = self.lot_written || waiting >= STREAM_MARK;
+        // A stream goes on: the next window opens now, so that its sender
+        // need not tell the driver of it (one wake-up a window, not two).
+        // One that finds nothing to carry ends the stream.
+        self.write_due = (self.streaming && self.state == State::Open).then(|| now + STREAM_TAIL);
+        self.lot_written = false;
+        true
     }
 
     /// The transport's write side was shut down at `now` (see
@@ -1199,7 +1304,7 @@ impl<C: Converter> Endpoint<C> {
                 self.fail(DisconnectReason::Tls(handshake_timed_out(&self.config)));
             }
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
-                let Some(deadline) = self.poll_timeout() else {
+                let Some(deadline) = self.next_timeout() else {
                     return;
                 };
                 if deadline > now {

@@ -2036,3 +2036,78 @@ fn a_panicking_message_size_hands_the_message_back_and_the_connection_goes_on() 
     let cost = crate::connector::budget::event_cost(&PanickySize::default(), &event);
     assert!(cost >= std::mem::size_of::<String>());
 }
+
+// ----- writes left for later -----------------------------------------------------
+
+#[test]
+fn a_window_is_due_at_once_until_a_stream_fills_one() {
+    let mut ep = endpoint::<StringConverter>(1 << 20, true);
+    let ms = Duration::from_millis(1);
+    // A few sends in a row: due at once, together.
+    ep.send(s("a"));
+    ep.coalesce(t0());
+    ep.send(s("b"));
+    assert!(ep.take_write_due(t0()));
+    assert_eq!(write_all(&mut ep), b"1 a1 b");
+    // A window carrying a stream's worth: the next one waits its tail.
+    for _ in 0..300 {
+        ep.send(s("0123456789"));
+    }
+    ep.coalesce(t0());
+    assert!(ep.take_write_due(t0()), "not yet known to stream");
+    write_all(&mut ep);
+    ep.send(s("tail"));
+    ep.coalesce(t0());
+    assert!(!ep.take_write_due(t0()), "a stream's tail waits");
+    assert_eq!(ep.poll_timeout(), Some(t0() + STREAM_TAIL));
+    assert!(!ep.take_write_due(t0() + ms / 2));
+    assert!(ep.take_write_due(t0() + ms), "due at its deadline");
+    assert_eq!(write_all(&mut ep), b"4 tail");
+    assert_eq!(ep.poll_timeout(), None, "the window closed");
+    // That window carried little: the stream is over, the next is at once.
+    ep.send(s("reply"));
+    ep.coalesce(t0() + ms);
+    assert!(ep.take_write_due(t0() + ms));
+    write_all(&mut ep);
+}
+
+#[test]
+fn a_full_lot_is_due_at_once_and_a_pause_ends_the_stream() {
+    let mut ep = endpoint::<StringConverter>(1 << 20, true);
+    for _ in 0..300 {
+        ep.send(s("0123456789"));
+    }
+    ep.coalesce(t0());
+    assert!(ep.take_write_due(t0()));
+    write_all(&mut ep);
+    // Streaming: a window waits, but not once a lot is there.
+    ep.send(s("x"));
+    ep.coalesce(t0());
+    assert!(!ep.has_full_lot() && !ep.take_write_due(t0()));
+    let big = "y".repeat(WRITE_LOT);
+    ep.send(big.clone());
+    assert!(ep.has_full_lot());
+    assert!(ep.take_write_due(t0()), "a full lot goes now");
+    write_all(&mut ep);
+    // The stream goes on: the next window is open already.
+    assert!(ep.write_window_open());
+    assert_eq!(ep.poll_timeout(), Some(t0() + STREAM_TAIL));
+    // A send after a pause (written at once) ends the stream.
+    ep.end_stream();
+    ep.send(s("z"));
+    ep.coalesce(t0());
+    assert!(ep.take_write_due(t0()));
+    write_all(&mut ep);
+    // A disconnect writes at once.
+    for _ in 0..300 {
+        ep.send(s("0123456789"));
+    }
+    ep.coalesce(t0());
+    assert!(ep.take_write_due(t0()));
+    write_all(&mut ep);
+    ep.send(s("last"));
+    ep.coalesce(t0());
+    ep.disconnect(DisconnectMode::FinishQueue);
+    assert!(ep.take_write_due(t0()));
+    assert_eq!(write_all(&mut ep), b"4 last");
+}

@@ -63,8 +63,6 @@ pub(crate) struct Conn<C: Converter> {
     /// Until when sends coalesce: bytes went to the transport, from any
     /// thread, less than [`COALESCE`] before.
     pub(crate) coalesce_until: Option<Instant>,
-    /// The network loop was asked to write what senders left in the buffer.
-    pub(crate) flush_pending: bool,
     /// Where the connection's events go; set by `finish_accept` and by a
     /// merge.
     pub(crate) route: Route<C::Message>,
@@ -134,7 +132,6 @@ impl<C: Converter> Conn<C> {
             read_closed: false,
             errored: false,
             coalesce_until: None,
-            flush_pending: false,
             route,
             retired: false,
             room_waiters: 0,

@@ -96,8 +96,9 @@ impl<C: Converter> Reactor<C> {
                 // ended): its timer stops.
                 conn.handshake(usize::MAX, self.clock.now());
             }
-            conn.flush_pending = false;
-            if conn.write_out() {
+            // What senders left goes out when the endpoint says (a
+            // stream's tail waits for its window: see `Endpoint::coalesce`).
+            if conn.endpoint.take_write_due(self.clock.now()) && conn.write_out() {
                 progress = true;
                 conn.note_write(self.clock.now());
                 conn.refresh_room(&self.out.budget);
