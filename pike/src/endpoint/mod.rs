@@ -654,7 +654,9 @@ impl<C: Converter> Endpoint<C> {
     /// timeout is running, or a write left for later is due (see
     /// [`coalesce`](Self::coalesce)).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let flush = self.write_due;
+        // (Only while it writes: a window left open as it closed is moot.)
+        let writing = matches!(self.state, State::Open | State::Disconnecting(_));
+        let flush = self.write_due.filter(|_| writing);
         match (self.next_timeout(), flush) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

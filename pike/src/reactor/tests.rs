@@ -626,3 +626,36 @@ fn a_stream_goes_out_in_lots_and_its_tail_at_the_end_of_its_window() {
     assert_eq!(h.next_deadline(), None);
     assert_eq!(net.in_flight(), 0);
 }
+
+#[test]
+fn a_disconnect_does_not_wait_for_a_streams_window() {
+    let net = Net::new(1 << 20, 1 << 20);
+    let clock = Clock::manual();
+    let mut h = server(&net, &clock, 17, |_| {});
+    let (id, remote) = accepted(&mut h);
+    h.handle.send(id, "first".into()).unwrap();
+    let words: Vec<String> = (0..300).map(|i| format!("{i:010}")).collect();
+    for w in &words {
+        h.handle.send(id, w.clone()).unwrap();
+    }
+    h.settle();
+    h.handle.send(id, "tail".into()).unwrap();
+    h.settle();
+    assert_eq!(
+        h.next_deadline(),
+        Some(crate::endpoint::STREAM_TAIL),
+        "streaming"
+    );
+    // The clock stands still: the disconnect writes what waits at once.
+    h.handle.disconnect(id, DisconnectMode::FinishQueue);
+    let events = h.events();
+    assert!(
+        matches!(events[..], [Event::FinishDisconnect(ref fd)] if fd.queued.is_empty()),
+        "{events:?}"
+    );
+    let mut expected = vec!["first"];
+    expected.extend(words.iter().map(String::as_str));
+    expected.push("tail");
+    assert_eq!(remote.read_all(), wire(&expected));
+    assert!(remote.at_eof());
+}
