@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::clock::Clock;
 use crate::connector::budget::{Budget, Credit};
 use crate::connector::command::ConnectWait;
 use crate::connector::queues::Route;
@@ -409,13 +410,21 @@ impl<C: Converter> Conn<C> {
 
     /// Shuts the transport's write side down if the endpoint asks (its
     /// local disconnect completed); its linger time starts now.
-    pub(crate) fn shut_write_if_asked(&mut self, now: Instant) {
+    /// (The clock is read only when it does.)
+    pub(crate) fn shut_write_if_asked(&mut self, clock: &Clock) {
         if self.endpoint.wants_shutdown_write() {
             if let Some(transport) = &mut self.transport {
                 let _ = transport.shutdown_write();
             }
-            self.endpoint.handle_write_shut(now);
+            self.endpoint.handle_write_shut(clock.now());
         }
+    }
+
+    /// Whether what senders left is due now
+    /// ([`Endpoint::take_write_due`]); the clock is read only while a
+    /// write window is open.
+    pub(crate) fn write_due(&mut self, clock: &Clock) -> bool {
+        !self.endpoint.write_window_open() || self.endpoint.take_write_due(clock.now())
     }
 
     /// Reads once from the transport (at most `limit` bytes) into the

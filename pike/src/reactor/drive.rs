@@ -98,13 +98,13 @@ impl<C: Converter> Reactor<C> {
             }
             // What senders left goes out when the endpoint says (a
             // stream's tail waits for its window: see `Endpoint::coalesce`).
-            if conn.endpoint.take_write_due(self.clock.now()) && conn.write_out() {
+            if conn.write_due(&self.clock) && conn.write_out() {
                 progress = true;
                 conn.note_write(self.clock.now());
                 conn.refresh_room(&self.out.budget);
                 conn.notify_room(room);
             }
-            conn.shut_write_if_asked(self.clock.now());
+            conn.shut_write_if_asked(&self.clock);
             // Whatever the endpoint still queued goes first, so that the
             // messages read next can go straight into the batch.
             deliver(conn, &mut self.out);
