@@ -299,6 +299,16 @@ impl State {
         self.edge(end ^ 1, Edges::READABLE | Edges::READ_CLOSED);
     }
 
+    /// Nothing listens at `addr` any more: connections never accepted
+    /// are closed.
+    fn unlisten(&mut self, addr: SocketAddr) {
+        if let Some(backlog) = self.listeners.remove(&addr) {
+            for end in backlog.waiting {
+                self.drop_end(end);
+            }
+        }
+    }
+
     fn drop_end(&mut self, end: usize) {
         self.shutdown_write(end);
         let e = &mut self.ends[end];
@@ -424,13 +434,7 @@ impl Listener for MemoryListener {
 
 impl Drop for MemoryListener {
     fn drop(&mut self) {
-        let mut state = lock(&self.net.state);
-        if let Some(backlog) = state.listeners.remove(&self.addr) {
-            // Connections never accepted are closed.
-            for end in backlog.waiting {
-                state.drop_end(end);
-            }
-        }
+        lock(&self.net.state).unlisten(self.addr);
     }
 }
 
@@ -539,12 +543,7 @@ impl RemoteListener {
 
 impl Drop for RemoteListener {
     fn drop(&mut self) {
-        let mut state = lock(&self.net.state);
-        if let Some(backlog) = state.listeners.remove(&self.addr) {
-            for end in backlog.waiting {
-                state.drop_end(end);
-            }
-        }
+        lock(&self.net.state).unlisten(self.addr);
     }
 }
 
