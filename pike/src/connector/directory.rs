@@ -11,9 +11,10 @@
 //! from there.
 //!
 //! A send after a pause is written at once. Sends in quick succession
-//! (within [`COALESCE`](crate::reactor::conn::COALESCE) of the last write on that connection, or of the
-//! sending thread's last write on any connection) are left in the buffer,
-//! to be written together: a system call per small message would cost far
+//! (within [`COALESCE`](crate::endpoint::COALESCE) of the last write on
+//! that connection, or of the sending thread's last write on any
+//! connection: [`Endpoint::in_succession`]) are left in the buffer, to be
+//! written together: a system call per small message would cost far
 //! more. When they go is the endpoint's to say
 //! ([`Endpoint::coalesce`]): a few in a row go with the network loop's next
 //! look (it is told once, when the window opens); a stream (a window that
@@ -514,10 +515,7 @@ impl<C: Converter> Directory<C> {
         // `Endpoint::coalesce`.)
         let now = (!io.endpoint.write_window_open()).then(|| self.clock.now());
         let coalesce = flush == Flush::Coalesce
-            && now.is_none_or(|now| {
-                let recent = |until: Option<Instant>| until.is_some_and(|u| now < u);
-                recent(io.coalesce_until) || recent(THREAD_COALESCE_UNTIL.get())
-            });
+            && now.is_none_or(|now| io.endpoint.in_succession(now, THREAD_COALESCE_UNTIL.get()));
         if coalesce {
             // Sends in quick succession: the endpoint says when what waits
             // goes out (see `Endpoint::coalesce`). A full lot goes now, from
@@ -525,7 +523,7 @@ impl<C: Converter> Directory<C> {
             // loop, told once per window.
             if io.endpoint.has_full_lot() {
                 if io.write_out() {
-                    io.note_write(self.clock.now());
+                    io.endpoint.note_write(self.clock.now());
                 }
             } else if let Some(now) = now
                 && io.endpoint.wants_write()
@@ -536,8 +534,8 @@ impl<C: Converter> Directory<C> {
         } else {
             io.endpoint.end_stream();
             if io.write_out() {
-                io.note_write(self.clock.now());
-                THREAD_COALESCE_UNTIL.set(io.coalesce_until);
+                io.endpoint.note_write(self.clock.now());
+                THREAD_COALESCE_UNTIL.set(io.endpoint.coalesce_until());
             }
         }
         poke |= io.endpoint.has_events() || io.endpoint.state() != before;

@@ -131,6 +131,11 @@ pub const WRITE_LOT: usize = 16 * 1024;
 /// How long a streaming connection's writes wait for more to go with them
 /// (see [`Endpoint::coalesce`]).
 pub const STREAM_TAIL: Duration = Duration::from_millis(1);
+/// A send closer than this after the last write (on its connection, or
+/// by its thread on any) comes in quick succession: it is left for later
+/// ([`Endpoint::coalesce`]), to be written with the sends that follow. A
+/// send after a longer pause is written at once.
+pub const COALESCE: Duration = Duration::from_micros(10);
 /// What a write window must carry for its connection to count as
 /// streaming.
 const STREAM_MARK: usize = 2 * 1024;
@@ -356,6 +361,9 @@ pub struct Endpoint<C: Converter> {
     /// window is open, and what waits is due then (or once a full lot
     /// waits).
     write_due: Option<Instant>,
+    /// Until when sends come in quick succession: bytes went to the
+    /// transport less than [`COALESCE`] before.
+    coalesce_until: Option<Instant>,
     /// The last window carried a stream's worth: the next one waits
     /// [`STREAM_TAIL`].
     streaming: bool,
@@ -466,6 +474,7 @@ impl<C: Converter> Endpoint<C> {
             room_reached: false,
             counters: Counters::default(),
             write_due: None,
+            coalesce_until: None,
             streaming: false,
             lot_written: false,
         }
@@ -952,6 +961,33 @@ impl<C: Converter> Endpoint<C> {
         }
         self.outbox.consume(n);
         self.fill();
+    }
+
+    /// Its driver wrote bytes to the transport, the write ending at
+    /// `now`: sends in the next [`COALESCE`] come in quick succession
+    /// (timed from the end, so that a slow system call does not make the
+    /// next send look like one after a pause).
+    pub fn note_write(&mut self, now: Instant) {
+        self.coalesce_until = Some(now + COALESCE);
+    }
+
+    /// Until when sends come in quick succession after this connection's
+    /// last write (see [`note_write`](Self::note_write)).
+    pub fn coalesce_until(&self) -> Option<Instant> {
+        self.coalesce_until
+    }
+
+    /// Whether a send at `now` comes in quick succession: within
+    /// [`COALESCE`] of this connection's last write, or of its sending
+    /// thread's last write on any connection (`thread_until`, that
+    /// write's [`coalesce_until`](Self::coalesce_until)), so that a thread
+    /// sending in a loop coalesces even when each send goes to another
+    /// connection. Its driver then leaves it for later
+    /// ([`coalesce`](Self::coalesce)); a send after a pause it writes at
+    /// once.
+    pub fn in_succession(&self, now: Instant, thread_until: Option<Instant>) -> bool {
+        let recent = |until: Option<Instant>| until.is_some_and(|u| now < u);
+        recent(self.coalesce_until) || recent(thread_until)
     }
 
     /// Its driver leaves what was just sent for a later write, to go with

@@ -2111,3 +2111,20 @@ fn a_full_lot_is_due_at_once_and_a_pause_ends_the_stream() {
     assert!(ep.take_write_due(t0()));
     assert_eq!(write_all(&mut ep), b"4 last");
 }
+
+#[test]
+fn a_send_within_coalesce_of_the_last_write_comes_in_succession() {
+    let mut ep = endpoint::<StringConverter>(1 << 20, true);
+    let ns = Duration::from_nanos(1);
+    // Never written: a send is one after a pause.
+    assert!(!ep.in_succession(t0(), None));
+    assert_eq!(ep.coalesce_until(), None);
+    ep.note_write(t0());
+    assert_eq!(ep.coalesce_until(), Some(t0() + COALESCE));
+    assert!(ep.in_succession(t0() + COALESCE - ns, None));
+    assert!(!ep.in_succession(t0() + COALESCE, None), "a pause");
+    // The sending thread wrote on another connection just now.
+    let thread = Some(t0() + COALESCE + ns);
+    assert!(ep.in_succession(t0() + COALESCE, thread));
+    assert!(!ep.in_succession(t0() + COALESCE + ns, thread));
+}

@@ -27,7 +27,7 @@
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -61,9 +61,6 @@ pub(crate) struct Conn<C: Converter> {
     /// The socket reported an error (a reset, say): it is looked at even
     /// while reading is paused, so that a dead connection is let go.
     pub(crate) errored: bool,
-    /// Until when sends coalesce: bytes went to the transport, from any
-    /// thread, less than [`COALESCE`] before.
-    pub(crate) coalesce_until: Option<Instant>,
     /// Where the connection's events go; set by `finish_accept` and by a
     /// merge.
     pub(crate) route: Route<C::Message>,
@@ -132,7 +129,6 @@ impl<C: Converter> Conn<C> {
             writable: false,
             read_closed: false,
             errored: false,
-            coalesce_until: None,
             route,
             retired: false,
             room_waiters: 0,
@@ -269,11 +265,6 @@ impl<C: Converter> Conn<C> {
     }
 }
 
-/// Sends closer together than this on one connection are written together
-/// by the network loop; a send after a pause is written at once, on the
-/// sender's thread.
-pub(crate) const COALESCE: Duration = Duration::from_micros(10);
-
 /// Whether a short read or write tells that the socket's buffer is empty
 /// or full: true for epoll, whose next edge then reports new data or room
 /// (see the module's invariants).
@@ -398,14 +389,6 @@ impl<C: Converter> Conn<C> {
         self.transport.as_ref().is_some_and(|t| !t.ready_for_data())
             && self.endpoint.state() != State::Connecting
             && (self.readable || self.writable)
-    }
-
-    /// Bytes went to the transport just now: sends in the next
-    /// [`COALESCE`] are left for the loop to write together. Timed when
-    /// the write ended, so that a slow system call does not make the next
-    /// send look like one after a pause.
-    pub(crate) fn note_write(&mut self, now: Instant) {
-        self.coalesce_until = Some(now + COALESCE);
     }
 
     /// Shuts the transport's write side down if the endpoint asks (its

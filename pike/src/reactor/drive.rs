@@ -100,7 +100,7 @@ impl<C: Converter> Reactor<C> {
             // stream's tail waits for its window: see `Endpoint::coalesce`).
             if conn.write_due(&self.clock) && conn.write_out() {
                 progress = true;
-                conn.note_write(self.clock.now());
+                conn.endpoint.note_write(self.clock.now());
                 conn.refresh_room(&self.out.budget);
                 conn.notify_room(room);
             }
