@@ -36,6 +36,28 @@ pub(crate) fn guarded_size<C: Converter>(
     .map_err(|payload| format!("message_size panicked: {}", panic_message(payload.as_ref())))
 }
 
+/// What a message to send counts ([`Converter::message_size`]), if its
+/// converter does not refuse it ([`Converter::check_message`]): both
+/// user code, run under one `catch_unwind`, a panic in either refusing
+/// the message.
+pub(crate) fn checked_send_size<C: Converter>(
+    converter: &C,
+    message: &C::Message,
+) -> Result<usize, SerializeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        converter
+            .check_message(message)
+            .map(|()| converter.message_size(message))
+    }))
+    .unwrap_or_else(|payload| {
+        let what = format!(
+            "check_message or message_size panicked: {}",
+            panic_message(payload.as_ref())
+        );
+        Err(SerializeError::Other(what.into()))
+    })
+}
+
 /// [`guarded_size`] where the count must go on whatever happens (an event
 /// delivered or handed back anyway): a message whose `message_size`
 /// panicked counts as its type's size, and the panic is logged.
@@ -186,6 +208,20 @@ pub trait Converter: Send + Sync + 'static {
         std::mem::size_of::<Self::Message>()
     }
 
+    /// Whether `message` may be sent: checked at `send`, before it is
+    /// queued. An error hands it back at once
+    /// ([`RejectReason::Serialize`](crate::error::RejectReason::Serialize)),
+    /// and the connection carries on. The length-prefixed converters
+    /// refuse a message over their limit here
+    /// ([`SerializeError::TooLarge`]): the peer's deserializer would
+    /// refuse it by closing the connection, losing every message sent
+    /// with it. It is called once per message, so it must be cheap. The
+    /// default accepts every message.
+    fn check_message(&self, message: &Self::Message) -> Result<(), SerializeError> {
+        let _ = message;
+        Ok(())
+    }
+
     /// Whether a received message holds about as much memory as the bytes
     /// read for it, so that the connection counts it as at least those
     /// bytes (and [`message_size`](Self::message_size) may only raise the
@@ -308,6 +344,14 @@ impl<'a> WriteBuf<'a> {
         let n = data.len().min(self.remaining());
         self.buf.extend_from_slice(&data[..n]);
         n
+    }
+
+    /// This buffer's room, but at most `room` bytes of it.
+    pub(crate) fn capped(&mut self, room: usize) -> WriteBuf<'_> {
+        WriteBuf {
+            limit: self.limit.min(self.buf.len().saturating_add(room)),
+            buf: self.buf,
+        }
     }
 
     /// Lends the next `n` bytes of room to `fill`, for an encoder that

@@ -74,6 +74,18 @@ pub enum SerializeError {
     /// Reading the message's data failed (for instance an unreadable file).
     #[error("i/o error while serializing: {0}")]
     Io(#[from] io::Error),
+    /// The message is larger than its converter's limit, which the peer's
+    /// converter enforces too (it would close the connection on it): it
+    /// is refused at `send` instead (see [`Converter::check_message`]).
+    ///
+    /// [`Converter::check_message`]: crate::converter::Converter::check_message
+    #[error("message of {length} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The message's size as the limit counts it.
+        length: usize,
+        /// The converter's limit.
+        limit: usize,
+    },
     /// A custom converter's error.
     #[error("{0}")]
     Other(Box<dyn StdError + Send + Sync>),

@@ -207,7 +207,9 @@ mod serde_flood {
     #[test]
     fn a_serde_message_counts_the_memory_it_holds_in_the_unsent_queue() {
         let (l, addr) = raw_listener_on(Net::Tcp);
-        let converter = PostcardConverter::<Msg>::new();
+        // Room for a body of 1 MiB and a little (a message over the limit
+        // is refused at `send`).
+        let converter = PostcardConverter::<Msg>::new().with_max_message_size(2 << 20);
         let job = || Msg::Job {
             id: 1,
             name: "n".repeat(1 << 20),

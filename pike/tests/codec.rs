@@ -8,7 +8,7 @@ use std::task::Waker;
 
 use proptest::prelude::*;
 
-use pike::converter::{Converter, Decoded, Deserializer};
+use pike::converter::{Converter, Decoded, Deserializer, Serializer, WriteBuf};
 use pike::converters::codec::{Codec, CodecConverter};
 use pike::error::{ProtocolError, RejectReason, SerializeError};
 use pike::{Delivery, Event, ShutdownMode};
@@ -155,4 +155,35 @@ over_transports! {
         }
         server.shutdown(ShutdownMode::Now);
     }
+}
+
+#[test]
+fn a_frame_over_the_limit_is_refused_before_a_byte_is_written() {
+    // 1001 bytes of body: 1004 on the wire, over the codec's 1003, which
+    // the peer's deserializer would cut the connection for.
+    let c = CodecConverter::new(Frames);
+    let over = Frame {
+        kind: 1,
+        body: vec![0; 1001],
+    };
+    let mut s = c.serializer(&over);
+    let mut buf = Vec::new();
+    let r = s.get_bytes(&over, &mut WriteBuf::new(&mut buf, 4096), Waker::noop());
+    assert!(
+        matches!(
+            r,
+            Err(SerializeError::TooLarge {
+                length: 1004,
+                limit: 1003
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(buf.is_empty());
+    // At the limit it goes.
+    let at = Frame {
+        kind: 1,
+        body: vec![0; 1000],
+    };
+    assert_eq!(encode_with_room(&c, &at, 4096).len(), 1003);
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pike::converters::StringConverter;
+use pike::error::SerializeError;
 use pike::{
     ConnectError, Connection, Connector, Delivery, DisconnectMode, DisconnectReason, Event,
     RejectReason, ShutdownMode,
@@ -717,5 +718,52 @@ over_transports! {
             Event::FinishDisconnect(f) => assert!(f.queued.is_empty() && f.incomplete.is_none()),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+over_transports! {
+    fn a_message_over_the_limit_is_handed_back_at_send_and_the_connection_goes_on(net: Net) {
+        // The peer would refuse it by closing the connection (losing the
+        // messages sent with it): `send` hands it back instead, with the
+        // reason, and the messages around it arrive.
+        const LIMIT: usize = 1000;
+        let server = listening_on(net, StringConverter::new().with_max_message_size(LIMIT));
+        let client = client_on(net, StringConverter::new().with_max_message_size(LIMIT));
+        let conn = client
+            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        let peer = accept(&server, Delivery::Merged);
+        assert_eq!(connected(&client), conn);
+        let exact = "e".repeat(LIMIT);
+        let over = "o".repeat(LIMIT + 1);
+        client.send(&conn, "before".to_owned()).unwrap();
+        client.send(&conn, over.clone()).unwrap();
+        client.send(&conn, exact.clone()).unwrap();
+        match next(&client) {
+            Event::RejectedMessage(r) => {
+                assert_eq!((r.connection, &r.message), (conn, &over));
+                assert!(
+                    matches!(
+                        r.reason,
+                        RejectReason::Serialize(SerializeError::TooLarge {
+                            length: 1001,
+                            limit: LIMIT
+                        })
+                    ),
+                    "{}",
+                    r.reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let got: Vec<String> = take_messages(&server, 2).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(got, ["before".to_owned(), exact]);
+        // Still open both ways.
+        server.send(&peer, "reply".to_owned()).unwrap();
+        match next(&client) {
+            Event::MessageReceived(m) => assert_eq!(m.message, "reply"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(client.stats().handed_back.serialize_failed, 1);
     }
 }

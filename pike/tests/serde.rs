@@ -11,9 +11,9 @@ use std::task::Waker;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use pike::converter::{Converter, Decoded, Deserializer, WriteBuf};
+use pike::converter::{Converter, Decoded, Deserializer, Serializer, WriteBuf};
 use pike::converters::serde::{JsonConverter, MsgpackConverter, PostcardConverter};
-use pike::error::{DisconnectReason, ProtocolError, RejectReason};
+use pike::error::{DisconnectReason, ProtocolError, RejectReason, SerializeError};
 use pike::{Delivery, Event, ShutdownMode};
 use util::*;
 
@@ -232,5 +232,38 @@ over_transports! {
             other => panic!("{other:?}"),
         }
         server.shutdown(ShutdownMode::Now);
+    }
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_at_send_and_one_at_it_goes() {
+    // postcard: a byte string of n < 128 bytes is n + 1 bytes of body.
+    let c = PostcardConverter::<Vec<u8>>::new().with_max_message_size(100);
+    let (at, over) = (vec![7u8; 99], vec![7u8; 100]);
+    for whole in [true, false] {
+        let mut wire = Vec::new();
+        let mut out = WriteBuf::new(&mut wire, 4096);
+        if whole {
+            assert!(
+                c.write_whole(&at, &mut out),
+                "the fast path takes one at the limit"
+            );
+            assert!(!c.write_whole(&over, &mut out), "nor one past it");
+            assert_eq!(wire.len(), "100 ".len() + 100);
+        } else {
+            let mut s = c.serializer(&over);
+            let r = s.get_bytes(&over, &mut out, Waker::noop());
+            assert!(
+                matches!(
+                    r,
+                    Err(SerializeError::TooLarge {
+                        length: 101,
+                        limit: 100
+                    })
+                ),
+                "{r:?}"
+            );
+            assert!(wire.is_empty());
+        }
     }
 }

@@ -74,8 +74,11 @@ pub trait Codec: Send + Sync + 'static {
     /// called again, on a longer buffer, each time more bytes arrive.
     fn decode(&self, buf: &[u8]) -> Result<Option<(Self::Message, usize)>, ProtocolError>;
 
-    /// The most bytes one message may take on the wire: past it, input is
-    /// a protocol error. Default [`DEFAULT_MAX_MESSAGE_SIZE`].
+    /// The most bytes one message may take on the wire (its whole
+    /// encoding): past it, input is a protocol error, and a message to
+    /// send is handed back
+    /// ([`SerializeError::TooLarge`](crate::error::SerializeError::TooLarge))
+    /// before any of it is written. Default [`DEFAULT_MAX_MESSAGE_SIZE`].
     fn max_message_size(&self) -> usize {
         DEFAULT_MAX_MESSAGE_SIZE
     }
@@ -115,10 +118,21 @@ impl<K: Codec> Converter for CodecConverter<K> {
     type Deserializer = CodecDeserializer<K>;
 
     fn serializer(&self, message: &K::Message) -> Self::Serializer {
-        // Encoded at once: an error is known before any byte goes out.
+        // Encoded at once: an error is known before any byte goes out,
+        // and so is a message the peer would refuse as too large.
         let mut wire = Vec::new();
+        let limit = self.codec.max_message_size();
+        let wire = self.codec.encode(message, &mut wire).and_then(|()| {
+            if wire.len() > limit {
+                return Err(SerializeError::TooLarge {
+                    length: wire.len(),
+                    limit,
+                });
+            }
+            Ok(wire)
+        });
         CodecSerializer {
-            wire: self.codec.encode(message, &mut wire).map(|()| wire),
+            wire,
             pos: 0,
             _message: std::marker::PhantomData,
         }

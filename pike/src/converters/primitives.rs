@@ -576,13 +576,33 @@ impl<P> LengthPrefixed<P> {
         }
     }
 
-    /// Sets the largest body, in bytes, that deserializers accept.
+    /// Sets the largest body, in bytes, that deserializers accept and
+    /// `send` takes. It counts the message's own bytes (a string's UTF-8,
+    /// a buffer's length), not the length field before them: a message of
+    /// exactly the limit goes through. A larger one is refused at `send`
+    /// ([`SerializeError::TooLarge`], handed back in a `RejectedMessage`;
+    /// the connection carries on); a peer that sends one anyway is cut
+    /// off ([`ProtocolError::TooLarge`]). Both ends should use one limit.
+    ///
+    /// ```
+    /// use pike::converters::StringConverter;
+    /// use pike::converter::Converter;
+    /// use pike::error::SerializeError;
+    ///
+    /// let strings = StringConverter::new().with_max_message_size(4);
+    /// assert!(strings.check_message(&"four".to_owned()).is_ok());
+    /// assert!(matches!(
+    ///     strings.check_message(&"fives".to_owned()),
+    ///     Err(SerializeError::TooLarge { length: 5, limit: 4 })
+    /// ));
+    /// ```
     pub const fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
     }
 
-    /// The largest body, in bytes, that deserializers accept.
+    /// The largest body, in bytes, that deserializers accept and `send`
+    /// takes (see [`with_max_message_size`](Self::with_max_message_size)).
     pub const fn max_message_size(&self) -> usize {
         self.max_message_size
     }
@@ -652,6 +672,20 @@ impl<P: Payload> Converter for LengthPrefixed<P> {
 
     fn message_size(&self, message: &P) -> usize {
         std::mem::size_of::<P>() + message.as_bytes().len()
+    }
+
+    /// Refuses a message whose body is over the limit
+    /// ([`max_message_size`](Self::max_message_size): the body's bytes,
+    /// not counting the length field), which the peer would refuse.
+    fn check_message(&self, message: &P) -> Result<(), SerializeError> {
+        let length = message.as_bytes().len();
+        if length > self.max_message_size {
+            return Err(SerializeError::TooLarge {
+                length,
+                limit: self.max_message_size,
+            });
+        }
+        Ok(())
     }
 
     fn serializer(&self, message: &P) -> Self::Serializer {

@@ -100,8 +100,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::converter::{Converter, guarded_size};
-use crate::error::{ConnectError, DisconnectReason, RejectReason, SerializeError};
+use crate::converter::{Converter, checked_send_size};
+use crate::error::{ConnectError, DisconnectReason, RejectReason};
 use crate::event::{
     Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
     RemoteDisconnect,
@@ -777,13 +777,11 @@ impl<C: Converter> Endpoint<C> {
                 if refuse_if_full && self.is_full() {
                     return Err((message, None));
                 }
-                let size = match guarded_size(&*self.converter, &message) {
+                let size = match checked_send_size(&*self.converter, &message) {
                     Ok(size) => size,
-                    Err(e) => {
-                        // The converter's bug, confined to this message.
-                        let error = SerializeError::Other(e.into());
-                        return Err((message, Some(RejectReason::Serialize(error))));
-                    }
+                    // Refused by its converter (too large, say), or the
+                    // converter's bug: confined to this message.
+                    Err(error) => return Err((message, Some(RejectReason::Serialize(error)))),
                 };
                 let queued = self.outbox.bytes();
                 let over_cap =

@@ -107,7 +107,11 @@ impl<T, F> SerdeConverter<T, F> {
         }
     }
 
-    /// Sets the largest body, in bytes, that deserializers accept.
+    /// Sets the largest body, in bytes, that deserializers accept and
+    /// `send` takes: the encoded message, not counting its length field.
+    /// A larger one is refused at `send`
+    /// ([`SerializeError::TooLarge`], handed back in a `RejectedMessage`;
+    /// the connection carries on).
     pub const fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -149,11 +153,23 @@ where
     fn serializer(&self, message: &T) -> SerdeSerializer<T> {
         // Encoded at once, so that an error is known before any byte goes
         // out (and the message can come back whole).
-        SerdeSerializer {
-            encoded: F::encode(message).map(|body| {
+        // A body over the limit is refused here: the peer would cut the
+        // connection for it.
+        let limit = self.max_message_size;
+        let encoded = F::encode(message)
+            .map_err(SerializeError::Other)
+            .and_then(|body| {
+                if body.len() > limit {
+                    return Err(SerializeError::TooLarge {
+                        length: body.len(),
+                        limit,
+                    });
+                }
                 let framed = LengthPrefixed::<Vec<u8>>::new();
-                (framed.serializer(&body), body)
-            }),
+                Ok((framed.serializer(&body), body))
+            });
+        SerdeSerializer {
+            encoded,
             _message: PhantomData,
         }
     }
@@ -168,7 +184,12 @@ where
     }
 
     fn write_whole(&self, message: &T, out: &mut WriteBuf<'_>) -> bool {
-        F::write_whole(message, out)
+        // Room for a body at the limit and its length field, no more: a
+        // larger message does not fit, and goes by `serializer`, which
+        // refuses it.
+        let limit = self.max_message_size;
+        let field = limit.checked_ilog10().map_or(1, |d| d as usize + 1) + 1;
+        F::write_whole(message, &mut out.capped(limit.saturating_add(field)))
     }
 
     /// The message's own size and the heap memory serde shows of it (see
@@ -181,7 +202,7 @@ where
 /// Writes one encoded message (or reports why it could not be encoded).
 pub struct SerdeSerializer<T> {
     #[allow(clippy::type_complexity)]
-    encoded: Result<(LengthPrefixedSerializer<Vec<u8>>, Vec<u8>), BoxError>,
+    encoded: Result<(LengthPrefixedSerializer<Vec<u8>>, Vec<u8>), SerializeError>,
     _message: PhantomData<fn(&T)>,
 }
 
@@ -202,10 +223,10 @@ impl<T: 'static> Serializer for SerdeSerializer<T> {
     ) -> Result<Encoded, SerializeError> {
         match &mut self.encoded {
             Ok((framed, body)) => framed.get_bytes(body, out, waker),
-            Err(e) => Err(SerializeError::Other(std::mem::replace(
+            Err(e) => Err(std::mem::replace(
                 e,
-                "already reported".into(),
-            ))),
+                SerializeError::Other("already reported".into()),
+            )),
         }
     }
 }
