@@ -26,6 +26,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Decide every [`RemoteConnect`](crate::event::RemoteConnect) with
+//! `finish_accept` or `reject`: one left to a catch-all arm is dropped,
+//! which rejects the peer (with a warning in the log) after its connect
+//! already succeeded.
 
 mod async_io;
 pub(crate) mod boundary;

@@ -187,7 +187,9 @@ pub struct RejectedMessage<M> {
 
 /// A peer connected to the listener. Until [`finish_accept`](Self::finish_accept)
 /// nothing is read from it or written to it (messages sent to it meanwhile
-/// wait); [`reject`](Self::reject), or dropping this event, closes it.
+/// wait); [`reject`](Self::reject) closes it. Dropping this event without
+/// either (a catch-all `_ => {}` arm does) rejects the peer too, with a
+/// warning in the log (`tracing`): decide every `RemoteConnect`.
 #[non_exhaustive]
 pub struct RemoteConnect<M> {
     /// The new connection.
@@ -244,6 +246,17 @@ impl<M> RemoteConnect<M> {
 
 impl<M> Drop for RemoteConnect<M> {
     fn drop(&mut self) {
+        // Left undecided (a catch-all `_ => {}` arm, say): the peer is
+        // rejected, which its side sees as a close right after its connect
+        // succeeded. Said in the log, as it is rarely what was meant.
+        if self.handle.is_some() && !std::thread::panicking() {
+            tracing::warn!(
+                connection = %self.connection,
+                peer = %self.peer,
+                "a RemoteConnect was dropped without finish_accept or reject: \
+                 the connection is rejected"
+            );
+        }
         self.reject_now();
     }
 }
@@ -272,5 +285,63 @@ mod tests {
         assert_eq!(again.place(), Some((2, 1)));
         assert_eq!(again.to_string(), "#3.1");
         assert_eq!(Connection::from_id(0).place(), None);
+    }
+
+    /// Counts the warnings logged on the thread it is the default of.
+    struct Warnings(std::sync::atomic::AtomicUsize);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Rejections, by connection.
+    #[derive(Default)]
+    struct Admissions(std::sync::Mutex<Vec<(Connection, bool)>>);
+
+    impl<M> super::AcceptHandle<M> for Admissions {
+        fn accept(&self, id: Connection, _: crate::mode::Delivery) {
+            self.0.lock().unwrap().push((id, true));
+        }
+        fn reject(&self, id: Connection) {
+            self.0.lock().unwrap().push((id, false));
+        }
+    }
+
+    #[test]
+    fn a_remote_connect_dropped_undecided_rejects_with_a_warning() {
+        let admissions = std::sync::Arc::new(Admissions::default());
+        let peer = crate::address::PeerAddr::Inet("127.0.0.1:9".parse().unwrap());
+        let event = |n| {
+            super::RemoteConnect::<String>::new(
+                Connection::of_place(n, 0),
+                peer.clone(),
+                admissions.clone(),
+            )
+        };
+        let warnings = std::sync::Arc::new(Warnings(Default::default()));
+        tracing::subscriber::with_default(warnings.clone(), || {
+            event(0).finish_accept(crate::mode::Delivery::Merged);
+            event(1).reject();
+            assert_eq!(warnings.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+            drop(event(2));
+        });
+        assert_eq!(warnings.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let decided = admissions.0.lock().unwrap().clone();
+        let ids = |n| Connection::of_place(n, 0);
+        assert_eq!(decided, [(ids(0), true), (ids(1), false), (ids(2), false)]);
     }
 }
