@@ -347,6 +347,10 @@ impl<'a> WriteBuf<'a> {
     }
 
     /// This buffer's room, but at most `room` bytes of it.
+    #[cfg_attr(
+        not(any(feature = "postcard", feature = "json", feature = "msgpack")),
+        allow(dead_code)
+    )]
     pub(crate) fn capped(&mut self, room: usize) -> WriteBuf<'_> {
         WriteBuf {
             limit: self.limit.min(self.buf.len().saturating_add(room)),

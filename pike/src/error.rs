@@ -62,6 +62,12 @@ pub enum ProtocolError {
         /// The bound on unconsumed input.
         limit: usize,
     },
+    /// The peer speaks TLS where plaintext was expected: its first bytes
+    /// are a TLS record (a client's hello, or a server's alert), which the
+    /// converter could not read. Connect (or listen) with TLS, as the
+    /// peer does.
+    #[error("the peer speaks TLS where plaintext was expected (connect or listen with TLS)")]
+    PeerSpeaksTls,
     /// A custom converter's error.
     #[error("{0}")]
     Other(Box<dyn StdError + Send + Sync>),

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use pike::converters::StringConverter;
+use pike::error::ProtocolError;
 use pike::{
     ConnectError, Connector, Delivery, DisconnectMode, DisconnectReason, Event, TlsErrorKind,
 };
@@ -211,6 +212,38 @@ over_plain_transports! {
     }
 }
 
+// A plaintext Pike client, over TCP and Unix sockets.
+over_plain_transports! {
+    fn a_plaintext_client_of_a_tls_listener_hears_that_the_peer_speaks_tls(net: Net) {
+        let server = tls_listening(net);
+        let client = client_on(net, StringConverter::new());
+        let conn = client
+            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .unwrap();
+        assert_eq!(connected(&client), conn);
+        client.send(&conn, "hello".to_owned()).unwrap();
+        // The server's TLS refuses the plaintext and says so in an alert;
+        // the client reads the alert as what it is.
+        match next(&client) {
+            Event::RemoteDisconnect(r) => assert!(
+                matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                ),
+                "{}",
+                r.reason
+            ),
+            other => panic!("{other:?}"),
+        }
+        match accepted_then(&server) {
+            Event::RemoteDisconnect(r) => {
+                assert_eq!(reason_kind(&r.reason), TlsErrorKind::ProtocolMismatch, "{}", r.reason)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_tls_client_is_refused_by_a_plaintext_listener() {
     let server = listening(StringConverter::new());
@@ -222,12 +255,16 @@ fn a_tls_client_is_refused_by_a_plaintext_listener() {
             &pki().client(),
         )
         .unwrap();
-    // The server takes the connection and reads a TLS hello as a length:
-    // a protocol error closes it, and the client's handshake fails.
+    // The server takes the connection and cannot read a TLS hello as a
+    // length: it says the peer speaks TLS, and the client's handshake
+    // fails.
     match accepted_then(&server) {
         Event::RemoteDisconnect(r) => {
             assert!(
-                matches!(r.reason, DisconnectReason::Protocol(_)),
+                matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                ),
                 "{}",
                 r.reason
             )

@@ -101,7 +101,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::converter::{Converter, checked_send_size};
-use crate::error::{ConnectError, DisconnectReason, RejectReason};
+use crate::error::{ConnectError, DisconnectReason, ProtocolError, RejectReason};
 use crate::event::{
     Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
     RemoteDisconnect,
@@ -331,6 +331,8 @@ pub struct Endpoint<C: Converter> {
     state: State,
     outbox: Outbox<C>,
     inbox: Inbox<C>,
+    /// The first bytes the peer sent, to tell a TLS peer from a broken one.
+    head: Head,
     /// Unwritten messages already set aside by a `FinishMessage` disconnect;
     /// handed back when it completes.
     set_aside: Vec<C::Message>,
@@ -462,6 +464,7 @@ impl<C: Converter> Endpoint<C> {
             state,
             outbox: Outbox::new(config.write_buffer_size),
             inbox: Inbox::new(config.max_pending_input),
+            head: Head::default(),
             set_aside: Vec::new(),
             peer_gone: None,
             read_closed: false,
@@ -1177,6 +1180,7 @@ impl<C: Converter> Endpoint<C> {
         let (converter, waker) = (&*self.converter, &self.waker);
         let result = match input {
             Input::Read(data, shared) => {
+                self.head.keep(data);
                 self.inbox
                     .feed(converter, waker, data, shared, &mut deliver)
             }
@@ -1188,7 +1192,14 @@ impl<C: Converter> Endpoint<C> {
         } else if self.inbox.completed() != completed || self.timers.message_start.is_none() {
             self.timers.message_start = Some(now);
         }
-        if let Err(reason) = result {
+        if let Err(mut reason) = result {
+            if matches!(reason, DisconnectReason::Protocol(_))
+                && self.inbox.completed() == 0
+                && self.head.looks_like_tls()
+            {
+                // Not a broken peer: one that speaks TLS to plaintext.
+                reason = ProtocolError::PeerSpeaksTls.into();
+            }
             self.fail(reason);
         }
     }
@@ -1518,6 +1529,35 @@ fn handshake_timed_out(config: &EndpointConfig) -> crate::error::TlsError {
 }
 
 /// What [`Endpoint::decode`] decodes.
+/// The first bytes a peer sent (up to three).
+#[derive(Debug, Default)]
+struct Head {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+impl Head {
+    fn keep(&mut self, data: &[u8]) {
+        let at = usize::from(self.len);
+        if at < self.bytes.len() {
+            let n = data.len().min(self.bytes.len() - at);
+            self.bytes[at..at + n].copy_from_slice(&data[..n]);
+            self.len += n as u8;
+        }
+    }
+
+    /// Whether they begin a TLS record: a content type (change cipher
+    /// spec, alert, handshake, application data), then major version 3
+    /// and a minor of SSL 3.0 to TLS 1.3, as much of it as came (a
+    /// converter that fails on the first byte sees only that one).
+    fn looks_like_tls(&self) -> bool {
+        matches!(
+            &self.bytes[..usize::from(self.len)],
+            [0x14..=0x17] | [0x14..=0x17, 0x03] | [0x14..=0x17, 0x03, 0x00..=0x04]
+        )
+    }
+}
+
 enum Input<'a> {
     /// Bytes just read, and the shared chunk they are, if they are.
     Read(&'a [u8], Option<&'a Bytes>),

@@ -2128,3 +2128,44 @@ fn a_send_within_coalesce_of_the_last_write_comes_in_succession() {
     assert!(ep.in_succession(t0() + COALESCE, thread));
     assert!(!ep.in_succession(t0() + COALESCE + ns, thread));
 }
+
+#[test]
+fn a_peer_that_speaks_tls_to_plaintext_is_told_apart_from_a_broken_one() {
+    // A TLS server's alert (fatal, decode error), or a client's hello.
+    for first in [
+        &[0x15u8, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32][..],
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01],
+    ] {
+        // All at once, and a byte a read.
+        for step in [first.len(), 1] {
+            let mut ep = endpoint::<StringConverter>(1024, true);
+            for piece in first.chunks(step) {
+                ep.handle_read(t0(), piece);
+            }
+            let (received, r) = take_remote_disconnect(&mut ep);
+            assert!(received.is_empty());
+            assert!(
+                matches!(
+                    r.reason,
+                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                ),
+                "{first:?} by {step}: {}",
+                r.reason
+            );
+        }
+    }
+    // Garbage is garbage, and so are those bytes after a message.
+    for input in [&b"x 1"[..], b"1 a\x16\x03\x01"] {
+        let mut ep = endpoint::<StringConverter>(1024, true);
+        ep.handle_read(t0(), input);
+        let (_, r) = take_remote_disconnect(&mut ep);
+        assert!(
+            matches!(
+                r.reason,
+                DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+            ),
+            "{input:?}: {}",
+            r.reason
+        );
+    }
+}
