@@ -1,6 +1,7 @@
 //! Pike from async code: an echo server and a client as tokio tasks,
-//! using `recv_async`, `send_async` and the `events` stream. No thread
-//! blocks; Pike's network thread runs beside the runtime.
+//! using `connect_async`, `recv_async`, `send_async`, the `events` stream
+//! and `shutdown_async`. No thread blocks; Pike's network thread runs
+//! beside the runtime.
 //!
 //! ```text
 //! cargo run --example async_echo
@@ -34,7 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let client = Connector::builder(StringConverter::new()).spawn()?;
-    let conn = client.connect(addr, Delivery::Merged)?;
+    // The connect's outcome is the future's (no FinishConnect event).
+    let (conn, outcome) = client.connect_async(addr, Delivery::Merged).await?;
+    outcome?;
     for word in ["hello", "from", "async", "pike"] {
         client.send_async(&conn, word.to_owned()).await?;
     }
@@ -45,11 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("{}", m.message);
                 replies += 1;
             }
-            Some(Event::FinishConnect(f)) if f.success() => {}
             other => return Err(format!("unexpected {other:?}").into()),
         }
     }
-    server.shutdown(ShutdownMode::Now);
+    client.shutdown_async(ShutdownMode::FinishQueues).await;
+    server.shutdown_async(ShutdownMode::Now).await;
     echo.await?;
     Ok(())
 }

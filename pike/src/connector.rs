@@ -65,7 +65,7 @@ use crate::transport;
 pub(crate) use handle::SeparateQueue;
 use handle::{Handle, Wait};
 
-pub use async_io::{Events, Recv, RecvConnection, SendAsync};
+pub use async_io::{ConnectAsync, Events, Recv, RecvConnection, SendAsync, ShutdownAsync};
 pub use budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
 
 pub use crate::endpoint::DEFAULT_LINGER;

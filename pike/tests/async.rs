@@ -143,3 +143,88 @@ async fn send_async_waits_for_room_without_blocking() {
     let one = format!("{} ", big.len()).len() + big.len();
     assert_eq!(total, (sent + 1) * one);
 }
+
+/// Runs `f` to completion on a thread of its own with the `futures`
+/// executor, failing the test if it takes longer than [`WAIT`].
+fn on_executor<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    let (done, got) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done.send(futures::executor::block_on(f));
+    });
+    got.recv_timeout(WAIT)
+        .expect("the future completed in time")
+}
+
+over_transports! {
+    fn an_awaited_connect_ends_with_its_outcome_and_an_awaited_shutdown_with_the_loop(net: Net) {
+        let server = listening_on(net, StringConverter::new());
+        let client = client_on(net, StringConverter::new());
+        let addr = server.listen_address().unwrap();
+        let (c, s) = (client.clone(), server.clone());
+        let got = on_executor(async move {
+            let (conn, outcome) = c.connect_async(addr, Delivery::Merged).await.expect("running");
+            outcome.expect("connected");
+            c.send_async(&conn, "hello".to_owned()).await.expect("running");
+            let mut got = Vec::new();
+            while got.is_empty() {
+                match s.recv_async().await.expect("running") {
+                    Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
+                    Event::MessageReceived(m) => got.push(m.message),
+                    other => panic!("{other:?}"),
+                }
+            }
+            // Written out, then closed: the server hears the close.
+            assert!(c.shutdown_async(ShutdownMode::FinishQueues).await);
+            match s.recv_async().await.expect("running") {
+                Event::RemoteDisconnect(r) => assert!(r.queued.is_empty()),
+                other => panic!("{other:?}"),
+            }
+            // The shutdown's own disconnect, then the end.
+            match c.recv_async().await {
+                Some(Event::FinishDisconnect(f)) => assert!(f.queued.is_empty() && f.error.is_none()),
+                other => panic!("{other:?}"),
+            }
+            assert!(c.recv_async().await.is_none(), "stopped: no event left");
+            got
+        });
+        // (The FinishConnect was the future's, not an event.)
+        assert_eq!(got, ["hello"]);
+    }
+}
+
+over_transports! {
+    fn an_awaited_connect_that_fails_says_why(net: Net) {
+        let client = client_on(net, StringConverter::new());
+        let c = client.clone();
+        let (_, outcome) = on_executor(async move {
+            c.connect_async(net.dead_address(), Delivery::Merged).await.expect("running")
+        });
+        assert!(outcome.is_err());
+        // Nothing about it in the queue.
+        client.shutdown(ShutdownMode::Now);
+        assert!(client.recv().is_none());
+    }
+}
+
+#[test]
+fn an_awaited_connect_given_up_is_never_reported_as_connected() {
+    let server = listening(StringConverter::new());
+    let client = util::client(StringConverter::new());
+    // Dropped at once: abandoned (closed without an event), or, had it
+    // connected meanwhile, closed with a FinishDisconnect.
+    for _ in 0..20 {
+        drop(client.connect_async(server.local_addr().unwrap(), Delivery::Merged));
+    }
+    let stopped = client.clone();
+    assert!(on_executor(async move {
+        stopped.shutdown_async(ShutdownMode::Now).await
+    }));
+    while let Some(event) = client.recv() {
+        assert!(matches!(event, Event::FinishDisconnect(_)), "{event:?}");
+    }
+    // A connector already stopped: the connect says so.
+    let c = client.clone();
+    assert!(
+        on_executor(async move { c.connect_async("127.0.0.1:9", Delivery::Merged).await }).is_err()
+    );
+}

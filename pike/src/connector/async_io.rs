@@ -9,17 +9,90 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
 use super::Connector;
+use crate::address::Address;
 use crate::connector::SeparateQueue;
+use crate::connector::command::ConnectWait;
 use crate::converter::Converter;
-use crate::error::SendError;
+use crate::error::{ConnectError, SendError, StoppedError};
 use crate::event::{Connection, Event};
+use crate::mode::{Delivery, ShutdownMode};
+use crate::transport;
 
 impl<C: Converter> Connector<C> {
+    /// Connects to `addr` and waits, without blocking a thread, until the
+    /// attempt ends: [`connect_waiting`](Self::connect_waiting) for async
+    /// code. Its `FinishConnect` is this future's output, not an event,
+    /// and none of the connection's events is delivered before it. The
+    /// wait ends at the latest at the connector's
+    /// [`connect_timeout`](crate::ConnectorBuilder::connect_timeout);
+    /// wrap it in the runtime's timeout to give up sooner: dropping the
+    /// future abandons the attempt (closed without an event; if it had
+    /// just succeeded, closed with a `FinishDisconnect`).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use pike::converters::StringConverter;
+    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    ///
+    /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
+    /// let client = Connector::builder(StringConverter::new()).spawn()?;
+    /// futures::executor::block_on(async {
+    ///     let (conn, outcome) = client
+    ///         .connect_async(server.local_addr().unwrap(), Delivery::Merged)
+    ///         .await
+    ///         .expect("running");
+    ///     outcome.expect("connected");
+    ///     client.send_async(&conn, "hello".to_owned()).await.expect("running");
+    ///     match server.recv_async().await {
+    ///         Some(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    ///     match server.recv_async().await {
+    ///         Some(Event::MessageReceived(m)) => assert_eq!(m.message, "hello"),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    ///     // The client's queue is written out, then both ends close.
+    ///     assert!(client.shutdown_async(ShutdownMode::FinishQueues).await);
+    ///     assert!(server.shutdown_async(ShutdownMode::Now).await);
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_async(
+        &self,
+        addr: impl Into<Address>,
+        delivery: Delivery,
+    ) -> ConnectAsync<'_, C> {
+        let tls = self.inner.default_tls.clone();
+        let dial = transport::Dial::new(addr.into().0, delivery, tls);
+        ConnectAsync {
+            connector: self,
+            attempt: self.inner.handle.connect_awaited(dial).ok(),
+        }
+    }
+
+    /// Shuts the connector down as [`shutdown`](Self::shutdown) does,
+    /// waiting for it without blocking a thread: ready once the network
+    /// loop has ended, with whether everything finished in `mode` (false
+    /// if the connector's
+    /// [`shutdown_timeout`](crate::ConnectorBuilder::shutdown_timeout) cut
+    /// it short).
+    ///
+    /// Example: [`connect_async`](Self::connect_async).
+    pub fn shutdown_async(&self, mode: ShutdownMode) -> ShutdownAsync<'_, C> {
+        let deadline = self
+            .inner
+            .shutdown_timeout
+            .and_then(|t| std::time::Instant::now().checked_add(t));
+        self.inner.handle.start_shutdown(mode, deadline);
+        ShutdownAsync { connector: self }
+    }
+
     /// Waits, without blocking a thread, for the next event of the main
     /// queue: [`recv`](Self::recv) for async code. `None` once the
     /// connector has stopped and every event was taken.
@@ -146,6 +219,71 @@ impl<C: Converter> Future for SendAsync<'_, C> {
             .inner
             .handle
             .poll_send(this.connection, &mut this.message, cx)
+    }
+}
+
+/// The future of [`Connector::connect_async`].
+#[must_use = "futures do nothing unless awaited (dropping one abandons the connect)"]
+pub struct ConnectAsync<'a, C: Converter> {
+    connector: &'a Connector<C>,
+    /// `None` if the connector had stopped, or once the outcome is out.
+    attempt: Option<(Connection, Arc<ConnectWait>)>,
+}
+
+impl<C: Converter> Future for ConnectAsync<'_, C> {
+    type Output = Result<(Connection, Result<(), ConnectError>), StoppedError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some((connection, waiter)) = &self.attempt else {
+            return Poll::Ready(Err(StoppedError));
+        };
+        let connection = *connection;
+        let Poll::Ready(outcome) = waiter.poll(cx) else {
+            return Poll::Pending;
+        };
+        self.attempt = None;
+        let handle = &self.connector.inner.handle;
+        handle.connect_awaited_done(connection, outcome.is_ok());
+        Poll::Ready(Ok((connection, outcome)))
+    }
+}
+
+impl<C: Converter> Drop for ConnectAsync<'_, C> {
+    fn drop(&mut self) {
+        if let Some((connection, waiter)) = self.attempt.take() {
+            self.connector
+                .inner
+                .handle
+                .connect_awaited_dropped(connection, &waiter);
+        }
+    }
+}
+
+/// The future of [`Connector::shutdown_async`].
+#[must_use = "the shutdown goes on; await it to know when it ended"]
+pub struct ShutdownAsync<'a, C: Converter> {
+    connector: &'a Connector<C>,
+}
+
+impl<C: Converter> Future for ShutdownAsync<'_, C> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        self.connector.inner.handle.poll_stopped(cx)
+    }
+}
+
+impl<C: Converter> std::fmt::Debug for ConnectAsync<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectAsync")
+            .field("connection", &self.attempt.as_ref().map(|(c, _)| *c))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Converter> std::fmt::Debug for ShutdownAsync<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownAsync").finish_non_exhaustive()
     }
 }
 

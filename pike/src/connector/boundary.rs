@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::directory::Directory;
@@ -42,7 +43,7 @@ pub(crate) struct Shared<M> {
     /// The counters of connections already closed, and connection counts
     /// (see [`stats`](crate::stats)). Lock order: before any slot.
     pub(crate) totals: Mutex<Stats>,
-    stopped: Mutex<bool>,
+    stopped: Mutex<Stopped>,
     stopped_changed: Condvar,
     /// A shutdown's deadline ended connections that were still finishing.
     cut_short: AtomicBool,
@@ -62,21 +63,34 @@ impl<M> Shared<M> {
             // No connection's id is 0 (see `Connection::of_place`).
             orphans: Arc::new(Credit::new(Connection(0))),
             totals: Mutex::new(Rank::Totals, Stats::default()),
-            stopped: Mutex::new(Rank::Stopped, false),
+            stopped: Mutex::new(Rank::Stopped, Stopped::default()),
             stopped_changed: Condvar::new(),
             cut_short: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
-        *lock(&self.stopped)
+        lock(&self.stopped).done
     }
 
     pub(crate) fn wait_stopped(&self) {
         let mut stopped = lock(&self.stopped);
-        while !*stopped {
+        while !stopped.done {
             stopped = self.stopped_changed.wait(stopped);
         }
+    }
+
+    /// Ready once the loop has ended; otherwise `cx`'s waker is woken
+    /// when it does.
+    pub(crate) fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut stopped = lock(&self.stopped);
+        if stopped.done {
+            return Poll::Ready(());
+        }
+        if !stopped.tasks.iter().any(|t| t.will_wake(cx.waker())) {
+            stopped.tasks.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// The loop: a shutdown's deadline ended connections still finishing.
@@ -90,8 +104,15 @@ impl<M> Shared<M> {
     }
 
     fn set_stopped(&self) {
-        *lock(&self.stopped) = true;
+        let tasks = {
+            let mut stopped = lock(&self.stopped);
+            stopped.done = true;
+            std::mem::take(&mut stopped.tasks)
+        };
         self.stopped_changed.notify_all();
+        for task in tasks {
+            task.wake();
+        }
     }
 
     /// Takes an envelope out of a queue: gives its credit back, asking the
@@ -142,6 +163,13 @@ impl<M> Shared<M> {
         }
         Ok(n)
     }
+}
+
+/// Whether the loop ended, and the async tasks waiting for it to.
+#[derive(Debug, Default)]
+struct Stopped {
+    done: bool,
+    tasks: Vec<Waker>,
 }
 
 /// Accepting and rejecting connections a peer opened, for

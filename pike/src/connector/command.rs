@@ -25,7 +25,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Wake;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 use std::{fmt, io};
 
@@ -257,7 +257,8 @@ impl<M: Send + 'static> Wake for ConnectionWaker<M> {
     }
 }
 
-/// The rendezvous of `connect_waiting` with the network thread.
+/// The rendezvous of `connect_waiting` (or of an awaited connect) with
+/// the network thread.
 #[derive(Debug)]
 pub(crate) struct ConnectWait {
     state: Mutex<WaitState>,
@@ -267,17 +268,19 @@ pub(crate) struct ConnectWait {
 impl Default for ConnectWait {
     fn default() -> Self {
         Self {
-            state: Mutex::new(Rank::ConnectWait, WaitState::Waiting),
+            state: Mutex::new(Rank::ConnectWait, WaitState::Waiting(None)),
             changed: Condvar::new(),
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 enum WaitState {
-    #[default]
-    Waiting,
+    /// With the waker of an async caller.
+    Waiting(Option<Waker>),
     Done(Result<(), ConnectError>),
+    /// The outcome was taken.
+    Taken,
     Abandoned,
 }
 
@@ -286,12 +289,50 @@ impl ConnectWait {
     /// up already, in which case the connection is to be closed silently.
     pub(crate) fn finish(&self, result: Result<(), ConnectError>) -> bool {
         let mut state = lock(&self.state);
-        if matches!(*state, WaitState::Abandoned) {
-            return false;
-        }
-        *state = WaitState::Done(result);
+        let task = match std::mem::replace(&mut *state, WaitState::Done(result)) {
+            WaitState::Waiting(task) => task,
+            other => {
+                *state = other;
+                return false;
+            }
+        };
+        drop(state);
         self.changed.notify_all();
+        if let Some(task) = task {
+            task.wake();
+        }
         true
+    }
+
+    /// Async caller: the outcome if the attempt ended; otherwise `cx`'s
+    /// waker is woken when it does.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        let mut state = lock(&self.state);
+        match std::mem::replace(&mut *state, WaitState::Taken) {
+            WaitState::Done(result) => Poll::Ready(result),
+            WaitState::Waiting(_) => {
+                *state = WaitState::Waiting(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+            WaitState::Taken | WaitState::Abandoned => {
+                panic!("an awaited connect polled after it completed")
+            }
+        }
+    }
+
+    /// Caller: gives up waiting. Returns true if the attempt had
+    /// succeeded meanwhile (the connection is up, its events held), which
+    /// the caller must then end itself.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut state = lock(&self.state);
+        match std::mem::replace(&mut *state, WaitState::Abandoned) {
+            WaitState::Done(Ok(())) => true,
+            WaitState::Taken => {
+                *state = WaitState::Taken;
+                false
+            }
+            _ => false,
+        }
     }
 
     /// Caller: waits until `deadline`. `None` means it timed out and the
@@ -299,10 +340,12 @@ impl ConnectWait {
     pub(crate) fn wait(&self, deadline: Instant) -> Option<Result<(), ConnectError>> {
         let mut state = lock(&self.state);
         loop {
-            match std::mem::take(&mut *state) {
+            match std::mem::replace(&mut *state, WaitState::Taken) {
                 WaitState::Done(result) => return Some(result),
-                WaitState::Abandoned => unreachable!("only the caller abandons"),
-                WaitState::Waiting => {}
+                WaitState::Abandoned | WaitState::Taken => {
+                    unreachable!("only the caller abandons or takes")
+                }
+                WaitState::Waiting(task) => *state = WaitState::Waiting(task),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -311,5 +354,44 @@ impl ConnectWait {
             }
             state = self.changed.wait_timeout(state, deadline - now).0;
         }
+    }
+}
+
+#[cfg(all(test, pike_loom))]
+mod loom_tests {
+    use super::*;
+
+    /// An awaited connect and the network thread's outcome, in any order:
+    /// the waker registered under the lock is woken (loom fails a model
+    /// that never wakes), and the outcome is taken once.
+    #[test]
+    fn loom_an_awaited_connect_hears_its_outcome() {
+        loom::model(|| {
+            let wait = Arc::new(ConnectWait::default());
+            let net = {
+                let wait = wait.clone();
+                loom::thread::spawn(move || assert!(wait.finish(Ok(()))))
+            };
+            let outcome = loom::future::block_on(std::future::poll_fn(|cx| wait.poll(cx)));
+            assert!(outcome.is_ok());
+            net.join().unwrap();
+        });
+    }
+
+    /// A caller giving up races the outcome: either the network thread
+    /// hears it gave up (and closes the connection), or the caller hears
+    /// the connection is up (and closes it): never both, never neither.
+    #[test]
+    fn loom_giving_up_races_the_outcome_and_one_side_closes() {
+        loom::model(|| {
+            let wait = Arc::new(ConnectWait::default());
+            let net = {
+                let wait = wait.clone();
+                loom::thread::spawn(move || wait.finish(Ok(())))
+            };
+            let caller_closes = wait.abandon();
+            let net_heard = net.join().unwrap();
+            assert_ne!(caller_closes, !net_heard, "one side closes it");
+        });
     }
 }

@@ -153,12 +153,26 @@ impl<C: Converter> Handle<C> {
     /// At `deadline`, what is left ends as with `Now`. Returns false if it
     /// did (by this deadline or another caller's).
     pub(crate) fn shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) -> bool {
+        self.start_shutdown(mode, deadline);
+        self.shared.wait_stopped();
+        !self.shared.shutdown_cut_short()
+    }
+
+    /// Asks for a shutdown in `mode`, without waiting for it (a connector
+    /// never started runs it on this thread now).
+    pub(crate) fn start_shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) {
         let _ = self.shared.commands.request_shutdown(mode, deadline);
         if let Some(reactor) = self.lead.take_unstarted() {
             reactor.run();
         }
-        self.shared.wait_stopped();
-        !self.shared.shutdown_cut_short()
+    }
+
+    /// Whether the connector has stopped; otherwise `cx`'s waker is woken
+    /// when it does. Ready with whether everything finished in its mode.
+    pub(crate) fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.shared
+            .poll_stopped(cx)
+            .map(|()| !self.shared.shutdown_cut_short())
     }
 
     // ----- connections --------------------------------------------------------
@@ -219,6 +233,46 @@ impl<C: Converter> Handle<C> {
             self.shared.separate.remove(connection);
         }
         Ok((connection, outcome))
+    }
+
+    /// Starts connecting as `dial` says, the outcome going to the returned
+    /// rendezvous (an awaited connect).
+    pub(crate) fn connect_awaited(
+        &self,
+        dial: Dial,
+    ) -> Result<(Connection, Arc<ConnectWait>), StoppedError> {
+        let waiter = Arc::new(ConnectWait::default());
+        let connection = self.open(dial, Some(waiter.clone()))?;
+        Ok((connection, waiter))
+    }
+
+    /// An awaited connect ended: its connection's events, held until now,
+    /// go on; a failed one's separate queue is forgotten.
+    pub(crate) fn connect_awaited_done(&self, connection: Connection, succeeded: bool) {
+        if succeeded {
+            let _ = self
+                .shared
+                .commands
+                .push(Command::CallbackDone { connection });
+        } else {
+            self.shared.separate.remove(connection);
+        }
+    }
+
+    /// An awaited connect was given up before its outcome was taken: the
+    /// attempt is abandoned (closed without an event), or, if it had
+    /// succeeded meanwhile, the connection is closed (its
+    /// `FinishDisconnect` delivered).
+    pub(crate) fn connect_awaited_dropped(&self, connection: Connection, waiter: &ConnectWait) {
+        if waiter.abandon() {
+            self.disconnect(connection, DisconnectMode::Now);
+            let _ = self
+                .shared
+                .commands
+                .push(Command::CallbackDone { connection });
+        } else {
+            self.shared.separate.remove(connection);
+        }
     }
 
     // ----- sending ------------------------------------------------------------
