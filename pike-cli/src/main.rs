@@ -2,6 +2,7 @@
 //! benchmark the library.
 
 mod bench;
+mod cert;
 mod counting;
 mod message;
 
@@ -255,6 +256,12 @@ enum Command {
         #[command(flatten)]
         tls: ServerTlsArgs,
     },
+    /// Write a development CA and a server certificate it signs (and a
+    /// client certificate, with --client) as PEM files: ca.pem for
+    /// --tls-ca (and --tls-client-ca), server.pem and server.key for
+    /// --tls-cert and --tls-key. For development and tests; ca.key is
+    /// written too (readable by its owner only): keep it private.
+    TlsCert(cert::Request),
     /// Benchmark Pike over loopback in this process and print a table.
     Bench {
         /// A short run (a tenth of the messages), for a quick look.
@@ -309,6 +316,7 @@ fn main() -> ExitCode {
             limits,
             tls,
         } => recv_files(&addr, &dir, count, &limits, &tls),
+        Command::TlsCert(request) => cert::run(&request),
         Command::Bench { quick, connections } => bench::run(quick, connections),
     };
     match result {

@@ -283,3 +283,58 @@ fn a_stop_ends_though_a_peer_never_finishes_its_handshake() {
     assert_eq!(server.wait(), 0);
     assert!(started.elapsed() < testkit::WAIT);
 }
+
+#[test]
+fn tls_cert_writes_a_ca_and_certificates_that_listen_and_connect_take() {
+    let dir = std::env::temp_dir().join(format!("pike-cli-tls-cert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap().to_owned();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let mut made = run_pike(&["tls-cert", "--dir", &d, "--client", "me.test"]);
+    assert!(made.stdout_line().starts_with("wrote "));
+    assert_eq!(made.wait(), 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca.key", "server.key", "client.key"] {
+            let mode = std::fs::metadata(path(key)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
+        }
+    }
+    // It does not overwrite what is there, unless told to.
+    let mut again = run_pike(&["tls-cert", "--dir", &d]);
+    assert_ne!(again.wait(), 0);
+    assert!(again.rest_of_stderr().iter().any(|l| l.contains("--force")));
+
+    // Mutual TLS to 127.0.0.1, one of the default names.
+    let mut server = run_pike(&[
+        "listen",
+        "127.0.0.1:0",
+        "--quiet-ids",
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server.key"),
+        "--tls-client-ca",
+        &path("ca.pem"),
+    ]);
+    let addr = server.listening_addr().to_string();
+    let mut client = run_pike(&[
+        "connect",
+        &addr,
+        "--tls-ca",
+        &path("ca.pem"),
+        "--tls-cert",
+        &path("client.pem"),
+        "--tls-key",
+        &path("client.key"),
+    ]);
+    client.stderr_line_with("connected to");
+    client.type_line("made here");
+    assert_eq!(server.stdout_line(), "made here");
+    client.close_stdin();
+    assert_eq!(client.wait(), 0);
+    server.signal("INT");
+    assert_eq!(server.wait(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

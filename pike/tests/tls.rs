@@ -143,6 +143,37 @@ fn an_untrusted_certificate_fails_the_connect_and_the_server_hears_why() {
 }
 
 #[test]
+fn a_ca_certificate_as_the_servers_is_refused_with_what_to_do_instead() {
+    // What `openssl req -x509` makes: a self-signed certificate marked a
+    // CA, here the trusted CA's own.
+    let tls = pike::tls::ServerTls::from_pem_files(&pki().ca, &pki().ca_key).unwrap();
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls(tls_local_address(), tls)
+        .spawn()
+        .unwrap();
+    let client = util::client(StringConverter::new());
+    client
+        .connect_tls(
+            server.local_addr().unwrap(),
+            Delivery::Merged,
+            &pki().client(),
+        )
+        .unwrap();
+    match next(&client) {
+        Event::FinishConnect(f) => {
+            let e = f.error.expect("refused");
+            assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
+            let said = e.to_string();
+            assert!(
+                said.contains("CA certificate") && said.contains("pike tls-cert"),
+                "{said}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_name_mismatch_fails_the_connect() {
     let server = tls_listening(Net::Tcp);
     let client = util::client(StringConverter::new());

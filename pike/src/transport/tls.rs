@@ -513,6 +513,18 @@ fn closed_in_handshake() -> io::Error {
 fn to_io(error: rustls::Error) -> io::Error {
     use TlsErrorKind as K;
     use rustls::Error as E;
+    if let E::InvalidCertificate(CertificateError::Other(other)) = &error
+        && other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
+    {
+        // The usual first try (`openssl req -x509` marks the certificate
+        // a CA): say what to do instead.
+        let what = format!(
+            "{error}: the peer's certificate is a CA certificate, as `openssl req -x509` \
+             makes; give it a certificate signed by a CA this side trusts \
+             (`pike tls-cert` writes both; the README's TLS section has the openssl commands)"
+        );
+        return TlsError::new(K::UntrustedCertificate, what).into_io();
+    }
     let kind = match &error {
         E::InvalidCertificate(rustls::CertificateError::Other(other))
             if other.0.is::<crate::tls::ChainTooLong>() =>

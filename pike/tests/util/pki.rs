@@ -28,6 +28,9 @@ pub struct Pki {
     pub rogue_key: PathBuf,
     /// That CA.
     pub rogue_ca: PathBuf,
+    /// The test CA's key (with `ca`: a CA certificate where a server's
+    /// belongs).
+    pub ca_key: PathBuf,
 }
 
 struct Ca {
@@ -78,6 +81,7 @@ pub fn pki() -> &'static Pki {
             rogue_cert: write("rogue.pem", &rogue_cert),
             rogue_key: write("rogue.key", &rogue_key),
             rogue_ca: write("rogue-ca.pem", &rogue.cert.pem()),
+            ca_key: write("ca.key", &trusted.key.serialize_pem()),
             _dir: dir,
         }
     })
