@@ -957,6 +957,19 @@ impl<C: Converter> Connector<C> {
         self.send_batch_waiting(connection, messages, Instant::now().checked_add(timeout))
     }
 
+    /// [`send_batch_blocking`](Self::send_batch_blocking), waiting until
+    /// `deadline` at most. On timeout, the messages not yet queued come
+    /// back as [`SendTimeoutError::Timeout`] (those before them are
+    /// queued).
+    pub fn send_batch_deadline(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+        deadline: Instant,
+    ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
+        self.send_batch_waiting(connection, messages, Some(deadline))
+    }
+
     fn send_batch_waiting(
         &self,
         connection: &Connection,
@@ -1045,6 +1058,23 @@ impl<C: Converter> Connector<C> {
             .map_err(|()| StoppedError)
     }
 
+    /// [`recv_batch`](Self::recv_batch), blocking until `deadline` at
+    /// most for the first event.
+    ///
+    /// Example: [`send_batch`](Self::send_batch) (with a timeout instead).
+    pub fn recv_batch_deadline(
+        &self,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<usize, StoppedError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.take_main(&mut |e| out.push(e), max, Wait::Until(deadline))
+            .map_err(|()| StoppedError)
+    }
+
     /// Passes up to `max` events of the main queue to `take`, waiting for
     /// the first as `wait` says, running the network loop on this thread
     /// meanwhile if nobody else needs it.
@@ -1117,6 +1147,19 @@ impl<C: Converter> Connector<C> {
             .separate(*connection)
             .ok_or(RecvTimeoutError::Disconnected)?
             .recv_timeout(timeout)
+    }
+
+    /// Blocks for the next event of a separate connection until
+    /// `deadline`.
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection) (with a timeout instead).
+    pub fn recv_connection_deadline(
+        &self,
+        connection: &Connection,
+        deadline: Instant,
+    ) -> Result<Event<C::Message>, RecvTimeoutError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.recv_connection_timeout(connection, timeout)
     }
 
     /// Sends a separate connection's events to the main queue from now on.

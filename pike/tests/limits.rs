@@ -767,3 +767,38 @@ over_transports! {
         assert_eq!(client.stats().handed_back.serialize_failed, 1);
     }
 }
+
+over_transports! {
+    fn the_deadline_forms_end_at_their_deadline(net: Net) {
+        // send_batch_deadline: as send_batch_timeout, to an instant.
+        let (c, conn, _peer) = slow_peer(net); // does not read
+        let messages = numbered(20_000);
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let back = match c.send_batch_deadline(&conn, messages.clone(), deadline) {
+            Err(pike::SendTimeoutError::Timeout(back)) => back,
+            other => panic!("the sockets cannot take 20 MB: {other:?}"),
+        };
+        assert!(Instant::now() >= deadline);
+        assert!(!back.is_empty() && back[..] == messages[messages.len() - back.len()..]);
+        // recv_batch_deadline: nothing by a deadline gone already.
+        let mut events = Vec::new();
+        assert_eq!(c.recv_batch_deadline(&mut events, 8, Instant::now()), Ok(0));
+        // recv_connection_deadline: a separate connection's event, then
+        // nothing by the deadline.
+        let server = listening_on(net, StringConverter::new());
+        let sep = c
+            .connect(server.listen_address().unwrap(), Delivery::Separate)
+            .unwrap();
+        match c.recv_connection_deadline(&sep, Instant::now() + WAIT) {
+            Ok(Event::FinishConnect(f)) => assert!(f.success()),
+            other => panic!("{other:?}"),
+        }
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(
+            c.recv_connection_deadline(&sep, soon).map(|_| ()),
+            Err(pike::RecvTimeoutError::Timeout)
+        );
+        assert!(Instant::now() >= soon);
+        c.shutdown(ShutdownMode::Now);
+    }
+}
