@@ -77,7 +77,7 @@ pub trait Codec: Send + Sync + 'static {
     /// The most bytes one message may take on the wire (its whole
     /// encoding): past it, input is a protocol error, and a message to
     /// send is handed back
-    /// ([`SerializeError::TooLarge`](crate::error::SerializeError::TooLarge))
+    /// ([`SerializeError::TooLarge`])
     /// before any of it is written. Default [`DEFAULT_MAX_MESSAGE_SIZE`].
     fn max_message_size(&self) -> usize {
         DEFAULT_MAX_MESSAGE_SIZE

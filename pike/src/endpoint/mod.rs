@@ -155,7 +155,7 @@ pub struct EndpointConfig {
     pub write_buffer_size: usize,
     /// Bound on received bytes held while a deserializer waits for a
     /// callback or leaves input unconsumed. Past it the connection closes
-    /// with [`ProtocolError::Stalled`](crate::error::ProtocolError::Stalled).
+    /// with [`ProtocolError::Stalled`].
     /// Default [`DEFAULT_MAX_PENDING_INPUT`].
     pub max_pending_input: usize,
     /// High-water mark of the unsent queue, in bytes of messages (by
