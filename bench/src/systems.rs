@@ -192,7 +192,7 @@ fn pike_pair(
         builder.send_queue_cap(128 << 20)
     };
     let builder = if tls {
-        builder.tls_connect(crate::certs::pike_client())
+        builder.default_client_tls(crate::certs::pike_client())
     } else {
         builder
     };

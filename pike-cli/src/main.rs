@@ -502,7 +502,7 @@ fn connect_to<C: Converter>(
 ) -> Result<(Connector<C>, Connection), String> {
     let mut builder = Connector::builder(converter);
     if let Some(tls) = tls.settings()? {
-        builder = builder.tls_connect(tls);
+        builder = builder.default_client_tls(tls);
     }
     let c = builder.spawn().map_err(|e| format!("cannot start: {e}"))?;
     let (conn, result) = c

@@ -40,6 +40,7 @@ pub(crate) mod command;
 pub(crate) mod directory;
 pub(crate) mod handle;
 pub(crate) mod handshake;
+mod options;
 pub(crate) mod queues;
 mod slab;
 
@@ -57,7 +58,7 @@ use crate::error::{
     TryRecvError, TrySendError, UsageError,
 };
 use crate::event::{Connection, Event};
-use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
+use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::reactor::{Config, Start};
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::{Mutex, Rank, lock};
@@ -67,6 +68,7 @@ use handle::{Handle, Wait};
 
 pub use async_io::{ConnectAsync, Events, Recv, RecvConnection, SendAsync, ShutdownAsync};
 pub use budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
+pub use options::ConnectOptions;
 
 pub use crate::endpoint::DEFAULT_LINGER;
 /// The default time [`Connector::shutdown`] lets messages finish before
@@ -149,18 +151,23 @@ impl<C: Converter> ConnectorBuilder<C> {
         self
     }
 
-    /// Connections opened with [`Connector::connect`],
-    /// [`connect_waiting`](Connector::connect_waiting) and
-    /// [`connect_waiting_with`](Connector::connect_waiting_with) use TLS
-    /// with `tls` (feature `tls`), for a program that speaks TLS to every
-    /// peer. [`Connector::connect_tls`] still chooses per connection.
-    /// Default: no TLS.
+    /// Every connect of this connector uses TLS with `tls` (feature
+    /// `tls`) unless its [`ConnectOptions`] say otherwise
+    /// ([`tls`](ConnectOptions::tls), [`plaintext`](ConnectOptions::plaintext)):
+    /// for a program that speaks TLS to every peer. Default: no TLS.
     ///
     /// Example: [`crate::tls`].
     #[cfg(feature = "tls")]
-    pub fn tls_connect(mut self, tls: crate::tls::ClientTls) -> Self {
+    pub fn default_client_tls(mut self, tls: crate::tls::ClientTls) -> Self {
         self.connect_tls = Some(tls);
         self
+    }
+
+    /// [`default_client_tls`](Self::default_client_tls) (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[deprecated(since = "0.2.0", note = "renamed `default_client_tls`")]
+    pub fn tls_connect(self, tls: crate::tls::ClientTls) -> Self {
+        self.default_client_tls(tls)
     }
 
     /// Bound of each connection's write buffer, in bytes. Default 256 KiB.
@@ -443,7 +450,7 @@ struct Inner<C: Converter> {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where it listens, as peers connect to it.
     local: Option<Address>,
-    /// TLS for `connect` and `connect_waiting` ([`ConnectorBuilder::tls_connect`]).
+    /// TLS for `connect` and `connect_waiting` ([`ConnectorBuilder::default_client_tls`]).
     default_tls: Option<transport::ClientTls>,
 }
 
@@ -606,56 +613,64 @@ impl<C: Converter> Connector<C> {
 
     // ----- connections ----------------------------------------------------------
 
-    /// Starts connecting to `addr` and returns the connection at once. The
-    /// outcome arrives as a `FinishConnect` event; messages sent meanwhile
-    /// are written once connected, or come back in that event.
+    /// Starts connecting to `addr` as `options` say (a [`Delivery`](crate::Delivery), or
+    /// [`ConnectOptions`] for TLS settings of its own) and returns the
+    /// connection at once. The outcome arrives as a `FinishConnect` event
+    /// (over TLS, once the handshake is done); messages sent meanwhile are
+    /// written once connected, or come back in that event.
     ///
     /// Example: [the module documentation](crate::connector).
     pub fn connect(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        options: impl Into<ConnectOptions>,
     ) -> Result<Connection, StoppedError> {
-        let tls = self.inner.default_tls.clone();
-        let dial = transport::Dial::new(addr.into().0, delivery, tls);
-        self.inner.handle.connect(dial)
+        self.inner
+            .handle
+            .connect(self.dial(addr.into(), options.into()))
     }
 
-    /// [`connect`](Self::connect) with TLS (feature `tls`): `FinishConnect`
-    /// comes once the handshake is done, or says why it failed
-    /// ([`ConnectError::Tls`]). The server's certificate must be valid for
-    /// the host of `addr` (a name or an IP address) unless `tls` names
-    /// another ([`ClientTls::with_server_name`](crate::tls::ClientTls::with_server_name)).
-    ///
-    /// Example: [`crate::tls`].
+    /// How `options` open a connection to `addr` from this connector.
+    fn dial(&self, addr: Address, options: ConnectOptions) -> transport::Dial {
+        let (delivery, tls) = options.resolve(self.inner.default_tls.as_ref());
+        transport::Dial::new(addr.0, delivery, tls)
+    }
+
+    /// [`connect`](Self::connect) with TLS (feature `tls`).
     #[cfg(feature = "tls")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `connect(addr, ConnectOptions::from(delivery).tls(tls))`"
+    )]
     pub fn connect_tls(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        delivery: crate::Delivery,
         tls: &crate::tls::ClientTls,
     ) -> Result<Connection, StoppedError> {
-        let dial = transport::Dial::new(addr.into().0, delivery, Some(tls.clone()));
-        self.inner.handle.connect(dial)
+        self.connect(addr, ConnectOptions::from(delivery).tls(tls))
     }
 
     /// [`connect_waiting`](Self::connect_waiting) with TLS (feature
-    /// `tls`): it returns once the handshake is done or failed.
-    ///
-    /// Example: [`crate::tls`].
+    /// `tls`).
     #[cfg(feature = "tls")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `connect_waiting(addr, ConnectOptions::from(delivery).tls(tls), timeout)`"
+    )]
     pub fn connect_waiting_tls(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        delivery: crate::Delivery,
         timeout: Duration,
         tls: &crate::tls::ClientTls,
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
-        self.connect_waiting_inner(addr.into(), delivery, timeout, Some(tls.clone()), |_| {})
+        self.connect_waiting(addr, ConnectOptions::from(delivery).tls(tls), timeout)
     }
 
-    /// Connects, blocking until connected, failed or `timeout`. No
-    /// `FinishConnect` event is produced. On timeout the attempt is
+    /// Connects as `options` say (see [`connect`](Self::connect)),
+    /// blocking until connected (over TLS: the handshake done), failed or
+    /// `timeout`. No `FinishConnect` event is produced. On timeout the attempt is
     /// abandoned (and closed whenever it completes).
     ///
     /// # Examples
@@ -679,10 +694,10 @@ impl<C: Converter> Connector<C> {
     pub fn connect_waiting(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        options: impl Into<ConnectOptions>,
         timeout: Duration,
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
-        self.connect_waiting_with(addr, delivery, timeout, |_| {})
+        self.connect_waiting_with(addr, options, timeout, |_| {})
     }
 
     /// Like [`connect_waiting`](Self::connect_waiting), and on success runs
@@ -693,24 +708,12 @@ impl<C: Converter> Connector<C> {
     pub fn connect_waiting_with(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        options: impl Into<ConnectOptions>,
         timeout: Duration,
-        callback: impl FnOnce(Connection),
-    ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
-        let tls = self.inner.default_tls.clone();
-        self.connect_waiting_inner(addr.into(), delivery, timeout, tls, callback)
-    }
-
-    fn connect_waiting_inner(
-        &self,
-        addr: Address,
-        delivery: Delivery,
-        timeout: Duration,
-        tls: Option<transport::ClientTls>,
         callback: impl FnOnce(Connection),
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
         let deadline = Instant::now() + timeout;
-        let dial = transport::Dial::new(addr.0, delivery, tls);
+        let dial = self.dial(addr.into(), options.into());
         let (connection, outcome) = self.inner.handle.connect_waiting(dial, deadline)?;
         match outcome {
             Ok(held) => {
@@ -1087,7 +1090,7 @@ impl<C: Converter> Connector<C> {
         self.inner.handle.take_main(take, max, wait)
     }
 
-    /// Blocks for the next event of a [separate](Delivery::Separate)
+    /// Blocks for the next event of a [separate](crate::Delivery::Separate)
     /// connection. `None` if the connection is merged, unknown, or its final
     /// event was taken.
     ///

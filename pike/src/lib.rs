@@ -132,7 +132,7 @@ pub mod tls;
 mod transport;
 
 pub use address::{Address, PeerAddr, UnixAddr};
-pub use connector::{Connector, ConnectorBuilder, Queued};
+pub use connector::{ConnectOptions, Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
     ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,

@@ -3,8 +3,9 @@
 //!
 //! TLS is a transport over TCP or a Unix socket, set per listener
 //! ([`ConnectorBuilder::listen_tls`](crate::ConnectorBuilder::listen_tls))
-//! and per connection ([`Connector::connect_tls`](crate::Connector::connect_tls),
-//! [`Connector::connect_waiting_tls`](crate::Connector::connect_waiting_tls)):
+//! and per connection ([`ConnectOptions::tls`](crate::ConnectOptions::tls),
+//! or for every connect of a connector
+//! [`ConnectorBuilder::default_client_tls`](crate::ConnectorBuilder::default_client_tls)):
 //! one connector may listen with TLS and connect without, or the reverse.
 //!
 //! * A server needs its certificate chain and key ([`ServerTls`]); with
@@ -73,7 +74,7 @@
 //! use std::time::Duration;
 //! use pike::converters::StringConverter;
 //! use pike::tls::{ClientTls, ServerTls};
-//! use pike::{Connector, Delivery};
+//! use pike::{ConnectOptions, Connector};
 //!
 //! let server = Connector::builder(StringConverter::new())
 //!     .listen_tls("127.0.0.1:0", ServerTls::from_pem_files("cert.pem", "key.pem")?)
@@ -82,7 +83,7 @@
 //! let tls = ClientTls::from_ca_file("ca.pem")?.with_server_name("localhost")?;
 //! let addr = server.local_addr().unwrap();
 //! let (conn, result) =
-//!     client.connect_waiting_tls(addr, Delivery::Merged, Duration::from_secs(5), &tls)?;
+//!     client.connect_waiting(addr, ConnectOptions::new().tls(&tls), Duration::from_secs(5))?;
 //! result?;
 //! client.send(&conn, "hello over TLS".to_owned())?;
 //! # Ok(()) }

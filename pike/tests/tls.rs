@@ -12,7 +12,8 @@ use std::net::TcpListener;
 use pike::converters::StringConverter;
 use pike::error::ProtocolError;
 use pike::{
-    ConnectError, Connector, Delivery, DisconnectMode, DisconnectReason, Event, TlsErrorKind,
+    ConnectError, ConnectOptions, Connector, Delivery, DisconnectMode, DisconnectReason, Event,
+    ShutdownMode, TlsErrorKind,
 };
 use util::*;
 
@@ -38,7 +39,7 @@ over_plain_transports! {
         let client = util::client(StringConverter::new());
         let addr = server.listen_address().unwrap();
         let (conn, result) = client
-            .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
+            .connect_waiting(addr, ConnectOptions::new().tls(&pki().client()), WAIT)
             .unwrap();
         result.expect("handshake");
         client.send(&conn, "hello".to_owned()).unwrap();
@@ -72,7 +73,7 @@ fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_ho
     // No server name set: "localhost" of the address is checked.
     let tls = pike::tls::ClientTls::from_ca_file(&pki().ca).unwrap();
     let conn = client
-        .connect_tls(format!("localhost:{port}"), Delivery::Merged, &tls)
+        .connect(format!("localhost:{port}"), ConnectOptions::new().tls(&tls))
         .unwrap();
     client
         .send(&conn, "queued before the handshake".to_owned())
@@ -88,7 +89,11 @@ fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_ho
     }
     // An IP address is checked as one (the certificate names 127.0.0.1).
     let (_, result) = client
-        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &tls)
+        .connect_waiting(
+            server.local_addr().unwrap(),
+            ConnectOptions::new().tls(&tls),
+            WAIT,
+        )
         .unwrap();
     result.expect("the certificate is valid for 127.0.0.1");
 }
@@ -119,11 +124,10 @@ fn an_untrusted_certificate_fails_the_connect_and_the_server_hears_why() {
         .unwrap();
     let client = util::client(StringConverter::new());
     let (_, result) = client
-        .connect_waiting_tls(
+        .connect_waiting(
             server.local_addr().unwrap(),
-            Delivery::Merged,
+            ConnectOptions::new().tls(&p.client()),
             WAIT,
-            &p.client(),
         )
         .unwrap();
     let e = result.expect_err("an untrusted certificate");
@@ -153,10 +157,9 @@ fn a_ca_certificate_as_the_servers_is_refused_with_what_to_do_instead() {
         .unwrap();
     let client = util::client(StringConverter::new());
     client
-        .connect_tls(
+        .connect(
             server.local_addr().unwrap(),
-            Delivery::Merged,
-            &pki().client(),
+            ConnectOptions::new().tls(&pki().client()),
         )
         .unwrap();
     match next(&client) {
@@ -182,7 +185,11 @@ fn a_name_mismatch_fails_the_connect() {
         .with_server_name("elsewhere.example")
         .unwrap();
     let (_, result) = client
-        .connect_waiting_tls(server.local_addr().unwrap(), Delivery::Merged, WAIT, &tls)
+        .connect_waiting(
+            server.local_addr().unwrap(),
+            ConnectOptions::new().tls(&tls),
+            WAIT,
+        )
         .unwrap();
     let e = result.expect_err("the certificate is not for elsewhere.example");
     assert_eq!(tls_kind(&e), TlsErrorKind::NameMismatch, "{e}");
@@ -198,7 +205,11 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     let client = util::client(StringConverter::new());
     // With a certificate: messages go through.
     let (conn, result) = client
-        .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client_with_cert())
+        .connect_waiting(
+            addr,
+            ConnectOptions::new().tls(&pki().client_with_cert()),
+            WAIT,
+        )
         .unwrap();
     result.expect("mutual handshake");
     client.send(&conn, "signed".to_owned()).unwrap();
@@ -211,7 +222,7 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     // side of the handshake first, so the client learns it as the end of
     // the connection, with the server's alert.
     let (_, result) = client
-        .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
+        .connect_waiting(addr, ConnectOptions::new().tls(&pki().client()), WAIT)
         .unwrap();
     let refused = |r: &DisconnectReason| reason_kind(r) == TlsErrorKind::NoClientCertificate;
     match result {
@@ -280,10 +291,9 @@ fn a_tls_client_is_refused_by_a_plaintext_listener() {
     let server = listening(StringConverter::new());
     let client = util::client(StringConverter::new());
     client
-        .connect_tls(
+        .connect(
             server.local_addr().unwrap(),
-            Delivery::Merged,
-            &pki().client(),
+            ConnectOptions::new().tls(&pki().client()),
         )
         .unwrap();
     // The server takes the connection and cannot read a TLS hello as a
@@ -342,7 +352,7 @@ fn finish_queue_sends_every_byte_then_close_notify_to_a_rustls_peer() {
     });
     let client = util::client(StringConverter::new());
     let conn = client
-        .connect_tls(addr, Delivery::Merged, &pki().client())
+        .connect(addr, ConnectOptions::new().tls(&pki().client()))
         .unwrap();
     match next(&client) {
         Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
@@ -459,7 +469,11 @@ fn a_pike_client_of_a_python_ssl_server() {
     let port: u16 = line.trim().parse().unwrap();
     let client = util::client(StringConverter::new());
     let (conn, result) = client
-        .connect_waiting_tls(("127.0.0.1", port), Delivery::Merged, WAIT, &pki().client())
+        .connect_waiting(
+            ("127.0.0.1", port),
+            ConnectOptions::new().tls(&pki().client()),
+            WAIT,
+        )
         .unwrap();
     result.expect("handshake with Python");
     client.send(&conn, "to python".to_owned()).unwrap();
@@ -480,11 +494,10 @@ fn the_connect_timeout_covers_a_handshake_that_never_ends() {
         .spawn()
         .unwrap();
     let (_, result) = client
-        .connect_waiting_tls(
+        .connect_waiting(
             l.local_addr().unwrap(),
-            Delivery::Merged,
+            ConnectOptions::new().tls(&pki().client()),
             WAIT,
-            &pki().client(),
         )
         .unwrap();
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
@@ -519,20 +532,18 @@ fn alpn_protocols_must_match() {
     let addr = server.local_addr().unwrap();
     let client = util::client(StringConverter::new());
     let (_, result) = client
-        .connect_waiting_tls(
+        .connect_waiting(
             addr,
-            Delivery::Merged,
+            ConnectOptions::new().tls(&pki().client().with_alpn(["pike/1"]).unwrap()),
             WAIT,
-            &pki().client().with_alpn(["pike/1"]).unwrap(),
         )
         .unwrap();
     result.expect("a protocol in common");
     let (_, result) = client
-        .connect_waiting_tls(
+        .connect_waiting(
             addr,
-            Delivery::Merged,
+            ConnectOptions::new().tls(&pki().client().with_alpn(["other"]).unwrap()),
             WAIT,
-            &pki().client().with_alpn(["other"]).unwrap(),
         )
         .unwrap();
     let e = result.expect_err("no protocol in common");
@@ -621,11 +632,10 @@ fn a_handshake_that_stalls_ends_at_the_handshake_timeout_on_either_side() {
         .spawn()
         .unwrap();
     let (_, result) = client
-        .connect_waiting_tls(
+        .connect_waiting(
             l.local_addr().unwrap(),
-            Delivery::Merged,
+            ConnectOptions::new().tls(&pki().client()),
             WAIT,
-            &pki().client(),
         )
         .unwrap();
     match result {
@@ -771,4 +781,64 @@ fn a_record_trickled_a_byte_at_a_time_hits_the_message_timeout() {
     }
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
     drop(trickler.join().unwrap());
+}
+
+#[test]
+fn connect_options_choose_tls_per_connection_over_the_connectors_default() {
+    let tls_server = tls_listening(Net::Tcp);
+    let plain_server = listening(StringConverter::new());
+    // TLS by default: the options say plaintext for one connection.
+    let client = Connector::builder(StringConverter::new())
+        .default_client_tls(pki().client())
+        .spawn()
+        .unwrap();
+    let (conn, result) = client
+        .connect_waiting(tls_server.local_addr().unwrap(), Delivery::Merged, WAIT)
+        .unwrap();
+    result.expect("the default: TLS");
+    client.send(&conn, "secret".to_owned()).unwrap();
+    let (plain, result) = client
+        .connect_waiting(
+            plain_server.local_addr().unwrap(),
+            ConnectOptions::new()
+                .plaintext()
+                .delivery(Delivery::Separate),
+            WAIT,
+        )
+        .unwrap();
+    result.expect("plaintext, as asked");
+    client.send(&plain, "in the clear".to_owned()).unwrap();
+    for (server, expected) in [(&tls_server, "secret"), (&plain_server, "in the clear")] {
+        let _ = accept(server, Delivery::Merged);
+        match next(server) {
+            Event::MessageReceived(m) => assert_eq!(m.message, expected),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Separate, as the options said: the server's close comes to its own queue.
+    plain_server.shutdown(ShutdownMode::Now);
+    assert!(matches!(
+        next_of(&client, &plain),
+        Event::RemoteDisconnect(_)
+    ));
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_deprecated_tls_forms_still_work() {
+    let server = tls_listening(Net::Tcp);
+    let client = util::client(StringConverter::new());
+    let addr = server.local_addr().unwrap();
+    let (_, result) = client
+        .connect_waiting_tls(addr, Delivery::Merged, WAIT, &pki().client())
+        .unwrap();
+    result.unwrap();
+    client
+        .connect_tls(addr, Delivery::Merged, &pki().client())
+        .unwrap();
+    assert!(matches!(next(&client), Event::FinishConnect(f) if f.success()));
+    let builder = Connector::builder(StringConverter::new()).tls_connect(pki().client());
+    let c = builder.spawn().unwrap();
+    let (_, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+    result.unwrap();
 }

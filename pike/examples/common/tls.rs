@@ -62,7 +62,7 @@ impl ClientFlags {
             if let Some(name) = &self.tls_server_name {
                 tls = tls.with_server_name(name)?;
             }
-            return Ok(builder.tls_connect(tls));
+            return Ok(builder.default_client_tls(tls));
         }
         Ok(builder)
     }

@@ -14,18 +14,18 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use super::Connector;
+use super::{ConnectOptions, Connector};
 use crate::address::Address;
 use crate::connector::SeparateQueue;
 use crate::connector::command::ConnectWait;
 use crate::converter::Converter;
 use crate::error::{ConnectError, SendError, StoppedError};
 use crate::event::{Connection, Event};
-use crate::mode::{Delivery, ShutdownMode};
-use crate::transport;
+use crate::mode::ShutdownMode;
 
 impl<C: Converter> Connector<C> {
-    /// Connects to `addr` and waits, without blocking a thread, until the
+    /// Connects to `addr` as `options` say (see
+    /// [`connect`](Self::connect)) and waits, without blocking a thread, until the
     /// attempt ends: [`connect_waiting`](Self::connect_waiting) for async
     /// code. Its `FinishConnect` is this future's output, not an event,
     /// and none of the connection's events is delivered before it. The
@@ -66,10 +66,9 @@ impl<C: Converter> Connector<C> {
     pub fn connect_async(
         &self,
         addr: impl Into<Address>,
-        delivery: Delivery,
+        options: impl Into<ConnectOptions>,
     ) -> ConnectAsync<'_, C> {
-        let tls = self.inner.default_tls.clone();
-        let dial = transport::Dial::new(addr.into().0, delivery, tls);
+        let dial = self.dial(addr.into(), options.into());
         ConnectAsync {
             connector: self,
             attempt: self.inner.handle.connect_awaited(dial).ok(),

@@ -498,7 +498,7 @@ pub fn builder_on<C: Converter>(net: Net, converter: C) -> pike::ConnectorBuilde
     let builder = Connector::builder(converter);
     match net {
         #[cfg(feature = "tls")]
-        Net::Tls => builder.tls_connect(pki().client()),
+        Net::Tls => builder.default_client_tls(pki().client()),
         _ => builder,
     }
 }
