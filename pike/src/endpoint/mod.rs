@@ -331,8 +331,6 @@ pub struct Endpoint<C: Converter> {
     state: State,
     outbox: Outbox<C>,
     inbox: Inbox<C>,
-    /// The first bytes the peer sent, to tell a TLS peer from a broken one.
-    head: Head,
     /// Unwritten messages already set aside by a `FinishMessage` disconnect;
     /// handed back when it completes.
     set_aside: Vec<C::Message>,
@@ -464,7 +462,6 @@ impl<C: Converter> Endpoint<C> {
             state,
             outbox: Outbox::new(config.write_buffer_size),
             inbox: Inbox::new(config.max_pending_input),
-            head: Head::default(),
             set_aside: Vec::new(),
             peer_gone: None,
             read_closed: false,
@@ -1177,10 +1174,17 @@ impl<C: Converter> Endpoint<C> {
                 }
             }
         };
+        // The peer's first bytes, if these are: to tell a TLS peer from a
+        // broken one.
+        let first = match input {
+            Input::Read(data, _) if self.counters.bytes_in == data.len() as u64 => {
+                Some(&data[..data.len().min(3)])
+            }
+            _ => None,
+        };
         let (converter, waker) = (&*self.converter, &self.waker);
         let result = match input {
             Input::Read(data, shared) => {
-                self.head.keep(data);
                 self.inbox
                     .feed(converter, waker, data, shared, &mut deliver)
             }
@@ -1195,7 +1199,7 @@ impl<C: Converter> Endpoint<C> {
         if let Err(mut reason) = result {
             if matches!(reason, DisconnectReason::Protocol(_))
                 && self.inbox.completed() == 0
-                && self.head.looks_like_tls()
+                && first.is_some_and(begins_tls_record)
             {
                 // Not a broken peer: one that speaks TLS to plaintext.
                 reason = ProtocolError::PeerSpeaksTls.into();
@@ -1529,33 +1533,15 @@ fn handshake_timed_out(config: &EndpointConfig) -> crate::error::TlsError {
 }
 
 /// What [`Endpoint::decode`] decodes.
-/// The first bytes a peer sent (up to three).
-#[derive(Debug, Default)]
-struct Head {
-    bytes: [u8; 3],
-    len: u8,
-}
-
-impl Head {
-    fn keep(&mut self, data: &[u8]) {
-        let at = usize::from(self.len);
-        if at < self.bytes.len() {
-            let n = data.len().min(self.bytes.len() - at);
-            self.bytes[at..at + n].copy_from_slice(&data[..n]);
-            self.len += n as u8;
-        }
-    }
-
-    /// Whether they begin a TLS record: a content type (change cipher
-    /// spec, alert, handshake, application data), then major version 3
-    /// and a minor of SSL 3.0 to TLS 1.3, as much of it as came (a
-    /// converter that fails on the first byte sees only that one).
-    fn looks_like_tls(&self) -> bool {
-        matches!(
-            &self.bytes[..usize::from(self.len)],
-            [0x14..=0x17] | [0x14..=0x17, 0x03] | [0x14..=0x17, 0x03, 0x00..=0x04]
-        )
-    }
+/// Whether `bytes` (a peer's first, up to three) begin a TLS record: a
+/// content type (change cipher spec, alert, handshake, application
+/// data), then major version 3 and a minor of SSL 3.0 to TLS 1.3, as much
+/// of it as came.
+fn begins_tls_record(bytes: &[u8]) -> bool {
+    matches!(
+        bytes,
+        [0x14..=0x17] | [0x14..=0x17, 0x03] | [0x14..=0x17, 0x03, 0x00..=0x04]
+    )
 }
 
 enum Input<'a> {
