@@ -70,7 +70,10 @@ pub use async_io::{ConnectAsync, Events, Recv, RecvConnection, SendAsync, Shutdo
 pub use budget::{DEFAULT_CONNECTION_SHARE, DEFAULT_MEMORY_BUDGET};
 pub use options::ConnectOptions;
 
-pub use crate::endpoint::DEFAULT_LINGER;
+pub use crate::endpoint::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_PENDING_INPUT, DEFAULT_SEND_HIGH_WATER,
+    DEFAULT_SEND_QUEUE_CAP, DEFAULT_WRITE_BUFFER_SIZE,
+};
 /// The default time [`Connector::shutdown`] lets messages finish before
 /// what is left ends as with `Now`: 30 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -247,7 +250,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// reading from that connection pauses, until the queue is down to half
     /// of it: a peer that sends requests and never reads the replies stops
     /// being read. Default
-    /// [`DEFAULT_SEND_HIGH_WATER`](crate::endpoint::DEFAULT_SEND_HIGH_WATER)
+    /// [`DEFAULT_SEND_HIGH_WATER`]
     /// (1 MiB).
     ///
     /// Example: [the builder example](ConnectorBuilder).
@@ -262,7 +265,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// [`RejectReason::QueueFull`](crate::RejectReason::QueueFull) rather
     /// than queue past it (or past the [memory
     /// budget](Self::memory_budget), across connections). Default
-    /// [`DEFAULT_SEND_QUEUE_CAP`](crate::endpoint::DEFAULT_SEND_QUEUE_CAP)
+    /// [`DEFAULT_SEND_QUEUE_CAP`]
     /// (16 MiB).
     ///
     /// Example: [the builder example](ConnectorBuilder).
@@ -325,7 +328,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// (a client's connect fails with it, or at its connect timeout if
     /// that comes first): so that stalled handshakes do not wait for an
     /// idle timeout. Default
-    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::endpoint::DEFAULT_HANDSHAKE_TIMEOUT)
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]
     /// (10 s).
     ///
     /// Example: [the builder example](ConnectorBuilder).

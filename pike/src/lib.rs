@@ -62,7 +62,7 @@
 //!  pike-file-io: a small pool reading and writing files for the file converter
 //! ```
 //!
-//! Each connection's [`Endpoint`](endpoint::Endpoint) is a sans-IO state
+//! Each connection's endpoint is a sans-IO state
 //! machine: it decides what to write, whether to read, when to close and
 //! when its timeouts expire. Its transport (TCP, or a Unix domain socket:
 //! see [`Address`]; TLS over either with the `tls` feature: see the `tls`
@@ -74,8 +74,10 @@
 //!   files, serde types (`postcard`, `json`, `msgpack` features), and
 //!   [`converters::codec`] for a wire format of your own in a few lines.
 //! * [`event`]: the events an application receives.
-//! * [`endpoint`]: the per-connection state machine. It has no networking
-//!   code and reads no clock; tests drive it byte by byte.
+//! * The endpoint (`pike/src/endpoint/`, not public: the `fuzzing`
+//!   feature opens it to the fuzz targets): the per-connection state
+//!   machine. It has no networking code and reads no clock; tests drive
+//!   it byte by byte.
 //!
 //! A protocol with requests one way and replies the other uses one message
 //! type for both: an enum (`enum Msg { Job(Job), Done(Done) }`) with a serde
@@ -119,7 +121,13 @@ mod clock;
 pub mod connector;
 pub mod converter;
 pub mod converters;
+// The sans-IO core: public only for the fuzz targets (feature `fuzzing`),
+// outside the semver surface.
+#[cfg(feature = "fuzzing")]
 pub mod endpoint;
+#[cfg(not(feature = "fuzzing"))]
+#[allow(unreachable_pub)]
+mod endpoint;
 pub mod error;
 pub mod event;
 mod memory;

@@ -12,7 +12,7 @@ pub enum Delivery {
     Separate,
 }
 
-/// How [`disconnect`](crate::endpoint::Endpoint::disconnect) treats messages
+/// How [`disconnect`](crate::Connector::disconnect) treats messages
 /// not yet written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DisconnectMode {

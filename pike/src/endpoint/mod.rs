@@ -220,6 +220,7 @@ pub struct SharedRoom {
 
 impl SharedRoom {
     /// No limit beyond the connection's own.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub const UNLIMITED: SharedRoom = SharedRoom {
         reached: false,
         unsent: usize::MAX,
@@ -436,6 +437,7 @@ impl<C: Converter> Endpoint<C> {
     /// A connection whose socket is already connected and accepted (at
     /// `now`, when its idle timer starts). No `FinishConnect` event is
     /// produced for it.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub fn open(
         connection: Connection,
         converter: Arc<C>,
@@ -537,17 +539,6 @@ impl<C: Converter> Endpoint<C> {
         self.inbox.input_bytes()
     }
 
-    /// Whether the peer is gone (closed, reset, broke the protocol) and the
-    /// connection ends once the input it holds is decoded and delivered.
-    pub fn is_peer_gone(&self) -> bool {
-        self.peer_gone.is_some()
-    }
-
-    /// Whether a message has begun arriving and is not complete.
-    pub fn mid_message(&self) -> bool {
-        self.inbox.mid_message()
-    }
-
     /// The memory of the messages not yet written in full, by
     /// [`Converter::message_size`].
     pub fn queued_bytes(&self) -> usize {
@@ -615,6 +606,7 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// How many messages were written in full so far.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub fn messages_written(&self) -> u64 {
         self.outbox.written()
     }
@@ -725,6 +717,7 @@ impl<C: Converter> Endpoint<C> {
     /// Enqueues a message. It comes back at once as a `RejectedMessage`
     /// event if the connection no longer takes messages, or if the unsent
     /// queue would go past its cap ([`RejectReason::QueueFull`]).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub fn send(&mut self, message: C::Message) {
         if let Err((message, reason)) = self.queue(message, false) {
             self.reject_message(message, reason.expect("only try_send refuses"));
@@ -1067,6 +1060,7 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Bytes arrived from the socket, at `now`.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
         self.read(
             now,
@@ -1559,6 +1553,7 @@ fn received<M>(connection: Connection, message: M, wire_bytes: usize) -> Endpoin
     })
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing {
     //! The entry point for the `endpoint` fuzz target; not a stable API.
