@@ -42,6 +42,24 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Which call to use
+//!
+//! Every operation of a [`Connector`], by how long it may wait:
+//!
+//! | to | waits as long as it takes | waits at most (`_timeout`, `_deadline`) | never waits | async |
+//! |---|---|---|---|---|
+//! | connect | [`connect_waiting`](Connector::connect_waiting) takes a timeout; [`connect_waiting_with`](Connector::connect_waiting_with) runs a callback first | (the same) | [`connect`](Connector::connect): the outcome comes as an event | [`connect_async`](Connector::connect_async) |
+//! | send one message | [`send_blocking`](Connector::send_blocking): waits for room in the unsent queue, not for the write | [`send_timeout`](Connector::send_timeout), [`send_deadline`](Connector::send_deadline) | [`send`](Connector::send) (past the queue's hard cap: handed back in an event), [`try_send`](Connector::try_send) (over the high-water mark: handed back at once) | [`send_async`](Connector::send_async) |
+//! | send many | [`send_batch_blocking`](Connector::send_batch_blocking) | [`send_batch_timeout`](Connector::send_batch_timeout), [`send_batch_deadline`](Connector::send_batch_deadline) | [`send_batch`](Connector::send_batch) | |
+//! | take an event | [`recv`](Connector::recv) | [`recv_timeout`](Connector::recv_timeout), [`recv_deadline`](Connector::recv_deadline) | [`try_recv`](Connector::try_recv) | [`recv_async`](Connector::recv_async), the [`events`](Connector::events) stream |
+//! | take many events | | [`recv_batch`](Connector::recv_batch), [`recv_batch_deadline`](Connector::recv_batch_deadline) | `recv_batch` with `Duration::ZERO` | |
+//! | take a [separate](Delivery::Separate) connection's event | [`recv_connection`](Connector::recv_connection) | [`recv_connection_timeout`](Connector::recv_connection_timeout), [`recv_connection_deadline`](Connector::recv_connection_deadline) | [`try_recv_connection`](Connector::try_recv_connection) | [`recv_connection_async`](Connector::recv_connection_async) |
+//! | close a connection | | | [`disconnect`](Connector::disconnect): a `FinishDisconnect` event follows | |
+//! | shut down | [`shutdown`](Connector::shutdown) | [`shutdown_timeout`](Connector::shutdown_timeout), [`shutdown_deadline`](Connector::shutdown_deadline) | | [`shutdown_async`](Connector::shutdown_async) |
+//!
+//! How a connection is opened (its delivery, TLS) is its [`ConnectOptions`];
+//! the connector's bounds and timeouts are set on its [`ConnectorBuilder`].
+//!
 //! *The endpoint decides, the reactor does, the connector asks.* The
 //! threads, as they are:
 //!
