@@ -27,10 +27,19 @@ impl Connection {
         self.0
     }
 
-    /// Makes an id from a number. Only the connector hands out ids that mean
-    /// something: this is for tests (of the sans-IO core, or of what a
-    /// connector does with an id it never gave out), not applications.
-    #[doc(hidden)]
+    /// The connection of number `id` ([`id`](Self::id) back): for ids
+    /// kept outside Rust (a binding, a database). A connector acts on an
+    /// id only if it gave it out and that connection still exists; to any
+    /// other it is an unknown connection (a message sent to it comes back
+    /// in a `RejectedMessage` with
+    /// [`RejectReason::Closed`]). No
+    /// connection's id is 0: `from_id(0)` is unknown to every connector.
+    ///
+    /// ```
+    /// use pike::Connection;
+    /// let c = Connection::from_id(42);
+    /// assert_eq!(Connection::from_id(c.id()), c);
+    /// ```
     pub fn from_id(id: u64) -> Self {
         Self(id)
     }

@@ -606,13 +606,14 @@ impl PyConnector {
 }
 
 impl PyConnector {
-    /// The core's id of a connection; one of another connector maps to an
-    /// id this connector never gave (an unknown connection).
+    /// The core's connection; one of another connector maps to id 0,
+    /// which no connector gives out (an unknown connection: what the core
+    /// does with it is what the original did with a stranger's).
     fn own(&self, connection: &Connection) -> RustConnection {
         if connection.serial == self.registry.serial {
             RustConnection::from_id(connection.id)
         } else {
-            RustConnection::from_id(u64::MAX)
+            RustConnection::from_id(0)
         }
     }
 }
