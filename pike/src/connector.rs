@@ -1057,11 +1057,7 @@ impl<C: Converter> Connector<C> {
         max: usize,
         timeout: Duration,
     ) -> Result<usize, StoppedError> {
-        if max == 0 {
-            return Ok(0);
-        }
-        self.take_main(&mut |e| out.push(e), max, Wait::For(timeout))
-            .map_err(|()| StoppedError)
+        self.recv_batch_until(out, max, Wait::For(timeout))
     }
 
     /// [`recv_batch`](Self::recv_batch), blocking until `deadline` at
@@ -1074,10 +1070,19 @@ impl<C: Converter> Connector<C> {
         max: usize,
         deadline: Instant,
     ) -> Result<usize, StoppedError> {
+        self.recv_batch_until(out, max, Wait::Until(deadline))
+    }
+
+    fn recv_batch_until(
+        &self,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+        wait: Wait,
+    ) -> Result<usize, StoppedError> {
         if max == 0 {
             return Ok(0);
         }
-        self.take_main(&mut |e| out.push(e), max, Wait::Until(deadline))
+        self.take_main(&mut |e| out.push(e), max, wait)
             .map_err(|()| StoppedError)
     }
 

@@ -264,15 +264,11 @@ impl<C: Converter> Handle<C> {
     /// succeeded meanwhile, the connection is closed (its
     /// `FinishDisconnect` delivered).
     pub(crate) fn connect_awaited_dropped(&self, connection: Connection, waiter: &ConnectWait) {
-        if waiter.abandon() {
+        let succeeded = waiter.abandon();
+        if succeeded {
             self.disconnect(connection, DisconnectMode::Now);
-            let _ = self
-                .shared
-                .commands
-                .push(Command::CallbackDone { connection });
-        } else {
-            self.shared.separate.remove(connection);
         }
+        self.connect_awaited_done(connection, succeeded);
     }
 
     // ----- sending ------------------------------------------------------------
