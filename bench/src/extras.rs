@@ -116,7 +116,7 @@ pub(crate) fn doubler(conns: usize, workers: usize, duration: Duration) -> Resul
         .map(|_| {
             let server = server.clone();
             std::thread::spawn(move || {
-                while let Some(e) = server.recv() {
+                while let Ok(e) = server.recv() {
                     match e {
                         Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
                         Event::MessageReceived(m) => {

@@ -340,7 +340,7 @@ fn report(
     let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}"));
     println!("pike-compare: 127.0.0.1, medians of {runs} interleaved runs");
     println!(
-        "(pike-plain: send_blocking/recv_timeout one at a time, defaults; pike: send_batch_blocking/recv_batch with a window)"
+        "(pike-plain: send_waiting_for_room/recv_timeout one at a time, defaults; pike: send_batch_waiting_for_room/recv_batch with a window)"
     );
     println!();
     println!(

@@ -148,7 +148,7 @@ impl Window {
 
 // ----- Pike ----------------------------------------------------------------
 
-/// Pike as its users write it: `pike-plain` sends with `send_blocking`
+/// Pike as its users write it: `pike-plain` sends with `send_waiting_for_room`
 /// and receives with `recv_timeout`, one message at a time, with every
 /// setting at its default (the connector's own bounds pace the sender);
 /// `pike` uses `send_batch_blocking`/`recv_batch` with an application window;
@@ -198,10 +198,9 @@ fn pike_pair(
     };
     let client = builder.spawn().map_err(err)?;
     let addr = server.local_addr().ok_or("not listening")?;
-    let (conn, result) = client
-        .connect_waiting(addr, Delivery::Merged, RUN_LIMIT)
+    let conn = client
+        .connect_timeout(addr, Delivery::Merged, RUN_LIMIT)
         .map_err(err)?;
-    result.map_err(err)?;
     match server.recv_timeout(RUN_LIMIT) {
         Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
         other => return Err(format!("expected a connection, got {other:?}")),
@@ -268,7 +267,7 @@ impl System for Pike {
             received.wait(sent, window, start)?;
             let n = BATCH.min(count - sent);
             client
-                .send_batch_blocking(&conn, std::iter::repeat_n(payload.clone(), n))
+                .send_batch_waiting_for_room(&conn, std::iter::repeat_n(payload.clone(), n))
                 .map_err(|_| "stopped".to_string())?;
             sent += n;
         }
@@ -284,7 +283,7 @@ impl System for Pike {
         let echo = {
             let server = server.clone();
             std::thread::spawn(move || {
-                while let Some(e) = server.recv() {
+                while let Ok(e) = server.recv() {
                     if let Event::MessageReceived(m) = e {
                         let _ = server.send(&m.connection, m.message);
                     }
@@ -312,7 +311,7 @@ impl System for Pike {
     }
 }
 
-/// One message at a time each way, as the README teaches: `send_blocking`
+/// One message at a time each way, as the README teaches: `send_waiting_for_room`
 /// (it waits while the unsent queue is over its high-water mark) and
 /// `recv_timeout`.
 fn plain_throughput(
@@ -339,7 +338,7 @@ fn plain_throughput(
     let start = Instant::now();
     for _ in 0..count {
         client
-            .send_blocking(&conn, payload.clone())
+            .send_waiting_for_room(&conn, payload.clone())
             .map_err(|_| "stopped".to_string())?;
     }
     let end = join(rx)?;

@@ -128,10 +128,9 @@ fn connected_pair() -> Result<
     String,
 > {
     let (server, client, addr) = server_and_client()?;
-    let (conn, result) = client
-        .connect_waiting(addr, Delivery::Merged, WAIT)
-        .map_err(|e| e.to_string())?;
-    result.map_err(|e| format!("cannot connect: {e}"))?;
+    let conn = client
+        .connect_timeout(addr, Delivery::Merged, WAIT)
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let remote = match server.recv_timeout(WAIT) {
         Ok(Event::RemoteConnect(r)) => {
             let id = r.connection;
@@ -196,7 +195,7 @@ fn throughput(size: usize, count: usize, batch: usize) -> Result<Row, String> {
         let n = batch.min(count - sent);
         if n == 1 {
             client
-                .send_blocking(&conn, payload.clone())
+                .send_waiting_for_room(&conn, payload.clone())
                 .map_err(|e| e.to_string())?;
         } else {
             client
@@ -229,7 +228,7 @@ fn latency(samples: usize) -> Result<(usize, f64, f64), String> {
     let echo = {
         let server = server.clone();
         std::thread::spawn(move || {
-            while let Some(event) = server.recv() {
+            while let Ok(event) = server.recv() {
                 if let Event::MessageReceived(m) = event {
                     let _ = server.send(&m.connection, m.message);
                 }
@@ -310,7 +309,7 @@ fn many_connections(n: usize, each: usize) -> Result<Row, String> {
     let mut connected = 0;
     while connected < n {
         match client.recv_timeout(WAIT) {
-            Ok(Event::FinishConnect(f)) => match f.error {
+            Ok(Event::FinishConnect(f)) => match f.reason {
                 None => connected += 1,
                 Some(pike::ConnectError::Io(e)) if e.raw_os_error() == Some(EMFILE) => {
                     return Err(too_many_open_files(n));

@@ -446,8 +446,8 @@ where
         .apply(tls.listen(Connector::builder(converter), addr)?)
         .spawn()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    eprintln!("listening on {}", c.listen_address().expect("listening"));
-    on_signal(&c, ShutdownMode::FinishQueues, limits.stop_timeout)?;
+    eprintln!("listening on {}", c.local_address().expect("listening"));
+    on_signal(&c, ShutdownMode::FinishQueue, limits.stop_timeout)?;
     if stats {
         let c = c.clone();
         std::thread::spawn(move || {
@@ -472,7 +472,7 @@ where
             || {},
         );
     }
-    while let Some(event) = c.recv() {
+    while let Ok(event) = c.recv() {
         match event {
             Event::RemoteConnect(r) => {
                 // On the list before it is announced: a line typed once
@@ -505,10 +505,9 @@ fn connect_to<C: Converter>(
         builder = builder.default_client_tls(tls);
     }
     let c = builder.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    let (conn, result) = c
-        .connect_waiting(addr, Delivery::Merged, CONNECT_TIMEOUT)
-        .map_err(|e| e.to_string())?;
-    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let conn = c
+        .connect_timeout(addr, Delivery::Merged, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     Ok((c, conn))
 }
 
@@ -529,7 +528,7 @@ where
             move || c2.disconnect(&conn, DisconnectMode::FinishQueue),
         );
     }
-    while let Some(event) = c.recv() {
+    while let Ok(event) = c.recv() {
         match event {
             Event::MessageReceived(m) => println!("{}", m.message.show()),
             Event::FinishDisconnect(_) => break,
@@ -589,7 +588,7 @@ fn send_files(addr: &str, files: &[PathBuf], tls: &ClientTlsArgs) -> Result<(), 
                 });
                 failed += 1;
             }
-            Ok(Event::FinishDisconnect(f)) => match f.error {
+            Ok(Event::FinishDisconnect(f)) => match f.reason {
                 None => break Ok(()),
                 Some(e) => break Err(format!("transfer cut short: {e}")),
             },
@@ -597,7 +596,7 @@ fn send_files(addr: &str, files: &[PathBuf], tls: &ClientTlsArgs) -> Result<(), 
                 break Err(format!("receiver disconnected: {}", r.reason));
             }
             Ok(_) | Err(pike::RecvTimeoutError::Timeout) => {}
-            Err(pike::RecvTimeoutError::Disconnected) => break Err("connector stopped".into()),
+            Err(e) => break Err(e.to_string()),
         }
     };
     bar.finish_and_clear();
@@ -639,7 +638,7 @@ fn recv_files(
         ),
     }
     c.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    eprintln!("listening on {}", c.listen_address().expect("listening"));
+    eprintln!("listening on {}", c.local_address().expect("listening"));
     // Transfers under way are cut off; their partial files go.
     on_signal(&c, ShutdownMode::Now, limits.stop_timeout)?;
     let bar = progress(None);
@@ -658,10 +657,10 @@ fn recv_files(
                 }
             }
             Ok(_) | Err(pike::RecvTimeoutError::Timeout) => {}
-            Err(pike::RecvTimeoutError::Disconnected) => break,
+            Err(_) => break,
         }
     }
     bar.finish_and_clear();
-    c.shutdown(ShutdownMode::FinishQueues);
+    c.shutdown(ShutdownMode::FinishQueue);
     Ok(())
 }

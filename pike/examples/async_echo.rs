@@ -36,22 +36,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = Connector::builder(StringConverter::new()).spawn()?;
     // The connect's outcome is the future's (no FinishConnect event).
-    let (conn, outcome) = client.connect_async(addr, Delivery::Merged).await?;
-    outcome?;
+    let conn = client.connect_async(addr, Delivery::Merged).await?;
     for word in ["hello", "from", "async", "pike"] {
         client.send_async(&conn, word.to_owned()).await?;
     }
     let mut replies = 0;
     while replies < 4 {
         match client.recv_async().await {
-            Some(Event::MessageReceived(m)) => {
+            Ok(Event::MessageReceived(m)) => {
                 println!("{}", m.message);
                 replies += 1;
             }
             other => return Err(format!("unexpected {other:?}").into()),
         }
     }
-    client.shutdown_async(ShutdownMode::FinishQueues).await;
+    client.shutdown_async(ShutdownMode::FinishQueue).await;
     server.shutdown_async(ShutdownMode::Now).await;
     echo.await?;
     Ok(())

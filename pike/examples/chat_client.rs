@@ -35,8 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Address::unix(path),
         None => format!("{}:{}", args.host, args.port).into(),
     };
-    let (conn, result) = chat.connect_waiting(&addr, Delivery::Merged, Duration::from_secs(10))?;
-    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let conn = chat
+        .connect_timeout(&addr, Delivery::Merged, Duration::from_secs(10))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
 
     let mut lines = std::io::stdin().lock().lines();
     loop {
@@ -60,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let printer = {
         let chat = chat.clone();
         std::thread::spawn(move || {
-            while let Some(event) = chat.recv() {
+            while let Ok(event) = chat.recv() {
                 match event {
                     Event::MessageReceived(m) => println!("{}", m.message),
                     Event::RemoteDisconnect(_) => {

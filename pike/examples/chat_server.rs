@@ -77,7 +77,7 @@ fn main() -> std::io::Result<()> {
             None => ("0.0.0.0", args.port).into(),
         })
         .spawn()?;
-    eprintln!("listening on {}", chat.listen_address().expect("listening"));
+    eprintln!("listening on {}", chat.local_address().expect("listening"));
     let clients: Clients = Arc::default();
 
     // The handshakes run as tasks on one thread of their own.
@@ -104,11 +104,11 @@ fn main() -> std::io::Result<()> {
                 }
                 broadcast(&chat, &clients, None, &format!("{nick} says: {line}"));
             }
-            chat.shutdown_timeout(ShutdownMode::FinishQueues, QUIT_WAIT);
+            chat.shutdown_timeout(ShutdownMode::FinishQueue, QUIT_WAIT);
         });
     }
 
-    while let Some(event) = chat.recv() {
+    while let Ok(event) = chat.recv() {
         match event {
             Event::RemoteConnect(remote) => {
                 let conn = remote.connection;
@@ -156,7 +156,7 @@ fn main() -> std::io::Result<()> {
 async fn handshake(chat: &Chat, clients: &Clients, conn: Connection, server: &str) {
     loop {
         let next = tokio::time::timeout(NICKNAME_WAIT, chat.recv_connection_async(&conn)).await;
-        let Ok(Some(Event::MessageReceived(m))) = next else {
+        let Ok(Ok(Event::MessageReceived(m))) = next else {
             // No nickname in time, or gone: drop the connection.
             chat.disconnect(&conn, DisconnectMode::Now);
             return;

@@ -40,9 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Address::unix(path),
         None => format!("{}:{}", args.host, args.port).into(),
     };
-    let (conn, result) =
-        doubler.connect_waiting(&addr, Delivery::Merged, Duration::from_secs(10))?;
-    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let conn = doubler
+        .connect_timeout(&addr, Delivery::Merged, Duration::from_secs(10))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         let line = line.trim();
         if line == "quit" {
@@ -59,6 +59,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     doubler.disconnect(&conn, DisconnectMode::FinishQueue);
-    doubler.shutdown(ShutdownMode::FinishQueues);
+    doubler.shutdown(ShutdownMode::FinishQueue);
     Ok(())
 }

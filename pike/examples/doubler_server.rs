@@ -49,13 +49,13 @@ fn main() -> std::io::Result<()> {
         .spawn()?;
     eprintln!(
         "listening on {}",
-        doubler.listen_address().expect("listening")
+        doubler.local_address().expect("listening")
     );
     let workers: Vec<_> = (0..args.num_threads.max(1))
         .map(|_| {
             let doubler = doubler.clone();
             std::thread::spawn(move || {
-                while let Some(event) = doubler.recv() {
+                while let Ok(event) = doubler.recv() {
                     match event {
                         Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
                         Event::MessageReceived(m) => {
@@ -74,7 +74,7 @@ fn main() -> std::io::Result<()> {
     }
     // Replies still queued go out, for a few seconds at most: a client
     // that never reads cannot hold the server up.
-    doubler.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5));
+    doubler.shutdown_timeout(ShutdownMode::FinishQueue, Duration::from_secs(5));
     for w in workers {
         let _ = w.join();
     }

@@ -42,23 +42,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Address::unix(path),
         None => format!("{}:{}", args.host, args.port).into(),
     };
-    let (conn, result) =
-        client.connect_waiting(&addr, Delivery::Merged, Duration::from_secs(10))?;
-    result.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let conn = client
+        .connect_timeout(&addr, Delivery::Merged, Duration::from_secs(10))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     client.send(&conn, args.filename.clone())?;
     client.disconnect(&conn, DisconnectMode::FinishQueue);
     let outcome = loop {
         match client.recv() {
-            Some(Event::RejectedMessage(r)) => break Err(format!("cannot send: {}", r.reason)),
-            Some(Event::FinishDisconnect(f)) => match f.error {
+            Ok(Event::RejectedMessage(r)) => break Err(format!("cannot send: {}", r.reason)),
+            Ok(Event::FinishDisconnect(f)) => match f.reason {
                 None => break Ok(()),
                 Some(e) => break Err(format!("cut short: {e}")),
             },
-            Some(Event::RemoteDisconnect(r)) => {
+            Ok(Event::RemoteDisconnect(r)) => {
                 break Err(format!("server disconnected: {}", r.reason));
             }
-            Some(_) => {}
-            None => break Err("connector stopped".to_owned()),
+            Ok(_) => {}
+            Err(e) => break Err(e.to_string()),
         }
     };
     client.shutdown(ShutdownMode::Now);

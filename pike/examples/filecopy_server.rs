@@ -57,7 +57,7 @@ fn main() -> std::io::Result<()> {
     server.spawn()?;
     eprintln!(
         "listening on {}",
-        server.listen_address().expect("listening")
+        server.local_address().expect("listening")
     );
     {
         let server = server.clone();
@@ -72,10 +72,10 @@ fn main() -> std::io::Result<()> {
                     break;
                 }
             }
-            server.shutdown(ShutdownMode::FinishQueues);
+            server.shutdown(ShutdownMode::FinishQueue);
         });
     }
-    while let Some(event) = server.recv() {
+    while let Ok(event) = server.recv() {
         match event {
             Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
             Event::MessageReceived(m) => println!("{}", m.message.display()),

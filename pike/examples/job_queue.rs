@@ -40,7 +40,7 @@ fn serve(port: u16, jobs: u64) -> Result<(), Box<dyn Error>> {
     let server = Connector::builder(PostcardConverter::<Msg>::new())
         .listen(("127.0.0.1", port))
         .spawn()?;
-    eprintln!("listening on {}", server.listen_address().unwrap());
+    eprintln!("listening on {}", server.local_address().unwrap());
     let job = |id| Job {
         id,
         name: format!("job-{id}"),
@@ -51,7 +51,7 @@ fn serve(port: u16, jobs: u64) -> Result<(), Box<dyn Error>> {
     let mut working: HashMap<Connection, Vec<Job>> = HashMap::new();
     let mut done = BTreeSet::new();
     while (done.len() as u64) < jobs {
-        match server.recv().ok_or("the connector stopped")? {
+        match server.recv()? {
             Event::RemoteConnect(r) => {
                 working.insert(r.connection, Vec::new());
                 r.finish_accept(Delivery::Merged);
@@ -95,19 +95,18 @@ fn serve(port: u16, jobs: u64) -> Result<(), Box<dyn Error>> {
         }
     }
     println!("all {jobs} jobs done");
-    server.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5));
+    server.shutdown_timeout(ShutdownMode::FinishQueue, Duration::from_secs(5));
     Ok(())
 }
 
 fn work(port: u16, work_ms: u64) -> Result<(), Box<dyn Error>> {
     let worker = Connector::builder(PostcardConverter::<Msg>::new()).spawn()?;
-    let (server, result) = worker.connect_waiting(
+    let server = worker.connect_timeout(
         ("127.0.0.1", port),
         Delivery::Merged,
         Duration::from_secs(9),
     )?;
-    result?;
-    while let Some(Event::MessageReceived(m)) = worker.recv() {
+    while let Ok(Event::MessageReceived(m)) = worker.recv() {
         if let Msg::Job(job) = m.message {
             println!("working on {} ({})", job.id, job.name);
             std::thread::sleep(Duration::from_millis(work_ms));

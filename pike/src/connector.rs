@@ -45,7 +45,6 @@ pub(crate) mod queues;
 mod slab;
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -54,8 +53,8 @@ use std::time::{Duration, Instant};
 use crate::address::Address;
 use crate::converter::Converter;
 use crate::error::{
-    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StartError, StoppedError,
-    TryRecvError, TrySendError, UsageError,
+    ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError,
+    StoppedError, TryRecvError, TrySendError, UsageError,
 };
 use crate::event::{Connection, Event};
 use crate::mode::{DisconnectMode, ShutdownMode};
@@ -201,7 +200,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// (checked between the messages of each read) until the total is down
     /// to three quarters, or the connection holds nothing;
     /// [`Connector::try_send`] says `Full` for a queue that holds anything,
-    /// [`Connector::send_blocking`] and `send_timeout` wait; and once unsent
+    /// [`Connector::send_waiting_for_room`] and `send_timeout` wait; and once unsent
     /// data alone reaches the budget, plain [`Connector::send`] hands
     /// messages back as `QueueFull` (a message of up to 4 KiB to an empty
     /// queue still goes).
@@ -285,7 +284,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     }
 
     /// How long an open connection may go without receiving a byte before
-    /// it ends with [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout).
+    /// it ends with [`PeerFault::IdleTimeout`](crate::PeerFault::IdleTimeout).
     /// Time during which Pike itself holds the connection's input back
     /// (the application is behind) does not count. Default: none.
     ///
@@ -297,7 +296,7 @@ impl<C: Converter> ConnectorBuilder<C> {
 
     /// How long a message may take from its first byte to its last before
     /// the connection ends with
-    /// [`DisconnectReason::MessageTimeout`](crate::DisconnectReason::MessageTimeout):
+    /// [`PeerFault::MessageTimeout`](crate::PeerFault::MessageTimeout):
     /// the defence against peers that trickle messages to hold a
     /// connection and its memory ("slowloris"). Set it well above the
     /// time the largest message needs at the slowest expected speed (for
@@ -310,7 +309,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     }
 
     /// The longest [`Connector::shutdown`] in `FinishMessages` or
-    /// `FinishQueues` waits for peers to take what is still to be written
+    /// `FinishQueue` waits for peers to take what is still to be written
     /// (and to close), before what is left ends as with `Now`, its
     /// messages handed back: a shutdown always ends, whatever a peer does.
     /// `None` waits for as long as the peers take. Default
@@ -340,7 +339,7 @@ impl<C: Converter> ConnectorBuilder<C> {
     /// Turns TCP keepalive on: after `idle` without traffic the operating
     /// system probes the peer (every third of `idle`, three times) and
     /// ends a connection whose peer is gone, with
-    /// [`DisconnectReason::PeerUnresponsive`](crate::DisconnectReason::PeerUnresponsive).
+    /// [`SocketFailure::Unresponsive`](crate::SocketFailure::Unresponsive).
     /// Default: off.
     ///
     /// Example: [the builder example](ConnectorBuilder).
@@ -351,7 +350,7 @@ impl<C: Converter> ConnectorBuilder<C> {
 
     /// Sets `TCP_USER_TIMEOUT` (Linux): a connection whose sent data stays
     /// unacknowledged this long ends with
-    /// [`DisconnectReason::PeerUnresponsive`](crate::DisconnectReason::PeerUnresponsive),
+    /// [`SocketFailure::Unresponsive`](crate::SocketFailure::Unresponsive),
     /// which detects a dead peer while there is data to send (keepalive
     /// covers quiet connections). Ignored elsewhere. Default: the
     /// system's (many minutes).
@@ -391,14 +390,17 @@ impl<C: Converter> ConnectorBuilder<C> {
 
     /// Binds the listener, if any, and returns a connector that is not
     /// running yet: start it with [`Connector::run`] or [`Connector::spawn`].
-    /// Commands given before that wait for it.
+    /// Commands given before that wait for it. Fails with
+    /// [`StartError::Listen`] when the address cannot be bound, and
+    /// [`StartError::Poll`] when the system will not give the loop its
+    /// poller.
     ///
     /// Example: [`Connector::run`].
-    pub fn build(self) -> io::Result<Connector<C>> {
+    pub fn build(self) -> Result<Connector<C>, StartError> {
         let (listener, local) = match &self.listen {
             None => (None, None),
             Some(addr) => {
-                let (listener, local) = transport::bind(addr)?;
+                let (listener, local) = transport::bind(addr).map_err(StartError::Listen)?;
                 #[cfg(feature = "tls")]
                 let listener = match self.listen_tls {
                     Some(settings) => Box::new(transport::tls::TlsListener {
@@ -410,7 +412,8 @@ impl<C: Converter> ConnectorBuilder<C> {
                 (Some(listener), Some(local))
             }
         };
-        let handle = Handle::new(Arc::new(self.converter), self.config, listener)?;
+        let handle = Handle::new(Arc::new(self.converter), self.config, listener)
+            .map_err(StartError::Poll)?;
         Ok(Connector {
             inner: Arc::new(Inner {
                 handle,
@@ -425,10 +428,12 @@ impl<C: Converter> ConnectorBuilder<C> {
         })
     }
 
-    /// Builds the connector and starts its network thread in the background.
+    /// Builds the connector and starts its network thread in the
+    /// background: [`build`](Self::build), then [`Connector::spawn`], with
+    /// their errors.
     ///
     /// Example: [the builder example](ConnectorBuilder).
-    pub fn spawn(self) -> io::Result<Connector<C>> {
+    pub fn spawn(self) -> Result<Connector<C>, StartError> {
         let connector = self.build()?;
         connector.spawn()?;
         Ok(connector)
@@ -453,7 +458,7 @@ struct Inner<C: Converter> {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where it listens, as peers connect to it.
     local: Option<Address>,
-    /// TLS for `connect` and `connect_waiting` ([`ConnectorBuilder::default_client_tls`]).
+    /// TLS for every connect whose options do not say ([`ConnectorBuilder::default_client_tls`]).
     default_tls: Option<transport::ClientTls>,
 }
 
@@ -491,7 +496,8 @@ impl<C: Converter> Connector<C> {
         }
     }
 
-    /// The TCP address the connector listens on, if it listens on TCP.
+    /// The TCP address the connector listens on, if it listens on TCP
+    /// (see [`local_address`](Self::local_address) for Unix sockets too).
     ///
     /// Example: [the module documentation](crate::connector).
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -499,11 +505,18 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Where the connector listens, in the form peers connect to (TCP or
-    /// Unix), if it listens.
+    /// Unix), if it listens. (The `_addr` methods give the standard
+    /// library's `SocketAddr`, the `_address` ones Pike's [`Address`].)
     ///
     /// Example: [`Address`] (how it prints), and the module documentation.
-    pub fn listen_address(&self) -> Option<Address> {
+    pub fn local_address(&self) -> Option<Address> {
         self.inner.local.clone()
+    }
+
+    /// The old name of [`local_address`](Self::local_address).
+    #[deprecated(since = "0.2.0", note = "renamed `local_address`, beside `local_addr`")]
+    pub fn listen_address(&self) -> Option<Address> {
+        self.local_address()
     }
 
     /// Gives the calling thread to the network loop until shutdown
@@ -659,7 +672,7 @@ impl<C: Converter> Connector<C> {
     #[cfg(feature = "tls")]
     #[deprecated(
         since = "0.2.0",
-        note = "use `connect_waiting(addr, ConnectOptions::from(delivery).tls(tls), timeout)`"
+        note = "use `connect_timeout(addr, ConnectOptions::from(delivery).tls(tls), timeout)`"
     )]
     pub fn connect_waiting_tls(
         &self,
@@ -668,13 +681,18 @@ impl<C: Converter> Connector<C> {
         timeout: Duration,
         tls: &crate::tls::ClientTls,
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        #[allow(deprecated)]
         self.connect_waiting(addr, ConnectOptions::from(delivery).tls(tls), timeout)
     }
 
     /// Connects as `options` say (see [`connect`](Self::connect)),
     /// blocking until connected (over TLS: the handshake done), failed or
-    /// `timeout`. No `FinishConnect` event is produced. On timeout the attempt is
-    /// abandoned (and closed whenever it completes).
+    /// `timeout`, and returns the connection, or why there is none
+    /// ([`ConnectError::Stopped`] if the connector has stopped). No
+    /// `FinishConnect` event is produced. On timeout the attempt is
+    /// abandoned (and closed whenever it completes). The blocking form of
+    /// [`connect`](Self::connect), as `TcpStream::connect_timeout` is of
+    /// the standard library.
     ///
     /// # Examples
     ///
@@ -689,25 +707,87 @@ impl<C: Converter> Connector<C> {
     /// let client = Connector::builder(StringConverter::new()).spawn()?;
     /// let wait = Duration::from_secs(5);
     /// # let _ = (&server, &client, wait);
-    /// let (conn, result) = client.connect_waiting(server.local_addr().unwrap(), Delivery::Merged, wait)?;
-    /// result?; // a ConnectError says why not
+    /// // A ConnectError says why not.
+    /// let conn = client.connect_timeout(server.local_addr().unwrap(), Delivery::Merged, wait)?;
     /// client.send(&conn, "connected".to_owned())?;
     /// # Ok(()) }
     /// ```
+    pub fn connect_timeout(
+        &self,
+        addr: impl Into<Address>,
+        options: impl Into<ConnectOptions>,
+        timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
+        self.connect_until(addr, options, Wait::For(timeout), |_| {})
+    }
+
+    /// [`connect_timeout`](Self::connect_timeout), blocking until
+    /// `deadline` at most.
+    ///
+    /// Example: [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_deadline(
+        &self,
+        addr: impl Into<Address>,
+        options: impl Into<ConnectOptions>,
+        deadline: Instant,
+    ) -> Result<Connection, ConnectError> {
+        self.connect_until(addr, options, Wait::Until(deadline), |_| {})
+    }
+
+    /// Like [`connect_timeout`](Self::connect_timeout), and on success runs
+    /// `callback` on the calling thread before any event of the connection
+    /// is delivered (to file the connection where the threads that take
+    /// its events look for it).
+    ///
+    /// Example: the `chat_client` example.
+    pub fn connect_timeout_with(
+        &self,
+        addr: impl Into<Address>,
+        options: impl Into<ConnectOptions>,
+        timeout: Duration,
+        callback: impl FnOnce(Connection),
+    ) -> Result<Connection, ConnectError> {
+        self.connect_until(addr, options, Wait::For(timeout), callback)
+    }
+
+    fn connect_until(
+        &self,
+        addr: impl Into<Address>,
+        options: impl Into<ConnectOptions>,
+        wait: Wait,
+        callback: impl FnOnce(Connection),
+    ) -> Result<Connection, ConnectError> {
+        let deadline = wait.deadline().unwrap_or_else(far_future);
+        let dial = self.dial(addr.into(), options.into());
+        let (connection, outcome) = self.inner.handle.connect_waiting(dial, deadline)?;
+        // Its events are held until this returns, even if the callback
+        // panics (or they would be held forever).
+        let _held = outcome?;
+        callback(connection);
+        Ok(connection)
+    }
+
+    /// The old blocking connect: the connection and, inside, whether it
+    /// connected.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `connect_timeout`, which returns `Result<Connection, ConnectError>`"
+    )]
     pub fn connect_waiting(
         &self,
         addr: impl Into<Address>,
         options: impl Into<ConnectOptions>,
         timeout: Duration,
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
+        #[allow(deprecated)]
         self.connect_waiting_with(addr, options, timeout, |_| {})
     }
 
-    /// Like [`connect_waiting`](Self::connect_waiting), and on success runs
-    /// `callback` on the calling thread before any event of the connection
-    /// is delivered.
-    ///
-    /// Example: [`connect_waiting`](Self::connect_waiting); the `chat_client` example.
+    /// The old blocking connect with a callback.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `connect_timeout_with`, which returns `Result<Connection, ConnectError>`"
+    )]
     pub fn connect_waiting_with(
         &self,
         addr: impl Into<Address>,
@@ -715,13 +795,11 @@ impl<C: Converter> Connector<C> {
         timeout: Duration,
         callback: impl FnOnce(Connection),
     ) -> Result<(Connection, Result<(), ConnectError>), StoppedError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Wait::For(timeout).deadline().unwrap_or_else(far_future);
         let dial = self.dial(addr.into(), options.into());
         let (connection, outcome) = self.inner.handle.connect_waiting(dial, deadline)?;
         match outcome {
             Ok(held) => {
-                // Its events are held until this returns, even if the
-                // callback panics (or they would be held forever).
                 let _held = held;
                 callback(connection);
                 Ok((connection, Ok(())))
@@ -806,7 +884,7 @@ impl<C: Converter> Connector<C> {
         message: C::Message,
         timeout: Duration,
     ) -> Result<(), SendTimeoutError<C::Message>> {
-        self.send_waiting(connection, message, Instant::now().checked_add(timeout))
+        self.send_until(connection, message, Instant::now().checked_add(timeout))
     }
 
     /// [`send_timeout`](Self::send_timeout) with a deadline.
@@ -818,25 +896,39 @@ impl<C: Converter> Connector<C> {
         message: C::Message,
         deadline: Instant,
     ) -> Result<(), SendTimeoutError<C::Message>> {
-        self.send_waiting(connection, message, Some(deadline))
+        self.send_until(connection, message, Some(deadline))
     }
 
     /// Enqueues `message`, waiting for as long as the connection's unsent
     /// queue is over its high-water mark (the peer reads slowly), until it
     /// is down to half of it: the form for a producer that should go at
-    /// its peer's pace. Otherwise as [`send`](Self::send).
+    /// its peer's pace. It waits for room in the queue, not for the message
+    /// to be written. Otherwise as [`send`](Self::send).
     ///
-    /// Example: [`try_send`](Self::try_send).
+    /// Example: [`try_send`](Self::try_send) (which never waits).
+    pub fn send_waiting_for_room(
+        &self,
+        connection: &Connection,
+        message: C::Message,
+    ) -> Result<(), SendError<C::Message>> {
+        self.send_until(connection, message, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// The old name of [`send_waiting_for_room`](Self::send_waiting_for_room).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `send_waiting_for_room`: it waits for room, not for the message to be sent"
+    )]
     pub fn send_blocking(
         &self,
         connection: &Connection,
         message: C::Message,
     ) -> Result<(), SendError<C::Message>> {
-        self.send_waiting(connection, message, None)
-            .map_err(|e| SendError(e.into_inner()))
+        self.send_waiting_for_room(connection, message)
     }
 
-    fn send_waiting(
+    fn send_until(
         &self,
         connection: &Connection,
         message: C::Message,
@@ -907,7 +999,7 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Enqueues several messages for one connection, in order, waiting for
-    /// room as [`send_blocking`](Self::send_blocking) does: as many at a
+    /// room as [`send_waiting_for_room`](Self::send_waiting_for_room) does: as many at a
     /// time as the unsent queue takes below its high-water mark, each lot
     /// written with as few system calls as the socket allows, then waiting
     /// until the queue is down to half of the mark before the next lot.
@@ -938,20 +1030,50 @@ impl<C: Converter> Connector<C> {
     ///         }
     ///     }
     /// });
-    /// client.send_batch_blocking(&conn, (0..10_000).map(|i| i.to_string()))?;
+    /// client.send_batch_waiting_for_room(&conn, (0..10_000).map(|i| i.to_string()))?;
     /// reader.join().unwrap();
     /// # Ok(()) }
     /// ```
+    pub fn send_batch_waiting_for_room(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+    ) -> Result<(), SendError<Vec<C::Message>>> {
+        self.send_batch_until(connection, messages, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// The old name of
+    /// [`send_batch_waiting_for_room`](Self::send_batch_waiting_for_room).
+    #[deprecated(since = "0.2.0", note = "renamed `send_batch_waiting_for_room`")]
     pub fn send_batch_blocking(
         &self,
         connection: &Connection,
         messages: impl IntoIterator<Item = C::Message>,
     ) -> Result<(), SendError<Vec<C::Message>>> {
-        self.send_batch_waiting(connection, messages, None)
-            .map_err(|e| SendError(e.into_inner()))
+        self.send_batch_waiting_for_room(connection, messages)
     }
 
-    /// [`send_batch_blocking`](Self::send_batch_blocking), waiting at most
+    /// Enqueues as many of `messages`, in order, as the connection's
+    /// unsent queue takes below its high-water mark, never waiting; the
+    /// rest come straight back as [`TrySendError::Full`] (or all of them
+    /// as [`TrySendError::Stopped`]). Otherwise as
+    /// [`send_batch`](Self::send_batch).
+    ///
+    /// Example: [`try_send`](Self::try_send) (one message).
+    pub fn try_send_batch(
+        &self,
+        connection: &Connection,
+        messages: impl IntoIterator<Item = C::Message>,
+    ) -> Result<(), TrySendError<Vec<C::Message>>> {
+        self.send_batch_until(connection, messages, Some(Instant::now()))
+            .map_err(|e| match e {
+                SendTimeoutError::Timeout(rest) => TrySendError::Full(rest),
+                SendTimeoutError::Stopped(all) => TrySendError::Stopped(all),
+            })
+    }
+
+    /// [`send_batch_waiting_for_room`](Self::send_batch_waiting_for_room), waiting at most
     /// `timeout` in all. On timeout, the messages not yet queued come back
     /// as [`SendTimeoutError::Timeout`] (those before them are queued).
     pub fn send_batch_timeout(
@@ -960,10 +1082,10 @@ impl<C: Converter> Connector<C> {
         messages: impl IntoIterator<Item = C::Message>,
         timeout: Duration,
     ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
-        self.send_batch_waiting(connection, messages, Instant::now().checked_add(timeout))
+        self.send_batch_until(connection, messages, Instant::now().checked_add(timeout))
     }
 
-    /// [`send_batch_blocking`](Self::send_batch_blocking), waiting until
+    /// [`send_batch_waiting_for_room`](Self::send_batch_waiting_for_room), waiting until
     /// `deadline` at most. On timeout, the messages not yet queued come
     /// back as [`SendTimeoutError::Timeout`] (those before them are
     /// queued).
@@ -973,10 +1095,10 @@ impl<C: Converter> Connector<C> {
         messages: impl IntoIterator<Item = C::Message>,
         deadline: Instant,
     ) -> Result<(), SendTimeoutError<Vec<C::Message>>> {
-        self.send_batch_waiting(connection, messages, Some(deadline))
+        self.send_batch_until(connection, messages, Some(deadline))
     }
 
-    fn send_batch_waiting(
+    fn send_batch_until(
         &self,
         connection: &Connection,
         messages: impl IntoIterator<Item = C::Message>,
@@ -1004,15 +1126,20 @@ impl<C: Converter> Connector<C> {
 
     // ----- events ---------------------------------------------------------------
 
-    /// Blocks for the next event of the main queue; `None` once the
-    /// connector has stopped and every event was taken.
+    /// Blocks for the next event of the main queue;
+    /// [`RecvError::Stopped`] once the connector has stopped and every
+    /// event was taken.
     ///
     /// Example: [`shutdown`](Self::shutdown).
-    pub fn recv(&self) -> Option<Event<C::Message>> {
-        let mut got = None;
-        self.take_main(&mut |e| got = Some(e), 1, Wait::Forever)
-            .ok()?;
-        got
+    pub fn recv(&self) -> Result<Event<C::Message>, RecvError> {
+        loop {
+            let mut got = None;
+            self.take_main(&mut |e| got = Some(e), 1, Wait::Forever)
+                .map_err(|()| RecvError::Stopped)?;
+            if let Some(event) = got {
+                return Ok(event);
+            }
+        }
     }
 
     /// The next event of the main queue, if one is ready.
@@ -1040,7 +1167,7 @@ impl<C: Converter> Connector<C> {
         let mut got = None;
         match self.take_main(&mut |e| got = Some(e), 1, wait) {
             Ok(_) => got.ok_or(RecvTimeoutError::Timeout),
-            Err(()) => Err(RecvTimeoutError::Disconnected),
+            Err(()) => Err(RecvTimeoutError::Stopped),
         }
     }
 
@@ -1048,7 +1175,8 @@ impl<C: Converter> Connector<C> {
     /// also takes whatever else is ready, up to `max` events in all, into
     /// `out` (in order). Returns how many were added: 0 on timeout. One
     /// wake-up for many events, where [`recv`](Self::recv) pays one each.
-    /// Err once the connector has stopped and every event was taken.
+    /// [`RecvError::Stopped`] once the connector has stopped and every
+    /// event was taken.
     ///
     /// Example: [`send_batch`](Self::send_batch).
     pub fn recv_batch(
@@ -1056,7 +1184,7 @@ impl<C: Converter> Connector<C> {
         out: &mut Vec<Event<C::Message>>,
         max: usize,
         timeout: Duration,
-    ) -> Result<usize, StoppedError> {
+    ) -> Result<usize, RecvError> {
         self.recv_batch_until(out, max, Wait::For(timeout))
     }
 
@@ -1069,8 +1197,20 @@ impl<C: Converter> Connector<C> {
         out: &mut Vec<Event<C::Message>>,
         max: usize,
         deadline: Instant,
-    ) -> Result<usize, StoppedError> {
+    ) -> Result<usize, RecvError> {
         self.recv_batch_until(out, max, Wait::Until(deadline))
+    }
+
+    /// [`recv_batch`](Self::recv_batch) without waiting: takes up to `max`
+    /// of the events ready now (0 if none is).
+    ///
+    /// Example: [`send_batch`](Self::send_batch) (which waits instead).
+    pub fn try_recv_batch(
+        &self,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+    ) -> Result<usize, RecvError> {
+        self.recv_batch_until(out, max, Wait::For(Duration::ZERO))
     }
 
     fn recv_batch_until(
@@ -1078,12 +1218,12 @@ impl<C: Converter> Connector<C> {
         out: &mut Vec<Event<C::Message>>,
         max: usize,
         wait: Wait,
-    ) -> Result<usize, StoppedError> {
+    ) -> Result<usize, RecvError> {
         if max == 0 {
             return Ok(0);
         }
         self.take_main(&mut |e| out.push(e), max, wait)
-            .map_err(|()| StoppedError)
+            .map_err(|()| RecvError::Stopped)
     }
 
     /// Passes up to `max` events of the main queue to `take`, waiting for
@@ -1099,8 +1239,9 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Blocks for the next event of a [separate](crate::Delivery::Separate)
-    /// connection. `None` if the connection is merged, unknown, or its final
-    /// event was taken.
+    /// connection. [`RecvError::Closed`] if the connection is merged,
+    /// unknown, or its final event was taken
+    /// ([`RecvError::Stopped`] if, by then, the connector had stopped).
     ///
     /// # Examples
     ///
@@ -1112,7 +1253,7 @@ impl<C: Converter> Connector<C> {
     /// use std::time::Duration;
     /// use pike::converters::StringConverter;
     /// # #[allow(unused_imports)]
-    /// use pike::{Connector, Delivery, Event, ShutdownMode};
+    /// use pike::{Connector, Delivery, Event, RecvError, ShutdownMode};
     ///
     /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
     /// let client = Connector::builder(StringConverter::new()).spawn()?;
@@ -1124,11 +1265,17 @@ impl<C: Converter> Connector<C> {
     ///     other => panic!("{other:?}"),
     /// }
     /// client.merge_connection(&conn); // its events come to `recv` from now on
-    /// assert!(client.recv_connection(&conn).is_none());
+    /// assert_eq!(client.recv_connection(&conn).unwrap_err(), RecvError::Closed);
     /// # Ok(()) }
     /// ```
-    pub fn recv_connection(&self, connection: &Connection) -> Option<Event<C::Message>> {
-        self.inner.handle.separate(*connection)?.recv()
+    pub fn recv_connection(&self, connection: &Connection) -> Result<Event<C::Message>, RecvError> {
+        loop {
+            let mut got = None;
+            self.recv_connection_until(connection, &mut |e| got = Some(e), 1, Wait::Forever)?;
+            if let Some(event) = got {
+                return Ok(event);
+            }
+        }
     }
 
     /// The next event of a separate connection, if one is ready.
@@ -1138,11 +1285,10 @@ impl<C: Converter> Connector<C> {
         &self,
         connection: &Connection,
     ) -> Result<Event<C::Message>, TryRecvError> {
-        self.inner
-            .handle
-            .separate(*connection)
-            .ok_or(TryRecvError::Disconnected)?
-            .try_recv()
+        let mut got = None;
+        let wait = Wait::For(Duration::ZERO);
+        self.recv_connection_until(connection, &mut |e| got = Some(e), 1, wait)?;
+        got.ok_or(TryRecvError::Empty)
     }
 
     /// Blocks for the next event of a separate connection, at most `timeout`.
@@ -1153,11 +1299,10 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         timeout: Duration,
     ) -> Result<Event<C::Message>, RecvTimeoutError> {
-        self.inner
-            .handle
-            .separate(*connection)
-            .ok_or(RecvTimeoutError::Disconnected)?
-            .recv_timeout(timeout)
+        let mut got = None;
+        let wait = Wait::For(timeout);
+        self.recv_connection_until(connection, &mut |e| got = Some(e), 1, wait)?;
+        got.ok_or(RecvTimeoutError::Timeout)
     }
 
     /// Blocks for the next event of a separate connection until
@@ -1169,8 +1314,90 @@ impl<C: Converter> Connector<C> {
         connection: &Connection,
         deadline: Instant,
     ) -> Result<Event<C::Message>, RecvTimeoutError> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.recv_connection_timeout(connection, timeout)
+        let mut got = None;
+        let wait = Wait::Until(deadline);
+        self.recv_connection_until(connection, &mut |e| got = Some(e), 1, wait)?;
+        got.ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// [`recv_batch`](Self::recv_batch) for a separate connection: blocks
+    /// up to `timeout` for its next event, then also takes whatever else
+    /// of its events is ready, up to `max` in all, into `out`. Returns how
+    /// many were added: 0 on timeout; Err as
+    /// [`recv_connection`](Self::recv_connection).
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection) (one at a time).
+    pub fn recv_connection_batch(
+        &self,
+        connection: &Connection,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.recv_connection_until(connection, &mut |e| out.push(e), max, Wait::For(timeout))
+    }
+
+    /// [`recv_connection_batch`](Self::recv_connection_batch), blocking
+    /// until `deadline` at most for the first event.
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection) (one at a time).
+    pub fn recv_connection_batch_deadline(
+        &self,
+        connection: &Connection,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.recv_connection_until(connection, &mut |e| out.push(e), max, Wait::Until(deadline))
+    }
+
+    /// [`recv_connection_batch`](Self::recv_connection_batch) without
+    /// waiting: takes up to `max` of the connection's events ready now (0
+    /// if none is).
+    ///
+    /// Example: [`recv_connection`](Self::recv_connection) (one at a time).
+    pub fn try_recv_connection_batch(
+        &self,
+        connection: &Connection,
+        out: &mut Vec<Event<C::Message>>,
+        max: usize,
+    ) -> Result<usize, RecvError> {
+        self.recv_connection_batch(connection, out, max, Duration::ZERO)
+    }
+
+    /// Passes up to `max` events of a separate connection to `take`,
+    /// waiting for the first as `wait` says.
+    fn recv_connection_until(
+        &self,
+        connection: &Connection,
+        take: &mut impl FnMut(Event<C::Message>),
+        max: usize,
+        wait: Wait,
+    ) -> Result<usize, RecvError> {
+        let queue = self
+            .inner
+            .handle
+            .separate(*connection)
+            .ok_or_else(|| self.separate_ended())?;
+        queue
+            .recv_batch(take, max, wait.timeout())
+            .map_err(|()| self.separate_ended())
+    }
+
+    /// What a separate queue that has ended says: `Stopped` if the
+    /// connector had stopped by then, else `Closed`.
+    pub(crate) fn separate_ended(&self) -> RecvError {
+        if self.is_stopped() {
+            RecvError::Stopped
+        } else {
+            RecvError::Closed
+        }
     }
 
     /// Sends a separate connection's events to the main queue from now on.
@@ -1193,7 +1420,7 @@ impl<C: Converter> Connector<C> {
     /// several threads at once.
     ///
     /// How long it blocks: [`ShutdownMode::Now`] closes at once.
-    /// `FinishMessages` and `FinishQueues` wait as long as the peers take to
+    /// `FinishMessage` and `FinishQueue` wait as long as the peers take to
     /// read what is still to be written, then up to the builder's `linger`
     /// for each peer to close (so that no reset destroys data in flight),
     /// but never longer than the builder's
@@ -1218,9 +1445,9 @@ impl<C: Converter> Connector<C> {
     /// # let _ = (&server, &client, wait);
     /// let conn = client.connect(server.local_addr().unwrap(), Delivery::Merged)?;
     /// client.send(&conn, "written before the end".to_owned())?;
-    /// client.shutdown(ShutdownMode::FinishQueues); // returns once everything is written
+    /// client.shutdown(ShutdownMode::FinishQueue); // returns once everything is written
     /// assert!(client.is_stopped());
-    /// while let Some(event) = client.recv() {
+    /// while let Ok(event) = client.recv() {
     ///     println!("{event:?}"); // the connection's last events, then `None`
     /// }
     /// # Ok(()) }
@@ -1248,7 +1475,7 @@ impl<C: Converter> Connector<C> {
     ///
     /// let c = Connector::builder(StringConverter::new()).spawn()?;
     /// // … peers that may never read what is still queued for them …
-    /// assert!(c.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_secs(5)));
+    /// assert!(c.shutdown_timeout(ShutdownMode::FinishQueue, Duration::from_secs(5)));
     /// # Ok(()) }
     /// ```
     pub fn shutdown_timeout(&self, mode: ShutdownMode, timeout: Duration) -> bool {

@@ -1,9 +1,19 @@
 //! Error types.
 //!
-//! Errors are sorted by whose fault they are: [`ProtocolError`] is the peer's
-//! (bytes that do not follow the wire format), [`SerializeError`] is a local
-//! serializer's, and [`DisconnectReason`] says why a connection ended without
-//! the application asking.
+//! Errors are sorted by whose fault they are, as rustls sorts its own:
+//! the peer's ([`PeerFault`], [`ProtocolError`]: bytes that do not follow
+//! the wire format, a limit or a timeout broken), the caller's
+//! ([`UsageError`], [`ConverterFault`], [`SerializeError`]: the calling
+//! code's own bug) and a local or network failure ([`SocketFailure`],
+//! [`StartError`]). [`DisconnectReason`] says which of them ended a
+//! connection. The enums that sort faults are `#[non_exhaustive]`.
+//!
+//! One word says the connector has stopped, whatever the call: `Stopped`
+//! ([`StoppedError`], [`TrySendError::Stopped`],
+//! [`SendTimeoutError::Stopped`], [`RecvError::Stopped`], …), and every
+//! error that refuses a message hands it back (`into_inner`). The send
+//! and receive errors are complete sets, as crossbeam-channel's are: a
+//! `match` on them needs no catch-all.
 
 use std::error::Error as StdError;
 use std::io;
@@ -97,19 +107,73 @@ pub enum SerializeError {
     Other(Box<dyn StdError + Send + Sync>),
 }
 
-/// Why a connection ended, or why a local disconnect was cut short.
+/// Why a connection ended, or why a local disconnect was cut short:
+/// the peer closed it, the peer broke the rules ([`PeerFault`]), the
+/// application's converter failed ([`ConverterFault`], a bug in the
+/// calling code), the socket or the network failed ([`SocketFailure`]),
+/// or TLS did ([`TlsError`], whose [kind](TlsError::kind) says which).
+///
+/// ```
+/// use pike::{DisconnectReason, PeerFault, ProtocolError};
+///
+/// fn whose_fault(reason: &DisconnectReason) -> &'static str {
+///     match reason {
+///         DisconnectReason::PeerClosed => "nobody's: the peer closed",
+///         DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::TooLarge { .. })) => {
+///             "the peer's: a message over the limit"
+///         }
+///         DisconnectReason::Peer(_) => "the peer's",
+///         DisconnectReason::Converter(_) => "ours: a converter bug",
+///         DisconnectReason::Socket(_) => "the network's",
+///         DisconnectReason::Tls(_) => "TLS: see its kind",
+///         _ => "something newer",
+///     }
+/// }
+/// # let _ = whose_fault;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DisconnectReason {
     /// The peer closed its side of the connection.
     #[error("peer closed the connection")]
     PeerClosed,
-    /// The socket failed (reset by the peer, broken pipe, …).
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
+    /// The peer broke the wire protocol, a limit or a timeout.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// The application's converter failed: a bug in the calling code.
+    #[error(transparent)]
+    Converter(ConverterFault),
+    /// The socket failed or the operating system gave up on the peer.
+    #[error(transparent)]
+    Socket(SocketFailure),
+    /// TLS failed: the handshake (an untrusted certificate, a name
+    /// mismatch, no client certificate, a peer that does not speak TLS) or
+    /// a record the peer sent.
+    #[error("{0}")]
+    Tls(TlsError),
+}
+
+/// The peer's fault: what it sent, or failed to send in time.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerFault {
     /// The peer broke the wire protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] ProtocolError),
+    /// Nothing was received for the configured idle timeout.
+    #[error("no byte received for {0:?} (idle timeout)")]
+    IdleTimeout(Duration),
+    /// A message was begun and not completed within the configured message
+    /// timeout.
+    #[error("a message took longer than {0:?} to arrive (message timeout)")]
+    MessageTimeout(Duration),
+}
+
+/// The application's converter failed: a bug (or an unreadable source)
+/// in the calling code, not the peer's doing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConverterFault {
     /// A serializer failed after part of its message was already written, so
     /// the stream could not go on.
     #[error("serializer failed mid-message: {0}")]
@@ -124,23 +188,61 @@ pub enum DisconnectReason {
     /// A deserializer panicked.
     #[error("deserializer panicked: {0}")]
     DeserializerPanicked(String),
-    /// Nothing was received for the configured idle timeout.
-    #[error("no byte received for {0:?} (idle timeout)")]
-    IdleTimeout(Duration),
-    /// A message was begun and not completed within the configured message
-    /// timeout.
-    #[error("a message took longer than {0:?} to arrive (message timeout)")]
-    MessageTimeout(Duration),
+}
+
+/// The socket or the network failed: a local failure, or one the
+/// operating system reports of the link.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketFailure {
+    /// The socket failed (reset by the peer, broken pipe, …).
+    #[error("socket error: {0}")]
+    Io(io::Error),
     /// The operating system gave up on the peer: TCP keepalive probes went
     /// unanswered, or sent data stayed unacknowledged past the user timeout
     /// (`ETIMEDOUT`).
     #[error("peer stopped responding: {0}")]
-    PeerUnresponsive(io::Error),
-    /// TLS failed: the handshake (an untrusted certificate, a name
-    /// mismatch, no client certificate, a peer that does not speak TLS) or
-    /// a record the peer sent.
-    #[error("{0}")]
-    Tls(TlsError),
+    Unresponsive(io::Error),
+}
+
+impl SocketFailure {
+    /// The operating system's error.
+    pub fn io_error(&self) -> &io::Error {
+        match self {
+            Self::Io(e) | Self::Unresponsive(e) => e,
+        }
+    }
+
+    /// The operating system's error, handed back.
+    pub fn into_io_error(self) -> io::Error {
+        match self {
+            Self::Io(e) | Self::Unresponsive(e) => e,
+        }
+    }
+}
+
+impl From<ProtocolError> for DisconnectReason {
+    fn from(e: ProtocolError) -> Self {
+        Self::Peer(PeerFault::Protocol(e))
+    }
+}
+
+impl From<io::Error> for DisconnectReason {
+    fn from(e: io::Error) -> Self {
+        Self::Socket(SocketFailure::Io(e))
+    }
+}
+
+impl From<PeerFault> for DisconnectReason {
+    fn from(e: PeerFault) -> Self {
+        Self::Peer(e)
+    }
+}
+
+impl From<ConverterFault> for DisconnectReason {
+    fn from(e: ConverterFault) -> Self {
+        Self::Converter(e)
+    }
 }
 
 impl DisconnectReason {
@@ -149,11 +251,11 @@ impl DisconnectReason {
     /// and a TLS failure is told as one.
     pub(crate) fn from_socket_error(error: io::Error) -> Self {
         if error.kind() == io::ErrorKind::TimedOut {
-            return Self::PeerUnresponsive(error);
+            return Self::Socket(SocketFailure::Unresponsive(error));
         }
         match TlsError::take_from(error) {
             Ok(tls) => Self::Tls(tls),
-            Err(error) => Self::Io(error),
+            Err(error) => Self::Socket(SocketFailure::Io(error)),
         }
     }
 }
@@ -244,12 +346,22 @@ pub enum ConnectError {
     /// `disconnect` or `shutdown` cancelled the attempt.
     #[error("connect cancelled")]
     Cancelled,
-    /// The connect timeout (or `connect_waiting`'s) expired first.
+    /// The connect timeout (or `connect_timeout`'s own) expired first.
     #[error("connect timed out")]
     TimedOut,
     /// The TLS handshake failed (see [`TlsError::kind`]).
     #[error("{0}")]
     Tls(TlsError),
+    /// The connector has stopped (or stopped before the attempt ended):
+    /// no connection was made.
+    #[error("the connector has stopped")]
+    Stopped,
+}
+
+impl From<StoppedError> for ConnectError {
+    fn from(StoppedError: StoppedError) -> Self {
+        Self::Stopped
+    }
 }
 
 impl ConnectError {
@@ -294,14 +406,28 @@ pub enum UsageError {
     AlreadyStarted,
 }
 
-/// Why [`Connector::spawn`](crate::Connector::spawn) did not start the
-/// network thread.
+/// Why a connector did not start: [`ConnectorBuilder::build`] or
+/// [`ConnectorBuilder::spawn`] (which builds, then starts), or
+/// [`Connector::spawn`]. It converts into an `io::Error`, so `?` works in
+/// a function that returns `io::Result`.
+///
+/// [`ConnectorBuilder::build`]: crate::ConnectorBuilder::build
+/// [`ConnectorBuilder::spawn`]: crate::ConnectorBuilder::spawn
+/// [`Connector::spawn`]: crate::Connector::spawn
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
     /// The caller's mistake (started twice).
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// The listening address could not be bound (in use, not allowed, a
+    /// Unix path that exists, …).
+    #[error("cannot listen: {0}")]
+    Listen(#[source] io::Error),
+    /// The operating system would not give the network loop what it needs
+    /// (its poller or its waker).
+    #[error("cannot set up the network loop: {0}")]
+    Poll(#[source] io::Error),
     /// The operating system would not start a thread.
     #[error("cannot start the network thread: {0}")]
     Thread(#[source] io::Error),
@@ -310,7 +436,7 @@ pub enum StartError {
 impl From<StartError> for io::Error {
     fn from(e: StartError) -> Self {
         match e {
-            StartError::Thread(e) => e,
+            StartError::Listen(e) | StartError::Poll(e) | StartError::Thread(e) => e,
             StartError::Usage(e) => io::Error::other(e),
         }
     }
@@ -373,7 +499,7 @@ impl<M> std::fmt::Debug for TrySendError<M> {
     }
 }
 
-/// Why `send_timeout`, `send_deadline` or `send_blocking` handed a message
+/// Why `send_timeout`, `send_deadline` or `send_waiting_for_room` handed a message
 /// back.
 #[derive(PartialEq, Eq, thiserror::Error)]
 pub enum SendTimeoutError<M> {
@@ -408,28 +534,70 @@ impl<M> std::fmt::Debug for SendTimeoutError<M> {
     }
 }
 
-/// Why `try_recv` returned no event.
+/// Why `recv`, `recv_batch` (or their `recv_connection` forms) returned
+/// no event: the queue is done.
+///
+/// Every receive says it the same way: [`Stopped`](Self::Stopped) once
+/// the connector has stopped and every event of the queue was taken,
+/// [`Closed`](Self::Closed) when a connection's own queue ended while the
+/// connector runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The connector has stopped and the queue is empty.
+    #[error("the connector has stopped")]
+    Stopped,
+    /// A connection's own queue ended: its events were merged into the
+    /// main queue, its last event was taken, or it is unknown. (The main
+    /// queue is never closed this way.)
+    #[error("the connection's queue is closed (merged, ended or unknown)")]
+    Closed,
+}
+
+/// Why `try_recv` (or `try_recv_connection`) returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     /// No event is ready now.
     #[error("no event ready")]
     Empty,
-    /// The queue is closed and empty: the connector stopped, or the
-    /// separate connection was merged or finished.
-    #[error("queue closed")]
-    Disconnected,
+    /// The connector has stopped and the queue is empty.
+    #[error("the connector has stopped")]
+    Stopped,
+    /// The connection's own queue ended (see [`RecvError::Closed`]).
+    #[error("the connection's queue is closed (merged, ended or unknown)")]
+    Closed,
 }
 
-/// Why `recv_timeout` returned no event.
+/// Why `recv_timeout` or `recv_deadline` (or their `recv_connection`
+/// forms) returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvTimeoutError {
     /// No event came in time.
     #[error("timed out waiting for an event")]
     Timeout,
-    /// The queue is closed and empty: the connector stopped, or the
-    /// separate connection was merged or finished.
-    #[error("queue closed")]
-    Disconnected,
+    /// The connector has stopped and the queue is empty.
+    #[error("the connector has stopped")]
+    Stopped,
+    /// The connection's own queue ended (see [`RecvError::Closed`]).
+    #[error("the connection's queue is closed (merged, ended or unknown)")]
+    Closed,
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Stopped => Self::Stopped,
+            RecvError::Closed => Self::Closed,
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Stopped => Self::Stopped,
+            RecvError::Closed => Self::Closed,
+        }
+    }
 }
 
 /// Describes a panic payload for a [`DisconnectReason`].

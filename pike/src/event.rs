@@ -128,7 +128,7 @@ pub struct FinishConnect<M> {
     /// The connection.
     pub connection: Connection,
     /// Why connecting failed; `None` on success.
-    pub error: Option<ConnectError>,
+    pub reason: Option<ConnectError>,
     /// On failure, every message sent while connecting, in order.
     pub queued: Vec<M>,
 }
@@ -136,7 +136,7 @@ pub struct FinishConnect<M> {
 impl<M> FinishConnect<M> {
     /// Whether the connection is now established.
     pub fn success(&self) -> bool {
-        self.error.is_none()
+        self.reason.is_none()
     }
 }
 
@@ -152,7 +152,7 @@ pub struct FinishDisconnect<M> {
     pub queued: Vec<M>,
     /// Set when the disconnect could not finish as asked (for instance the
     /// peer reset the connection during a `FinishQueue` disconnect).
-    pub error: Option<DisconnectReason>,
+    pub reason: Option<DisconnectReason>,
 }
 
 /// The connection ended without a local disconnect.

@@ -48,14 +48,20 @@
 //!
 //! | to | waits as long as it takes | waits at most (`_timeout`, `_deadline`) | never waits | async |
 //! |---|---|---|---|---|
-//! | connect | [`connect_waiting`](Connector::connect_waiting) takes a timeout; [`connect_waiting_with`](Connector::connect_waiting_with) runs a callback first | (the same) | [`connect`](Connector::connect): the outcome comes as an event | [`connect_async`](Connector::connect_async) |
-//! | send one message | [`send_blocking`](Connector::send_blocking): waits for room in the unsent queue, not for the write | [`send_timeout`](Connector::send_timeout), [`send_deadline`](Connector::send_deadline) | [`send`](Connector::send) (past the queue's hard cap: handed back in an event), [`try_send`](Connector::try_send) (over the high-water mark: handed back at once) | [`send_async`](Connector::send_async) |
-//! | send many | [`send_batch_blocking`](Connector::send_batch_blocking) | [`send_batch_timeout`](Connector::send_batch_timeout), [`send_batch_deadline`](Connector::send_batch_deadline) | [`send_batch`](Connector::send_batch) | |
+//! | connect | | [`connect_timeout`](Connector::connect_timeout), [`connect_deadline`](Connector::connect_deadline): the connection or a [`ConnectError`]; [`connect_timeout_with`](Connector::connect_timeout_with) runs a callback first | [`connect`](Connector::connect): the outcome comes as an event | [`connect_async`](Connector::connect_async) |
+//! | send one message | [`send_waiting_for_room`](Connector::send_waiting_for_room): waits for room in the unsent queue, not for the write | [`send_timeout`](Connector::send_timeout), [`send_deadline`](Connector::send_deadline) | [`send`](Connector::send) (past the queue's hard cap: handed back in an event), [`try_send`](Connector::try_send) (over the high-water mark: handed back at once) | [`send_async`](Connector::send_async) |
+//! | send many | [`send_batch_waiting_for_room`](Connector::send_batch_waiting_for_room) | [`send_batch_timeout`](Connector::send_batch_timeout), [`send_batch_deadline`](Connector::send_batch_deadline) | [`send_batch`](Connector::send_batch), [`try_send_batch`](Connector::try_send_batch) | |
 //! | take an event | [`recv`](Connector::recv) | [`recv_timeout`](Connector::recv_timeout), [`recv_deadline`](Connector::recv_deadline) | [`try_recv`](Connector::try_recv) | [`recv_async`](Connector::recv_async), the [`events`](Connector::events) stream |
-//! | take many events | | [`recv_batch`](Connector::recv_batch), [`recv_batch_deadline`](Connector::recv_batch_deadline) | `recv_batch` with `Duration::ZERO` | |
+//! | take many events | | [`recv_batch`](Connector::recv_batch), [`recv_batch_deadline`](Connector::recv_batch_deadline) | [`try_recv_batch`](Connector::try_recv_batch) | |
 //! | take a [separate](Delivery::Separate) connection's event | [`recv_connection`](Connector::recv_connection) | [`recv_connection_timeout`](Connector::recv_connection_timeout), [`recv_connection_deadline`](Connector::recv_connection_deadline) | [`try_recv_connection`](Connector::try_recv_connection) | [`recv_connection_async`](Connector::recv_connection_async) |
+//! | take many of its events | | [`recv_connection_batch`](Connector::recv_connection_batch), [`recv_connection_batch_deadline`](Connector::recv_connection_batch_deadline) | [`try_recv_connection_batch`](Connector::try_recv_connection_batch) | |
 //! | close a connection | | | [`disconnect`](Connector::disconnect): a `FinishDisconnect` event follows | |
 //! | shut down | [`shutdown`](Connector::shutdown) | [`shutdown_timeout`](Connector::shutdown_timeout), [`shutdown_deadline`](Connector::shutdown_deadline) | | [`shutdown_async`](Connector::shutdown_async) |
+//!
+//! A call that meets a stopped connector says `Stopped`, whatever the call
+//! ([`RecvError::Stopped`], [`TrySendError::Stopped`], [`ConnectError::Stopped`], …),
+//! and hands back any message it was given; why a connection ended is a
+//! [`DisconnectReason`], sorted by whose fault it was (see [`error`]).
 //!
 //! How a connection is opened (its delivery, TLS) is its [`ConnectOptions`];
 //! the connector's bounds and timeouts are set on its [`ConnectorBuilder`].
@@ -161,9 +167,9 @@ pub use address::{Address, PeerAddr, UnixAddr};
 pub use connector::{ConnectOptions, Connector, ConnectorBuilder, Queued};
 pub use converter::{Converter, Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 pub use error::{
-    ConnectError, DisconnectReason, ProtocolError, RecvTimeoutError, RejectReason, SendError,
-    SendTimeoutError, SerializeError, StartError, StoppedError, TlsError, TlsErrorKind,
-    TryRecvError, TrySendError, UsageError,
+    ConnectError, ConverterFault, DisconnectReason, PeerFault, ProtocolError, RecvError,
+    RecvTimeoutError, RejectReason, SendError, SendTimeoutError, SerializeError, SocketFailure,
+    StartError, StoppedError, TlsError, TlsErrorKind, TryRecvError, TrySendError, UsageError,
 };
 pub use event::{Connection, Event};
 pub use mode::{Delivery, DisconnectMode, ShutdownMode};

@@ -33,18 +33,35 @@ pub enum ShutdownMode {
     /// Disconnect every connection with [`DisconnectMode::Now`].
     Now,
     /// Disconnect every connection with [`DisconnectMode::FinishMessage`].
-    FinishMessages,
+    FinishMessage,
     /// Disconnect every connection with [`DisconnectMode::FinishQueue`].
     #[default]
-    FinishQueues,
+    FinishQueue,
+}
+
+impl ShutdownMode {
+    /// The old name of [`ShutdownMode::FinishMessage`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `FinishMessage`, as in `DisconnectMode`"
+    )]
+    #[allow(non_upper_case_globals)]
+    pub const FinishMessages: Self = Self::FinishMessage;
+    /// The old name of [`ShutdownMode::FinishQueue`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `FinishQueue`, as in `DisconnectMode`"
+    )]
+    #[allow(non_upper_case_globals)]
+    pub const FinishQueues: Self = Self::FinishQueue;
 }
 
 impl From<ShutdownMode> for DisconnectMode {
     fn from(mode: ShutdownMode) -> Self {
         match mode {
             ShutdownMode::Now => DisconnectMode::Now,
-            ShutdownMode::FinishMessages => DisconnectMode::FinishMessage,
-            ShutdownMode::FinishQueues => DisconnectMode::FinishQueue,
+            ShutdownMode::FinishMessage => DisconnectMode::FinishMessage,
+            ShutdownMode::FinishQueue => DisconnectMode::FinishQueue,
         }
     }
 }

@@ -27,7 +27,7 @@
 
 use std::ops::AddAssign;
 
-use crate::error::{DisconnectReason, RejectReason};
+use crate::error::{ConverterFault, DisconnectReason, PeerFault, RejectReason, SocketFailure};
 
 /// Messages and bytes that went through a connection (or all of them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,16 +125,17 @@ impl Ending {
     pub(crate) fn of(reason: &DisconnectReason) -> Self {
         match reason {
             DisconnectReason::PeerClosed => Ending::PeerClosed,
-            DisconnectReason::Io(_) => Ending::SocketError,
-            DisconnectReason::Protocol(_) => Ending::ProtocolError,
-            DisconnectReason::IdleTimeout(_) | DisconnectReason::MessageTimeout(_) => {
-                Ending::Timeout
+            DisconnectReason::Socket(SocketFailure::Io(_)) => Ending::SocketError,
+            DisconnectReason::Peer(PeerFault::Protocol(_)) => Ending::ProtocolError,
+            DisconnectReason::Peer(PeerFault::IdleTimeout(_))
+            | DisconnectReason::Peer(PeerFault::MessageTimeout(_)) => Ending::Timeout,
+            DisconnectReason::Socket(SocketFailure::Unresponsive(_)) => Ending::PeerUnresponsive,
+            DisconnectReason::Converter(ConverterFault::Serialize(_))
+            | DisconnectReason::Converter(ConverterFault::SerializerStalled)
+            | DisconnectReason::Converter(ConverterFault::SerializerPanicked(_))
+            | DisconnectReason::Converter(ConverterFault::DeserializerPanicked(_)) => {
+                Ending::ConverterFailed
             }
-            DisconnectReason::PeerUnresponsive(_) => Ending::PeerUnresponsive,
-            DisconnectReason::Serialize(_)
-            | DisconnectReason::SerializerStalled
-            | DisconnectReason::SerializerPanicked(_)
-            | DisconnectReason::DeserializerPanicked(_) => Ending::ConverterFailed,
             DisconnectReason::Tls(_) => Ending::TlsFailed,
         }
     }

@@ -82,9 +82,8 @@
 //! let client = Connector::builder(StringConverter::new()).spawn()?;
 //! let tls = ClientTls::from_ca_file("ca.pem")?.with_server_name("localhost")?;
 //! let addr = server.local_addr().unwrap();
-//! let (conn, result) =
-//!     client.connect_waiting(addr, ConnectOptions::new().tls(&tls), Duration::from_secs(5))?;
-//! result?;
+//! let conn =
+//!     client.connect_timeout(addr, ConnectOptions::new().tls(&tls), Duration::from_secs(5))?;
 //! client.send(&conn, "hello over TLS".to_owned())?;
 //! # Ok(()) }
 //! ```

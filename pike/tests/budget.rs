@@ -246,7 +246,7 @@ fn replier(
     let c = c.clone();
     let handle = std::thread::spawn(move || {
         let (mut replied, mut handed_back) = (0, 0);
-        while let Some(event) = c.recv() {
+        while let Ok(event) = c.recv() {
             match event {
                 Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
                 Event::MessageReceived(m) => {
@@ -500,7 +500,10 @@ fn a_peer_that_resets_while_its_reading_is_paused_is_let_go_at_once() {
             Event::MessageReceived(m) => assert_eq!(m.message, "x"),
             Event::RemoteDisconnect(r) => {
                 assert!(
-                    matches!(r.reason, pike::DisconnectReason::Io(_)),
+                    matches!(
+                        r.reason,
+                        pike::DisconnectReason::Socket(pike::SocketFailure::Io(_))
+                    ),
                     "{}",
                     r.reason
                 );

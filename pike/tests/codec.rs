@@ -115,7 +115,7 @@ over_transports! {
         let server = listening_on(net, CodecConverter::new(Frames));
         let client = client_on(net, CodecConverter::new(Frames));
         let conn = client
-            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .connect(server.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         let remote = accept(&server, Delivery::Merged);
         connected(&client);

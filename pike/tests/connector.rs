@@ -35,14 +35,14 @@ over_transports! {
         let conn = accept(&c, Delivery::Merged);
         let closer = {
             let c = c.clone();
-            std::thread::spawn(move || c.shutdown(ShutdownMode::FinishQueues))
+            std::thread::spawn(move || c.shutdown(ShutdownMode::FinishQueue))
         };
         assert_eq!(read_to_eof(&mut peer), b"");
         drop(peer);
         match next(&c) {
             Event::FinishDisconnect(f) => {
                 assert_eq!(f.connection, conn);
-                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.reason.is_none());
             }
             other => panic!("{other:?}"),
         }
@@ -50,7 +50,7 @@ over_transports! {
         assert!(c.recv_timeout(WAIT).is_err(), "no event after the last");
         assert!(c.is_stopped());
         // The listener is closed.
-        assert!(raw_connect_addr(&c.listen_address().unwrap()).is_err());
+        assert!(raw_connect_addr(&c.local_address().unwrap()).is_err());
     }
 }
 
@@ -64,7 +64,7 @@ over_transports! {
                 assert_eq!(f.connection, conn);
                 assert!(!f.success());
                 assert!(
-                    matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+                    matches!(f.reason, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
                 );
                 // Sent while connecting: it comes back with the failure,
                 // or (if the failure came first: a Unix connect fails at
@@ -97,7 +97,7 @@ over_transports! {
         drop(peer);
         match next(&c) {
             Event::FinishDisconnect(f) => {
-                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.error.is_none());
+                assert!(f.incomplete.is_none() && f.queued.is_empty() && f.reason.is_none());
             }
             other => panic!("{other:?}"),
         }
@@ -108,8 +108,7 @@ over_transports! {
     fn connect_waiting_succeeds(net: Net) {
         let (l, addr) = raw_listener_on(net);
         let c = client_on(net, StringConverter::new());
-        let (conn, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
-        result.unwrap();
+        let conn = c.connect_timeout(addr, Delivery::Merged, WAIT).unwrap();
         let mut peer = l.accept();
         c.send(&conn, s("hi")).unwrap();
         assert_eq!(read_exactly(&mut peer, 4), b"2 hi");
@@ -139,7 +138,7 @@ over_transports! {
         c.shutdown(ShutdownMode::Now);
         assert!(matches!(
             c.recv_deadline(Instant::now() + WAIT),
-            Err(RecvTimeoutError::Disconnected)
+            Err(RecvTimeoutError::Stopped)
         ));
     }
 }
@@ -147,9 +146,8 @@ over_transports! {
 over_transports! {
     fn connect_waiting_fails(net: Net) {
         let c = client_on(net, StringConverter::new());
-        let (_, result) = c
-            .connect_waiting(net.dead_address(), Delivery::Merged, WAIT)
-            .unwrap();
+        let result = c
+            .connect_timeout(net.dead_address(), Delivery::Merged, WAIT);
         assert!(matches!(result, Err(ConnectError::Io(_))));
         assert!(matches!(
             c.recv_timeout(Duration::from_millis(100)),
@@ -178,9 +176,7 @@ fn connect_waiting_times_out() {
     }
     let c = client(StringConverter::new());
     let started = std::time::Instant::now();
-    let (_, result) = c
-        .connect_waiting(addr, Delivery::Merged, Duration::from_millis(300))
-        .unwrap();
+    let result = c.connect_timeout(addr, Delivery::Merged, Duration::from_millis(300));
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The abandoned attempt produces no event, and shutdown does not wait on it.
@@ -202,8 +198,8 @@ over_transports! {
             peer
         });
         let mut kept_peer = None;
-        let (conn, result) = c
-            .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+        let conn = c
+            .connect_timeout_with(addr, Delivery::Merged, WAIT, |conn| {
                 // The peer has sent its message; it must not be delivered yet.
                 kept_peer = Some(peer_thread.join().unwrap());
                 assert!(matches!(
@@ -213,7 +209,6 @@ over_transports! {
                 c.send(&conn, s("from the callback")).unwrap();
             })
             .unwrap();
-        result.unwrap();
         let mut peer = kept_peer.expect("the callback ran");
         let expected = wire(&["from the callback"]);
         assert_eq!(read_exactly(&mut peer, expected.len()), expected);
@@ -357,7 +352,7 @@ over_transports! {
         drop(peer);
         assert!(matches!(next_of(&c, &conn), Event::RemoteDisconnect(_)));
         // After its final event, recv_connection returns None at once.
-        assert!(c.recv_connection(&conn).is_none());
+        assert!(c.recv_connection(&conn).unwrap_err() == pike::RecvError::Closed);
     }
 }
 
@@ -378,7 +373,7 @@ over_transports! {
             let c = c.clone();
             std::thread::spawn(move || {
                 let mut got = Vec::new();
-                while let Some(e) = c.recv_connection(&conn) {
+                while let Ok(e) = c.recv_connection(&conn) {
                     got.push(e);
                 }
                 got.len()
@@ -396,7 +391,7 @@ over_transports! {
         if taken_by_blocked == 0 {
             assert_eq!(rest, vec![s("b"), s("c")]);
         }
-        assert!(c.recv_connection(&conn).is_none());
+        assert!(c.recv_connection(&conn).unwrap_err() == pike::RecvError::Closed);
         // Later events go to the main queue.
         write_all(&mut peer, &wire(&["d"]));
         assert!(matches!(next(&c), Event::MessageReceived(m) if m.message == "d"));
@@ -421,7 +416,7 @@ over_transports! {
             }
         }
         assert_eq!(got, vec![s("b"), s("c")]);
-        assert!(c.recv_connection(&conn).is_none());
+        assert!(c.recv_connection(&conn).unwrap_err() == pike::RecvError::Closed);
     }
 }
 
@@ -516,7 +511,7 @@ fn shutdown_with_traffic(net: Net, mode: ShutdownMode) -> Vec<Outcome> {
 
 over_transports! {
     fn shutdown_finish_queues_writes_everything(net: Net) {
-        for o in shutdown_with_traffic(net, ShutdownMode::FinishQueues) {
+        for o in shutdown_with_traffic(net, ShutdownMode::FinishQueue) {
             assert_eq!(o.read.len(), 40);
             assert_eq!((o.partial, o.incomplete, o.queued.len()), (0, None, 0));
         }
@@ -525,7 +520,7 @@ over_transports! {
 
 over_transports! {
     fn shutdown_finish_messages_completes_the_partial_one(net: Net) {
-        for o in shutdown_with_traffic(net, ShutdownMode::FinishMessages) {
+        for o in shutdown_with_traffic(net, ShutdownMode::FinishMessage) {
             assert_eq!(o.partial, 0, "no partial message on the wire");
             assert!(o.incomplete.is_none());
             // Each message read or returned, in order.
@@ -586,7 +581,7 @@ over_transports! {
         // Fully stopped: the message comes straight back.
         let back = c.send(&conn, s("after stop")).unwrap_err();
         assert_eq!(back.0, "after stop");
-        assert!(c.recv().is_none());
+        assert!(c.recv().unwrap_err() == pike::RecvError::Stopped);
     }
 }
 
@@ -604,7 +599,7 @@ over_transports! {
                 assert_eq!(r.connection, bad_conn);
                 assert!(matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::TooLarge { .. })
+                    DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::TooLarge { .. }))
                 ));
             }
             other => panic!("{other:?}"),
@@ -630,7 +625,7 @@ fn a_reset_is_reported_with_its_reason() {
         Event::RemoteDisconnect(r) => {
             assert_eq!(r.connection, conn);
             assert!(
-                matches!(r.reason, DisconnectReason::Io(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+                matches!(r.reason, DisconnectReason::Socket(pike::SocketFailure::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionReset),
                 "{:?}",
                 r.reason
             );
@@ -651,7 +646,7 @@ over_transports! {
         match next(&c) {
             Event::RemoteDisconnect(r) => {
                 assert_eq!(r.connection, c1);
-                assert!(matches!(r.reason, DisconnectReason::SerializerPanicked(_)));
+                assert!(matches!(r.reason, DisconnectReason::Converter(pike::ConverterFault::SerializerPanicked(_))));
                 assert_eq!(r.queued, vec![s("panic")]);
             }
             other => panic!("{other:?}"),
@@ -690,7 +685,7 @@ fn run_after_a_shutdown_that_came_first_returns_at_once() {
     assert!(c.is_stopped());
     assert_eq!(c.run(), Ok(()), "nothing to run");
     assert!(c.spawn().is_ok());
-    assert!(c.recv().is_none());
+    assert!(c.recv().unwrap_err() == pike::RecvError::Stopped);
 }
 
 #[test]
@@ -702,7 +697,7 @@ fn names_are_resolved_off_the_network_thread() {
     match next(&cl) {
         // localhost may resolve to ::1 first, where nothing listens on this
         // port; the next address is tried.
-        Event::FinishConnect(f) => assert!(f.success(), "{:?}", f.error),
+        Event::FinishConnect(f) => assert!(f.success(), "{:?}", f.reason),
         other => panic!("{other:?}"),
     }
     let _ = conn;
@@ -713,7 +708,7 @@ fn names_are_resolved_off_the_network_thread() {
     match next(&cl) {
         Event::FinishConnect(f) => {
             assert_eq!(f.connection, bad);
-            assert!(matches!(f.error, Some(ConnectError::Resolve(_))));
+            assert!(matches!(f.reason, Some(ConnectError::Resolve(_))));
         }
         other => panic!("{other:?}"),
     }
@@ -722,7 +717,7 @@ fn names_are_resolved_off_the_network_thread() {
 over_transports! {
     fn dropping_the_last_handle_shuts_down(net: Net) {
         let c = listening_on(net, StringConverter::new());
-        let addr = c.listen_address().unwrap();
+        let addr = c.local_address().unwrap();
         let c2 = c.clone();
         drop(c);
         // Still running through the clone.
@@ -799,7 +794,7 @@ over_plain_transports! {
                     assert!(
                         f.queued.is_empty() && f.incomplete.is_none(),
                         "{:?}",
-                        f.error
+                        f.reason
                     );
                     break;
                 }
@@ -814,8 +809,8 @@ over_transports! {
     fn events_of_a_connection_closed_inside_the_callback_are_not_lost(net: Net) {
         let (l, addr) = raw_listener_on(net);
         let c = client_on(net, StringConverter::new());
-        let (conn, result) = c
-            .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+        let conn = c
+            .connect_timeout_with(addr, Delivery::Merged, WAIT, |conn| {
                 c.disconnect(&conn, DisconnectMode::Now);
                 c.send(&conn, s("after the disconnect")).unwrap();
                 // A round trip through the network thread: both commands above
@@ -823,7 +818,6 @@ over_transports! {
                 c.merge_connection(&conn);
             })
             .unwrap();
-        result.unwrap();
         drop(l.accept());
         assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
         match next(&c) {
@@ -839,7 +833,7 @@ over_transports! {
         let c = client_on(net, StringConverter::new());
         let mut conn = None;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            c.connect_waiting_with(addr, Delivery::Merged, WAIT, |cn| {
+            c.connect_timeout_with(addr, Delivery::Merged, WAIT, |cn| {
                 conn = Some(cn);
                 panic!("callback panics on purpose");
             })
@@ -927,7 +921,7 @@ over_transports! {
         {
             let c = c.clone();
             std::thread::spawn(move || {
-                c.shutdown(ShutdownMode::FinishQueues);
+                c.shutdown(ShutdownMode::FinishQueue);
                 let _ = done_tx.send(());
             });
         }
@@ -973,9 +967,8 @@ over_transports! {
         }
         server.send(&conn, s("out")).unwrap();
         assert_eq!(read_exactly(&mut peer, 5), b"3 out");
-        let (_, result) = client
-            .connect_waiting(addr, Delivery::Merged, WAIT)
-            .unwrap();
+        let result = client
+            .connect_timeout(addr, Delivery::Merged, WAIT);
         result.unwrap();
         drop(l.accept());
     }
@@ -990,7 +983,7 @@ over_transports! {
             std::thread::spawn(move || {
                 started.send(()).unwrap();
                 // No timeout: only the shutdown can end this.
-                c.recv().is_none()
+                c.recv().unwrap_err() == pike::RecvError::Stopped
             })
         };
         waiting.recv_timeout(WAIT).unwrap();
@@ -1111,7 +1104,7 @@ fn a_unix_listener_replaces_a_stale_file_and_removes_its_own_at_shutdown() {
         .spawn()
         .unwrap();
     assert_eq!(c.local_addr(), None);
-    assert_eq!(c.listen_address(), Some(pike::Address::unix(&path)));
+    assert_eq!(c.local_address(), Some(pike::Address::unix(&path)));
     let mut peer = raw_connect_to(&c);
     match next(&c) {
         Event::RemoteConnect(r) => {
@@ -1132,7 +1125,10 @@ fn a_unix_listener_replaces_a_stale_file_and_removes_its_own_at_shutdown() {
         .listen(pike::Address::unix(&path))
         .build()
         .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(
+        matches!(&err, pike::StartError::Listen(e) if e.kind() == std::io::ErrorKind::AddrInUse),
+        "{err}"
+    );
     assert!(matches!(next(&c), Event::RemoteConnect(_)));
     c.shutdown(ShutdownMode::Now);
     assert!(!path.exists(), "the socket file is removed at shutdown");
@@ -1146,7 +1142,7 @@ fn an_abstract_unix_name_connects_connector_to_connector() {
         .listen(name.as_str())
         .spawn()
         .unwrap();
-    assert_eq!(server.listen_address().unwrap().to_string(), name);
+    assert_eq!(server.local_address().unwrap().to_string(), name);
     let cl = client(StringConverter::new());
     let conn = cl.connect(name.as_str(), Delivery::Merged).unwrap();
     let remote = accept(&server, Delivery::Merged);
@@ -1171,9 +1167,9 @@ fn connecting_to_a_missing_unix_socket_fails_with_not_found() {
         Event::FinishConnect(f) => {
             assert_eq!(f.connection, conn);
             assert!(
-                matches!(f.error, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound),
+                matches!(f.reason, Some(ConnectError::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound),
                 "{:?}",
-                f.error
+                f.reason
             );
         }
         other => panic!("{other:?}"),

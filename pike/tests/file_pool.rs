@@ -58,7 +58,7 @@ fn stalled_uploads_hold_slots_not_threads_and_the_rest_wait_their_turn() {
             Event::RemoteDisconnect(r) => assert!(
                 matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+                    DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::UnexpectedEof))
                 ),
                 "{:?}",
                 r.reason

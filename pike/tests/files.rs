@@ -49,7 +49,7 @@ fn copy_files(net: Net, separate_connections: bool) {
         sent.push(path);
     }
     let (rx, tx) = pair(net, &dst);
-    let addr = rx.listen_address().unwrap();
+    let addr = rx.local_address().unwrap();
     let mut conns = Vec::new();
     if separate_connections {
         for path in &sent {
@@ -85,7 +85,7 @@ fn copy_files(net: Net, separate_connections: bool) {
     for _ in &conns {
         match next(&tx) {
             Event::FinishDisconnect(f) => {
-                assert!(f.queued.is_empty() && f.incomplete.is_none() && f.error.is_none());
+                assert!(f.queued.is_empty() && f.incomplete.is_none() && f.reason.is_none());
             }
             other => panic!("{other:?}"),
         }
@@ -159,7 +159,7 @@ over_transports! {
             write_all(&mut peer, &bytes);
             match next(&rx) {
                 Event::RemoteDisconnect(r) => assert!(
-                    matches!(r.reason, DisconnectReason::Protocol(ProtocolError::UnsafeFileName(ref n)) if n == name),
+                    matches!(r.reason, DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::UnsafeFileName(ref n))) if n == name),
                     "{name:?}: {:?}",
                     r.reason
                 ),
@@ -184,7 +184,7 @@ over_transports! {
         match next(&rx) {
             Event::RemoteDisconnect(r) => assert!(matches!(
                 r.reason,
-                DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+                DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::UnexpectedEof))
             )),
             other => panic!("{other:?}"),
         }
@@ -202,7 +202,7 @@ over_transports! {
         match next(&rx) {
             Event::RemoteDisconnect(r) => assert!(matches!(
                 r.reason,
-                DisconnectReason::Protocol(ProtocolError::TooLarge { length: 11, .. })
+                DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::TooLarge { length: 11, .. }))
             )),
             other => panic!("{other:?}"),
         }
@@ -216,7 +216,7 @@ over_transports! {
         let dst = TempDir::new("unreadable-dst");
         let (rx, tx) = pair(net, &dst);
         let conn = tx
-            .connect(rx.listen_address().unwrap(), Delivery::Merged)
+            .connect(rx.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         let good = src.path().join("good.txt");
         std::fs::write(&good, b"fine").unwrap();
@@ -371,7 +371,7 @@ over_transports! {
         std::fs::write(&path, b"long name").unwrap();
         let (rx, tx) = pair(net, &dst);
         let conn = tx
-            .connect(rx.listen_address().unwrap(), Delivery::Merged)
+            .connect(rx.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         tx.send(&conn, path).unwrap();
         let got = receive_files(&rx, 1);

@@ -235,7 +235,7 @@ over_transports! {
             .memory_budget(BUDGET)
             .spawn()
             .unwrap();
-        let addr = c.listen_address().unwrap();
+        let addr = c.local_address().unwrap();
         let mut peers = Vec::new();
         for i in 0..8u8 {
             let mut s = raw_connect_addr(&addr).unwrap();
@@ -493,7 +493,7 @@ over_transports! {
         let (reason, _) =
             busy_peer_served_until_the_other_ends(&c, &mut chatty, chatty_conn, quiet_conn);
         assert!(
-            matches!(reason, DisconnectReason::IdleTimeout(d) if d == Duration::from_millis(300)),
+            matches!(reason, DisconnectReason::Peer(pike::PeerFault::IdleTimeout(d)) if d == Duration::from_millis(300)),
             "{reason:?}"
         );
         assert!(started.elapsed() >= Duration::from_millis(300));
@@ -519,7 +519,7 @@ over_transports! {
         write_all(&mut slow, b"2 ok100 a byte at a time");
         let (reason, before) = busy_peer_served_until_the_other_ends(&c, &mut brisk, brisk_conn, conn);
         assert!(
-            matches!(reason, DisconnectReason::MessageTimeout(_)),
+            matches!(reason, DisconnectReason::Peer(pike::PeerFault::MessageTimeout(_))),
             "{reason:?}"
         );
         assert_eq!(before, ["ok"]);
@@ -546,16 +546,16 @@ fn connect_gives_up_at_its_timeout() {
     match next(&c) {
         Event::FinishConnect(f) => {
             assert!(
-                matches!(f.error, Some(ConnectError::TimedOut)),
+                matches!(f.reason, Some(ConnectError::TimedOut)),
                 "{:?}",
-                f.error
+                f.reason
             );
             assert_eq!(f.queued, ["never sent"]);
         }
         other => panic!("{other:?}"),
     }
     // connect_waiting reports its own error too.
-    let (_, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+    let result = c.connect_timeout(addr, Delivery::Merged, WAIT);
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
 }
 
@@ -596,7 +596,7 @@ over_transports! {
         c.shutdown(ShutdownMode::Now);
         // Each message still comes back exactly once.
         let mut back = 0;
-        while let Some(event) = c.recv() {
+        while let Ok(event) = c.recv() {
             match event {
                 Event::RejectedMessage(r) => {
                     assert_eq!(r.message, back.to_string());
@@ -624,12 +624,12 @@ over_transports! {
             c.send(&conn, big.clone()).unwrap();
         }
         let started = Instant::now();
-        let whole = c.shutdown_timeout(ShutdownMode::FinishQueues, Duration::from_millis(300));
+        let whole = c.shutdown_timeout(ShutdownMode::FinishQueue, Duration::from_millis(300));
         assert!(!whole, "a peer that never reads cannot take it all");
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert!(started.elapsed() < WAIT);
         let mut back = 0;
-        while let Some(event) = c.recv() {
+        while let Ok(event) = c.recv() {
             match event {
                 Event::FinishDisconnect(f) => back += f.queued.len() + f.incomplete.iter().count(),
                 Event::RejectedMessage(r) => {
@@ -657,12 +657,12 @@ over_transports! {
             c.send(&conn, "s".repeat(64 * 1024)).unwrap();
         }
         let started = Instant::now();
-        c.shutdown(ShutdownMode::FinishQueues);
+        c.shutdown(ShutdownMode::FinishQueue);
         assert!(started.elapsed() < WAIT);
         assert!(c.is_stopped());
         // A shutdown with nothing left to write finishes whole.
         let quiet = builder_on(net, StringConverter::new()).spawn().unwrap();
-        assert!(quiet.shutdown_timeout(ShutdownMode::FinishQueues, WAIT));
+        assert!(quiet.shutdown_timeout(ShutdownMode::FinishQueue, WAIT));
     }
 }
 
@@ -681,7 +681,7 @@ over_transports! {
         let messages = numbered(20_000);
         let wire_len: usize = messages.iter().map(|m| wire(&[m]).len()).sum();
         let reader = std::thread::spawn(move || read_exactly(&mut peer, wire_len));
-        c.send_batch_blocking(&conn, messages.clone())
+        c.send_batch_waiting_for_room(&conn, messages.clone())
             .expect("every message queued");
         let (got, rest) = decode_strings(&reader.join().unwrap());
         assert_eq!(rest, 0);
@@ -730,7 +730,7 @@ over_transports! {
         let server = listening_on(net, StringConverter::new().with_max_message_size(LIMIT));
         let client = client_on(net, StringConverter::new().with_max_message_size(LIMIT));
         let conn = client
-            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .connect(server.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         let peer = accept(&server, Delivery::Merged);
         assert_eq!(connected(&client), conn);
@@ -787,7 +787,7 @@ over_transports! {
         // nothing by the deadline.
         let server = listening_on(net, StringConverter::new());
         let sep = c
-            .connect(server.listen_address().unwrap(), Delivery::Separate)
+            .connect(server.local_address().unwrap(), Delivery::Separate)
             .unwrap();
         match c.recv_connection_deadline(&sep, Instant::now() + WAIT) {
             Ok(Event::FinishConnect(f)) => assert!(f.success()),

@@ -189,7 +189,7 @@ over_transports! {
         let server = listening_on(net, PostcardConverter::<Picky>::new());
         let client = client_on(net, PostcardConverter::<Picky>::new());
         let conn = client
-            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .connect(server.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         let remote = accept(&server, Delivery::Merged);
         connected(&client);
@@ -224,7 +224,7 @@ over_transports! {
             Event::RemoteDisconnect(r) => assert!(
                 matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::Other(_))
+                    DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::Other(_)))
                 ),
                 "{:?}",
                 r.reason

@@ -216,15 +216,14 @@ fn a_snapshot_goes_to_the_metrics_facade() {
 fn a_connection_closed_while_its_events_are_held_is_counted_once() {
     let (l, addr) = raw_listener_on(Net::Tcp);
     let c = client(StringConverter::new());
-    let (conn, result) = c
-        .connect_waiting_with(addr, Delivery::Merged, WAIT, |conn| {
+    let conn = c
+        .connect_timeout_with(addr, Delivery::Merged, WAIT, |conn| {
             c.disconnect(&conn, DisconnectMode::Now);
             // A round trip through the network thread: the connection is
             // closed, its events held for this callback, before it returns.
             c.merge_connection(&conn);
         })
         .unwrap();
-    result.unwrap();
     drop(l.accept());
     assert!(matches!(next(&c), Event::FinishDisconnect(f) if f.connection == conn));
     let s = c.stats();

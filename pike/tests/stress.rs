@@ -17,7 +17,7 @@ over_transports! {
         const PEERS: usize = 4;
         const EACH: usize = 10_000;
         let c = listening_on(net, StringConverter::new());
-        let addr = c.listen_address().unwrap();
+        let addr = c.local_address().unwrap();
         let total = Arc::new(AtomicUsize::new(0));
         let receivers: Vec<_> = (0..8)
             .map(|_| {
@@ -285,13 +285,13 @@ fn nothing_lost_round(net: Net, seed: u64) {
     }
     let mode = [
         ShutdownMode::Now,
-        ShutdownMode::FinishMessages,
-        ShutdownMode::FinishQueues,
+        ShutdownMode::FinishMessage,
+        ShutdownMode::FinishQueue,
     ][rng.below(3)];
     c.shutdown(mode);
 
     let mut finals: HashMap<Connection, usize> = HashMap::new();
-    while let Some(event) = c.recv() {
+    while let Ok(event) = c.recv() {
         let conn = event.connection();
         *finals.entry(conn).or_default() += usize::from(event.is_final());
         match handed_back(event) {
@@ -425,12 +425,12 @@ over_transports! {
             }
             let mode = [
                 ShutdownMode::Now,
-                ShutdownMode::FinishMessages,
-                ShutdownMode::FinishQueues,
+                ShutdownMode::FinishMessage,
+                ShutdownMode::FinishQueue,
             ][seed as usize % 3];
             c.shutdown(mode);
             let mut back: Vec<String> = Vec::new();
-            while let Some(event) = c.recv() {
+            while let Ok(event) = c.recv() {
                 match handed_back(event) {
                     Ok(messages) => back.extend(messages),
                     Err(other) => panic!("seed {seed}: {other:?}"),

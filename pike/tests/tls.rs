@@ -37,11 +37,9 @@ over_plain_transports! {
     fn messages_go_both_ways_over_tls(net: Net) {
         let server = tls_listening(net);
         let client = util::client(StringConverter::new());
-        let addr = server.listen_address().unwrap();
-        let (conn, result) = client
-            .connect_waiting(addr, ConnectOptions::new().tls(&pki().client()), WAIT)
-            .unwrap();
-        result.expect("handshake");
+        let addr = server.local_address().unwrap();
+        let conn = client
+            .connect_timeout(addr, ConnectOptions::new().tls(&pki().client()), WAIT).expect("handshake");
         client.send(&conn, "hello".to_owned()).unwrap();
         let at_server = accept(&server, Delivery::Merged);
         match next(&server) {
@@ -79,7 +77,7 @@ fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_ho
         .send(&conn, "queued before the handshake".to_owned())
         .unwrap();
     match next(&client) {
-        Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
+        Event::FinishConnect(f) => assert!(f.reason.is_none(), "{:?}", f.reason),
         other => panic!("{other:?}"),
     }
     let _ = accept(&server, Delivery::Merged);
@@ -88,13 +86,11 @@ fn connect_tls_reports_success_in_finish_connect_and_the_name_defaults_to_the_ho
         other => panic!("{other:?}"),
     }
     // An IP address is checked as one (the certificate names 127.0.0.1).
-    let (_, result) = client
-        .connect_waiting(
-            server.local_addr().unwrap(),
-            ConnectOptions::new().tls(&tls),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        server.local_addr().unwrap(),
+        ConnectOptions::new().tls(&tls),
+        WAIT,
+    );
     result.expect("the certificate is valid for 127.0.0.1");
 }
 
@@ -123,13 +119,11 @@ fn an_untrusted_certificate_fails_the_connect_and_the_server_hears_why() {
         .spawn()
         .unwrap();
     let client = util::client(StringConverter::new());
-    let (_, result) = client
-        .connect_waiting(
-            server.local_addr().unwrap(),
-            ConnectOptions::new().tls(&p.client()),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        server.local_addr().unwrap(),
+        ConnectOptions::new().tls(&p.client()),
+        WAIT,
+    );
     let e = result.expect_err("an untrusted certificate");
     assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
     assert!(e.to_string().contains("UnknownIssuer"), "{e}");
@@ -164,7 +158,7 @@ fn a_ca_certificate_as_the_servers_is_refused_with_what_to_do_instead() {
         .unwrap();
     match next(&client) {
         Event::FinishConnect(f) => {
-            let e = f.error.expect("refused");
+            let e = f.reason.expect("refused");
             assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
             let said = e.to_string();
             assert!(
@@ -184,13 +178,11 @@ fn a_name_mismatch_fails_the_connect() {
         .unwrap()
         .with_server_name("elsewhere.example")
         .unwrap();
-    let (_, result) = client
-        .connect_waiting(
-            server.local_addr().unwrap(),
-            ConnectOptions::new().tls(&tls),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        server.local_addr().unwrap(),
+        ConnectOptions::new().tls(&tls),
+        WAIT,
+    );
     let e = result.expect_err("the certificate is not for elsewhere.example");
     assert_eq!(tls_kind(&e), TlsErrorKind::NameMismatch, "{e}");
 }
@@ -204,14 +196,13 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     let addr = server.local_addr().unwrap();
     let client = util::client(StringConverter::new());
     // With a certificate: messages go through.
-    let (conn, result) = client
-        .connect_waiting(
+    let conn = client
+        .connect_timeout(
             addr,
             ConnectOptions::new().tls(&pki().client_with_cert()),
             WAIT,
         )
-        .unwrap();
-    result.expect("mutual handshake");
+        .expect("mutual handshake");
     client.send(&conn, "signed".to_owned()).unwrap();
     let _ = accept(&server, Delivery::Merged);
     match next(&server) {
@@ -221,13 +212,11 @@ fn mutual_tls_takes_a_client_with_a_certificate_and_refuses_one_without() {
     // Without one: the server refuses it. TLS 1.3 finishes the client's
     // side of the handshake first, so the client learns it as the end of
     // the connection, with the server's alert.
-    let (_, result) = client
-        .connect_waiting(addr, ConnectOptions::new().tls(&pki().client()), WAIT)
-        .unwrap();
+    let result = client.connect_timeout(addr, ConnectOptions::new().tls(&pki().client()), WAIT);
     let refused = |r: &DisconnectReason| reason_kind(r) == TlsErrorKind::NoClientCertificate;
     match result {
         Err(e) => assert_eq!(tls_kind(&e), TlsErrorKind::NoClientCertificate, "{e}"),
-        Ok(()) => match next(&client) {
+        Ok(_) => match next(&client) {
             Event::RemoteDisconnect(r) => assert!(refused(&r.reason), "{}", r.reason),
             other => panic!("{other:?}"),
         },
@@ -260,7 +249,7 @@ over_plain_transports! {
         let server = tls_listening(net);
         let client = client_on(net, StringConverter::new());
         let conn = client
-            .connect(server.listen_address().unwrap(), Delivery::Merged)
+            .connect(server.local_address().unwrap(), Delivery::Merged)
             .unwrap();
         assert_eq!(connected(&client), conn);
         client.send(&conn, "hello".to_owned()).unwrap();
@@ -270,7 +259,7 @@ over_plain_transports! {
             Event::RemoteDisconnect(r) => assert!(
                 matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                    DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::PeerSpeaksTls))
                 ),
                 "{}",
                 r.reason
@@ -304,7 +293,7 @@ fn a_tls_client_is_refused_by_a_plaintext_listener() {
             assert!(
                 matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                    DisconnectReason::Peer(pike::PeerFault::Protocol(ProtocolError::PeerSpeaksTls))
                 ),
                 "{}",
                 r.reason
@@ -314,7 +303,7 @@ fn a_tls_client_is_refused_by_a_plaintext_listener() {
     }
     match next(&client) {
         Event::FinishConnect(f) => {
-            let e = f.error.expect("not a TLS server");
+            let e = f.reason.expect("not a TLS server");
             assert_eq!(tls_kind(&e), TlsErrorKind::ProtocolMismatch, "{e}");
         }
         other => panic!("{other:?}"),
@@ -326,10 +315,9 @@ fn a_connector_listens_with_tls_and_connects_without() {
     let server = tls_listening(Net::Tcp);
     let plain = listening(StringConverter::new());
     // The TLS listener's connector opens a plaintext connection.
-    let (conn, result) = server
-        .connect_waiting(plain.local_addr().unwrap(), Delivery::Merged, WAIT)
+    let conn = server
+        .connect_timeout(plain.local_addr().unwrap(), Delivery::Merged, WAIT)
         .unwrap();
-    result.unwrap();
     server.send(&conn, "in the clear".to_owned()).unwrap();
     let _ = accept(&plain, Delivery::Merged);
     match next(&plain) {
@@ -355,7 +343,7 @@ fn finish_queue_sends_every_byte_then_close_notify_to_a_rustls_peer() {
         .connect(addr, ConnectOptions::new().tls(&pki().client()))
         .unwrap();
     match next(&client) {
-        Event::FinishConnect(f) => assert!(f.error.is_none(), "{:?}", f.error),
+        Event::FinishConnect(f) => assert!(f.reason.is_none(), "{:?}", f.reason),
         other => panic!("{other:?}"),
     }
     let messages: Vec<String> = (0..2_000)
@@ -468,14 +456,13 @@ fn a_pike_client_of_a_python_ssl_server() {
     .unwrap();
     let port: u16 = line.trim().parse().unwrap();
     let client = util::client(StringConverter::new());
-    let (conn, result) = client
-        .connect_waiting(
+    let conn = client
+        .connect_timeout(
             ("127.0.0.1", port),
             ConnectOptions::new().tls(&pki().client()),
             WAIT,
         )
-        .unwrap();
-    result.expect("handshake with Python");
+        .expect("handshake with Python");
     client.send(&conn, "to python".to_owned()).unwrap();
     client.disconnect(&conn, DisconnectMode::FinishQueue);
     // Python reads to our close_notify (or fails), answers, and closes.
@@ -493,13 +480,11 @@ fn the_connect_timeout_covers_a_handshake_that_never_ends() {
         .connect_timeout(std::time::Duration::from_millis(300))
         .spawn()
         .unwrap();
-    let (_, result) = client
-        .connect_waiting(
-            l.local_addr().unwrap(),
-            ConnectOptions::new().tls(&pki().client()),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        l.local_addr().unwrap(),
+        ConnectOptions::new().tls(&pki().client()),
+        WAIT,
+    );
     assert!(matches!(result, Err(ConnectError::TimedOut)), "{result:?}");
 }
 
@@ -514,7 +499,10 @@ fn a_server_idle_timeout_closes_a_client_that_never_handshakes() {
     match accepted_then(&server) {
         Event::RemoteDisconnect(r) => {
             assert!(
-                matches!(r.reason, DisconnectReason::IdleTimeout(_)),
+                matches!(
+                    r.reason,
+                    DisconnectReason::Peer(pike::PeerFault::IdleTimeout(_))
+                ),
                 "{}",
                 r.reason
             )
@@ -531,21 +519,17 @@ fn alpn_protocols_must_match() {
         .unwrap();
     let addr = server.local_addr().unwrap();
     let client = util::client(StringConverter::new());
-    let (_, result) = client
-        .connect_waiting(
-            addr,
-            ConnectOptions::new().tls(&pki().client().with_alpn(["pike/1"]).unwrap()),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        addr,
+        ConnectOptions::new().tls(&pki().client().with_alpn(["pike/1"]).unwrap()),
+        WAIT,
+    );
     result.expect("a protocol in common");
-    let (_, result) = client
-        .connect_waiting(
-            addr,
-            ConnectOptions::new().tls(&pki().client().with_alpn(["other"]).unwrap()),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        addr,
+        ConnectOptions::new().tls(&pki().client().with_alpn(["other"]).unwrap()),
+        WAIT,
+    );
     let e = result.expect_err("no protocol in common");
     assert_eq!(tls_kind(&e), TlsErrorKind::RefusedByPeer, "{e}");
 }
@@ -631,16 +615,14 @@ fn a_handshake_that_stalls_ends_at_the_handshake_timeout_on_either_side() {
         .handshake_timeout(quick)
         .spawn()
         .unwrap();
-    let (_, result) = client
-        .connect_waiting(
-            l.local_addr().unwrap(),
-            ConnectOptions::new().tls(&pki().client()),
-            WAIT,
-        )
-        .unwrap();
+    let result = client.connect_timeout(
+        l.local_addr().unwrap(),
+        ConnectOptions::new().tls(&pki().client()),
+        WAIT,
+    );
     match result {
         Err(e) => assert_eq!(tls_kind(&e), TlsErrorKind::HandshakeTimedOut, "{e}"),
-        Ok(()) => panic!("connected to a silent server"),
+        Ok(_) => panic!("connected to a silent server"),
     }
 }
 
@@ -773,7 +755,10 @@ fn a_record_trickled_a_byte_at_a_time_hits_the_message_timeout() {
     });
     match next(&server) {
         Event::RemoteDisconnect(r) => assert!(
-            matches!(r.reason, DisconnectReason::MessageTimeout(_)),
+            matches!(
+                r.reason,
+                DisconnectReason::Peer(pike::PeerFault::MessageTimeout(_))
+            ),
             "{}",
             r.reason
         ),
@@ -792,21 +777,19 @@ fn connect_options_choose_tls_per_connection_over_the_connectors_default() {
         .default_client_tls(pki().client())
         .spawn()
         .unwrap();
-    let (conn, result) = client
-        .connect_waiting(tls_server.local_addr().unwrap(), Delivery::Merged, WAIT)
-        .unwrap();
-    result.expect("the default: TLS");
+    let conn = client
+        .connect_timeout(tls_server.local_addr().unwrap(), Delivery::Merged, WAIT)
+        .expect("the default: TLS");
     client.send(&conn, "secret".to_owned()).unwrap();
-    let (plain, result) = client
-        .connect_waiting(
+    let plain = client
+        .connect_timeout(
             plain_server.local_addr().unwrap(),
             ConnectOptions::new()
                 .plaintext()
                 .delivery(Delivery::Separate),
             WAIT,
         )
-        .unwrap();
-    result.expect("plaintext, as asked");
+        .expect("plaintext, as asked");
     client.send(&plain, "in the clear".to_owned()).unwrap();
     for (server, expected) in [(&tls_server, "secret"), (&plain_server, "in the clear")] {
         let _ = accept(server, Delivery::Merged);
@@ -839,6 +822,6 @@ fn the_deprecated_tls_forms_still_work() {
     assert!(matches!(next(&client), Event::FinishConnect(f) if f.success()));
     let builder = Connector::builder(StringConverter::new()).tls_connect(pki().client());
     let c = builder.spawn().unwrap();
-    let (_, result) = c.connect_waiting(addr, Delivery::Merged, WAIT).unwrap();
+    let result = c.connect_timeout(addr, Delivery::Merged, WAIT);
     result.unwrap();
 }

@@ -55,7 +55,7 @@ def pike_one_way(size, count):
     receiver.start()
     start = time.perf_counter()
     for _ in range(count):
-        client.send_blocking(connection, payload)
+        client.send_waiting_for_room(connection, payload)
     assert done.wait(WAIT)
     elapsed = time.perf_counter() - start
     receiver.join()

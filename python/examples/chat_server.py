@@ -107,7 +107,7 @@ def main():
     else:
         connector = pike.Connector(pike.Primitives.STRING_CONVERTER, args.port)
     connector.run(block=False)
-    print("listening on", connector.listen_address(), file=sys.stderr, flush=True)
+    print("listening on", connector.local_address(), file=sys.stderr, flush=True)
     users = UserManager(args.server_nickname)
     relay_thread = threading.Thread(target=relay, args=(connector, users), daemon=True)
     relay_thread.start()

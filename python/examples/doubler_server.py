@@ -47,7 +47,7 @@ def main():
         connector = pike.Connector(pike.Primitives.FLOAT_CONVERTER, args.port)
     workers = add_doublers(connector, max(1, args.num_threads))
     connector.run(block=False)
-    print("listening on", connector.listen_address(), file=sys.stderr, flush=True)
+    print("listening on", connector.local_address(), file=sys.stderr, flush=True)
 
     for line in sys.stdin:
         if line.strip() == "quit":

@@ -27,7 +27,7 @@ def main():
     else:
         connector = pike.Connector(converter, args.port)
     connector.run(block=False)
-    print("listening on", connector.listen_address(), file=sys.stderr, flush=True)
+    print("listening on", connector.local_address(), file=sys.stderr, flush=True)
 
     def wait_for_quit():
         for line in sys.stdin:

@@ -181,7 +181,9 @@ class Connector:
     def run(self, block: bool = True) -> None:
         """Starts the connector; `block=True` returns once it has shut down."""
     def port(self) -> Optional[int]: ...
-    def listen_address(self) -> Optional[str]: ...
+    def local_address(self) -> Optional[str]: ...
+    def listen_address(self) -> Optional[str]:
+        """Deprecated: the old name of `local_address`."""
     def is_stopped(self) -> bool: ...
     def memory_in_use(self) -> int: ...
     def connect(self, host: str, port: Optional[int] = None, separate: bool = False) -> Connection:
@@ -206,8 +208,10 @@ class Connector:
     ) -> None: ...
     def send(self, connection: Connection, message: Any) -> None:
         """Enqueues; never waits. Raises `ConnectorStopped` once stopped."""
-    def send_blocking(self, connection: Connection, message: Any, timeout: Optional[float] = None) -> bool:
+    def send_waiting_for_room(self, connection: Connection, message: Any, timeout: Optional[float] = None) -> bool:
         """Waits for room under the connection's high-water mark; `False` on timeout."""
+    def send_blocking(self, connection: Connection, message: Any, timeout: Optional[float] = None) -> bool:
+        """Deprecated: the old name of `send_waiting_for_room`."""
     def try_send(self, connection: Connection, message: Any) -> bool:
         """`False`, the message not taken, if the connection's queue is over its high-water mark."""
     def recv(self, timeout: Optional[float] = None) -> Optional[Event]:

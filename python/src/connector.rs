@@ -35,7 +35,7 @@ pyo3::create_exception!(
 trait Engine: Send + Sync {
     fn spawn(&self) -> PyResult<()>;
     fn is_stopped(&self) -> bool;
-    fn listen_address(&self) -> Option<Address>;
+    fn local_address(&self) -> Option<Address>;
     fn connect(&self, addr: Address, delivery: Delivery) -> PyResult<RustConnection>;
     /// Blocks (the GIL released) until connected, failed or `timeout`;
     /// `on_success` runs before any event of the connection is delivered.
@@ -46,7 +46,7 @@ trait Engine: Send + Sync {
         delivery: Delivery,
         timeout: Duration,
         on_success: &mut (dyn FnMut(RustConnection) + Send),
-    ) -> PyResult<(RustConnection, Result<(), ConnectError>)>;
+    ) -> Result<RustConnection, ConnectError>;
     fn send(&self, connection: RustConnection, message: &Bound<'_, PyAny>) -> PyResult<()>;
     /// Waits (the GIL released) for room under the high-water mark; false
     /// if `timeout` passed first, or at once when `timeout` is zero.
@@ -86,8 +86,8 @@ impl<C: Bridge> Engine for Typed<C> {
         self.connector.is_stopped()
     }
 
-    fn listen_address(&self) -> Option<Address> {
-        self.connector.listen_address()
+    fn local_address(&self) -> Option<Address> {
+        self.connector.local_address()
     }
 
     fn connect(&self, addr: Address, delivery: Delivery) -> PyResult<RustConnection> {
@@ -103,12 +103,11 @@ impl<C: Bridge> Engine for Typed<C> {
         delivery: Delivery,
         timeout: Duration,
         on_success: &mut (dyn FnMut(RustConnection) + Send),
-    ) -> PyResult<(RustConnection, Result<(), ConnectError>)> {
+    ) -> Result<RustConnection, ConnectError> {
         py.detach(|| {
             self.connector
-                .connect_waiting_with(addr, delivery, timeout, on_success)
+                .connect_timeout_with(addr, delivery, timeout, on_success)
         })
-        .map_err(|_| ConnectorStopped::new_err(()))
     }
 
     fn send(&self, connection: RustConnection, message: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -184,7 +183,7 @@ impl<C: Bridge> Engine for Typed<C> {
         loop {
             match outcome {
                 Ok(event) => return event_to_py::<C>(py, event, registry).map(Some),
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Stopped | RecvTimeoutError::Closed) => return Ok(None),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             py.check_signals()?;
@@ -378,14 +377,20 @@ impl PyConnector {
     /// The port the connector listens on, or `None`.
     fn port(&self) -> Option<u16> {
         self.engine
-            .listen_address()
+            .local_address()
             .and_then(|a| a.as_socket_addr())
             .map(|a| a.port())
     }
 
     /// Where the connector listens, as an address string, or `None`.
-    fn listen_address(&self) -> Option<String> {
-        self.engine.listen_address().map(|a| a.to_string())
+    fn local_address(&self) -> Option<String> {
+        self.engine.local_address().map(|a| a.to_string())
+    }
+
+    /// The old name of `local_address` (a `DeprecationWarning`).
+    fn listen_address(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        deprecated(py, c"listen_address is renamed local_address")?;
+        Ok(self.local_address())
     }
 
     /// Whether the connector has shut down completely.
@@ -449,17 +454,24 @@ impl PyConnector {
                 });
             }
         };
-        let (connection, outcome) = self.engine.connect_waiting(
+        let outcome = self.engine.connect_waiting(
             py,
             address(host, port, "127.0.0.1"),
             delivery(separate),
             seconds(timeout)?,
             &mut on_success,
-        )?;
+        );
         if let Some(e) = failure {
             return Err(e);
         }
-        let success = outcome.is_ok();
+        // A failed connect has no connection; the original API hands back
+        // one all the same: the stranger (id 0), closed, with the peer's
+        // address.
+        let (connection, success) = match outcome {
+            Ok(connection) => (connection, true),
+            Err(ConnectError::Stopped) => return Err(ConnectorStopped::new_err(())),
+            Err(_) => (RustConnection::from_id(0), false),
+        };
         let object = if success {
             self.registry.connection(py, connection.id(), false)?
         } else {
@@ -509,7 +521,7 @@ impl PyConnector {
     /// once enqueued, `False` if `timeout` seconds passed first (the
     /// message was not taken).
     #[pyo3(signature = (connection, message, timeout = None))]
-    fn send_blocking(
+    fn send_waiting_for_room(
         &self,
         connection: &Connection,
         message: &Bound<'_, PyAny>,
@@ -518,6 +530,19 @@ impl PyConnector {
         let timeout = timeout.map(seconds).transpose()?;
         self.engine
             .send_waiting(self.own(connection), message, timeout)
+    }
+
+    /// The old name of `send_waiting_for_room` (a `DeprecationWarning`).
+    #[pyo3(signature = (connection, message, timeout = None))]
+    fn send_blocking(
+        &self,
+        py: Python<'_>,
+        connection: &Connection,
+        message: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        deprecated(py, c"send_blocking is renamed send_waiting_for_room")?;
+        self.send_waiting_for_room(connection, message, timeout)
     }
 
     /// `send` unless the connection's unsent queue is over its high-water
@@ -575,9 +600,9 @@ impl PyConnector {
         let mode = if now {
             ShutdownMode::Now
         } else if finish_messages {
-            ShutdownMode::FinishMessages
+            ShutdownMode::FinishMessage
         } else {
-            ShutdownMode::FinishQueues
+            ShutdownMode::FinishQueue
         };
         // On a thread of its own, so that this thread can wake for signals.
         let (done, finished) = crossbeam_channel::bounded::<()>(1);
@@ -598,7 +623,7 @@ impl PyConnector {
     }
 
     fn __repr__(&self) -> String {
-        match self.engine.listen_address() {
+        match self.engine.local_address() {
             Some(a) => format!("<pike.Connector listening on {a}>"),
             None => "<pike.Connector>".to_owned(),
         }
@@ -624,4 +649,10 @@ fn delivery(separate: bool) -> Delivery {
     } else {
         Delivery::Merged
     }
+}
+
+/// Warns that an old name was used.
+fn deprecated(py: Python<'_>, message: &std::ffi::CStr) -> PyResult<()> {
+    let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+    PyErr::warn(py, &category, message, 1)
 }

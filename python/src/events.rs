@@ -450,7 +450,7 @@ pub(crate) fn event_to_py<C: Bridge>(
                 base.add_subclass(FinishConnectEvent {
                     success,
                     queued: tuple_of::<C>(py, e.queued)?,
-                    reason: e.error.map(|r| r.to_string()),
+                    reason: e.reason.map(|r| r.to_string()),
                 }),
             )?
             .into_any()
@@ -460,7 +460,7 @@ pub(crate) fn event_to_py<C: Bridge>(
             base.add_subclass(FinishDisconnectEvent {
                 incomplete: optional::<C>(py, e.incomplete)?,
                 queued: tuple_of::<C>(py, e.queued)?,
-                reason: e.error.map(|r| r.to_string()),
+                reason: e.reason.map(|r| r.to_string()),
             }),
         )?
         .into_any(),

@@ -420,7 +420,7 @@ def test_a_whole_address_and_unix_sockets(connectors, tmp_path):
     path = str(tmp_path / "pike.sock")
     server = connectors(listening=False, address="unix:" + path)
     server.run(block=False)
-    assert server.listen_address() == "unix:" + path
+    assert server.local_address() == "unix:" + path
     client = connectors(listening=False)
     client.run(block=False)
     connection, ok = client.connect_waiting("unix:" + path)
@@ -451,3 +451,46 @@ def test_settings_reach_the_core(connectors):
 
     with pytest.raises(ValueError):
         connectors(connect_timeout=-1.0)
+
+
+def test_the_renamed_methods_and_their_old_names(connectors):
+    import warnings
+
+    server = connectors()
+    server.run(block=False)
+    client = connectors(listening=False)
+    client.run(block=False)
+    assert server.local_address() == "127.0.0.1:%d" % server.port()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert server.listen_address() == server.local_address()
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "local_address" in str(caught[0].message)
+    connection, ok = client.connect_waiting("127.0.0.1", server.port())
+    assert ok
+    assert client.send_waiting_for_room(connection, "new name", timeout=WAIT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert client.send_blocking(connection, "old name", timeout=WAIT)
+    assert [w.category for w in caught] == [DeprecationWarning]
+    recv(server).finish_accept()
+    assert recv(server).message() == "new name"
+    assert recv(server).message() == "old name"
+
+
+def test_a_failed_connect_waiting_still_hands_back_a_closed_connection(connectors):
+    c = connectors(listening=False)
+    c.run(block=False)
+    called = []
+    port = dead_port()
+    connection, ok = c.connect_waiting(
+        "127.0.0.1", port, callback=lambda conn, success: called.append((conn, success))
+    )
+    assert not ok
+    assert called == [(connection, False)]
+    assert connection.address() == ("127.0.0.1", port)
+    # Sending to it hands the message back as a RejectedMessageEvent.
+    c.send(connection, "to nobody")
+    event = recv(c)
+    assert event.type() == Event.REJECTED_MESSAGE
+    assert event.message() == "to nobody"

@@ -161,7 +161,7 @@ fn serve_on<C: pike::Converter>(
         .map(|_| {
             let server = server.clone();
             std::thread::spawn(move || {
-                while let Some(event) = server.recv() {
+                while let Ok(event) = server.recv() {
                     match event {
                         Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
                         Event::MessageReceived(m) => {
@@ -193,7 +193,7 @@ fn serve_jobs() -> Result<()> {
     let app = {
         let server = server.clone();
         std::thread::spawn(move || {
-            while let Some(event) = server.recv() {
+            while let Ok(event) = server.recv() {
                 match event {
                     Event::RemoteConnect(r) => r.finish_accept(Delivery::Merged),
                     Event::MessageReceived(m) => {

@@ -19,15 +19,16 @@ use crate::address::Address;
 use crate::connector::SeparateQueue;
 use crate::connector::command::ConnectWait;
 use crate::converter::Converter;
-use crate::error::{ConnectError, SendError, StoppedError};
+use crate::error::{ConnectError, RecvError, SendError};
 use crate::event::{Connection, Event};
 use crate::mode::ShutdownMode;
 
 impl<C: Converter> Connector<C> {
     /// Connects to `addr` as `options` say (see
     /// [`connect`](Self::connect)) and waits, without blocking a thread, until the
-    /// attempt ends: [`connect_waiting`](Self::connect_waiting) for async
-    /// code. Its `FinishConnect` is this future's output, not an event,
+    /// attempt ends: [`connect_timeout`](Self::connect_timeout) for async
+    /// code. Its outcome is this future's output (the connection, or why
+    /// there is none), not a `FinishConnect` event,
     /// and none of the connection's events is delivered before it. The
     /// wait ends at the latest at the connector's
     /// [`connect_timeout`](crate::ConnectorBuilder::connect_timeout);
@@ -43,22 +44,21 @@ impl<C: Converter> Connector<C> {
     /// let server = Connector::builder(StringConverter::new()).listen("127.0.0.1:0").spawn()?;
     /// let client = Connector::builder(StringConverter::new()).spawn()?;
     /// futures::executor::block_on(async {
-    ///     let (conn, outcome) = client
+    ///     let conn = client
     ///         .connect_async(server.local_addr().unwrap(), Delivery::Merged)
     ///         .await
-    ///         .expect("running");
-    ///     outcome.expect("connected");
+    ///         .expect("connected");
     ///     client.send_async(&conn, "hello".to_owned()).await.expect("running");
     ///     match server.recv_async().await {
-    ///         Some(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+    ///         Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
     ///         other => panic!("{other:?}"),
     ///     }
     ///     match server.recv_async().await {
-    ///         Some(Event::MessageReceived(m)) => assert_eq!(m.message, "hello"),
+    ///         Ok(Event::MessageReceived(m)) => assert_eq!(m.message, "hello"),
     ///         other => panic!("{other:?}"),
     ///     }
     ///     // The client's queue is written out, then both ends close.
-    ///     assert!(client.shutdown_async(ShutdownMode::FinishQueues).await);
+    ///     assert!(client.shutdown_async(ShutdownMode::FinishQueue).await);
     ///     assert!(server.shutdown_async(ShutdownMode::Now).await);
     /// });
     /// # Ok(()) }
@@ -93,8 +93,8 @@ impl<C: Converter> Connector<C> {
     }
 
     /// Waits, without blocking a thread, for the next event of the main
-    /// queue: [`recv`](Self::recv) for async code. `None` once the
-    /// connector has stopped and every event was taken.
+    /// queue: [`recv`](Self::recv) for async code. [`RecvError::Stopped`]
+    /// once the connector has stopped and every event was taken.
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
@@ -105,7 +105,7 @@ impl<C: Converter> Connector<C> {
     /// let _peer = std::net::TcpStream::connect(server.local_addr().unwrap())?;
     /// // Any executor; this one is the `futures` crate's.
     /// match futures::executor::block_on(server.recv_async()) {
-    ///     Some(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
+    ///     Ok(Event::RemoteConnect(r)) => r.finish_accept(Delivery::Merged),
     ///     other => panic!("{other:?}"),
     /// }
     /// # Ok(()) }
@@ -131,14 +131,14 @@ impl<C: Converter> Connector<C> {
     /// Example: [`recv_async`](Self::recv_async), and the `async_echo` example (tokio).
     pub fn recv_connection_async(&self, connection: &Connection) -> RecvConnection<'_, C> {
         RecvConnection {
-            _connector: self,
+            connector: self,
             queue: self.inner.handle.separate(*connection),
         }
     }
 
     /// Enqueues `message`, waiting without blocking a thread while the
     /// connection's unsent queue is over its high-water mark, until it is
-    /// down to half of it: [`send_blocking`](Self::send_blocking) for async
+    /// down to half of it: [`send_waiting_for_room`](Self::send_waiting_for_room) for async
     /// code. Otherwise as [`send`](Self::send).
     ///
     /// Example: [`recv_async`](Self::recv_async), and the `async_echo` example (tokio).
@@ -158,10 +158,14 @@ pub struct Recv<'a, C: Converter> {
 }
 
 impl<C: Converter> Future for Recv<'_, C> {
-    type Output = Option<Event<C::Message>>;
+    type Output = Result<Event<C::Message>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.connector.inner.handle.poll_recv(cx)
+        self.connector
+            .inner
+            .handle
+            .poll_recv(cx)
+            .map(|e| e.ok_or(RecvError::Stopped))
     }
 }
 
@@ -183,18 +187,20 @@ impl<C: Converter> Stream for Events<C> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvConnection<'a, C: Converter> {
     /// The queue is the connector's; it lives as long.
-    _connector: &'a Connector<C>,
+    connector: &'a Connector<C>,
     queue: Option<SeparateQueue<C::Message>>,
 }
 
 impl<C: Converter> Future for RecvConnection<'_, C> {
-    type Output = Option<Event<C::Message>>;
+    type Output = Result<Event<C::Message>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(queue) = &self.queue else {
-            return Poll::Ready(None);
+            return Poll::Ready(Err(self.connector.separate_ended()));
         };
-        queue.poll_recv(cx)
+        queue
+            .poll_recv(cx)
+            .map(|e| e.ok_or_else(|| self.connector.separate_ended()))
     }
 }
 
@@ -230,11 +236,11 @@ pub struct ConnectAsync<'a, C: Converter> {
 }
 
 impl<C: Converter> Future for ConnectAsync<'_, C> {
-    type Output = Result<(Connection, Result<(), ConnectError>), StoppedError>;
+    type Output = Result<Connection, ConnectError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some((connection, waiter)) = &self.attempt else {
-            return Poll::Ready(Err(StoppedError));
+            return Poll::Ready(Err(ConnectError::Stopped));
         };
         let connection = *connection;
         let Poll::Ready(outcome) = waiter.poll(cx) else {
@@ -243,7 +249,7 @@ impl<C: Converter> Future for ConnectAsync<'_, C> {
         self.attempt = None;
         let handle = &self.connector.inner.handle;
         handle.connect_awaited_done(connection, outcome.is_ok());
-        Poll::Ready(Ok((connection, outcome)))
+        Poll::Ready(outcome.map(|()| connection))
     }
 }
 

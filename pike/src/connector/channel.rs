@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-pub(crate) use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+#[cfg(any(test, pike_loom))]
+pub(crate) use crossbeam_channel::RecvTimeoutError;
+pub(crate) use crossbeam_channel::TryRecvError;
 
 use crate::memory::ChunkQueue;
 use crate::sync::{Condvar, Mutex, MutexGuard, Rank, lock};
@@ -221,6 +223,7 @@ impl<T> Receiver<T> {
     }
 
     /// Blocks until an item comes or the queue is disconnected and empty.
+    #[cfg(any(test, pike_loom))]
     pub(crate) fn recv(&self) -> Option<T> {
         let mut n = None;
         let got = self.recv_batch(1, None, |item| n = Some(item));
@@ -236,6 +239,7 @@ impl<T> Receiver<T> {
         }
     }
 
+    #[cfg(any(test, pike_loom))]
     pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         let mut n = None;
         match self.recv_batch(1, Some(timeout), |item| n = Some(item)) {

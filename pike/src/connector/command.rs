@@ -188,8 +188,8 @@ impl<M> CommandQueue<M> {
     pub(crate) fn take_shutdown_requests(&self) -> impl Iterator<Item = ShutdownMode> + use<M> {
         let bits = self.shutdown.swap(0, Ordering::SeqCst);
         [
-            ShutdownMode::FinishQueues,
-            ShutdownMode::FinishMessages,
+            ShutdownMode::FinishQueue,
+            ShutdownMode::FinishMessage,
             ShutdownMode::Now,
         ]
         .into_iter()
@@ -233,8 +233,8 @@ impl<M> CommandQueue<M> {
 fn shutdown_bit(mode: ShutdownMode) -> u8 {
     match mode {
         ShutdownMode::Now => 1,
-        ShutdownMode::FinishMessages => 2,
-        ShutdownMode::FinishQueues => 4,
+        ShutdownMode::FinishMessage => 2,
+        ShutdownMode::FinishQueue => 4,
     }
 }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError as ChannelTimeout;
 use crossbeam_channel::TryRecvError as ChannelTryRecv;
 
 use super::boundary::Shared;
@@ -30,8 +29,7 @@ use super::directory::{Directory, Flush, Offer};
 use super::queues::{Envelope, Route};
 use crate::converter::Converter;
 use crate::error::{
-    ConnectError, RecvTimeoutError, SendError, SendTimeoutError, StoppedError, TryRecvError,
-    TrySendError,
+    ConnectError, SendError, SendTimeoutError, StoppedError, TryRecvError, TrySendError,
 };
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
@@ -566,7 +564,16 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    fn deadline(self) -> Option<Instant> {
+    /// How long from now (`None`: for ever).
+    pub(crate) fn timeout(self) -> Option<Duration> {
+        match self {
+            Wait::Forever => None,
+            Wait::For(timeout) => Some(timeout),
+            Wait::Until(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    pub(crate) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Forever => None,
             Wait::For(timeout) => Instant::now().checked_add(timeout),
@@ -606,22 +613,30 @@ impl<M> SeparateQueue<M> {
         event
     }
 
-    pub(crate) fn recv(&self) -> Option<Event<M>> {
-        self.queue.recv().map(|e| self.open(e))
-    }
-
-    pub(crate) fn try_recv(&self) -> Result<Event<M>, TryRecvError> {
-        self.queue
-            .try_recv()
-            .map(|e| self.open(e))
-            .map_err(try_recv_error)
-    }
-
-    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<Event<M>, RecvTimeoutError> {
-        self.queue
-            .recv_timeout(timeout)
-            .map(|e| self.open(e))
-            .map_err(recv_timeout_error)
+    /// Waits up to `timeout` (`None`: for ever; zero: not at all) for an
+    /// event, then passes up to `max` of those ready to `take`, in order.
+    /// Returns how many (0 on timeout); Err once the queue has ended.
+    pub(crate) fn recv_batch(
+        &self,
+        take: &mut impl FnMut(Event<M>),
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, ()> {
+        // Opened after the queue's lock is let go: opening takes others.
+        if max == 1 {
+            let mut got = None;
+            let n = self.queue.recv_batch(1, timeout, |e| got = Some(e))?;
+            if let Some(e) = got {
+                take(self.open(e));
+            }
+            return Ok(n);
+        }
+        let mut got = Vec::new();
+        let n = self.queue.recv_batch(max, timeout, |e| got.push(e))?;
+        for e in got {
+            take(self.open(e));
+        }
+        Ok(n)
     }
 
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
@@ -632,13 +647,6 @@ impl<M> SeparateQueue<M> {
 fn try_recv_error(e: ChannelTryRecv) -> TryRecvError {
     match e {
         ChannelTryRecv::Empty => TryRecvError::Empty,
-        ChannelTryRecv::Disconnected => TryRecvError::Disconnected,
-    }
-}
-
-fn recv_timeout_error(e: ChannelTimeout) -> RecvTimeoutError {
-    match e {
-        ChannelTimeout::Timeout => RecvTimeoutError::Timeout,
-        ChannelTimeout::Disconnected => RecvTimeoutError::Disconnected,
+        ChannelTryRecv::Disconnected => TryRecvError::Stopped,
     }
 }

@@ -7,8 +7,9 @@ use crate::transport;
 /// connector's TLS setting, TLS with settings of its own, or plaintext).
 /// The second argument of every connect
 /// ([`connect`](crate::Connector::connect),
-/// [`connect_waiting`](crate::Connector::connect_waiting),
-/// [`connect_waiting_with`](crate::Connector::connect_waiting_with),
+/// [`connect_timeout`](crate::Connector::connect_timeout),
+/// [`connect_deadline`](crate::Connector::connect_deadline),
+/// [`connect_timeout_with`](crate::Connector::connect_timeout_with),
 /// [`connect_async`](crate::Connector::connect_async)). A [`Delivery`]
 /// converts into it, so `connect(addr, Delivery::Merged)` means "merged,
 /// over the connector's TLS setting".

@@ -101,7 +101,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::converter::{Converter, checked_send_size};
-use crate::error::{ConnectError, DisconnectReason, ProtocolError, RejectReason};
+use crate::error::{ConnectError, DisconnectReason, PeerFault, ProtocolError, RejectReason};
 use crate::event::{
     Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
     RemoteDisconnect,
@@ -173,10 +173,10 @@ pub struct EndpointConfig {
     /// operating system's own, about two minutes for TCP).
     pub connect_timeout: Option<Duration>,
     /// How long an open connection may go without receiving a byte before
-    /// it ends with [`DisconnectReason::IdleTimeout`]. Default: no limit.
+    /// it ends with [`PeerFault::IdleTimeout`](PeerFault::IdleTimeout). Default: no limit.
     pub idle_timeout: Option<Duration>,
     /// How long a message may take from its first byte to its last before
-    /// the connection ends with [`DisconnectReason::MessageTimeout`] (the
+    /// the connection ends with [`PeerFault::MessageTimeout`](PeerFault::MessageTimeout) (the
     /// defence against peers that trickle a message, "slowloris"). Default:
     /// no limit.
     pub message_timeout: Option<Duration>,
@@ -927,7 +927,7 @@ impl<C: Converter> Endpoint<C> {
         self.events
             .push_back(EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
-                error: None,
+                reason: None,
                 queued: Vec::new(),
             }));
         self.fill();
@@ -1191,7 +1191,7 @@ impl<C: Converter> Endpoint<C> {
             self.timers.message_start = Some(now);
         }
         if let Err(mut reason) = result {
-            if matches!(reason, DisconnectReason::Protocol(_))
+            if matches!(reason, DisconnectReason::Peer(PeerFault::Protocol(_)))
                 && self.inbox.completed() == 0
                 && first.is_some_and(begins_tls_record)
             {
@@ -1371,9 +1371,13 @@ impl<C: Converter> Endpoint<C> {
                     .zip(t.message_start)
                     .is_some_and(|(d, at)| at + d <= now);
                 let reason = if message_due {
-                    DisconnectReason::MessageTimeout(c.message_timeout.unwrap_or_default())
+                    DisconnectReason::Peer(PeerFault::MessageTimeout(
+                        c.message_timeout.unwrap_or_default(),
+                    ))
                 } else {
-                    DisconnectReason::IdleTimeout(c.idle_timeout.unwrap_or_default())
+                    DisconnectReason::Peer(PeerFault::IdleTimeout(
+                        c.idle_timeout.unwrap_or_default(),
+                    ))
                 };
                 self.fail(reason);
             }
@@ -1444,7 +1448,7 @@ impl<C: Converter> Endpoint<C> {
     /// Ends the connection for `reason`, handing back every unwritten
     /// message.
     fn fail(&mut self, reason: DisconnectReason) {
-        if matches!(reason, DisconnectReason::Protocol(_)) {
+        if matches!(reason, DisconnectReason::Peer(PeerFault::Protocol(_))) {
             self.counters.protocol_errors += 1;
         }
         match self.state {
@@ -1489,7 +1493,7 @@ impl<C: Converter> Endpoint<C> {
                 connection: self.connection,
                 incomplete,
                 queued,
-                error,
+                reason: error,
             }));
     }
 
@@ -1500,7 +1504,7 @@ impl<C: Converter> Endpoint<C> {
         self.events
             .push_back(EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
-                error: Some(error),
+                reason: Some(error),
                 queued,
             }));
         self.close();

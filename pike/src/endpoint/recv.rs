@@ -24,7 +24,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use crate::converter::{Converter, Decoded, Deserializer};
-use crate::error::{DisconnectReason, ProtocolError, panic_message};
+use crate::error::{ConverterFault, DisconnectReason, ProtocolError, panic_message};
 
 /// The incoming half of an [`Endpoint`](super::Endpoint).
 #[derive(Debug)]
@@ -242,7 +242,9 @@ impl<C: Converter> Inbox<C> {
                 // closes this connection, like one in the deserializer.
                 let made =
                     catch_unwind(AssertUnwindSafe(|| converter.deserializer())).map_err(|p| {
-                        DisconnectReason::DeserializerPanicked(panic_message(p.as_ref()))
+                        DisconnectReason::Converter(ConverterFault::DeserializerPanicked(
+                            panic_message(p.as_ref()),
+                        ))
                     })?;
                 self.deserializer = Some(made);
             }
@@ -253,17 +255,19 @@ impl<C: Converter> Inbox<C> {
                 None => deserializer.put_bytes(rest, waker),
             })) {
                 Err(payload) => {
-                    return Err(DisconnectReason::DeserializerPanicked(panic_message(
-                        payload.as_ref(),
-                    )));
+                    return Err(DisconnectReason::Converter(
+                        ConverterFault::DeserializerPanicked(panic_message(payload.as_ref())),
+                    ));
                 }
                 Ok(result) => result?,
             };
             if used > rest.len() {
-                return Err(DisconnectReason::DeserializerPanicked(format!(
-                    "consumed {used} bytes of {}",
-                    rest.len()
-                )));
+                return Err(DisconnectReason::Converter(
+                    ConverterFault::DeserializerPanicked(format!(
+                        "consumed {used} bytes of {}",
+                        rest.len()
+                    )),
+                ));
             }
             off += used;
             self.consumed += used;

@@ -21,7 +21,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 
 use crate::converter::{Converter, Encoded, Serializer, WriteBuf};
-use crate::error::{DisconnectReason, SerializeError, panic_message};
+use crate::error::{ConverterFault, DisconnectReason, SerializeError, panic_message};
 use crate::memory::trim_queue;
 
 /// The most messages in the write buffer at once. Each has a record (some
@@ -268,7 +268,9 @@ impl<C: Converter> Outbox<C> {
                     Ok(size) => size,
                     Err(e) => {
                         self.queue.push_front(message);
-                        return Err(DisconnectReason::SerializerPanicked(e));
+                        return Err(DisconnectReason::Converter(
+                            ConverterFault::SerializerPanicked(e),
+                        ));
                     }
                 };
                 // Small messages go in whole, without a serializer, when
@@ -302,9 +304,9 @@ impl<C: Converter> Outbox<C> {
                             self.buf
                                 .truncate(self.head + (start - self.flushed) as usize);
                             self.queue.push_front(message);
-                            return Err(DisconnectReason::SerializerPanicked(panic_message(
-                                payload.as_ref(),
-                            )));
+                            return Err(DisconnectReason::Converter(
+                                ConverterFault::SerializerPanicked(panic_message(payload.as_ref())),
+                            ));
                         }
                     }
                 }
@@ -315,9 +317,9 @@ impl<C: Converter> Outbox<C> {
                         Ok(serializer) => serializer,
                         Err(payload) => {
                             self.queue.push_front(message);
-                            return Err(DisconnectReason::SerializerPanicked(panic_message(
-                                payload.as_ref(),
-                            )));
+                            return Err(DisconnectReason::Converter(
+                                ConverterFault::SerializerPanicked(panic_message(payload.as_ref())),
+                            ));
                         }
                     };
                 self.active = Some(Box::new(Active {
@@ -346,9 +348,9 @@ impl<C: Converter> Outbox<C> {
             let wrote = self.buf.len() - before;
             match result {
                 Err(payload) => {
-                    return Err(DisconnectReason::SerializerPanicked(panic_message(
-                        payload.as_ref(),
-                    )));
+                    return Err(DisconnectReason::Converter(
+                        ConverterFault::SerializerPanicked(panic_message(payload.as_ref())),
+                    ));
                 }
                 Ok(Ok(Encoded::Done)) => {
                     let Active {
@@ -369,7 +371,9 @@ impl<C: Converter> Outbox<C> {
                 Ok(Ok(Encoded::More)) => {
                     if wrote == 0 {
                         if self.buf.len() == self.head {
-                            return Err(DisconnectReason::SerializerStalled);
+                            return Err(DisconnectReason::Converter(
+                                ConverterFault::SerializerStalled,
+                            ));
                         }
                         // It needs more room than there is: wait for the socket.
                         break;
@@ -382,7 +386,9 @@ impl<C: Converter> Outbox<C> {
                 Ok(Err(error)) => {
                     let start = active.start;
                     if start < self.flushed {
-                        return Err(DisconnectReason::Serialize(error));
+                        return Err(DisconnectReason::Converter(ConverterFault::Serialize(
+                            error,
+                        )));
                     }
                     // Nothing of it reached the socket: cut its bytes off
                     // and hand it back; the stream stays whole.

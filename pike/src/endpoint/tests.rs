@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::converter::{Decoded, Deserializer, Encoded, Serializer, WriteBuf};
 use crate::converters::StringConverter;
-use crate::error::{ProtocolError, SerializeError};
+use crate::error::{ConverterFault, PeerFault, ProtocolError, SerializeError, SocketFailure};
 
 /// The made-up clock's start: tests add durations to it.
 fn t0() -> Instant {
@@ -213,7 +213,7 @@ fn disconnect_now_mid_message() {
         (e.incomplete, e.queued),
         (Some(s("ONE")), strings(&["TWO"]))
     );
-    assert!(e.error.is_none());
+    assert!(e.reason.is_none());
     assert_eq!(ep.state(), State::Closed);
     assert!(!ep.wants_write() && !ep.wants_read());
 }
@@ -353,7 +353,7 @@ fn connect_failure_returns_every_queued_message() {
     match evs.pop() {
         Some(EndpointEvent::FinishConnect(f)) => {
             assert!(!f.success());
-            assert!(matches!(f.error, Some(ConnectError::Io(_))));
+            assert!(matches!(f.reason, Some(ConnectError::Io(_))));
             assert_eq!(f.queued, strings(&["x", "y", "z"]));
         }
         other => panic!("{other:?}"),
@@ -369,7 +369,7 @@ fn disconnect_while_connecting_cancels() {
     ep.disconnect(DisconnectMode::FinishQueue);
     match events(&mut ep).as_slice() {
         [EndpointEvent::FinishConnect(f)] => {
-            assert!(matches!(f.error, Some(ConnectError::Cancelled)));
+            assert!(matches!(f.reason, Some(ConnectError::Cancelled)));
             assert_eq!(f.queued, strings(&["x"]));
         }
         other => panic!("{other:?}"),
@@ -418,7 +418,7 @@ fn remote_close_with_a_message_partly_written() {
     // The peer stopped mid-message ("1 " without its byte).
     assert!(matches!(
         r.reason,
-        DisconnectReason::Protocol(ProtocolError::UnexpectedEof)
+        DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::UnexpectedEof))
     ));
     assert_eq!(
         (r.incomplete, r.queued),
@@ -447,7 +447,7 @@ fn a_protocol_error_closes_with_its_reason_after_earlier_messages() {
     assert_eq!(received, strings(&["a", "b"]));
     assert!(matches!(
         r.reason,
-        DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+        DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::InvalidNumber))
     ));
     assert_eq!((r.incomplete, r.queued), (None, strings(&["queued"])));
     // Nothing more is read or written.
@@ -467,7 +467,10 @@ fn a_reset_during_finish_queue_hands_everything_back() {
         (e.incomplete, e.queued),
         (Some(s("hello")), strings(&["world"]))
     );
-    assert!(matches!(e.error, Some(DisconnectReason::Io(_))));
+    assert!(matches!(
+        e.reason,
+        Some(DisconnectReason::Socket(SocketFailure::Io(_)))
+    ));
 }
 
 #[test]
@@ -479,7 +482,7 @@ fn a_half_close_during_finish_queue_lets_writing_finish() {
     assert!(!ep.wants_read());
     assert_eq!(write_all(&mut ep), b"5 hello");
     let e = take_finish_disconnect(&mut ep);
-    assert!(e.error.is_none() && e.queued.is_empty());
+    assert!(e.reason.is_none() && e.queued.is_empty());
 }
 
 #[test]
@@ -526,7 +529,7 @@ fn a_panicking_serializer_closes_only_its_connection() {
     ep.handle_wake();
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose"))
+        matches!(r.reason, DisconnectReason::Converter(ConverterFault::SerializerPanicked(ref m)) if m.contains("on purpose"))
     );
     assert_eq!(
         (r.incomplete, r.queued),
@@ -551,7 +554,7 @@ fn a_panicking_deserializer_closes_the_connection() {
     assert_eq!(received, strings(&["a", "b"]));
     assert!(matches!(
         r.reason,
-        DisconnectReason::DeserializerPanicked(_)
+        DisconnectReason::Converter(ConverterFault::DeserializerPanicked(_))
     ));
 }
 
@@ -586,7 +589,10 @@ fn a_stalled_serializer_closes_instead_of_spinning() {
     let mut ep = endpoint::<Stall>(16, true);
     ep.send(s("x"));
     let (_, r) = take_remote_disconnect(&mut ep);
-    assert!(matches!(r.reason, DisconnectReason::SerializerStalled));
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::Converter(ConverterFault::SerializerStalled)
+    ));
     assert_eq!(r.queued, strings(&["x"]));
 }
 
@@ -626,7 +632,7 @@ fn unconsumed_input_is_bounded() {
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(matches!(
         r.reason,
-        DisconnectReason::Protocol(ProtocolError::Stalled { limit: 8 })
+        DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::Stalled { limit: 8 }))
     ));
 }
 
@@ -1104,7 +1110,7 @@ fn handle_read_into_keeps_the_order_of_events() {
     assert!(received.is_empty());
     assert!(matches!(
         disconnect.reason,
-        DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+        DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::InvalidNumber))
     ));
 }
 
@@ -1142,7 +1148,7 @@ fn a_panicking_fast_path_hands_back_everything_not_started() {
     ep.send_all(strings(&["a", "boom", "c"]));
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose"))
+        matches!(r.reason, DisconnectReason::Converter(ConverterFault::SerializerPanicked(ref m)) if m.contains("on purpose"))
     );
     assert_eq!(
         (r.incomplete, r.queued),
@@ -1335,7 +1341,7 @@ fn connect_times_out_on_the_made_up_clock() {
     ep.handle_timeout(t0() + secs(5));
     match events(&mut ep).as_slice() {
         [EndpointEvent::FinishConnect(f)] => {
-            assert!(matches!(f.error, Some(ConnectError::TimedOut)));
+            assert!(matches!(f.reason, Some(ConnectError::TimedOut)));
             assert_eq!(f.queued, [s("queued")]);
         }
         other => panic!("{other:?}"),
@@ -1368,7 +1374,7 @@ fn idle_timeout_counts_from_the_last_byte_received() {
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, ["a"]);
     assert!(
-        matches!(r.reason, DisconnectReason::IdleTimeout(d) if d == secs(10)),
+        matches!(r.reason, DisconnectReason::Peer(PeerFault::IdleTimeout(d)) if d == secs(10)),
         "{:?}",
         r.reason
     );
@@ -1394,7 +1400,7 @@ fn message_timeout_catches_a_trickled_message() {
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, ["a", "b"]);
     assert!(
-        matches!(r.reason, DisconnectReason::MessageTimeout(d) if d == secs(3)),
+        matches!(r.reason, DisconnectReason::Peer(PeerFault::MessageTimeout(d)) if d == secs(3)),
         "{:?}",
         r.reason
     );
@@ -1426,7 +1432,10 @@ fn timers_do_not_run_while_the_connection_holds_its_input_back() {
     ep.hold_input(false);
     ep.handle_timeout(t0() + secs(10));
     let (_, r) = take_remote_disconnect(&mut ep);
-    assert!(matches!(r.reason, DisconnectReason::MessageTimeout(_)));
+    assert!(matches!(
+        r.reason,
+        DisconnectReason::Peer(PeerFault::MessageTimeout(_))
+    ));
 }
 
 /// Feeds `wire` to `ep` in pieces cut by `cuts` (cycled), as shared
@@ -1505,7 +1514,10 @@ fn an_operating_system_time_out_is_told_apart() {
     ep.handle_error(io::ErrorKind::TimedOut.into());
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::PeerUnresponsive(_)),
+        matches!(
+            r.reason,
+            DisconnectReason::Socket(SocketFailure::Unresponsive(_))
+        ),
         "{:?}",
         r.reason
     );
@@ -1513,7 +1525,7 @@ fn an_operating_system_time_out_is_told_apart() {
     ep.handle_error(io::ErrorKind::ConnectionReset.into());
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::Io(_)),
+        matches!(r.reason, DisconnectReason::Socket(SocketFailure::Io(_))),
         "{:?}",
         r.reason
     );
@@ -1604,7 +1616,7 @@ fn panicking_converter_factories_close_only_their_connection() {
     ep.send_all(strings(&["boom", "after"]));
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::SerializerPanicked(ref m) if m.contains("on purpose")),
+        matches!(r.reason, DisconnectReason::Converter(ConverterFault::SerializerPanicked(ref m)) if m.contains("on purpose")),
         "{:?}",
         r.reason
     );
@@ -1618,7 +1630,7 @@ fn panicking_converter_factories_close_only_their_connection() {
     let (received, r) = take_remote_disconnect(&mut ep);
     assert_eq!(received, strings(&["a", "b"]));
     assert!(
-        matches!(r.reason, DisconnectReason::DeserializerPanicked(ref m) if m.contains("on purpose")),
+        matches!(r.reason, DisconnectReason::Converter(ConverterFault::DeserializerPanicked(ref m)) if m.contains("on purpose")),
         "{:?}",
         r.reason
     );
@@ -1713,10 +1725,10 @@ fn shutdown_applies_its_mode_to_each_state() {
     // Connecting: cancelled, handing back what was sent.
     let mut ep = configured(EndpointConfig::default(), false);
     ep.send(s("early"));
-    ep.shutdown(ShutdownMode::FinishQueues);
+    ep.shutdown(ShutdownMode::FinishQueue);
     match &events(&mut ep)[..] {
         [EndpointEvent::FinishConnect(f)] => {
-            assert!(matches!(f.error, Some(ConnectError::Cancelled)));
+            assert!(matches!(f.reason, Some(ConnectError::Cancelled)));
             assert_eq!(f.queued, strings(&["early"]));
         }
         other => panic!("{other:?}"),
@@ -1724,7 +1736,7 @@ fn shutdown_applies_its_mode_to_each_state() {
     // Open: the matching disconnect mode (here: everything written first).
     let mut ep = configured(EndpointConfig::default(), true);
     ep.send(s("one"));
-    ep.shutdown(ShutdownMode::FinishQueues);
+    ep.shutdown(ShutdownMode::FinishQueue);
     assert_eq!(
         ep.state(),
         State::Disconnecting(DisconnectMode::FinishQueue)
@@ -1732,7 +1744,7 @@ fn shutdown_applies_its_mode_to_each_state() {
     assert_eq!(write_all(&mut ep), b"3 one");
     assert_eq!(ep.state(), State::Draining);
     // Draining: a weaker shutdown leaves it be; `Now` ends it.
-    ep.shutdown(ShutdownMode::FinishMessages);
+    ep.shutdown(ShutdownMode::FinishMessage);
     assert_eq!(ep.state(), State::Draining);
     ep.shutdown(ShutdownMode::Now);
     assert_eq!(ep.state(), State::Closed);
@@ -1787,7 +1799,10 @@ fn the_message_timer_runs_from_the_first_byte_of_a_record_not_of_its_plaintext()
     ep.handle_timeout(t0() + secs(4));
     let (_, r) = take_remote_disconnect(&mut ep);
     assert!(
-        matches!(r.reason, DisconnectReason::MessageTimeout(_)),
+        matches!(
+            r.reason,
+            DisconnectReason::Peer(PeerFault::MessageTimeout(_))
+        ),
         "{:?}",
         r.reason
     );
@@ -1866,9 +1881,9 @@ fn a_handshake_must_end_within_its_timeout_on_either_side() {
     match events(&mut ep).pop() {
         Some(EndpointEvent::FinishConnect(f)) => {
             assert!(
-                matches!(&f.error, Some(ConnectError::Tls(e)) if e.kind() == crate::error::TlsErrorKind::HandshakeTimedOut),
+                matches!(&f.reason, Some(ConnectError::Tls(e)) if e.kind() == crate::error::TlsErrorKind::HandshakeTimedOut),
                 "{:?}",
-                f.error
+                f.reason
             )
         }
         other => panic!("{other:?}"),
@@ -1889,7 +1904,7 @@ fn a_handshake_must_end_within_its_timeout_on_either_side() {
     ep.handle_timeout(t0() + secs(2));
     assert!(matches!(
         events(&mut ep).pop(),
-        Some(EndpointEvent::FinishConnect(f)) if matches!(f.error, Some(ConnectError::TimedOut))
+        Some(EndpointEvent::FinishConnect(f)) if matches!(f.reason, Some(ConnectError::TimedOut))
     ));
 }
 
@@ -2147,7 +2162,7 @@ fn a_peer_that_speaks_tls_to_plaintext_is_told_apart_from_a_broken_one() {
             assert!(
                 matches!(
                     r.reason,
-                    DisconnectReason::Protocol(ProtocolError::PeerSpeaksTls)
+                    DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::PeerSpeaksTls))
                 ),
                 "{first:?} by {step}: {}",
                 r.reason
@@ -2162,7 +2177,7 @@ fn a_peer_that_speaks_tls_to_plaintext_is_told_apart_from_a_broken_one() {
         assert!(
             matches!(
                 r.reason,
-                DisconnectReason::Protocol(ProtocolError::InvalidNumber)
+                DisconnectReason::Peer(PeerFault::Protocol(ProtocolError::InvalidNumber))
             ),
             "{input:?}: {}",
             r.reason

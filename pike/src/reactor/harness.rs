@@ -159,7 +159,7 @@ impl<C: Converter> Harness<C> {
                     }
                     return events;
                 }
-                Err(TryRecvError::Disconnected) => return events,
+                Err(TryRecvError::Stopped | TryRecvError::Closed) => return events,
             }
         }
     }

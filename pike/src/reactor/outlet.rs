@@ -210,7 +210,7 @@ fn to_waiter<C: Converter>(
     let Some(waiter) = conn.waiter.take() else {
         return Some(Event::FinishConnect(finish));
     };
-    match finish.error.take() {
+    match finish.reason.take() {
         None => {
             if waiter.finish(Ok(())) {
                 // Events wait for the caller's callback.
@@ -223,7 +223,7 @@ fn to_waiter<C: Converter>(
         }
         Some(error) => {
             let back = (!finish.queued.is_empty()).then(|| {
-                finish.error = Some(copy_connect_error(&error));
+                finish.reason = Some(copy_connect_error(&error));
                 Event::FinishConnect(finish)
             });
             waiter.finish(Err(error));
@@ -259,5 +259,6 @@ fn copy_connect_error(error: &ConnectError) -> ConnectError {
         ConnectError::Cancelled => ConnectError::Cancelled,
         ConnectError::TimedOut => ConnectError::TimedOut,
         ConnectError::Tls(e) => ConnectError::Tls(e.clone()),
+        ConnectError::Stopped => ConnectError::Stopped,
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::harness::{Harness, at};
 use crate::clock::Clock;
 use crate::converters::StringConverter;
-use crate::error::{ConnectError, DisconnectReason};
+use crate::error::{ConnectError, DisconnectReason, PeerFault, SocketFailure};
 use crate::event::{Connection, Event};
 use crate::mode::{Delivery, DisconnectMode, ShutdownMode};
 use crate::transport::memory::{Net, Remote};
@@ -122,7 +122,7 @@ fn connecting_to_a_listener_and_to_nothing() {
     match h.event() {
         Event::FinishConnect(fc) => {
             assert!(
-                matches!(&fc.error, Some(ConnectError::Io(e))
+                matches!(&fc.reason, Some(ConnectError::Io(e))
                     if e.kind() == std::io::ErrorKind::ConnectionRefused),
                 "{fc:?}"
             );
@@ -149,7 +149,7 @@ fn a_connect_timeout_fires_on_the_clock_and_hands_back_what_was_sent() {
     h.advance(Duration::from_secs(1));
     match h.event() {
         Event::FinishConnect(fc) => {
-            assert!(matches!(fc.error, Some(ConnectError::TimedOut)), "{fc:?}");
+            assert!(matches!(fc.reason, Some(ConnectError::TimedOut)), "{fc:?}");
             assert_eq!(fc.queued, ["waiting"]);
         }
         e => panic!("expected FinishConnect, got {e:?}"),
@@ -175,7 +175,7 @@ fn a_message_timeout_fires_on_the_clock_and_not_before() {
         Event::RemoteDisconnect(rd) => {
             assert_eq!(rd.connection, id);
             assert!(
-                matches!(rd.reason, DisconnectReason::MessageTimeout(t) if t == Duration::from_secs(5)),
+                matches!(rd.reason, DisconnectReason::Peer(PeerFault::MessageTimeout(t)) if t == Duration::from_secs(5)),
                 "{rd:?}"
             );
         }
@@ -200,7 +200,7 @@ fn an_idle_timeout_counts_from_the_last_byte() {
     h.advance(Duration::from_secs(1));
     assert!(matches!(
         h.event(),
-        Event::RemoteDisconnect(rd) if matches!(rd.reason, DisconnectReason::IdleTimeout(_))
+        Event::RemoteDisconnect(rd) if matches!(rd.reason, DisconnectReason::Peer(PeerFault::IdleTimeout(_)))
     ));
 }
 
@@ -317,7 +317,7 @@ fn a_reset_ends_the_connection_after_what_was_read() {
     assert_eq!(messages(&events), ["before"]);
     assert!(
         matches!(events.last(), Some(Event::RemoteDisconnect(rd))
-            if rd.connection == id && matches!(rd.reason, DisconnectReason::Io(_))),
+            if rd.connection == id && matches!(rd.reason, DisconnectReason::Socket(SocketFailure::Io(_)))),
         "{events:?}"
     );
 }
@@ -330,7 +330,7 @@ fn a_shutdown_lets_queues_finish_until_its_deadline_on_the_clock() {
     let mut h = server(&net, &clock, 11, |_| {});
     let (id, remote) = accepted(&mut h);
     h.handle.send(id, "x".repeat(100)).unwrap();
-    h.shutdown(ShutdownMode::FinishQueues, Some(Duration::from_secs(10)));
+    h.shutdown(ShutdownMode::FinishQueue, Some(Duration::from_secs(10)));
     assert!(!h.stopped(), "waiting for the queue to go out");
     h.advance(Duration::from_secs(9));
     assert!(!h.stopped());
@@ -354,7 +354,7 @@ fn a_shutdown_with_nothing_left_shuts_at_once_and_ends_when_the_peer_closes() {
     let clock = Clock::manual();
     let mut h = server(&net, &clock, 12, |_| {});
     let (_, remote) = accepted(&mut h);
-    h.shutdown(ShutdownMode::FinishQueues, None);
+    h.shutdown(ShutdownMode::FinishQueue, None);
     assert!(remote.at_eof(), "nothing to finish: its write side is shut");
     assert!(net.dial(at(12)).is_err(), "nothing listens any more");
     assert!(!h.stopped(), "lingering until the peer closes");

@@ -695,7 +695,7 @@ pub fn raw_connect_addr(addr: &Address) -> io::Result<RawPeer> {
 
 /// A raw connection to where `c` listens, with read/write timeouts.
 pub fn raw_connect_to<C: Converter>(c: &Connector<C>) -> RawPeer {
-    raw_connect_addr(&c.listen_address().expect("listening")).expect("raw connect")
+    raw_connect_addr(&c.local_address().expect("listening")).expect("raw connect")
 }
 
 /// A raw listener of any transport playing the peer.
