@@ -33,6 +33,8 @@ KINDS = {
 
 def text(fragment):
     """Tags out, entities decoded, whitespace folded."""
+    # rustdoc folds a long struct behind a "Show N fields" toggle.
+    fragment = re.sub(r"<summary[^>]*>.*?</summary>", "", fragment, flags=re.S)
     fragment = re.sub(r"<[^>]+>", "", fragment)
     fragment = re.sub(r"\s+", " ", html.unescape(fragment)).replace("ⓘ", "")
     # One line whatever rustdoc wrapped: `f( a, b, )` as `f(a, b)`.

@@ -22,7 +22,8 @@ use pike::converters::{
 };
 use pike::tls::{ClientTls, ServerTls};
 use pike::{
-    Connection, Connector, ConnectorBuilder, Delivery, DisconnectMode, Event, ShutdownMode,
+    ConnectOptions, Connection, Connector, ConnectorBuilder, Delivery, DisconnectMode, Event,
+    Reconnect, ShutdownMode,
 };
 
 use counting::Counting;
@@ -171,6 +172,46 @@ impl ClientTlsArgs {
     }
 }
 
+/// Trying a connect again when it fails (any of these asks for it).
+#[derive(Debug, Clone, Default, clap::Args)]
+struct ReconnectArgs {
+    /// Try again when connecting fails, waiting at first this long
+    /// (`100ms`, `2s`, …; doubling each time, with a random part).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    reconnect_min: Option<Duration>,
+    /// Try again when connecting fails, waiting at most this long between
+    /// attempts.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    reconnect_max: Option<Duration>,
+    /// Try again when connecting fails, giving up this long after the
+    /// first attempt (default: keep trying).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    give_up_after: Option<Duration>,
+}
+
+impl ReconnectArgs {
+    /// The policy asked for, if any.
+    fn policy(&self) -> Option<Reconnect> {
+        if self.reconnect_min.is_none()
+            && self.reconnect_max.is_none()
+            && self.give_up_after.is_none()
+        {
+            return None;
+        }
+        let mut policy = Reconnect::new();
+        if let Some(d) = self.reconnect_min {
+            policy = policy.min(d);
+        }
+        if let Some(d) = self.reconnect_max {
+            policy = policy.max(d);
+        }
+        if let Some(d) = self.give_up_after {
+            policy = policy.give_up_after(d);
+        }
+        Some(policy)
+    }
+}
+
 /// `30s`, `500ms`, `5m`, `1h`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -228,6 +269,8 @@ enum Command {
         converter: Format,
         #[command(flatten)]
         tls: ClientTlsArgs,
+        #[command(flatten)]
+        reconnect: ReconnectArgs,
     },
     /// Send files to a `pike recv-files` peer at ADDR.
     SendFile {
@@ -307,7 +350,8 @@ fn main() -> ExitCode {
             addr,
             converter,
             tls,
-        } => with_format(converter, &Mode::Connect { tls }, &addr),
+            reconnect,
+        } => with_format(converter, &Mode::Connect { tls, reconnect }, &addr),
         Command::SendFile { addr, files, tls } => send_files(&addr, &files, &tls),
         Command::RecvFiles {
             addr,
@@ -341,6 +385,7 @@ enum Mode {
     },
     Connect {
         tls: ClientTlsArgs,
+        reconnect: ReconnectArgs,
     },
 }
 
@@ -356,7 +401,7 @@ fn with_format(format: Format, mode: &Mode, addr: &str) -> Result<(), String> {
                 limits,
                 tls,
             } => listen(converter, addr, *quiet_ids, *stats, limits, tls),
-            Mode::Connect { tls } => connect(converter, addr, tls),
+            Mode::Connect { tls, reconnect } => connect(converter, addr, tls, reconnect.policy()),
         }
     }
     let size = match mode {
@@ -495,27 +540,41 @@ where
 }
 
 /// Starts a connector and connects it to `addr`, or says why not.
+/// With a reconnect policy it waits as long as the policy tries.
 fn connect_to<C: Converter>(
     converter: C,
     addr: &str,
     tls: &ClientTlsArgs,
+    reconnect: Option<Reconnect>,
 ) -> Result<(Connector<C>, Connection), String> {
     let mut builder = Connector::builder(converter);
     if let Some(tls) = tls.settings()? {
         builder = builder.default_client_tls(tls);
     }
     let c = builder.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let (options, wait) = match reconnect {
+        None => (ConnectOptions::new(), CONNECT_TIMEOUT),
+        Some(policy) => {
+            eprintln!("connecting to {addr} (trying again while it fails)");
+            (ConnectOptions::new().reconnect(policy), Duration::MAX)
+        }
+    };
     let conn = c
-        .connect_timeout(addr, Delivery::Merged, CONNECT_TIMEOUT)
+        .connect_timeout(addr, options, wait)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     Ok((c, conn))
 }
 
-fn connect<C: Converter>(converter: C, addr: &str, tls: &ClientTlsArgs) -> Result<(), String>
+fn connect<C: Converter>(
+    converter: C,
+    addr: &str,
+    tls: &ClientTlsArgs,
+    reconnect: Option<Reconnect>,
+) -> Result<(), String>
 where
     C::Message: LineMessage + std::fmt::Debug,
 {
-    let (c, conn) = connect_to(converter, addr, tls)?;
+    let (c, conn) = connect_to(converter, addr, tls, reconnect)?;
     eprintln!("connected to {addr}");
     {
         let (c, c2) = (c.clone(), c.clone());
@@ -572,7 +631,7 @@ fn send_files(addr: &str, files: &[PathBuf], tls: &ClientTlsArgs) -> Result<(), 
     }
     let converter = Counting::new(FileConverter::new("."));
     let sent = converter.sent.clone();
-    let (c, conn) = connect_to(converter, addr, tls)?;
+    let (c, conn) = connect_to(converter, addr, tls, None)?;
     for f in files {
         c.send(&conn, f.clone()).map_err(|e| e.to_string())?;
     }

@@ -115,6 +115,58 @@ fn connect_sends_stdin_lines_and_prints_messages() {
 }
 
 #[test]
+fn connect_with_reconnect_waits_for_a_listener_started_later() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut client = run_pike(&[
+        "connect",
+        &addr,
+        "--reconnect-min",
+        "5ms",
+        "--reconnect-max",
+        "50ms",
+    ]);
+    client.stderr_line_with("trying again");
+    client.type_line("typed before the server was up");
+    let mut server = run_pike(&["listen", &addr, "--quiet-ids"]);
+    client.stderr_line_with("connected to");
+    assert_eq!(server.stdout_line(), "typed before the server was up");
+    client.close_stdin();
+    assert_eq!(client.wait(), 0);
+    server.signal("INT");
+    assert_eq!(server.wait(), 0);
+}
+
+#[test]
+fn connect_with_a_give_up_limit_fails_in_one_line() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut client = run_pike(&[
+        "connect",
+        &addr,
+        "--reconnect-min",
+        "5ms",
+        "--give-up-after",
+        "100ms",
+    ]);
+    assert_ne!(client.wait(), 0);
+    let said = client.rest_of_stderr();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with("pike: error: cannot connect to")),
+        "{said:?}"
+    );
+}
+
+#[test]
 fn connect_with_the_int_converter_skips_bad_lines() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();

@@ -59,6 +59,7 @@ use crate::error::{
 use crate::event::{Connection, Event};
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::reactor::{Config, Start};
+use crate::reconnect::Reconnect;
 use crate::stats::{ConnectionStats, Stats};
 use crate::sync::{Mutex, Rank, lock};
 use crate::transport;
@@ -112,6 +113,7 @@ pub struct ConnectorBuilder<C> {
     connect_tls: Option<crate::tls::ClientTls>,
     config: Config,
     shutdown_timeout: Option<Duration>,
+    default_reconnect: Option<Reconnect>,
 }
 
 impl<C> fmt::Debug for ConnectorBuilder<C> {
@@ -150,6 +152,16 @@ impl<C: Converter> ConnectorBuilder<C> {
     pub fn listen_tls(mut self, addr: impl Into<Address>, tls: crate::tls::ServerTls) -> Self {
         self.listen = Some(addr.into());
         self.listen_tls = Some(tls);
+        self
+    }
+
+    /// Every connect of this connector tries again as `policy` says when
+    /// an attempt fails, unless its [`ConnectOptions`] say otherwise
+    /// ([`reconnect`](ConnectOptions::reconnect),
+    /// [`no_reconnect`](ConnectOptions::no_reconnect)). Default: a failed
+    /// connect is final (see [`Reconnect`]).
+    pub fn default_reconnect(mut self, policy: Reconnect) -> Self {
+        self.default_reconnect = Some(policy);
         self
     }
 
@@ -424,6 +436,7 @@ impl<C: Converter> ConnectorBuilder<C> {
                 default_tls: self.connect_tls,
                 #[cfg(not(feature = "tls"))]
                 default_tls: None,
+                default_reconnect: self.default_reconnect,
             }),
         })
     }
@@ -460,6 +473,9 @@ struct Inner<C: Converter> {
     local: Option<Address>,
     /// TLS for every connect whose options do not say ([`ConnectorBuilder::default_client_tls`]).
     default_tls: Option<transport::ClientTls>,
+    /// How connects whose options do not say try again
+    /// ([`ConnectorBuilder::default_reconnect`]).
+    default_reconnect: Option<Reconnect>,
 }
 
 impl<C: Converter> Clone for Connector<C> {
@@ -492,6 +508,7 @@ impl<C: Converter> Connector<C> {
             #[cfg(feature = "tls")]
             connect_tls: None,
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
+            default_reconnect: None,
             config: Config::default(),
         }
     }
@@ -648,8 +665,11 @@ impl<C: Converter> Connector<C> {
 
     /// How `options` open a connection to `addr` from this connector.
     fn dial(&self, addr: Address, options: ConnectOptions) -> transport::Dial {
+        let reconnect = options.reconnect_policy(self.inner.default_reconnect);
         let (delivery, tls) = options.resolve(self.inner.default_tls.as_ref());
-        transport::Dial::new(addr.0, delivery, tls)
+        let mut dial = transport::Dial::new(addr.0, delivery, tls);
+        dial.reconnect = reconnect;
+        dial
     }
 
     /// [`connect`](Self::connect) with TLS (feature `tls`).

@@ -365,6 +365,38 @@ impl From<StoppedError> for ConnectError {
 }
 
 impl ConnectError {
+    /// Whether trying again cannot mend it, so that a connection with a
+    /// [`Reconnect`](crate::Reconnect) policy gives up at once: a
+    /// certificate that is untrusted, for another name, expired or whose
+    /// chain is too long; a server that refuses our certificate (or asks
+    /// for one we lack) or does not speak TLS; a handshake larger than
+    /// the limit. Refused, unreachable, unresolved names, timeouts and
+    /// handshakes cut short are worth another try. (`Cancelled` and
+    /// `Stopped` are neither: nothing tries again after them.)
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Tls(e) => matches!(
+                e.kind(),
+                TlsErrorKind::UntrustedCertificate
+                    | TlsErrorKind::NameMismatch
+                    | TlsErrorKind::CertificateExpired
+                    | TlsErrorKind::NoClientCertificate
+                    | TlsErrorKind::ProtocolMismatch
+                    | TlsErrorKind::RefusedByPeer
+                    | TlsErrorKind::HandshakeTooLarge
+                    | TlsErrorKind::ChainTooLong
+            ),
+            Self::Resolve(_) | Self::Io(_) | Self::TimedOut | Self::Cancelled | Self::Stopped => {
+                false
+            }
+        }
+    }
+
+    /// Whether another attempt may follow it.
+    pub(crate) fn is_retryable(&self) -> bool {
+        !self.is_permanent() && !matches!(self, Self::Cancelled | Self::Stopped)
+    }
+
     /// The error for a failed connect: a TLS failure is told as one.
     pub(crate) fn from_io(error: io::Error) -> Self {
         match TlsError::take_from(error) {

@@ -157,6 +157,7 @@ pub mod event;
 mod memory;
 pub mod mode;
 mod reactor;
+pub mod reconnect;
 pub mod stats;
 mod sync;
 #[cfg(feature = "tls")]
@@ -173,3 +174,4 @@ pub use error::{
 };
 pub use event::{Connection, Event};
 pub use mode::{Delivery, DisconnectMode, ShutdownMode};
+pub use reconnect::Reconnect;

@@ -211,6 +211,9 @@ pub struct ConnectionStats {
     pub queued_bytes: u64,
     /// How it ended, once it has.
     pub ending: Option<Ending>,
+    /// Attempts to connect that failed (more than one with a
+    /// [`Reconnect`](crate::Reconnect) policy).
+    pub connect_failures: u64,
 }
 
 /// A connector's numbers: every connection's, open and closed, added up.
@@ -224,6 +227,9 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections made by `connect` that connected.
     pub connected: u64,
+    /// Attempts to connect made again after a failure (connections with a
+    /// [`Reconnect`](crate::Reconnect) policy).
+    pub connect_retries: u64,
     /// Connections closed, by how they ended.
     pub closed: Closed,
     /// What went through every connection.
@@ -269,6 +275,7 @@ impl Stats {
         };
         counter("pike_accepted_total", self.accepted);
         counter("pike_connected_total", self.connected);
+        counter("pike_connect_retries_total", self.connect_retries);
         counter("pike_messages_in_total", self.traffic.messages_in);
         counter("pike_bytes_in_total", self.traffic.bytes_in);
         counter("pike_messages_out_total", self.traffic.messages_out);

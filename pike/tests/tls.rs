@@ -825,3 +825,73 @@ fn the_deprecated_tls_forms_still_work() {
     let result = c.connect_timeout(addr, Delivery::Merged, WAIT);
     result.unwrap();
 }
+
+#[test]
+fn a_reconnecting_tls_client_gives_up_at_once_on_an_untrusted_certificate() {
+    let p = pki();
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls(
+            "127.0.0.1:0",
+            pike::tls::ServerTls::from_pem_files(&p.rogue_cert, &p.rogue_key).unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let client = util::client(StringConverter::new());
+    let forever = pike::Reconnect::new().min(std::time::Duration::from_millis(5));
+    let conn = client
+        .connect(
+            server.local_addr().unwrap(),
+            ConnectOptions::new().tls(&p.client()).reconnect(forever),
+        )
+        .unwrap();
+    match next(&client) {
+        Event::FinishConnect(f) => {
+            let e = f.reason.expect("refused");
+            assert!(e.is_permanent(), "{e}");
+            assert_eq!(tls_kind(&e), TlsErrorKind::UntrustedCertificate, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.stats().connect_retries, 0);
+    assert!(client.connection_stats(&conn).is_none(), "closed");
+}
+
+#[test]
+fn a_reconnecting_tls_client_connects_once_its_server_is_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = util::client(StringConverter::new());
+    let retry = pike::Reconnect::new()
+        .min(std::time::Duration::from_millis(5))
+        .max(std::time::Duration::from_millis(40));
+    let conn = client
+        .connect(
+            ("127.0.0.1", port),
+            ConnectOptions::new().tls(&pki().client()).reconnect(retry),
+        )
+        .unwrap();
+    client
+        .send(&conn, "over TLS, in the end".to_owned())
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while client.stats().connect_retries < 2 {
+        assert!(std::time::Instant::now() < deadline, "no retry");
+        std::thread::park_timeout(std::time::Duration::from_millis(1));
+    }
+    let server = Connector::builder(StringConverter::new())
+        .listen_tls(("127.0.0.1", port), pki().server())
+        .spawn()
+        .unwrap();
+    match next(&client) {
+        Event::FinishConnect(f) => assert!(f.success(), "{:?}", f.reason),
+        other => panic!("{other:?}"),
+    }
+    let _ = accept(&server, Delivery::Merged);
+    match next(&server) {
+        Event::MessageReceived(m) => assert_eq!(m.message, "over TLS, in the end"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -159,6 +159,17 @@ class FileConverter:
     def save_directory(self) -> str: ...
 
 @final
+class Reconnect:
+    """How a connect tries again when it fails: waits from `min` to `max`
+    seconds (doubling, with a random part), giving up `give_up_after`
+    seconds after the first attempt (`None`: never). The connection keeps
+    its `Connection` and its unsent messages through the attempts."""
+
+    def __init__(self, min: float = 0.1, max: float = 10.0, give_up_after: Optional[float] = None) -> None: ...
+
+_ReconnectArg = Union[bool, Reconnect, None]
+
+@final
 class Connector:
     """The hub through which connections are made and messages sent and
     received; thread-safe."""
@@ -186,9 +197,16 @@ class Connector:
         """Deprecated: the old name of `local_address`."""
     def is_stopped(self) -> bool: ...
     def memory_in_use(self) -> int: ...
-    def connect(self, host: str, port: Optional[int] = None, separate: bool = False) -> Connection:
+    def connect(
+        self,
+        host: str,
+        port: Optional[int] = None,
+        separate: bool = False,
+        reconnect: _ReconnectArg = None,
+    ) -> Connection:
         """Starts connecting; a `FinishConnectEvent` follows. With no `port`,
-        `host` is a whole address (`"unix:/path"`)."""
+        `host` is a whole address (`"unix:/path"`). `reconnect` (`True` or a
+        `Reconnect`) tries again while connecting fails."""
     def connect_waiting(
         self,
         host: str,
@@ -196,6 +214,7 @@ class Connector:
         separate: bool = False,
         callback: Optional[Callable[[Connection, bool], Any]] = None,
         timeout: float = 10.0,
+        reconnect: _ReconnectArg = None,
     ) -> Tuple[Connection, bool]:
         """Connects and waits for the outcome; `callback(connection, success)`
         runs before any event of the connection is delivered."""

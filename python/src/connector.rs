@@ -13,7 +13,10 @@ use pike::converters::{
     IntConverter, StringConverter, VecConverter,
 };
 use pike::error::{ConnectError, RecvTimeoutError, SendTimeoutError, TrySendError};
-use pike::{Address, Connection as RustConnection, Delivery, DisconnectMode, ShutdownMode};
+use pike::{
+    Address, ConnectOptions, Connection as RustConnection, Delivery, DisconnectMode, Reconnect,
+    ShutdownMode,
+};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -36,14 +39,14 @@ trait Engine: Send + Sync {
     fn spawn(&self) -> PyResult<()>;
     fn is_stopped(&self) -> bool;
     fn local_address(&self) -> Option<Address>;
-    fn connect(&self, addr: Address, delivery: Delivery) -> PyResult<RustConnection>;
+    fn connect(&self, addr: Address, options: ConnectOptions) -> PyResult<RustConnection>;
     /// Blocks (the GIL released) until connected, failed or `timeout`;
     /// `on_success` runs before any event of the connection is delivered.
     fn connect_waiting(
         &self,
         py: Python<'_>,
         addr: Address,
-        delivery: Delivery,
+        options: ConnectOptions,
         timeout: Duration,
         on_success: &mut (dyn FnMut(RustConnection) + Send),
     ) -> Result<RustConnection, ConnectError>;
@@ -90,9 +93,9 @@ impl<C: Bridge> Engine for Typed<C> {
         self.connector.local_address()
     }
 
-    fn connect(&self, addr: Address, delivery: Delivery) -> PyResult<RustConnection> {
+    fn connect(&self, addr: Address, options: ConnectOptions) -> PyResult<RustConnection> {
         self.connector
-            .connect(addr, delivery)
+            .connect(addr, options)
             .map_err(|_| ConnectorStopped::new_err(()))
     }
 
@@ -100,13 +103,13 @@ impl<C: Bridge> Engine for Typed<C> {
         &self,
         py: Python<'_>,
         addr: Address,
-        delivery: Delivery,
+        options: ConnectOptions,
         timeout: Duration,
         on_success: &mut (dyn FnMut(RustConnection) + Send),
     ) -> Result<RustConnection, ConnectError> {
         py.detach(|| {
             self.connector
-                .connect_timeout_with(addr, delivery, timeout, on_success)
+                .connect_timeout_with(addr, options, timeout, on_success)
         })
     }
 
@@ -408,18 +411,21 @@ impl PyConnector {
     /// once; a `FinishConnectEvent` follows. Messages sent meanwhile are
     /// written once connected, or come back in that event. With
     /// `separate=True` its events go to `recv_connection`. With no `port`,
-    /// `host` is a whole address (`"unix:/path"`).
-    #[pyo3(signature = (host, port = None, separate = false))]
+    /// `host` is a whole address (`"unix:/path"`). `reconnect` (`True`, or
+    /// a `Reconnect`) tries again while connecting fails.
+    #[pyo3(signature = (host, port = None, separate = false, reconnect = None))]
     fn connect(
         &self,
         py: Python<'_>,
         host: &str,
         port: Option<u16>,
         separate: bool,
+        reconnect: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Connection>> {
+        let options = options(separate, reconnect)?;
         let id = self
             .engine
-            .connect(address(host, port, "127.0.0.1"), delivery(separate))?
+            .connect(address(host, port, "127.0.0.1"), options)?
             .id();
         self.registry.insert(id, peer_of(host, port));
         self.registry.connection(py, id, false)
@@ -429,7 +435,8 @@ impl PyConnector {
     /// returns `(connection, success)`. No `FinishConnectEvent` is made.
     /// `callback(connection, success)` runs before any event of the
     /// connection is delivered.
-    #[pyo3(signature = (host, port = None, separate = false, callback = None, timeout = 10.0))]
+    #[pyo3(signature = (host, port = None, separate = false, callback = None, timeout = 10.0, reconnect = None))]
+    #[allow(clippy::too_many_arguments)]
     fn connect_waiting(
         &self,
         py: Python<'_>,
@@ -438,7 +445,9 @@ impl PyConnector {
         separate: bool,
         callback: Option<Py<PyAny>>,
         timeout: f64,
+        reconnect: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(Py<Connection>, bool)> {
+        let options = options(separate, reconnect)?;
         let mut failure: Option<PyErr> = None;
         let registry = &self.registry;
         let mut on_success = |c: RustConnection| {
@@ -457,7 +466,7 @@ impl PyConnector {
         let outcome = self.engine.connect_waiting(
             py,
             address(host, port, "127.0.0.1"),
-            delivery(separate),
+            options,
             seconds(timeout)?,
             &mut on_success,
         );
@@ -648,6 +657,53 @@ fn delivery(separate: bool) -> Delivery {
         Delivery::Separate
     } else {
         Delivery::Merged
+    }
+}
+
+/// A connect's options: its delivery, and `reconnect` (`None` or `False`:
+/// none; `True`: the defaults; or a `Reconnect`).
+fn options(separate: bool, reconnect: Option<&Bound<'_, PyAny>>) -> PyResult<ConnectOptions> {
+    let options = ConnectOptions::from(delivery(separate));
+    let Some(reconnect) = reconnect.filter(|r| !r.is_none()) else {
+        return Ok(options);
+    };
+    if let Ok(policy) = reconnect.cast::<PyReconnect>() {
+        return Ok(options.reconnect(policy.get().policy));
+    }
+    match reconnect.extract::<bool>() {
+        Ok(true) => Ok(options.reconnect(Reconnect::new())),
+        Ok(false) => Ok(options),
+        Err(_) => Err(PyTypeError::new_err(
+            "reconnect is True, False, None or a pike.Reconnect",
+        )),
+    }
+}
+
+/// How a connect tries again when it fails: waits from `min` to `max`
+/// seconds (doubling, with a random part), giving up `give_up_after`
+/// seconds after the first attempt (`None`: never). Connections keep their
+/// `Connection` and their unsent messages through the attempts; only the
+/// last failure makes a `FinishConnectEvent`.
+#[pyclass(name = "Reconnect", module = "pike", frozen)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PyReconnect {
+    policy: Reconnect,
+}
+
+#[pymethods]
+impl PyReconnect {
+    #[new]
+    #[pyo3(signature = (min = 0.1, max = 10.0, give_up_after = None))]
+    fn new(min: f64, max: f64, give_up_after: Option<f64>) -> PyResult<Self> {
+        let mut policy = Reconnect::new().min(seconds(min)?).max(seconds(max)?);
+        if let Some(limit) = give_up_after {
+            policy = policy.give_up_after(seconds(limit)?);
+        }
+        Ok(Self { policy })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.policy)
     }
 }
 

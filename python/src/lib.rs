@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _pike(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connector::PyConnector>()?;
+    m.add_class::<connector::PyReconnect>()?;
     m.add(
         "ConnectorStopped",
         m.py().get_type::<connector::ConnectorStopped>(),

@@ -494,3 +494,44 @@ def test_a_failed_connect_waiting_still_hands_back_a_closed_connection(connector
     event = recv(c)
     assert event.type() == Event.REJECTED_MESSAGE
     assert event.message() == "to nobody"
+
+
+def test_connect_with_reconnect_waits_for_a_server_started_later(connectors):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = connectors(listening=False)
+    c.run(block=False)
+    import pike
+
+    connection = c.connect("127.0.0.1", port, reconnect=pike.Reconnect(min=0.005, max=0.05))
+    c.send(connection, "sent before the server was up")
+    server = pike.Connector(pike.Primitives.STRING_CONVERTER, port, host="127.0.0.1")
+    server.run(block=False)
+    try:
+        event = recv(c)
+        assert event.type() == Event.FINISH_CONNECT
+        assert event.success()
+        assert event.connection() == connection
+        recv(server).finish_accept()
+        assert recv(server).message() == "sent before the server was up"
+    finally:
+        server.shutdown(now=True)
+
+
+def test_connect_waiting_with_reconnect_gives_up_after_its_limit(connectors):
+    import pike
+
+    c = connectors(listening=False)
+    c.run(block=False)
+    policy = pike.Reconnect(min=0.005, max=0.02, give_up_after=0.1)
+    connection, ok = c.connect_waiting("127.0.0.1", dead_port(), reconnect=policy)
+    assert not ok
+    try:
+        c.connect("127.0.0.1", dead_port(), reconnect="yes")
+    except TypeError as e:
+        assert "reconnect" in str(e)
+    else:
+        raise AssertionError("a bad reconnect argument is refused")

@@ -1,6 +1,7 @@
 //! [`ConnectOptions`]: how one connection is opened, for every connect.
 
 use crate::mode::Delivery;
+use crate::reconnect::Reconnect;
 use crate::transport;
 
 /// How to open a connection: where its events go, and over what (the
@@ -36,6 +37,8 @@ use crate::transport;
 pub struct ConnectOptions {
     delivery: Delivery,
     layer: Layer,
+    /// `None`: the connector's default; `Some(None)`: never.
+    reconnect: Option<Option<Reconnect>>,
 }
 
 /// What a connection runs over.
@@ -79,6 +82,26 @@ impl ConnectOptions {
     pub fn plaintext(mut self) -> Self {
         self.layer = Layer::Plain;
         self
+    }
+
+    /// Tries again, as `policy` says, when an attempt to connect fails
+    /// (see [`Reconnect`]).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(Some(policy));
+        self
+    }
+
+    /// Does not try again when connecting fails, even from a connector
+    /// whose connects do by default
+    /// ([`ConnectorBuilder::default_reconnect`](crate::ConnectorBuilder::default_reconnect)).
+    pub fn no_reconnect(mut self) -> Self {
+        self.reconnect = Some(None);
+        self
+    }
+
+    /// Its reconnect policy, given the connector's default.
+    pub(crate) fn reconnect_policy(&self, default: Option<Reconnect>) -> Option<Reconnect> {
+        self.reconnect.unwrap_or(default)
     }
 
     /// Its delivery, and its TLS given the connector's default.

@@ -107,6 +107,7 @@ use crate::event::{
     RemoteDisconnect,
 };
 use crate::mode::{DisconnectMode, ShutdownMode};
+use crate::reconnect::{Jitter, Reconnect};
 use crate::stats::{ConnectionStats, Ending, HandedBack, Traffic};
 
 use recv::Inbox;
@@ -370,6 +371,27 @@ pub struct Endpoint<C: Converter> {
     streaming: bool,
     /// A full lot was written while the window was open.
     lot_written: bool,
+    /// How a failed connect is tried again, if it is (see
+    /// [`set_reconnect`](Self::set_reconnect)). Boxed: most connections
+    /// have none, and an idle connection keeps its size.
+    redial: Option<Box<Redial>>,
+}
+
+/// A connection's reconnect policy and where it is in it.
+#[derive(Debug)]
+struct Redial {
+    policy: Reconnect,
+    jitter: Jitter,
+    /// When it gives up (from the first attempt and the policy's limit).
+    give_up_at: Option<Instant>,
+    /// Failures in a row.
+    failures: u32,
+    /// The last failure, reported if it gives up.
+    last_error: Option<ConnectError>,
+    /// An attempt failed: wait this long, from the next `now` given.
+    wait: Option<Duration>,
+    /// Dial again then.
+    at: Option<Instant>,
 }
 
 /// The endpoint's counters (see [`ConnectionStats`]).
@@ -381,6 +403,8 @@ struct Counters {
     handed_back: HandedBack,
     protocol_errors: u64,
     ending: Option<Ending>,
+    /// (A `u32` beside `ending`, in what would be padding.)
+    connect_failures: u32,
 }
 
 impl<C: Converter> fmt::Debug for Endpoint<C> {
@@ -479,6 +503,7 @@ impl<C: Converter> Endpoint<C> {
             coalesce_until: None,
             streaming: false,
             lot_written: false,
+            redial: None,
         }
     }
 
@@ -631,6 +656,7 @@ impl<C: Converter> Endpoint<C> {
             queued_messages: self.outbox.unwritten() as u64,
             queued_bytes: self.outbox.bytes() as u64,
             ending: c.ending,
+            connect_failures: u64::from(c.connect_failures),
         }
     }
 
@@ -670,7 +696,7 @@ impl<C: Converter> Endpoint<C> {
         let t = &self.timers;
         let handshake = t.deadline.filter(|_| t.handshake);
         match self.state {
-            State::Connecting => t.deadline,
+            State::Connecting => t.deadline.or(self.redial.as_ref().and_then(|r| r.at)),
             State::Accepting => handshake,
             State::Open | State::Disconnecting(_) if self.peer_gone.is_none() => {
                 let idle = c.idle_timeout.zip(t.last_input).map(|(d, at)| at + d);
@@ -924,6 +950,10 @@ impl<C: Converter> Endpoint<C> {
         self.timers.last_input = Some(now);
         self.timers.handshake = false;
         self.timers.deadline = None;
+        if let Some(r) = self.redial.as_deref_mut() {
+            r.failures = 0;
+            r.last_error = None;
+        }
         self.events
             .push_back(EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
@@ -934,11 +964,71 @@ impl<C: Converter> Endpoint<C> {
     }
 
     /// Connecting failed; every message sent meanwhile comes back in the
-    /// `FinishConnect` event.
+    /// `FinishConnect` event, unless the connection tries again (see
+    /// [`set_reconnect`](Self::set_reconnect)).
     pub fn handle_connect_failed(&mut self, error: ConnectError) {
         if self.state == State::Connecting {
             self.connect_failed(error);
         }
+    }
+
+    /// Tries a connect again after a failure that another attempt may
+    /// mend ([`ConnectError::is_permanent`]), waiting as `policy` says,
+    /// until it gives up; `seed` chooses the random part of the waits,
+    /// and the policy's limit counts from `now`. While it waits, the
+    /// connection stays [`State::Connecting`] with its unsent queue; the
+    /// driver drops the failed transport
+    /// ([`awaiting_redial`](Self::awaiting_redial)) and dials again when
+    /// [`redial_due`](Self::redial_due) says.
+    pub fn set_reconnect(&mut self, policy: Reconnect, seed: u64, now: Instant) {
+        self.redial = Some(Box::new(Redial {
+            policy,
+            jitter: Jitter::new(seed),
+            give_up_at: policy.limit().and_then(|l| now.checked_add(l)),
+            failures: 0,
+            last_error: None,
+            wait: None,
+            at: None,
+        }));
+    }
+
+    /// Whether an attempt failed and the connection waits to dial again
+    /// (its transport, if any, is dead).
+    pub fn awaiting_redial(&self) -> bool {
+        self.state == State::Connecting
+            && self
+                .redial
+                .as_ref()
+                .is_some_and(|r| r.wait.is_some() || r.at.is_some())
+    }
+
+    /// Whether to dial again now. A wait that began with a failure is
+    /// counted from `now`, the first time it is known (and cut short at
+    /// the policy's limit); past the limit the connection gives up, with
+    /// the last failure in its `FinishConnect`. When it says yes, the
+    /// connect timeout starts over from `now`.
+    pub fn redial_due(&mut self, now: Instant) -> bool {
+        if self.state != State::Connecting {
+            return false;
+        }
+        let Some(r) = self.redial.as_deref_mut() else {
+            return false;
+        };
+        if let Some(wait) = r.wait.take() {
+            if r.give_up_at.is_some_and(|limit| now >= limit) {
+                let error = r.last_error.take().unwrap_or(ConnectError::TimedOut);
+                self.give_up(error);
+                return false;
+            }
+            let at = now.checked_add(wait).unwrap_or(now);
+            r.at = Some(r.give_up_at.map_or(at, |limit| at.min(limit)));
+        }
+        if r.at.is_none_or(|at| at > now) {
+            return false;
+        }
+        r.at = None;
+        self.timers.deadline = self.config.connect_timeout.and_then(|t| now.checked_add(t));
+        true
     }
 
     /// The socket took the first `n` bytes of [`transmit`](Self::transmit).
@@ -1497,7 +1587,35 @@ impl<C: Converter> Endpoint<C> {
             }));
     }
 
+    /// An attempt to connect failed: another follows after a wait if the
+    /// connection has a reconnect policy and trying again may mend it;
+    /// otherwise it gives up.
     fn connect_failed(&mut self, error: ConnectError) {
+        if !matches!(error, ConnectError::Cancelled) {
+            self.counters.connect_failures = self.counters.connect_failures.saturating_add(1);
+        }
+        if let Some(r) = self.redial.as_deref_mut()
+            && error.is_retryable()
+        {
+            r.failures = r.failures.saturating_add(1);
+            let wait = r.policy.wait(r.failures, r.jitter.next());
+            tracing::debug!(
+                "{}: connect failed ({error}); trying again in {wait:?}",
+                self.connection
+            );
+            r.last_error = Some(error);
+            r.wait = Some(wait);
+            r.at = None;
+            self.timers.deadline = None;
+            self.timers.handshake = false;
+            return;
+        }
+        self.give_up(error);
+    }
+
+    /// Connecting ends unsuccessfully: every message sent meanwhile comes
+    /// back in the `FinishConnect`.
+    fn give_up(&mut self, error: ConnectError) {
         let (_, queued) = self.outbox.take_all_unsent();
         self.counters.handed_back.at_close += queued.len() as u64;
         self.counters.ending = Some(Ending::ConnectFailed);

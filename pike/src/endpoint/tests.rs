@@ -2184,3 +2184,204 @@ fn a_peer_that_speaks_tls_to_plaintext_is_told_apart_from_a_broken_one() {
         );
     }
 }
+
+// ----- reconnect -------------------------------------------------------------
+
+fn refused() -> ConnectError {
+    ConnectError::Io(io::ErrorKind::ConnectionRefused.into())
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A connecting endpoint that tries again as `policy` says (limits from
+/// t0), with a connect timeout of `connect_timeout` if given.
+fn redialing(policy: Reconnect, connect_timeout: Option<Duration>) -> Endpoint<StringConverter> {
+    let config = EndpointConfig {
+        connect_timeout,
+        ..EndpointConfig::default()
+    };
+    let mut ep = configured(config, false);
+    ep.set_reconnect(policy, 42, t0());
+    ep
+}
+
+/// Fails the attempt under way at `now` and returns when the next is due.
+fn fail_and_wait(ep: &mut Endpoint<StringConverter>, now: Instant) -> Instant {
+    ep.handle_connect_failed(refused());
+    assert!(
+        events(ep).is_empty(),
+        "a failure it retries is not reported"
+    );
+    assert!(ep.awaiting_redial());
+    assert_eq!(ep.state(), State::Connecting);
+    assert!(!ep.redial_due(now), "it waits first");
+    let at = ep.poll_timeout().expect("a wake-up for the next attempt");
+    assert!(at > now);
+    at
+}
+
+#[test]
+fn a_failed_connect_with_a_policy_waits_dials_again_and_keeps_its_queue() {
+    let policy = Reconnect::new().min(ms(100)).max(ms(1000));
+    let mut ep = redialing(policy, None);
+    ep.send(s("sent while down"));
+    let at = fail_and_wait(&mut ep, t0());
+    let wait = at - t0();
+    assert!(wait >= ms(100) && wait <= ms(150), "{wait:?}");
+    // Not a moment early; the timer's wake-up itself does not report it.
+    assert!(!ep.redial_due(at - ms(1)));
+    ep.handle_timeout(at);
+    assert!(events(&mut ep).is_empty());
+    assert!(ep.redial_due(at));
+    assert!(!ep.awaiting_redial());
+    assert!(!ep.redial_due(at), "once");
+    // It connects: one FinishConnect, a success, and the queue goes out.
+    ep.handle_connected(at + ms(5));
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::FinishConnect(f)] => assert!(f.success()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(write_all(&mut ep), b"15 sent while down");
+}
+
+#[test]
+fn the_waits_grow_to_the_maximum_and_start_over_after_a_success() {
+    let policy = Reconnect::new().min(ms(100)).max(ms(800));
+    let mut ep = redialing(policy, None);
+    let mut now = t0();
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let at = fail_and_wait(&mut ep, now);
+        waits.push(at - now);
+        assert!(ep.redial_due(at));
+        now = at;
+    }
+    for (i, w) in waits.iter().enumerate() {
+        let base = (ms(100) * 2u32.pow(i as u32)).min(ms(800));
+        assert!(
+            *w >= base && *w <= (base + base / 2).min(ms(800)),
+            "{i}: {w:?}"
+        );
+    }
+    assert_eq!(*waits.last().unwrap(), ms(800));
+    // Connected, then (a later issue's link reconnect aside) a new run of
+    // failures would start from the minimum again.
+    ep.handle_connected(now);
+    assert_eq!(ep.redial.as_ref().unwrap().failures, 0);
+}
+
+#[test]
+fn it_gives_up_at_the_limit_with_the_last_failure_and_every_message() {
+    let policy = Reconnect::new()
+        .min(ms(100))
+        .max(ms(400))
+        .give_up_after(ms(1000));
+    let mut ep = redialing(policy, None);
+    for m in ["a", "b"] {
+        ep.send(s(m));
+    }
+    let mut now = t0();
+    let mut attempts = 1;
+    loop {
+        ep.handle_connect_failed(refused());
+        assert!(events(&mut ep).is_empty());
+        assert!(!ep.redial_due(now));
+        if ep.state() == State::Closed {
+            break;
+        }
+        let at = ep.poll_timeout().expect("another attempt");
+        assert!(
+            at <= t0() + ms(1000),
+            "never past the limit: {:?}",
+            at - t0()
+        );
+        assert!(ep.redial_due(at));
+        attempts += 1;
+        now = at;
+    }
+    // The attempt at the limit was the last.
+    assert_eq!(now, t0() + ms(1000));
+    assert!(attempts >= 4, "{attempts}");
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::FinishConnect(f)] => {
+            assert!(
+                matches!(f.reason, Some(ConnectError::Io(_))),
+                "{:?}",
+                f.reason
+            );
+            assert_eq!(f.queued, strings(&["a", "b"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn a_failure_another_attempt_cannot_mend_ends_it_at_once() {
+    let mut ep = redialing(Reconnect::new(), None);
+    ep.send(s("x"));
+    let untrusted =
+        crate::error::TlsError::new(crate::error::TlsErrorKind::UntrustedCertificate, "test");
+    ep.handle_connect_failed(ConnectError::Tls(untrusted));
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::FinishConnect(f)] => {
+            assert!(matches!(&f.reason, Some(e) if e.is_permanent()));
+            assert_eq!(f.queued, strings(&["x"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!ep.awaiting_redial());
+}
+
+#[test]
+fn disconnect_or_shutdown_while_it_waits_cancels_with_the_queue() {
+    for shut in [false, true] {
+        let mut ep = redialing(Reconnect::new(), None);
+        ep.send(s("x"));
+        fail_and_wait(&mut ep, t0());
+        if shut {
+            ep.shutdown(ShutdownMode::FinishQueue);
+        } else {
+            ep.disconnect(DisconnectMode::FinishQueue);
+        }
+        match events(&mut ep).as_slice() {
+            [EndpointEvent::FinishConnect(f)] => {
+                assert!(matches!(f.reason, Some(ConnectError::Cancelled)));
+                assert_eq!(f.queued, strings(&["x"]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!ep.awaiting_redial() && ep.poll_timeout().is_none());
+    }
+}
+
+#[test]
+fn each_attempt_has_the_whole_connect_timeout_and_a_timeout_is_tried_again() {
+    let policy = Reconnect::new().min(ms(100)).max(ms(100));
+    let mut ep = redialing(policy, Some(secs(1)));
+    assert_eq!(ep.poll_timeout(), Some(t0() + secs(1)));
+    ep.handle_timeout(t0() + secs(1));
+    assert!(
+        events(&mut ep).is_empty(),
+        "a timed-out attempt is tried again"
+    );
+    assert!(ep.awaiting_redial());
+    let failed = t0() + secs(1);
+    assert!(!ep.redial_due(failed));
+    let at = ep.poll_timeout().unwrap();
+    assert_eq!(at, failed + ms(100));
+    assert!(ep.redial_due(at));
+    // The new attempt's own timeout, from when it began.
+    assert_eq!(ep.poll_timeout(), Some(at + secs(1)));
+}
+
+#[test]
+fn without_a_policy_a_failure_is_final_as_before() {
+    let mut ep = endpoint::<StringConverter>(1024, false);
+    ep.handle_connect_failed(refused());
+    assert!(!ep.awaiting_redial());
+    assert!(!ep.redial_due(t0() + secs(100)));
+    assert_eq!(events(&mut ep).len(), 1);
+}

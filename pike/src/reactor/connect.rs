@@ -14,6 +14,7 @@
 //!   cancel), and [`outlet`](super::outlet) hands that to a
 //!   `connect_waiting` caller instead, with its real error.
 
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -49,8 +50,20 @@ impl<C: Converter> Reactor<C> {
         let cancelled = conn.endpoint.state() != State::Connecting;
         conn.span().in_scope(|| tracing::debug!("connecting"));
         conn.waiter = waiter;
-        let Dial { target, layer, .. } = dial;
+        let Dial {
+            target,
+            layer,
+            reconnect,
+            ..
+        } = dial;
         conn.dialing().layer = layer;
+        if let Some(policy) = reconnect {
+            // Each connection its own random waits, unlike any other
+            // process's: clients of a restarted server come back apart.
+            let seed = RandomState::new().hash_one(id);
+            conn.endpoint.set_reconnect(policy, seed, self.clock.now());
+            conn.dialing().target = Some(target.clone());
+        }
         drop(conn);
         self.conns.add(id);
         // Driven once: its events are passed on, its timeout entered.
@@ -61,6 +74,27 @@ impl<C: Converter> Reactor<C> {
         if self.ending.mode.is_some() {
             return self.connect_failed(id, ConnectError::Cancelled);
         }
+        self.dial_target(id, target);
+    }
+
+    /// Dials a connection that waited after a failed attempt (see
+    /// `Endpoint::redial_due`): the name is resolved again, and every
+    /// address tried again.
+    pub(super) fn redial(&mut self, id: Connection) {
+        let Some(target) = self
+            .with_served(id, |c| c.dialing().target.clone())
+            .flatten()
+        else {
+            return;
+        };
+        tracing::debug!("{id}: dialing again");
+        lock(&self.shared.totals).connect_retries += 1;
+        self.dial_target(id, target);
+    }
+
+    /// Resolves `target` (off the loop, if it is a name) and tries its
+    /// addresses in turn.
+    fn dial_target(&mut self, id: Connection, target: Target) {
         let peers: Vec<Peer> = match target {
             Target::Addrs(addrs) => addrs.into_iter().map(Peer::Inet).collect(),
             Target::Unix(addr) => vec![Peer::Unix(addr)],
@@ -199,13 +233,32 @@ impl<C: Converter> Reactor<C> {
         }
     }
 
-    /// Connecting failed (or was cancelled): the endpoint reports it.
+    /// Connecting failed (or was cancelled): the endpoint reports it, or
+    /// waits to try again (and the dead transport goes).
     pub(super) fn connect_failed(&mut self, id: Connection, error: ConnectError) {
         if self
             .with_served(id, |c| c.endpoint.handle_connect_failed(error))
             .is_some()
         {
+            self.drop_failed_transport(id);
             self.mark_ready(id);
         }
+    }
+
+    /// Lets go of the transport of a connection that waits to dial again:
+    /// it failed, and would only report its failure again.
+    pub(super) fn drop_failed_transport(&mut self, id: Connection) {
+        let Some(mut conn) = self.served(id) else {
+            return;
+        };
+        if !conn.endpoint.awaiting_redial() {
+            return;
+        }
+        if let Some(mut old) = conn.transport.take() {
+            let _ = old.deregister(self.poller.registry());
+        }
+        conn.readable = false;
+        conn.writable = false;
+        conn.read_closed = false;
     }
 }

@@ -67,6 +67,24 @@ impl<C: Converter> Reactor<C> {
                 None => return,
             };
         }
+        if guard.endpoint.awaiting_redial() {
+            // An attempt failed and another follows: the dead transport
+            // goes, and the new attempt starts when its wait is over.
+            drop(guard);
+            self.drop_failed_transport(id);
+            guard = match self.directory.lock(id) {
+                Some(guard) => guard,
+                None => return,
+            };
+            if guard.endpoint.redial_due(self.clock.now()) {
+                drop(guard);
+                self.redial(id);
+                guard = match self.directory.lock(id) {
+                    Some(guard) => guard,
+                    None => return,
+                };
+            }
+        }
         let room = guard.room();
         let span = guard.span().clone();
         let _in_span = span.enter();
@@ -185,7 +203,15 @@ impl<C: Converter> Reactor<C> {
         let budget_freed = guard.settle(&self.out.budget);
         let look_again = guard.budget_paused && guard.counted == 0;
         let input_before = std::mem::replace(&mut guard.input_bytes, input_bytes);
+        // An attempt that failed in the loop (the peer closed or reset it
+        // during its TLS handshake) waits to dial again: its transport goes
+        // now, and the next drive starts the wait.
+        let redial = guard.endpoint.awaiting_redial() && guard.transport.is_some();
         drop(guard);
+        if redial {
+            self.drop_failed_transport(id);
+            self.mark_ready(id);
+        }
         self.account_input(input_before, input_bytes);
         if budget_freed {
             self.resume_budget();

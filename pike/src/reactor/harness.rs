@@ -186,6 +186,17 @@ impl<C: Converter> Harness<C> {
         self.handle.connect(dial).expect("running")
     }
 
+    /// [`connect`](Self::connect), trying again as `policy` says.
+    pub(crate) fn connect_retrying(
+        &mut self,
+        addr: SocketAddr,
+        policy: crate::reconnect::Reconnect,
+    ) -> Connection {
+        let mut dial = Dial::new(Target::Addrs(vec![addr]), Delivery::Merged, None);
+        dial.reconnect = Some(policy);
+        self.handle.connect(dial).expect("running")
+    }
+
     /// The test dials this loop's listener: its end, once the loop has
     /// accepted it (and queued its `RemoteConnect`).
     pub(crate) fn dial(&mut self) -> Remote {

@@ -158,6 +158,9 @@ pub(crate) struct Dialing {
     last_error: Option<io::Error>,
     /// What its bytes go through once connected (TLS, say).
     layer: crate::transport::Layer,
+    /// Where it connects to, kept to dial again (a connection with a
+    /// reconnect policy).
+    target: Option<crate::address::Target>,
 }
 
 /// What the loop keeps of one connection it serves, by the connection's

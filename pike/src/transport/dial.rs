@@ -53,6 +53,8 @@ pub(crate) struct Dial {
     pub(crate) target: Target,
     pub(crate) delivery: Delivery,
     pub(crate) layer: Layer,
+    /// How a failed attempt is tried again, if it is.
+    pub(crate) reconnect: Option<crate::reconnect::Reconnect>,
 }
 
 impl Dial {
@@ -71,6 +73,7 @@ impl Dial {
             target,
             delivery,
             layer,
+            reconnect: None,
         }
     }
 }
