@@ -596,6 +596,11 @@ where
                 break;
             }
             Event::RejectedMessage(r) => eprintln!("not sent: {}", r.reason),
+            Event::LinkDown(d) => eprintln!(
+                "link lost ({}); dialing again; {} line(s) written to it unconfirmed",
+                d.reason, d.unconfirmed
+            ),
+            Event::LinkUp(_) => eprintln!("link back to {addr}"),
             _ => {}
         }
     }

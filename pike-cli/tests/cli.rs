@@ -142,6 +142,37 @@ fn connect_with_reconnect_waits_for_a_listener_started_later() {
 }
 
 #[test]
+fn connect_with_reconnect_rides_out_a_listener_restart() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = run_pike(&["listen", &addr, "--quiet-ids"]);
+    server.stderr_line_with("listening on");
+    let mut client = run_pike(&["connect", &addr, "--reconnect-min", "5ms"]);
+    client.stderr_line_with("connected to");
+    client.type_line("to the first");
+    assert_eq!(server.stdout_line(), "to the first");
+    server.signal("INT");
+    assert_eq!(server.wait(), 0);
+    assert!(
+        client
+            .stderr_line_with("link lost")
+            .contains("dialing again")
+    );
+    let mut server = run_pike(&["listen", &addr, "--quiet-ids"]);
+    client.stderr_line_with("link back");
+    client.type_line("to the second");
+    assert_eq!(server.stdout_line(), "to the second");
+    client.close_stdin();
+    assert_eq!(client.wait(), 0);
+    server.signal("INT");
+    assert_eq!(server.wait(), 0);
+}
+
+#[test]
 fn connect_with_a_give_up_limit_fails_in_one_line() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -94,6 +94,11 @@ pub enum Event<M> {
     MessageReceived(MessageReceived<M>),
     /// A message handed to `send` could not be sent.
     RejectedMessage(RejectedMessage<M>),
+    /// The link of a connection that reconnects broke; it is being
+    /// redialled, its unsent messages waiting (see [`LinkDown`]).
+    LinkDown(LinkDown),
+    /// The link of a connection that reconnects is back (see [`LinkUp`]).
+    LinkUp(LinkUp),
 }
 
 impl<M> Event<M> {
@@ -106,6 +111,8 @@ impl<M> Event<M> {
             Event::RemoteDisconnect(e) => e.connection,
             Event::MessageReceived(e) => e.connection,
             Event::RejectedMessage(e) => e.connection,
+            Event::LinkDown(e) => e.connection,
+            Event::LinkUp(e) => e.connection,
         }
     }
 
@@ -114,11 +121,45 @@ impl<M> Event<M> {
         match self {
             Event::FinishConnect(e) => !e.success(),
             Event::FinishDisconnect(_) | Event::RemoteDisconnect(_) => true,
-            Event::RemoteConnect(_) | Event::MessageReceived(_) | Event::RejectedMessage(_) => {
-                false
-            }
+            Event::RemoteConnect(_)
+            | Event::MessageReceived(_)
+            | Event::RejectedMessage(_)
+            | Event::LinkDown(_)
+            | Event::LinkUp(_) => false,
         }
     }
+}
+
+/// The link of a connection with a [`Reconnect`](crate::Reconnect) policy
+/// broke (the peer closed or reset it, it timed out, TLS failed). The
+/// connection goes on: it dials again as its policy says, and its messages
+/// not yet written in full (the one cut off included, from its start) wait
+/// in its unsent queue, under the same bounds, to go out on the next link.
+/// A [`LinkUp`] follows when one connects; if the policy gives up, a
+/// `RemoteDisconnect` ends the connection, handing them back.
+///
+/// Messages written in full to the broken link are not known to have
+/// arrived, nor lost: [`unconfirmed`](Self::unconfirmed) counts them.
+/// Without a session the peer sees a new connection on each link.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct LinkDown {
+    /// The connection.
+    pub connection: Connection,
+    /// Why the link broke.
+    pub reason: DisconnectReason,
+    /// Messages written in full to the link that broke, whose arrival
+    /// nothing confirms.
+    pub unconfirmed: u64,
+}
+
+/// The link of a connection with a [`Reconnect`](crate::Reconnect) policy
+/// is back after a [`LinkDown`]: its waiting messages go out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct LinkUp {
+    /// The connection.
+    pub connection: Connection,
 }
 
 /// A `connect` attempt ended, in success or failure.

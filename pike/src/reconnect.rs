@@ -26,6 +26,15 @@ const FLOOR: Duration = Duration::from_millis(1);
 /// of itself (so that many clients of a restarted server do not come back
 /// at once), and never outside `min..=max`.
 ///
+/// A link that breaks once up (the peer closed or reset it, a timeout, a
+/// TLS record that failed) is dialled again the same way, with a
+/// [`LinkDown`](crate::event::LinkDown) event when it goes and a
+/// [`LinkUp`](crate::event::LinkUp) when it is back: what was not written
+/// in full waits for the next link, and the limit counts from the loss.
+/// Only when the policy gives up does a `RemoteDisconnect` end the
+/// connection. (A protocol error or a converter's failure ends it as
+/// before: another link would not mend them.)
+///
 /// A failure that trying again cannot mend ends it at once: an untrusted
 /// certificate, a name mismatch, an expired certificate, a server that
 /// refuses ours or does not speak TLS

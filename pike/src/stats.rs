@@ -225,7 +225,8 @@ pub struct Stats {
     pub connections_open: u64,
     /// Connections accepted from the listener.
     pub accepted: u64,
-    /// Connections made by `connect` that connected.
+    /// Connections made by `connect` that connected (each link of one that
+    /// reconnects counts).
     pub connected: u64,
     /// Attempts to connect made again after a failure (connections with a
     /// [`Reconnect`](crate::Reconnect) policy).

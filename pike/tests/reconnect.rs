@@ -241,3 +241,114 @@ fn a_connector_wide_policy_applies_unless_a_connect_says_no() {
     assert_eq!(ended, [once, retried]);
     assert!(client.stats().connect_retries >= 1);
 }
+
+/// The client's next `LinkDown`, skipping nothing else.
+fn link_down(client: &Connector<StringConverter>) -> pike::event::LinkDown {
+    match next(client) {
+        Event::LinkDown(d) => d,
+        other => panic!("expected LinkDown, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_link_the_server_drops_comes_back_and_the_connection_goes_on() {
+    let server = listening(StringConverter::new());
+    let client = client(StringConverter::new());
+    let conn = client
+        .connect_timeout(
+            server.local_addr().unwrap(),
+            ConnectOptions::new().reconnect(quick()),
+            WAIT,
+        )
+        .unwrap();
+    client.send(&conn, "first".to_owned()).unwrap();
+    let first = accept(&server, Delivery::Merged);
+    assert!(matches!(next(&server), Event::MessageReceived(m) if m.message == "first"));
+    // The server drops it: the client hears that the link is down, not
+    // that the connection ended.
+    server.disconnect(&first, pike::DisconnectMode::Now);
+    assert!(matches!(next(&server), Event::FinishDisconnect(_)));
+    let down = link_down(&client);
+    assert_eq!(down.connection, conn);
+    assert!(
+        matches!(down.reason, pike::DisconnectReason::PeerClosed),
+        "{:?}",
+        down.reason
+    );
+    client.send(&conn, "second".to_owned()).unwrap();
+    match next(&client) {
+        Event::LinkUp(u) => assert_eq!(u.connection, conn),
+        other => panic!("expected LinkUp, got {other:?}"),
+    }
+    // A new connection for the server (no session), the same for the client.
+    let again = accept(&server, Delivery::Merged);
+    assert_ne!(again, first);
+    assert!(matches!(next(&server), Event::MessageReceived(m) if m.message == "second"));
+    server.send(&again, "reply".to_owned()).unwrap();
+    assert!(matches!(next(&client), Event::MessageReceived(m) if m.connection == conn));
+}
+
+#[test]
+fn a_server_restarted_on_its_port_gets_what_was_sent_while_it_was_down() {
+    let port = free_port();
+    let start = || {
+        Connector::builder(StringConverter::new())
+            .listen(("127.0.0.1", port))
+            .spawn()
+            .expect("the port is free")
+    };
+    let server = start();
+    let client = client(StringConverter::new());
+    let conn = client
+        .connect_timeout(
+            ("127.0.0.1", port),
+            ConnectOptions::new().reconnect(quick()),
+            WAIT,
+        )
+        .unwrap();
+    client.send(&conn, "before".to_owned()).unwrap();
+    assert_eq!(messages(&server, 1), ["before"]);
+    server.shutdown(ShutdownMode::Now);
+    let _ = link_down(&client);
+    for m in ["while", "down"] {
+        client.send(&conn, m.to_owned()).unwrap();
+    }
+    until("the client tried again", || {
+        client.stats().connect_retries >= 2
+    });
+    let server = start();
+    match next(&client) {
+        Event::LinkUp(u) => assert_eq!(u.connection, conn),
+        other => panic!("expected LinkUp, got {other:?}"),
+    }
+    assert_eq!(messages(&server, 2), ["while", "down"]);
+    server.shutdown(ShutdownMode::Now);
+}
+
+#[test]
+fn giving_up_on_a_lost_link_ends_the_connection_with_what_waited() {
+    let server = listening(StringConverter::new());
+    let client = client(StringConverter::new());
+    let policy = quick().give_up_after(Duration::from_millis(100));
+    let conn = client
+        .connect_timeout(
+            server.local_addr().unwrap(),
+            ConnectOptions::new().reconnect(policy),
+            WAIT,
+        )
+        .unwrap();
+    let _ = accept(&server, Delivery::Merged);
+    server.shutdown(ShutdownMode::Now);
+    let _ = link_down(&client);
+    client.send(&conn, "never delivered".to_owned()).unwrap();
+    match next(&client) {
+        Event::RemoteDisconnect(r) => {
+            assert_eq!(r.connection, conn);
+            assert_eq!(r.queued, ["never delivered"]);
+        }
+        other => panic!("expected RemoteDisconnect, got {other:?}"),
+    }
+    // It is gone: a send to it comes back.
+    client.send(&conn, "after".to_owned()).unwrap();
+    assert!(matches!(next(&client), Event::RejectedMessage(r) if r.message == "after"));
+}

@@ -185,6 +185,9 @@ impl<C: Bridge> Engine for Typed<C> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             match outcome {
+                // A reconnecting connection's link going and coming back
+                // is not an event of the original API: it is not told.
+                Ok(pike::Event::LinkDown(_) | pike::Event::LinkUp(_)) => {}
                 Ok(event) => return event_to_py::<C>(py, event, registry).map(Some),
                 Err(RecvTimeoutError::Stopped | RecvTimeoutError::Closed) => return Ok(None),
                 Err(RecvTimeoutError::Timeout) => {}

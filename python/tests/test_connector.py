@@ -535,3 +535,29 @@ def test_connect_waiting_with_reconnect_gives_up_after_its_limit(connectors):
         assert "reconnect" in str(e)
     else:
         raise AssertionError("a bad reconnect argument is refused")
+
+
+def test_a_reconnecting_connection_rides_out_a_server_restart(connectors):
+    import pike
+
+    first = connectors()
+    first.run(block=False)
+    port = first.port()
+    c = connectors(listening=False)
+    c.run(block=False)
+    connection, ok = c.connect_waiting(
+        "127.0.0.1", port, reconnect=pike.Reconnect(min=0.005, max=0.05)
+    )
+    assert ok
+    first.shutdown(now=True)
+    # Sent while the link is down: it waits, and the link's going and
+    # coming back are not events of the original API.
+    c.send(connection, "to the restarted server")
+    second = pike.Connector(pike.Primitives.STRING_CONVERTER, port, host="127.0.0.1")
+    second.run(block=False)
+    try:
+        recv(second).finish_accept()
+        assert recv(second).message() == "to the restarted server"
+        assert c.recv(timeout=0.1) is None
+    finally:
+        second.shutdown(now=True)

@@ -308,7 +308,7 @@ pub(crate) fn event_cost<C: Converter>(converter: &C, event: &Event<C::Message>)
         Event::FinishConnect(f) => messages_size(converter, None, &f.queued),
         Event::FinishDisconnect(f) => messages_size(converter, f.incomplete.as_ref(), &f.queued),
         Event::RemoteDisconnect(r) => messages_size(converter, r.incomplete.as_ref(), &r.queued),
-        Event::RemoteConnect(_) => 0,
+        Event::RemoteConnect(_) | Event::LinkDown(_) | Event::LinkUp(_) => 0,
     };
     std::mem::size_of::<Envelope<C::Message>>() + messages
 }

@@ -103,8 +103,8 @@ use bytes::Bytes;
 use crate::converter::{Converter, checked_send_size};
 use crate::error::{ConnectError, DisconnectReason, PeerFault, ProtocolError, RejectReason};
 use crate::event::{
-    Connection, Event, FinishConnect, FinishDisconnect, MessageReceived, RejectedMessage,
-    RemoteDisconnect,
+    Connection, Event, FinishConnect, FinishDisconnect, LinkDown, LinkUp, MessageReceived,
+    RejectedMessage, RemoteDisconnect,
 };
 use crate::mode::{DisconnectMode, ShutdownMode};
 use crate::reconnect::{Jitter, Reconnect};
@@ -298,6 +298,10 @@ pub enum EndpointEvent<M> {
     MessageReceived(MessageReceived<M>),
     /// See [`Event::RejectedMessage`].
     RejectedMessage(RejectedMessage<M>),
+    /// See [`Event::LinkDown`].
+    LinkDown(LinkDown),
+    /// See [`Event::LinkUp`].
+    LinkUp(LinkUp),
 }
 
 impl<M> EndpointEvent<M> {
@@ -306,7 +310,10 @@ impl<M> EndpointEvent<M> {
         match self {
             EndpointEvent::FinishConnect(e) => !e.success(),
             EndpointEvent::FinishDisconnect(_) | EndpointEvent::RemoteDisconnect(_) => true,
-            EndpointEvent::MessageReceived(_) | EndpointEvent::RejectedMessage(_) => false,
+            EndpointEvent::MessageReceived(_)
+            | EndpointEvent::RejectedMessage(_)
+            | EndpointEvent::LinkDown(_)
+            | EndpointEvent::LinkUp(_) => false,
         }
     }
 }
@@ -319,6 +326,8 @@ impl<M> From<EndpointEvent<M>> for Event<M> {
             EndpointEvent::RemoteDisconnect(e) => Event::RemoteDisconnect(e),
             EndpointEvent::MessageReceived(e) => Event::MessageReceived(e),
             EndpointEvent::RejectedMessage(e) => Event::RejectedMessage(e),
+            EndpointEvent::LinkDown(e) => Event::LinkDown(e),
+            EndpointEvent::LinkUp(e) => Event::LinkUp(e),
         }
     }
 }
@@ -382,8 +391,17 @@ pub struct Endpoint<C: Converter> {
 struct Redial {
     policy: Reconnect,
     jitter: Jitter,
-    /// When it gives up (from the first attempt and the policy's limit).
+    /// When it gives up (the policy's limit, from the first attempt or
+    /// from the link's loss; `None` with `limit_pending`: from the next
+    /// `now` given).
     give_up_at: Option<Instant>,
+    limit_pending: bool,
+    /// A link was up and broke: this is a reconnect, not a first connect
+    /// (its success is a `LinkUp`, its end a `RemoteDisconnect` or, if
+    /// cancelled, a `FinishDisconnect`).
+    relinking: bool,
+    /// Messages written in full when the present link came up.
+    written_at_link: u64,
     /// Failures in a row.
     failures: u32,
     /// The last failure, reported if it gives up.
@@ -950,16 +968,25 @@ impl<C: Converter> Endpoint<C> {
         self.timers.last_input = Some(now);
         self.timers.handshake = false;
         self.timers.deadline = None;
-        if let Some(r) = self.redial.as_deref_mut() {
+        let written = self.outbox.written();
+        let relinked = self.redial.as_deref_mut().is_some_and(|r| {
             r.failures = 0;
             r.last_error = None;
-        }
-        self.events
-            .push_back(EndpointEvent::FinishConnect(FinishConnect {
+            r.written_at_link = written;
+            std::mem::take(&mut r.relinking)
+        });
+        let event = if relinked {
+            EndpointEvent::LinkUp(LinkUp {
+                connection: self.connection,
+            })
+        } else {
+            EndpointEvent::FinishConnect(FinishConnect {
                 connection: self.connection,
                 reason: None,
                 queued: Vec::new(),
-            }));
+            })
+        };
+        self.events.push_back(event);
         self.fill();
     }
 
@@ -985,6 +1012,9 @@ impl<C: Converter> Endpoint<C> {
             policy,
             jitter: Jitter::new(seed),
             give_up_at: policy.limit().and_then(|l| now.checked_add(l)),
+            limit_pending: false,
+            relinking: false,
+            written_at_link: 0,
             failures: 0,
             last_error: None,
             wait: None,
@@ -1014,6 +1044,9 @@ impl<C: Converter> Endpoint<C> {
         let Some(r) = self.redial.as_deref_mut() else {
             return false;
         };
+        if std::mem::take(&mut r.limit_pending) {
+            r.give_up_at = r.policy.limit().and_then(|l| now.checked_add(l));
+        }
         if let Some(wait) = r.wait.take() {
             if r.give_up_at.is_some_and(|limit| now >= limit) {
                 let error = r.last_error.take().unwrap_or(ConnectError::TimedOut);
@@ -1542,6 +1575,9 @@ impl<C: Converter> Endpoint<C> {
             self.counters.protocol_errors += 1;
         }
         match self.state {
+            State::Open if self.redial.is_some() && reconnects_after(&reason) => {
+                self.link_lost(reason);
+            }
             State::Open | State::Accepting => {
                 let (incomplete, queued) = self.outbox.take_all_unsent();
                 self.counters.handed_back.at_close +=
@@ -1613,9 +1649,71 @@ impl<C: Converter> Endpoint<C> {
         self.give_up(error);
     }
 
+    /// The link of a connection that reconnects broke: what is not
+    /// written in full waits again (the message cut off from its start),
+    /// the input side starts afresh, and it dials again after a wait.
+    fn link_lost(&mut self, reason: DisconnectReason) {
+        let (incomplete, queued) = self.outbox.take_all_unsent();
+        for message in incomplete.into_iter().chain(queued) {
+            // It was taken once: its size as it was counted then.
+            let size = checked_send_size(&*self.converter, &message).unwrap_or(0);
+            self.outbox.push(message, size);
+        }
+        let written = self.outbox.written();
+        let Some(r) = self.redial.as_deref_mut() else {
+            return;
+        };
+        let unconfirmed = written.saturating_sub(r.written_at_link);
+        r.relinking = true;
+        r.limit_pending = true;
+        r.give_up_at = None;
+        r.failures = 1;
+        r.wait = Some(r.policy.wait(1, r.jitter.next()));
+        r.at = None;
+        tracing::debug!("{}: link lost ({reason}); dialing again", self.connection);
+        self.state = State::Connecting;
+        self.inbox = Inbox::new(self.config.max_pending_input);
+        self.peer_gone = None;
+        self.read_closed = false;
+        self.timers = Timers::default();
+        self.write_due = None;
+        self.coalesce_until = None;
+        self.streaming = false;
+        self.lot_written = false;
+        self.events.push_back(EndpointEvent::LinkDown(LinkDown {
+            connection: self.connection,
+            reason,
+            unconfirmed,
+        }));
+    }
+
     /// Connecting ends unsuccessfully: every message sent meanwhile comes
-    /// back in the `FinishConnect`.
+    /// back in the `FinishConnect` (after a link was up: in a
+    /// `RemoteDisconnect`, or a `FinishDisconnect` if it was cancelled).
     fn give_up(&mut self, error: ConnectError) {
+        if self.redial.as_ref().is_some_and(|r| r.relinking) {
+            let (incomplete, queued) = self.outbox.take_all_unsent();
+            match error {
+                ConnectError::Cancelled | ConnectError::Stopped => {
+                    self.emit_finish_disconnect(incomplete, queued, None);
+                }
+                error => {
+                    let reason = reason_of(error);
+                    self.counters.handed_back.at_close +=
+                        queued.len() as u64 + u64::from(incomplete.is_some());
+                    self.counters.ending = Some(Ending::of(&reason));
+                    self.events
+                        .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
+                            connection: self.connection,
+                            incomplete,
+                            queued,
+                            reason,
+                        }));
+                }
+            }
+            self.close();
+            return;
+        }
         let (_, queued) = self.outbox.take_all_unsent();
         self.counters.handed_back.at_close += queued.len() as u64;
         self.counters.ending = Some(Ending::ConnectFailed);
@@ -1634,6 +1732,31 @@ impl<C: Converter> Endpoint<C> {
         self.state = State::Closed;
         self.peer_gone = None;
         self.inbox = Inbox::new(0);
+    }
+}
+
+/// Whether a broken link is worth dialing again: not after a protocol
+/// error (the peer speaks something else) nor a converter's failure (our
+/// own bug), nor a TLS failure another attempt cannot mend.
+fn reconnects_after(reason: &DisconnectReason) -> bool {
+    match reason {
+        DisconnectReason::PeerClosed | DisconnectReason::Socket(_) => true,
+        DisconnectReason::Peer(fault) => !matches!(fault, PeerFault::Protocol(_)),
+        DisconnectReason::Converter(_) => false,
+        DisconnectReason::Tls(e) => ConnectError::Tls(e.clone()).is_retryable(),
+    }
+}
+
+/// Why a connection whose link broke ended, when reconnecting it failed
+/// for good: its last attempt's failure.
+fn reason_of(error: ConnectError) -> DisconnectReason {
+    match error {
+        ConnectError::Tls(e) => DisconnectReason::Tls(e),
+        ConnectError::Io(e) | ConnectError::Resolve(e) => DisconnectReason::from_socket_error(e),
+        other => DisconnectReason::from_socket_error(io::Error::new(
+            io::ErrorKind::TimedOut,
+            other.to_string(),
+        )),
     }
 }
 
@@ -1736,7 +1859,9 @@ pub mod fuzzing {
                         r.queued.len() + usize::from(r.incomplete.is_some())
                     }
                     EndpointEvent::RejectedMessage(_) => 1,
-                    EndpointEvent::MessageReceived(_) => 0,
+                    EndpointEvent::MessageReceived(_)
+                    | EndpointEvent::LinkDown(_)
+                    | EndpointEvent::LinkUp(_) => 0,
                 };
             }
         };

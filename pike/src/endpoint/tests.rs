@@ -889,7 +889,9 @@ fn check_nothing_lost<C: Converter<Message = String> + Default>(
                 handed_back.extend(r.queued);
             }
             EndpointEvent::RejectedMessage(r) => handed_back.push(r.message),
-            EndpointEvent::MessageReceived(_) => {}
+            EndpointEvent::MessageReceived(_)
+            | EndpointEvent::LinkDown(_)
+            | EndpointEvent::LinkUp(_) => {}
         }
     }
     prop_assert_eq!(finals, 1, "exactly one final event");
@@ -2384,4 +2386,153 @@ fn without_a_policy_a_failure_is_final_as_before() {
     assert!(!ep.awaiting_redial());
     assert!(!ep.redial_due(t0() + secs(100)));
     assert_eq!(events(&mut ep).len(), 1);
+}
+
+// ----- a link that breaks, reconnecting ---------------------------------------
+
+/// A connection that reconnects, connected at t0 (its `FinishConnect`
+/// taken).
+fn linked(policy: Reconnect) -> Endpoint<StringConverter> {
+    let mut ep = redialing(policy, None);
+    ep.handle_connected(t0());
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::FinishConnect(f)] => assert!(f.success()),
+        other => panic!("{other:?}"),
+    }
+    ep
+}
+
+#[test]
+fn a_broken_link_is_dialled_again_and_what_was_not_written_in_full_goes_out_whole() {
+    let policy = Reconnect::new().min(ms(100)).max(ms(100));
+    let mut ep = linked(policy);
+    ep.send(s("one"));
+    assert_eq!(write_all(&mut ep), b"3 one");
+    ep.send(s("two"));
+    ep.send(s("three"));
+    // The link takes part of "two", then the peer closes.
+    assert_eq!(write_some(&mut ep, 3), b"3 t");
+    ep.handle_read(t0(), b"2 hi");
+    ep.handle_eof();
+    match events(&mut ep).as_slice() {
+        [
+            EndpointEvent::MessageReceived(m),
+            EndpointEvent::LinkDown(d),
+        ] => {
+            assert_eq!(m.message, "hi", "what arrived first is delivered first");
+            assert!(
+                matches!(d.reason, DisconnectReason::PeerClosed),
+                "{:?}",
+                d.reason
+            );
+            assert_eq!(d.unconfirmed, 1, "\"one\" was written in full");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Connecting);
+    assert!(ep.awaiting_redial());
+    assert_eq!(ep.messages_unwritten(), 2, "both wait");
+    assert!(!ep.redial_due(t0() + ms(10)));
+    assert_eq!(ep.poll_timeout(), Some(t0() + ms(110)));
+    assert!(ep.redial_due(t0() + ms(110)));
+    // The new link: a LinkUp, not a second FinishConnect, and "two" from
+    // its start.
+    ep.handle_connected(t0() + ms(120));
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::LinkUp(u)] => assert_eq!(u.connection, ep.connection()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(write_all(&mut ep), b"3 two5 three");
+    // The input side started afresh: a message from the new link arrives
+    // whole.
+    ep.handle_read(t0() + ms(130), b"3 new");
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::MessageReceived(m)] => assert_eq!(m.message, "new"),
+        other => panic!("{other:?}"),
+    }
+    // The next loss counts only what this link took.
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::LinkDown(d)] => {
+            assert!(
+                matches!(d.reason, DisconnectReason::Socket(_)),
+                "{:?}",
+                d.reason
+            );
+            assert_eq!(d.unconfirmed, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn giving_up_on_a_broken_link_ends_it_as_a_remote_disconnect_with_everything_unwritten() {
+    let policy = Reconnect::new()
+        .min(ms(100))
+        .max(ms(100))
+        .give_up_after(ms(250));
+    let mut ep = linked(policy);
+    ep.send(s("kept"));
+    ep.handle_eof();
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [EndpointEvent::LinkDown(_)]
+    ));
+    // The limit counts from the loss (known at the first `now` after it).
+    let lost = t0() + secs(60);
+    let mut now = lost;
+    loop {
+        assert!(!ep.redial_due(now));
+        if ep.state() == State::Closed {
+            break;
+        }
+        now = ep.poll_timeout().expect("another attempt");
+        assert!(now <= lost + ms(250));
+        assert!(ep.redial_due(now));
+        ep.handle_connect_failed(refused());
+    }
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::RemoteDisconnect(r)] => {
+            assert!(
+                matches!(r.reason, DisconnectReason::Socket(_)),
+                "{:?}",
+                r.reason
+            );
+            assert_eq!(r.queued, strings(&["kept"]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_disconnect_while_the_link_is_down_hands_the_waiting_messages_back() {
+    let mut ep = linked(Reconnect::new());
+    ep.send(s("waiting"));
+    ep.handle_error(io::ErrorKind::ConnectionReset.into());
+    let _ = events(&mut ep);
+    ep.disconnect(DisconnectMode::FinishQueue);
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::FinishDisconnect(f)] => {
+            assert!(f.reason.is_none());
+            assert_eq!(f.queued, strings(&["waiting"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Closed);
+}
+
+#[test]
+fn a_protocol_error_ends_a_reconnecting_connection_as_before() {
+    let mut ep = linked(Reconnect::new());
+    ep.handle_read(t0(), b"x");
+    match events(&mut ep).as_slice() {
+        [EndpointEvent::RemoteDisconnect(r)] => {
+            assert!(matches!(
+                r.reason,
+                DisconnectReason::Peer(PeerFault::Protocol(_))
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.state(), State::Closed);
 }

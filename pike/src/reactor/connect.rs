@@ -214,7 +214,15 @@ impl<C: Converter> Reactor<C> {
                     t.configure(&self.config.socket);
                 }
                 conn.endpoint.handle_connected(self.clock.now());
-                conn.dialing = None;
+                // A connection that reconnects keeps where it dials (and
+                // its TLS) for its next link.
+                match conn.dialing.as_deref_mut() {
+                    Some(d) if d.target.is_some() => {
+                        d.addrs.clear();
+                        d.last_error = None;
+                    }
+                    _ => conn.dialing = None,
+                }
                 conn.span().in_scope(|| tracing::debug!("connected"));
                 drop(conn);
                 // After the slot's lock: the totals' lock comes first.

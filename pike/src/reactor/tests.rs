@@ -748,3 +748,54 @@ fn a_black_holed_attempt_times_out_and_is_tried_again_within_the_limit() {
     }
     assert_eq!(h.next_deadline(), None, "nothing left to wait for");
 }
+
+#[test]
+fn a_broken_link_is_dialled_again_and_what_waits_goes_out_on_the_next() {
+    let net = Net::new(1 << 16, 1 << 16);
+    let clock = Clock::manual();
+    let listener = net.listen(at(7));
+    let mut h = Harness::new(StringConverter::default(), &net, &clock, None, |_| {});
+    let ms = Duration::from_millis;
+    let policy = crate::reconnect::Reconnect::new().min(ms(100)).max(ms(100));
+    let id = h.connect_retrying(at(7), policy);
+    match h.event() {
+        Event::FinishConnect(fc) => assert!(fc.success(), "{fc:?}"),
+        e => panic!("expected FinishConnect, got {e:?}"),
+    }
+    let first = listener.accept().expect("connected");
+    h.handle.send(id, "one".into()).unwrap();
+    h.settle();
+    assert_eq!(first.read_all(), wire(&["one"]));
+    // The link breaks: the connection goes on, and says so.
+    first.reset();
+    match h.event() {
+        Event::LinkDown(d) => {
+            assert_eq!(d.connection, id);
+            assert_eq!(d.unconfirmed, 1, "\"one\" was written to it");
+        }
+        e => panic!("expected LinkDown, got {e:?}"),
+    }
+    // Sent while it is down: it waits for the next link.
+    h.handle.send(id, "two".into()).unwrap();
+    assert!(h.events().is_empty());
+    assert_eq!(h.next_deadline(), Some(ms(100)));
+    h.advance(ms(100));
+    match h.event() {
+        Event::LinkUp(u) => assert_eq!(u.connection, id),
+        e => panic!("expected LinkUp, got {e:?}"),
+    }
+    h.settle();
+    let second = listener.accept().expect("dialled again");
+    assert_eq!(second.read_all(), wire(&["two"]));
+    second.write_all(&wire(&["back"]));
+    match h.event() {
+        Event::MessageReceived(m) => {
+            assert_eq!((m.connection, m.message.as_str()), (id, "back"));
+        }
+        e => panic!("expected MessageReceived, got {e:?}"),
+    }
+    assert_eq!(h.handle.stats().connect_retries, 1);
+    // Its disconnect is a disconnect like any other.
+    h.handle.disconnect(id, DisconnectMode::FinishQueue);
+    assert!(matches!(h.event(), Event::FinishDisconnect(_)));
+}
