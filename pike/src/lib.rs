@@ -63,7 +63,8 @@
 //! and hands back any message it was given; why a connection ended is a
 //! [`DisconnectReason`], sorted by whose fault it was (see [`error`]).
 //!
-//! How a connection is opened (its delivery, TLS) is its [`ConnectOptions`];
+//! How a connection is opened (its delivery, TLS, whether it tries again:
+//! [`Reconnect`]) is its [`ConnectOptions`];
 //! the connector's bounds and timeouts are set on its [`ConnectorBuilder`].
 //!
 //! *The endpoint decides, the reactor does, the connector asks.* The

@@ -4,8 +4,10 @@ use crate::mode::Delivery;
 use crate::reconnect::Reconnect;
 use crate::transport;
 
-/// How to open a connection: where its events go, and over what (the
-/// connector's TLS setting, TLS with settings of its own, or plaintext).
+/// How to open a connection: where its events go, over what (the
+/// connector's TLS setting, TLS with settings of its own, or plaintext),
+/// and whether it tries again when connecting fails or its link breaks
+/// ([`reconnect`](Self::reconnect)).
 /// The second argument of every connect
 /// ([`connect`](crate::Connector::connect),
 /// [`connect_timeout`](crate::Connector::connect_timeout),
