@@ -12,7 +12,12 @@
 //! * The outcome is the endpoint's to report: it emits `FinishConnect`
 //!   (success, the last address's error, its own connect timeout, or a
 //!   cancel), and [`outlet`](super::outlet) hands that to a
-//!   `connect_waiting` caller instead, with its real error.
+//!   `connect_timeout` caller instead, with its real error.
+//! * Whether to try again is the endpoint's to decide too (a reconnect
+//!   policy: `Endpoint::redial_due`); the loop only drops the dead
+//!   transport and dials the kept target again, the name resolved anew.
+//!   A connection that reconnects keeps its `Dialing` (target, TLS) for
+//!   its whole life; any other lets it go once connected.
 
 use std::hash::{BuildHasher, RandomState};
 use std::io;

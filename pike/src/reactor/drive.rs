@@ -68,8 +68,9 @@ impl<C: Converter> Reactor<C> {
             };
         }
         if guard.endpoint.awaiting_redial() {
-            // An attempt failed and another follows: the dead transport
-            // goes, and the new attempt starts when its wait is over.
+            // An attempt failed, or the link broke, and another attempt
+            // follows: the dead transport goes, and the new attempt starts
+            // when its wait is over.
             drop(guard);
             self.drop_failed_transport(id);
             guard = match self.directory.lock(id) {
@@ -203,9 +204,9 @@ impl<C: Converter> Reactor<C> {
         let budget_freed = guard.settle(&self.out.budget);
         let look_again = guard.budget_paused && guard.counted == 0;
         let input_before = std::mem::replace(&mut guard.input_bytes, input_bytes);
-        // An attempt that failed in the loop (the peer closed or reset it
-        // during its TLS handshake) waits to dial again: its transport goes
-        // now, and the next drive starts the wait.
+        // A link that broke in the loop (the peer closed or reset it, a
+        // TLS handshake or record failed) waits to be dialled again: its
+        // transport goes now, and the next drive starts the wait.
         let redial = guard.endpoint.awaiting_redial() && guard.transport.is_some();
         drop(guard);
         if redial {
