@@ -9,6 +9,8 @@ pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// No wait is shorter: a connection that cannot connect never spins.
 const FLOOR: Duration = Duration::from_millis(1);
+/// No wait is longer (so that a deadline can always be reckoned).
+const CEILING: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How an outgoing connection tries again when an attempt to connect
 /// fails, set per connection
@@ -92,7 +94,7 @@ impl Reconnect {
         self
     }
 
-    /// The longest wait.
+    /// The longest wait (at most a year).
     pub fn max(mut self, wait: Duration) -> Self {
         self.max = wait;
         self
@@ -108,7 +110,7 @@ impl Reconnect {
     /// The shortest and longest wait: at least [`FLOOR`] each, so that a
     /// connection never spins.
     pub(crate) fn bounds(&self) -> (Duration, Duration) {
-        let max = self.max.max(FLOOR);
+        let max = self.max.clamp(FLOOR, CEILING);
         (self.min.max(FLOOR).min(max), max)
     }
 
@@ -211,5 +213,9 @@ mod tests {
         let r = Reconnect::new().min(Duration::ZERO);
         assert_eq!(r.wait(1, 0), MS);
         assert_eq!(r.wait(4, 0), 8 * MS);
+        // Nor longer than a year, so that a deadline can be reckoned.
+        let r = Reconnect::new().min(Duration::MAX).max(Duration::MAX);
+        assert_eq!(r.wait(1, u64::MAX), CEILING);
+        assert_eq!(r.wait(40, u64::MAX), CEILING);
     }
 }

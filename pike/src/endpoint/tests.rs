@@ -2510,6 +2510,15 @@ fn each_attempt_has_the_whole_connect_timeout_and_a_timeout_is_tried_again() {
 }
 
 #[test]
+fn the_longest_wait_still_has_a_deadline() {
+    let forever = Reconnect::new().min(Duration::MAX).max(Duration::MAX);
+    let mut ep = redialing(forever, None);
+    let at = fail_and_wait(&mut ep, t0());
+    assert_eq!(at - t0(), secs(365 * 24 * 3600));
+    assert!(!ep.redial_due(t0() + secs(3600)));
+}
+
+#[test]
 fn without_a_policy_a_failure_is_final_as_before() {
     let mut ep = endpoint::<StringConverter>(1024, false);
     ep.handle_connect_failed(refused());
