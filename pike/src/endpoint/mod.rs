@@ -1580,16 +1580,7 @@ impl<C: Converter> Endpoint<C> {
             }
             State::Open | State::Accepting => {
                 let (incomplete, queued) = self.outbox.take_all_unsent();
-                self.counters.handed_back.at_close +=
-                    queued.len() as u64 + u64::from(incomplete.is_some());
-                self.counters.ending = Some(Ending::of(&reason));
-                self.events
-                    .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
-                        connection: self.connection,
-                        incomplete,
-                        queued,
-                        reason,
-                    }));
+                self.emit_remote_disconnect(incomplete, queued, reason);
                 self.close();
             }
             State::Disconnecting(_) => self.finish_disconnect(Some(reason)),
@@ -1604,6 +1595,23 @@ impl<C: Converter> Endpoint<C> {
         queued.extend(rest);
         self.emit_finish_disconnect(incomplete, queued, error);
         self.close();
+    }
+
+    fn emit_remote_disconnect(
+        &mut self,
+        incomplete: Option<C::Message>,
+        queued: Vec<C::Message>,
+        reason: DisconnectReason,
+    ) {
+        self.counters.handed_back.at_close += queued.len() as u64 + u64::from(incomplete.is_some());
+        self.counters.ending = Some(Ending::of(&reason));
+        self.events
+            .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
+                connection: self.connection,
+                incomplete,
+                queued,
+                reason,
+            }));
     }
 
     fn emit_finish_disconnect(
@@ -1697,19 +1705,7 @@ impl<C: Converter> Endpoint<C> {
                 ConnectError::Cancelled | ConnectError::Stopped => {
                     self.emit_finish_disconnect(incomplete, queued, None);
                 }
-                error => {
-                    let reason = reason_of(error);
-                    self.counters.handed_back.at_close +=
-                        queued.len() as u64 + u64::from(incomplete.is_some());
-                    self.counters.ending = Some(Ending::of(&reason));
-                    self.events
-                        .push_back(EndpointEvent::RemoteDisconnect(RemoteDisconnect {
-                            connection: self.connection,
-                            incomplete,
-                            queued,
-                            reason,
-                        }));
-                }
+                error => self.emit_remote_disconnect(incomplete, queued, reason_of(error)),
             }
             self.close();
             return;

@@ -813,6 +813,32 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What `evs` handed back (whole, and cut off), and how many were final.
+fn tally(evs: Vec<EndpointEvent<String>>) -> (Vec<String>, Vec<String>, usize) {
+    let mut handed_back = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut finals = 0;
+    for e in evs {
+        finals += usize::from(e.is_final());
+        match e {
+            EndpointEvent::FinishConnect(f) => handed_back.extend(f.queued),
+            EndpointEvent::FinishDisconnect(f) => {
+                incomplete.extend(f.incomplete);
+                handed_back.extend(f.queued);
+            }
+            EndpointEvent::RemoteDisconnect(r) => {
+                incomplete.extend(r.incomplete);
+                handed_back.extend(r.queued);
+            }
+            EndpointEvent::RejectedMessage(r) => handed_back.push(r.message),
+            EndpointEvent::MessageReceived(_)
+            | EndpointEvent::LinkDown(_)
+            | EndpointEvent::LinkUp(_) => {}
+        }
+    }
+    (handed_back, incomplete, finals)
+}
+
 /// Runs `ops`, then ends the connection, and checks that every message sent
 /// was either written in full or handed back exactly once.
 fn check_nothing_lost<C: Converter<Message = String> + Default>(
@@ -873,27 +899,7 @@ fn check_nothing_lost<C: Converter<Message = String> + Default>(
     };
     prop_assert_eq!(ep.messages_written() as usize, written.len());
 
-    let mut handed_back = Vec::new();
-    let mut incomplete = Vec::new();
-    let mut finals = 0;
-    for e in evs {
-        finals += usize::from(e.is_final());
-        match e {
-            EndpointEvent::FinishConnect(f) => handed_back.extend(f.queued),
-            EndpointEvent::FinishDisconnect(f) => {
-                incomplete.extend(f.incomplete);
-                handed_back.extend(f.queued);
-            }
-            EndpointEvent::RemoteDisconnect(r) => {
-                incomplete.extend(r.incomplete);
-                handed_back.extend(r.queued);
-            }
-            EndpointEvent::RejectedMessage(r) => handed_back.push(r.message),
-            EndpointEvent::MessageReceived(_)
-            | EndpointEvent::LinkDown(_)
-            | EndpointEvent::LinkUp(_) => {}
-        }
-    }
+    let (handed_back, incomplete, finals) = tally(evs);
     prop_assert_eq!(finals, 1, "exactly one final event");
     prop_assert_eq!(incomplete.len(), usize::from(partial_on_wire));
     if let Some(m) = incomplete.first() {
@@ -1003,27 +1009,7 @@ fn check_nothing_lost_across_links(ops: &[Op], buffer: usize) -> Result<(), Test
         partial_at_end = partial;
     }
     prop_assert_eq!(ep.messages_written() as usize, written.len());
-    let mut handed_back = Vec::new();
-    let mut incomplete = Vec::new();
-    let mut finals = 0;
-    for e in evs {
-        finals += usize::from(e.is_final());
-        match e {
-            EndpointEvent::FinishConnect(f) => handed_back.extend(f.queued),
-            EndpointEvent::FinishDisconnect(f) => {
-                incomplete.extend(f.incomplete);
-                handed_back.extend(f.queued);
-            }
-            EndpointEvent::RemoteDisconnect(r) => {
-                incomplete.extend(r.incomplete);
-                handed_back.extend(r.queued);
-            }
-            EndpointEvent::RejectedMessage(r) => handed_back.push(r.message),
-            EndpointEvent::MessageReceived(_)
-            | EndpointEvent::LinkDown(_)
-            | EndpointEvent::LinkUp(_) => {}
-        }
-    }
+    let (handed_back, incomplete, finals) = tally(evs);
     prop_assert_eq!(finals, 1, "exactly one final event");
     // A message cut off on the last link comes back as incomplete; one cut
     // off on an earlier link went out again, or came back, whole.

@@ -148,6 +148,17 @@ impl<C: Converter> Conn<C> {
         }
     }
 
+    /// Lets go of its transport, if any (a failed attempt, or a link to
+    /// dial again), and of what was known of its readiness.
+    pub(crate) fn drop_transport(&mut self, registry: &mio::Registry) {
+        if let Some(mut old) = self.transport.take() {
+            let _ = old.deregister(registry);
+        }
+        self.readable = false;
+        self.writable = false;
+        self.read_closed = false;
+    }
+
     /// What it still has to try while connecting (made on first use).
     pub(crate) fn dialing(&mut self) -> &mut Dialing {
         self.dialing.get_or_insert_with(Box::default)

@@ -172,12 +172,7 @@ impl<C: Converter> Reactor<C> {
         if conn.endpoint.state() != State::Connecting {
             return;
         }
-        if let Some(mut old) = conn.transport.take() {
-            let _ = old.deregister(self.poller.registry());
-        }
-        conn.readable = false;
-        conn.writable = false;
-        conn.read_closed = false;
+        conn.drop_transport(self.poller.registry());
         let token = Token(index_of(id));
         let dialing = conn.dialing.get_or_insert_with(Box::default);
         while let Some(peer) = dialing.addrs.pop_front() {
@@ -264,14 +259,8 @@ impl<C: Converter> Reactor<C> {
         let Some(mut conn) = self.served(id) else {
             return;
         };
-        if !conn.endpoint.awaiting_redial() {
-            return;
+        if conn.endpoint.awaiting_redial() {
+            conn.drop_transport(self.poller.registry());
         }
-        if let Some(mut old) = conn.transport.take() {
-            let _ = old.deregister(self.poller.registry());
-        }
-        conn.readable = false;
-        conn.writable = false;
-        conn.read_closed = false;
     }
 }
